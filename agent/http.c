@@ -1,0 +1,694 @@
+/* http.c — see http.h. Three parts: the request-head parser (pure, unit-tested), the
+ * response writer (Content-Length and chunked), and the connection loop with its
+ * accept loop.
+ *
+ * Limits: the head is at most HTTP_MAX_HEAD bytes with HTTP_MAX_HEADERS headers, a body
+ * at most HTTP_MAX_BODY, connections at most server->max_connections; a connection idle
+ * for CONN_IO_TIMEOUT_S while the server waits for the client is closed.
+ */
+#include "http.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "utf8.h"
+
+#define CONN_IO_TIMEOUT_S 300
+#define CONN_STACK_SIZE (512 * 1024)
+#define READ_CHUNK (16 * 1024)
+#define DISCARD_MAX (64 * 1024 * 1024)
+
+/* ---- request parsing ---- */
+
+static bool is_tchar(unsigned char ch) {
+        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+               (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static bool is_token(const char *s) {
+        if (!*s)
+                return false;
+        for (; *s; s++)
+                if (!is_tchar((unsigned char) *s))
+                        return false;
+        return true;
+}
+
+/* Field values: visible ASCII, space, tab, and obs-text (bytes >= 0x80). */
+static bool is_field_value(const char *s) {
+        for (; *s; s++) {
+                unsigned char ch = (unsigned char) *s;
+                if (ch != '\t' && (ch < 0x20 || ch == 0x7f))
+                        return false;
+        }
+        return true;
+}
+
+/* Cuts the line starting at *p (ended by CRLF) off in place and advances *p past it. */
+static char *next_line(char **p) {
+        char *line = *p, *crlf = strstr(line, "\r\n");
+
+        if (!crlf)
+                return NULL;
+        crlf[0] = 0;
+        *p = crlf + 2;
+        return line;
+}
+
+static int parse_request_line(struct http_request *req, char *line) {
+        char *method, *target, *version, *q;
+
+        method = strsep(&line, " ");
+        target = strsep(&line, " ");
+        version = line;
+        if (!target || !version || !is_token(method))
+                return -EBADMSG;
+        if (target[0] != '/')
+                return -EBADMSG; /* origin-form only */
+        for (const char *t = target; *t; t++)
+                if ((unsigned char) *t <= 0x20 || (unsigned char) *t >= 0x7f)
+                        return -EBADMSG;
+        if (strncmp(version, "HTTP/", 5) != 0)
+                return -EBADMSG;
+        if (version[5] != '1' || version[6] != '.' || version[7] < '0' || version[7] > '9' || version[8])
+                return -EPROTONOSUPPORT;
+
+        q = strchr(target, '?');
+        if (q)
+                *q++ = 0;
+        req->method = method;
+        req->path = target;
+        req->query = q;
+        req->minor_version = version[7] - '0';
+        return 0;
+}
+
+static int parse_header_line(struct http_request *req, char *line) {
+        char *colon = strchr(line, ':'), *value, *end;
+
+        if (!colon)
+                return -EBADMSG;
+        *colon = 0;
+        if (!is_token(line)) /* also rejects "Name :" and obs-fold continuation lines */
+                return -EBADMSG;
+        value = colon + 1;
+        value += strspn(value, " \t");
+        end = value + strlen(value);
+        while (end > value && (end[-1] == ' ' || end[-1] == '\t'))
+                *--end = 0;
+        if (!is_field_value(value))
+                return -EBADMSG;
+        if (req->n_headers >= HTTP_MAX_HEADERS)
+                return -E2BIG;
+        req->headers[req->n_headers++] = (struct http_header){.name = line, .value = value};
+        return 0;
+}
+
+static int parse_content_length(const char *s, uint64_t *ret) {
+        uint64_t v = 0;
+
+        if (!*s)
+                return -EBADMSG;
+        for (; *s; s++) {
+                if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+                        return -EBADMSG;
+                v = v * 10 + (uint64_t) (*s - '0');
+        }
+        *ret = v;
+        return 0;
+}
+
+/* Whether the comma-separated list s contains token (case-insensitive). */
+static bool list_has_token(const char *s, const char *token) {
+        size_t n = strlen(token);
+
+        while (*s) {
+                s += strspn(s, " \t,");
+                size_t len = strcspn(s, ",");
+                size_t trimmed = len;
+                while (trimmed > 0 && (s[trimmed - 1] == ' ' || s[trimmed - 1] == '\t'))
+                        trimmed--;
+                if (trimmed == n && strncasecmp(s, token, n) == 0)
+                        return true;
+                s += len;
+        }
+        return false;
+}
+
+/* Applies the headers that shape how the request is read and answered. */
+static int apply_headers(struct http_request *req) {
+        bool have_length = false, close = false, keep_alive = false;
+        uint64_t length;
+        int r;
+
+        for (size_t i = 0; i < req->n_headers; i++) {
+                const char *name = req->headers[i].name, *value = req->headers[i].value;
+
+                if (strcasecmp(name, "Content-Length") == 0) {
+                        r = parse_content_length(value, &length);
+                        if (r < 0 || (have_length && length != req->content_length))
+                                return -EBADMSG;
+                        req->content_length = length;
+                        have_length = true;
+                } else if (strcasecmp(name, "Transfer-Encoding") == 0)
+                        return -EOPNOTSUPP;
+                else if (strcasecmp(name, "Connection") == 0) {
+                        close = close || list_has_token(value, "close");
+                        keep_alive = keep_alive || list_has_token(value, "keep-alive");
+                } else if (strcasecmp(name, "Expect") == 0 && strcasecmp(value, "100-continue") == 0)
+                        req->expect_continue = true;
+        }
+        req->keep_alive = req->minor_version >= 1 ? !close : keep_alive && !close;
+        return 0;
+}
+
+int http_request_parse_head(struct http_request *req, const char *data, size_t len, size_t *ret_head_len) {
+        struct http_request r = {};
+        const char *end;
+        size_t head_len;
+        char *p, *line;
+        int k;
+
+        end = memmem(data, MIN(len, (size_t) HTTP_MAX_HEAD), "\r\n\r\n", 4);
+        if (!end)
+                return len >= HTTP_MAX_HEAD ? -E2BIG : 0;
+        head_len = (size_t) (end - data) + 4;
+        if (memchr(data, 0, head_len))
+                return -EBADMSG;
+
+        r.head = malloc(head_len + 1);
+        if (!r.head)
+                return -ENOMEM;
+        memcpy(r.head, data, head_len);
+        r.head[head_len] = 0;
+
+        p = r.head;
+        line = next_line(&p);
+        k = parse_request_line(&r, line);
+        while (k >= 0 && (line = next_line(&p)) && *line)
+                k = parse_header_line(&r, line);
+        if (k >= 0)
+                k = apply_headers(&r);
+        if (k < 0) {
+                free(r.head);
+                return k;
+        }
+        *req = r;
+        *ret_head_len = head_len;
+        return 1;
+}
+
+void http_request_done(struct http_request *req) {
+        free(req->head);
+        buf_free(&req->body);
+        *req = (struct http_request){};
+}
+
+const char *http_request_header(const struct http_request *req, const char *name) {
+        for (size_t i = 0; i < req->n_headers; i++)
+                if (strcasecmp(req->headers[i].name, name) == 0)
+                        return req->headers[i].value;
+        return NULL;
+}
+
+const char *http_status_text(int status) {
+        static const struct {
+                int status;
+                const char *text;
+        } table[] = {
+                {100, "Continue"},
+                {200, "OK"},
+                {201, "Created"},
+                {204, "No Content"},
+                {400, "Bad Request"},
+                {404, "Not Found"},
+                {405, "Method Not Allowed"},
+                {408, "Request Timeout"},
+                {409, "Conflict"},
+                {413, "Content Too Large"},
+                {431, "Request Header Fields Too Large"},
+                {500, "Internal Server Error"},
+                {501, "Not Implemented"},
+                {503, "Service Unavailable"},
+                {505, "HTTP Version Not Supported"},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (table[i].status == status)
+                        return table[i].text;
+        return "Unknown";
+}
+
+int http_status_from_errno(int err) {
+        switch (err) {
+        case -EBADMSG:
+                return 400;
+        case -E2BIG:
+                return 431;
+        case -EFBIG:
+                return 413;
+        case -EOPNOTSUPP:
+                return 501;
+        case -EPROTONOSUPPORT:
+                return 505;
+        default:
+                return 500;
+        }
+}
+
+/* ---- response writing ---- */
+
+struct http_conn {
+        struct http_server *server;
+        int fd;
+        struct buf in;   /* bytes read but not yet consumed */
+        int minor_version;
+        bool close;      /* close once the current response is out */
+        bool responded;  /* the current request has its response (or its head, if chunked) */
+        bool chunked;    /* a chunked response is open */
+        bool raw_stream; /* HTTP/1.0 client: stream unframed, then close */
+        bool broken;     /* a write failed; nothing more can be sent */
+};
+
+int http_conn_fd(const struct http_conn *c) {
+        return c->fd;
+}
+
+static int send_iov(struct http_conn *c, struct iovec *iov, int n) {
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t) n};
+        ssize_t k;
+
+        if (c->broken)
+                return -EPIPE;
+        while (msg.msg_iovlen > 0) {
+                k = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        c->broken = true;
+                        return -errno;
+                }
+                while (msg.msg_iovlen > 0 && (size_t) k >= msg.msg_iov->iov_len) {
+                        k -= (ssize_t) msg.msg_iov->iov_len;
+                        msg.msg_iov++;
+                        msg.msg_iovlen--;
+                }
+                if (msg.msg_iovlen > 0) {
+                        msg.msg_iov->iov_base = (char *) msg.msg_iov->iov_base + k;
+                        msg.msg_iov->iov_len -= (size_t) k;
+                }
+        }
+        return 0;
+}
+
+/* Builds the status line and headers; content_length < 0 means chunked (or unframed). */
+static int format_head(struct http_conn *c, struct buf *head, int status, const char *content_type,
+                       int64_t content_length) {
+        int r;
+
+        r = buf_printf(head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n", status, http_status_text(status),
+                       content_type);
+        if (r >= 0 && content_length >= 0)
+                r = buf_printf(head, "Content-Length: %lld\r\n", (long long) content_length);
+        else if (r >= 0 && !c->raw_stream)
+                r = buf_append_str(head, "Transfer-Encoding: chunked\r\n");
+        if (r >= 0 && c->close)
+                r = buf_append_str(head, "Connection: close\r\n");
+        else if (r >= 0 && c->minor_version == 0)
+                r = buf_append_str(head, "Connection: keep-alive\r\n");
+        if (r >= 0)
+                r = buf_append_str(head, "\r\n");
+        return r;
+}
+
+int http_respond(struct http_conn *c, int status, const char *content_type, const void *body, size_t len) {
+        _cleanup_buf_ struct buf head = {.cap = 1024};
+        struct iovec iov[2];
+        int r;
+
+        if (c->responded)
+                return -EALREADY;
+        c->responded = true;
+        r = format_head(c, &head, status, content_type, (int64_t) len);
+        if (r < 0)
+                return r;
+        iov[0] = (struct iovec){.iov_base = head.data, .iov_len = head.len};
+        iov[1] = (struct iovec){.iov_base = (void *) body, .iov_len = len};
+        return send_iov(c, iov, len > 0 ? 2 : 1);
+}
+
+int http_respond_json(struct http_conn *c, int status, const json_t *body) {
+        _cleanup_free_ char *text = NULL;
+
+        text = json_dumps(body, JSON_COMPACT);
+        if (!text)
+                return -ENOMEM;
+        return http_respond(c, status, "application/json", text, strlen(text));
+}
+
+int http_respond_error(struct http_conn *c, int status, const char *code, const char *fmt, ...) {
+        _cleanup_free_ char *text = NULL;
+        char message[1024];
+        size_t len;
+        json_t *body;
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        vsnprintf(message, sizeof(message), fmt, ap);
+        va_end(ap);
+
+        /* The message can quote user input, cut anywhere; jansson wants valid UTF-8. */
+        if (utf8_sanitize(message, strlen(message), &text, &len) < 0)
+                return -ENOMEM;
+        body = json_pack("{s:{s:s,s:s%}}", "error", "code", code, "message", text, len);
+        if (!body)
+                return -ENOMEM;
+        r = http_respond_json(c, status, body);
+        json_decref(body);
+        return r;
+}
+
+int http_chunked_begin(struct http_conn *c, int status, const char *content_type) {
+        _cleanup_buf_ struct buf head = {.cap = 1024};
+        struct iovec iov;
+        int r;
+
+        if (c->responded)
+                return -EALREADY;
+        c->responded = true;
+        c->chunked = true;
+        if (c->minor_version == 0) {
+                c->raw_stream = true;
+                c->close = true;
+        }
+        r = format_head(c, &head, status, content_type, -1);
+        if (r < 0)
+                return r;
+        iov = (struct iovec){.iov_base = head.data, .iov_len = head.len};
+        return send_iov(c, &iov, 1);
+}
+
+int http_chunked_write(struct http_conn *c, const void *data, size_t len) {
+        char size_line[32];
+        struct iovec iov[3];
+        int n;
+
+        if (!c->chunked)
+                return -EINVAL;
+        if (len == 0)
+                return 0;
+        if (c->raw_stream) {
+                iov[0] = (struct iovec){.iov_base = (void *) data, .iov_len = len};
+                return send_iov(c, iov, 1);
+        }
+        n = snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
+        iov[0] = (struct iovec){.iov_base = size_line, .iov_len = (size_t) n};
+        iov[1] = (struct iovec){.iov_base = (void *) data, .iov_len = len};
+        iov[2] = (struct iovec){.iov_base = (void *) "\r\n", .iov_len = 2};
+        return send_iov(c, iov, 3);
+}
+
+int http_chunked_end(struct http_conn *c) {
+        struct iovec iov = {.iov_base = (void *) "0\r\n\r\n", .iov_len = 5};
+
+        if (!c->chunked)
+                return -EINVAL;
+        c->chunked = false;
+        if (c->raw_stream)
+                return 0;
+        return send_iov(c, &iov, 1);
+}
+
+/* ---- connections ---- */
+
+/* Reads at most max bytes into dst; returns the count, 0 at EOF, -ETIMEDOUT when idle. */
+static ssize_t conn_read(struct http_conn *c, void *dst, size_t max) {
+        ssize_t n;
+
+        do
+                n = read(c->fd, dst, max);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+        return n;
+}
+
+static int read_head(struct http_conn *c, struct http_request *req) {
+        char chunk[READ_CHUNK];
+        size_t head_len;
+        ssize_t n;
+        int r;
+
+        for (;;) {
+                if (c->in.len > 0) {
+                        r = http_request_parse_head(req, c->in.data, c->in.len, &head_len);
+                        if (r < 0)
+                                return r;
+                        if (r > 0)
+                                break;
+                }
+                n = conn_read(c, chunk, MIN(sizeof(chunk), HTTP_MAX_HEAD - c->in.len));
+                if (n <= 0)
+                        return n == 0 ? -ECONNRESET : (int) n;
+                r = buf_append(&c->in, chunk, (size_t) n);
+                if (r < 0)
+                        return r;
+        }
+        buf_consume(&c->in, head_len);
+        return 0;
+}
+
+static int read_body(struct http_conn *c, struct http_request *req) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        char chunk[READ_CHUNK];
+        size_t have;
+        ssize_t n;
+        int r;
+
+        buf_init(&req->body, HTTP_MAX_BODY);
+        if (req->content_length > HTTP_MAX_BODY)
+                return -EFBIG;
+        if (req->content_length == 0)
+                return 0;
+        if (req->expect_continue && c->in.len == 0) {
+                struct iovec iov = {.iov_base = (void *) cont, .iov_len = sizeof(cont) - 1};
+                r = send_iov(c, &iov, 1);
+                if (r < 0)
+                        return r;
+        }
+
+        have = MIN(c->in.len, (size_t) req->content_length);
+        r = buf_append(&req->body, c->in.data, have);
+        if (r < 0)
+                return r;
+        buf_consume(&c->in, have);
+        while (req->body.len < req->content_length) {
+                n = conn_read(c, chunk, MIN(sizeof(chunk), (size_t) req->content_length - req->body.len));
+                if (n <= 0)
+                        return n == 0 ? -ECONNRESET : (int) n;
+                r = buf_append(&req->body, chunk, (size_t) n);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* After refusing a request, reads and drops up to n more bytes of it (giving up after a
+ * second of silence or at EOF): a client still sending then sees the response instead of
+ * a reset connection. */
+static void conn_discard(struct http_conn *c, uint64_t n) {
+        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+        char chunk[READ_CHUNK];
+        ssize_t k;
+
+        n = MIN(n, (uint64_t) DISCARD_MAX);
+        while (n > 0 && poll(&pfd, 1, 1000) > 0) {
+                k = conn_read(c, chunk, (size_t) MIN(n, sizeof(chunk)));
+                if (k <= 0)
+                        break;
+                n -= (uint64_t) k;
+        }
+}
+
+static void respond_read_error(struct http_conn *c, const struct http_request *req, int r) {
+        int status = http_status_from_errno(r);
+
+        switch (status) {
+        case 400:
+                (void) http_respond_error(c, status, "bad_request", "malformed HTTP request");
+                break;
+        case 413:
+                (void) http_respond_error(c, status, "payload_too_large",
+                                          "the request body (%llu bytes) is over the limit of %d bytes",
+                                          (unsigned long long) req->content_length, HTTP_MAX_BODY);
+                break;
+        case 431:
+                (void) http_respond_error(c, status, "bad_request",
+                                          "the request head is over %d bytes or %d header fields", HTTP_MAX_HEAD,
+                                          HTTP_MAX_HEADERS);
+                break;
+        case 501:
+                (void) http_respond_error(c, status, "not_implemented",
+                                          "Transfer-Encoding is not supported: send a Content-Length");
+                break;
+        case 505:
+                (void) http_respond_error(c, status, "bad_request", "only HTTP/1.x is supported");
+                break;
+        default:
+                (void) http_respond_error(c, status, "internal", "cannot read the request: %s", strerror(-r));
+        }
+}
+
+/* Serves one request; returns false when the connection must be closed afterwards. */
+static bool conn_serve_one(struct http_conn *c) {
+        struct http_request req = {};
+        int r;
+
+        c->responded = c->chunked = c->raw_stream = false;
+        c->close = false;
+        c->minor_version = 1;
+
+        r = read_head(c, &req);
+        if (r >= 0) {
+                c->minor_version = req.minor_version;
+                c->close = !req.keep_alive;
+                r = read_body(c, &req);
+        }
+        if (r < 0) {
+                if (r != -ECONNRESET && r != -ETIMEDOUT && r != -EPIPE && !c->broken) {
+                        c->close = true;
+                        respond_read_error(c, &req, r);
+                        /* Let the client read the answer before it sees the connection go. */
+                        (void) shutdown(c->fd, SHUT_WR);
+                        conn_discard(c, DISCARD_MAX);
+                }
+                http_request_done(&req);
+                return false;
+        }
+
+        r = c->server->handler(c, &req, c->server->userdata);
+        if (!c->responded)
+                (void) http_respond_error(c, 500, "internal", "request failed: %s",
+                                          r < 0 ? strerror(-r) : "no response");
+        if (c->chunked) /* the handler left its stream unfinished: no way to continue */
+                c->close = true;
+        http_request_done(&req);
+        return !c->close && !c->broken;
+}
+
+static void *conn_main(void *arg) {
+        struct http_conn *c = arg;
+        struct timeval tv = {.tv_sec = CONN_IO_TIMEOUT_S};
+        int one = 1;
+
+        (void) setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        (void) setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        (void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* fails on unix sockets */
+
+        while (conn_serve_one(c))
+                ;
+
+        close(c->fd);
+        buf_free(&c->in);
+        atomic_fetch_sub(&c->server->n_connections, 1);
+        free(c);
+        return NULL;
+}
+
+#define BUSY_BODY "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many connections\"}}"
+_Static_assert(sizeof(BUSY_BODY) - 1 == 65, "fix the Content-Length below");
+
+static void reject_busy(int fd) {
+        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                   "Content-Length: 65\r\nConnection: close\r\n\r\n" BUSY_BODY;
+
+        (void) !send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        close(fd);
+}
+
+static void conn_start(struct http_server *s, int fd) {
+        struct http_conn *c;
+        pthread_attr_t attr;
+        pthread_t thread;
+        int r;
+
+        if (atomic_fetch_add(&s->n_connections, 1) >= s->max_connections) {
+                atomic_fetch_sub(&s->n_connections, 1);
+                log_warn("too many connections (%u), refusing one", s->max_connections);
+                reject_busy(fd);
+                return;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+                atomic_fetch_sub(&s->n_connections, 1);
+                close(fd);
+                return;
+        }
+        c->server = s;
+        c->fd = fd;
+        buf_init(&c->in, HTTP_MAX_HEAD);
+
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, CONN_STACK_SIZE);
+        r = pthread_create(&thread, &attr, conn_main, c);
+        pthread_attr_destroy(&attr);
+        if (r != 0) {
+                log_warn_errno(r, "failed to start a connection thread, dropping the connection");
+                atomic_fetch_sub(&s->n_connections, 1);
+                close(fd);
+                free(c);
+        }
+}
+
+int http_server_run(struct http_server *s, int stop_fd) {
+        struct pollfd pfd[2] = {
+                {.fd = s->listen_fd, .events = POLLIN},
+                {.fd = stop_fd, .events = POLLIN},
+        };
+        int fd;
+
+        for (;;) {
+                if (poll(pfd, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (pfd[1].revents)
+                        return 0;
+                if (!pfd[0].revents)
+                        continue;
+                fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+                if (fd < 0) {
+                        switch (errno) {
+                        case EINTR:
+                        case EAGAIN:
+                        case ECONNABORTED:
+                        case EPROTO:
+                                continue;
+                        case EMFILE:
+                        case ENFILE:
+                        case ENOBUFS:
+                        case ENOMEM:
+                                log_warn_errno(errno, "accept() failed, retrying");
+                                (void) poll(NULL, 0, 100); /* let connections finish */
+                                continue;
+                        default:
+                                return -errno;
+                        }
+                }
+                conn_start(s, fd);
+        }
+}

@@ -1,0 +1,77 @@
+/* log.c — see log.h. One line per message, written with a single write(2) so that
+ * concurrent threads never interleave inside a line. */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static const char *log_program = "ai2in";
+static enum log_level log_min = LOG_LVL_INFO;
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void log_setup(const char *program, enum log_level min_level) {
+        log_program = program;
+        log_min = min_level;
+}
+
+int log_level_from_string(const char *s, enum log_level *ret) {
+        for (size_t i = 0; i < ELEMENTSOF(level_names); i++)
+                if (strcmp(s, level_names[i]) == 0) {
+                        *ret = (enum log_level) i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+static void log_emit(enum log_level level, const char *suffix, const char *fmt, va_list ap) {
+        char line[2048];
+        struct timespec ts;
+        struct tm tm;
+        size_t n;
+        int k;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+        k = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s %s: ", ts.tv_nsec / 1000000, log_program,
+                     level_names[level]);
+        if (k > 0)
+                n += MIN((size_t) k, sizeof(line) - n - 1);
+        k = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+        if (k > 0)
+                n += MIN((size_t) k, sizeof(line) - n - 1);
+        if (suffix) {
+                k = snprintf(line + n, sizeof(line) - n, ": %s", suffix);
+                if (k > 0)
+                        n += MIN((size_t) k, sizeof(line) - n - 1);
+        }
+        if (n >= sizeof(line) - 1)
+                n = sizeof(line) - 2;
+        line[n++] = '\n';
+        (void) !write(STDERR_FILENO, line, n);
+}
+
+void log_msg(enum log_level level, const char *fmt, ...) {
+        va_list ap;
+
+        if (level < log_min)
+                return;
+        va_start(ap, fmt);
+        log_emit(level, NULL, fmt, ap);
+        va_end(ap);
+}
+
+int log_errno(enum log_level level, int err, const char *fmt, ...) {
+        va_list ap;
+        char buf[128];
+
+        err = err < 0 ? -err : err;
+        if (level >= log_min) {
+                va_start(ap, fmt);
+                log_emit(level, strerror_r(err, buf, sizeof(buf)), fmt, ap);
+                va_end(ap);
+        }
+        return -err;
+}

@@ -1,0 +1,355 @@
+/* sandboxes.c — the /v1/sandboxes routes: validation of what users send, and the JSON form
+ * of a sandbox. Every check answers with a message that names the field and the rule. */
+#include "api/api.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sandbox/sandbox.h"
+#include "timeutil.h"
+
+#define MAX_METADATA 64
+#define MAX_ENVS 256
+#define LIST_DEFAULT 100
+#define LIST_MAX 1000
+
+static json_t *time_or_null(int64_t ms) {
+        char s[RFC3339_LEN + 1];
+
+        if (ms <= 0)
+                return json_null();
+        format_rfc3339(ms, s);
+        return json_string(s);
+}
+
+json_t *sandbox_to_json(const struct sandbox_rec *r) {
+        json_t *meta = json_loads(r->metadata ? r->metadata : "{}", 0, NULL);
+
+        return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:f, s:I, s:o}", "id", r->id, "template",
+                         r->template_name, "state", sandbox_state_to_string(r->state), "created_at", time_or_null(r->created_at),
+                         "started_at", time_or_null(r->started_at), "timeout",
+                         r->timeout > 0 ? json_integer(r->timeout) : json_null(), "deadline", time_or_null(r->deadline),
+                         "idle_timeout", (json_int_t) r->idle_timeout, "last_activity_at", time_or_null(r->last_activity),
+                         "end_at", time_or_null(sandbox_end_at(r)), "metadata", meta ? meta : json_object(), "cpu_count",
+                         r->cpu_count, "memory_mb", (json_int_t) r->memory_mb, "error",
+                         *r->error ? json_string(r->error) : json_null());
+}
+
+static int check_fields(json_t *body, const char *const *allowed, size_t n, struct error *e) {
+        const char *key;
+        json_t *v;
+
+        json_object_foreach(body, key, v) {
+                bool ok = false;
+                for (size_t i = 0; i < n && !ok; i++)
+                        ok = streq(key, allowed[i]);
+                if (!ok)
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "unknown field '%.64s'", key);
+        }
+        return 0;
+}
+
+/* An integer field in lo..hi; absent or null leaves *ret alone. */
+static int get_int(json_t *body, const char *name, int64_t lo, int64_t hi, const char *unit, int64_t *ret, struct error *e) {
+        json_t *v = json_object_get(body, name);
+        double d;
+
+        if (!v || json_is_null(v))
+                return 0;
+        d = json_is_integer(v) ? (double) json_integer_value(v) : json_is_real(v) ? json_real_value(v) : NAN;
+        if (isnan(d) || d != floor(d))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s must be a whole number of %s between %lld and %lld", name, unit,
+                                 (long long) lo, (long long) hi);
+        if (d < (double) lo || d > (double) hi)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s must be between %lld and %lld %s, got %.0f", name, (long long) lo,
+                                 (long long) hi, unit, d);
+        *ret = (int64_t) d;
+        return 0;
+}
+
+static bool env_name_valid(const char *s) {
+        if (!*s || !(isalpha((unsigned char) *s) || *s == '_'))
+                return false;
+        for (; *s; s++)
+                if (!(isalnum((unsigned char) *s) || *s == '_'))
+                        return false;
+        return true;
+}
+
+/* An object of string values with at most max entries; keys checked for envs. */
+static int get_string_map(json_t *body, const char *name, size_t max, bool env_keys, char **ret, struct error *e) {
+        json_t *v = json_object_get(body, name), *val;
+        const char *key;
+
+        if (!v || json_is_null(v))
+                return 0;
+        if (!json_is_object(v))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s must be an object of string values", name);
+        if (json_object_size(v) > max)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s has %zu entries; at most %zu are allowed", name, json_object_size(v), max);
+        json_object_foreach(v, key, val) {
+                if (!json_is_string(val))
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s.%.64s must be a string", name, key);
+                if (strlen(key) > 256 || json_string_length(val) > 32768)
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s.%.64s is too long", name, key);
+                if (env_keys && !env_name_valid(key))
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s: '%.64s' is not a valid environment variable name", name, key);
+                if (!env_keys && !*key)
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s keys must not be empty", name);
+        }
+        *ret = json_dumps(v, JSON_COMPACT);
+        return *ret ? 0 : error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+}
+
+static int parse_create(json_t *body, struct sandbox_create_opts *o, char **meta, char **envs, struct error *e) {
+        static const char *const fields[] = {"template", "timeout", "metadata", "envs", "cpu_count", "memory_mb"};
+        json_t *v;
+        int r;
+
+        r = check_fields(body, fields, ELEMENTSOF(fields), e);
+        if (r < 0)
+                return r;
+        v = json_object_get(body, "template");
+        if (v && !json_is_null(v)) {
+                if (!json_is_string(v))
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "template must be a string");
+                o->template_name = json_string_value(v);
+        }
+        if ((r = get_int(body, "timeout", 1, SANDBOX_MAX_TIMEOUT, "seconds", &o->timeout, e)) < 0 ||
+            (r = get_int(body, "memory_mb", 64, 65536, "MiB", &o->memory_mb, e)) < 0 ||
+            (r = get_string_map(body, "metadata", MAX_METADATA, false, meta, e)) < 0 ||
+            (r = get_string_map(body, "envs", MAX_ENVS, true, envs, e)) < 0)
+                return r;
+        v = json_object_get(body, "cpu_count");
+        if (v && !json_is_null(v)) {
+                if (!json_is_number(v) || json_number_value(v) < 0.1 || json_number_value(v) > 64)
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "cpu_count must be a number between 0.1 and 64");
+                o->cpu_count = json_number_value(v);
+        }
+        o->metadata = *meta;
+        o->envs = *envs;
+        return 0;
+}
+
+int api_sandbox_create(struct api_request *req, struct api_response *resp, struct error *e) {
+        struct sandbox_create_opts o = {0};
+        _cleanup_free_ char *meta = NULL, *envs = NULL;
+        struct sandbox_rec rec;
+        json_t *body;
+        int r;
+
+        r = api_body_object(req, &body, e);
+        if (r < 0)
+                return r;
+        r = parse_create(body, &o, &meta, &envs, e);
+        if (r >= 0)
+                r = sandbox_create(req->eng, req->team_id, &o, &rec, e);
+        json_decref(body);
+        if (r < 0)
+                return r;
+        resp->status = 201;
+        resp->body = sandbox_to_json(&rec);
+        sandbox_rec_done(&rec);
+        return 0;
+}
+
+struct list_ctx {
+        json_t *array;
+        int64_t last_seq;
+        unsigned count, limit;
+};
+
+static int list_add(void *data, const struct sandbox_rec *r) {
+        struct list_ctx *l = data;
+
+        if (l->count < l->limit) {
+                json_array_append_new(l->array, sandbox_to_json(r));
+                l->last_seq = r->seq;
+        }
+        l->count++;
+        return 0;
+}
+
+struct meta_args {
+        const char *keys[32];
+        const char *values[32];
+        unsigned n;
+        bool too_many;
+};
+
+static enum MHD_Result collect_meta(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        struct meta_args *m = cls;
+
+        if (strncmp(key, "metadata.", 9) != 0)
+                return MHD_YES;
+        if (m->n >= ELEMENTSOF(m->keys)) {
+                m->too_many = true;
+                return MHD_NO;
+        }
+        m->keys[m->n] = key + 9;
+        m->values[m->n++] = value ? value : "";
+        return MHD_YES;
+}
+
+static int parse_states(const char *s, unsigned *mask, struct error *e) {
+        char copy[256], *tok, *save = NULL;
+
+        if (!s || !*s) {
+                *mask = 1u << SANDBOX_RUNNING | 1u << SANDBOX_PAUSED;
+                return 0;
+        }
+        snprintf(copy, sizeof(copy), "%s", s);
+        *mask = 0;
+        for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                enum sandbox_state st;
+                if (sandbox_state_from_string(tok, &st) < 0)
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                         "state '%.32s' is unknown: use running, paused, creating, error or killed", tok);
+                *mask |= 1u << st;
+        }
+        return 0;
+}
+
+static int parse_uint(const char *s, const char *name, int64_t lo, int64_t hi, int64_t *ret, struct error *e) {
+        char *end;
+        long long v;
+
+        if (!s)
+                return 0;
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        if (errno || end == s || *end || v < lo || v > hi)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s must be an integer between %lld and %lld", name, (long long) lo,
+                                 (long long) hi);
+        *ret = v;
+        return 0;
+}
+
+int api_sandbox_list(struct api_request *req, struct api_response *resp, struct error *e) {
+        struct meta_args m = {0};
+        struct sandbox_filter f = {.team_id = req->team_id};
+        struct list_ctx l = {0};
+        int64_t limit = LIST_DEFAULT, after = 0;
+        int r;
+
+        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, collect_meta, &m);
+        if (m.too_many)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "at most %zu metadata filters are allowed", ELEMENTSOF(m.keys));
+        if ((r = parse_states(MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "state"), &f.state_mask, e)) < 0 ||
+            (r = parse_uint(MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "limit"), "limit", 1, LIST_MAX, &limit, e)) < 0 ||
+            (r = parse_uint(MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "next_token"), "next_token", 0, INT64_MAX,
+                            &after, e)) < 0)
+                return r;
+        f.meta_keys = m.keys;
+        f.meta_values = m.values;
+        f.n_meta = m.n;
+        f.after_seq = after;
+        f.limit = (unsigned) limit + 1; /* one more tells whether a next page exists */
+        l.array = json_array();
+        l.limit = (unsigned) limit;
+        r = store_sandbox_foreach(req->eng->store, &f, list_add, &l, e);
+        if (r < 0) {
+                json_decref(l.array);
+                return r;
+        }
+        json_t *next = json_null();
+        if (l.count > (unsigned) limit) {
+                char tok[32];
+                snprintf(tok, sizeof(tok), "%lld", (long long) l.last_seq);
+                next = json_string(tok);
+        }
+        resp->status = 200;
+        resp->body = json_pack("{s:o, s:o}", "sandboxes", l.array, "next_token", next);
+        return 0;
+}
+
+int api_sandbox_get(struct api_request *req, struct api_response *resp, struct error *e) {
+        struct sandbox_rec rec;
+        int r = sandbox_get(req->eng, req->team_id, req->id, &rec, e);
+
+        if (r < 0)
+                return r;
+        if (rec.state == SANDBOX_RUNNING)
+                sandbox_touch(req->eng, req->id);
+        resp->status = 200;
+        resp->body = sandbox_to_json(&rec);
+        sandbox_rec_done(&rec);
+        return 0;
+}
+
+int api_sandbox_kill(struct api_request *req, struct api_response *resp, struct error *e) {
+        int r = sandbox_kill(req->eng, req->team_id, req->id, "killed through the API", e);
+
+        if (r < 0)
+                return r;
+        resp->status = 200;
+        resp->body = json_pack("{s:s}", "status", "killed");
+        return 0;
+}
+
+int api_sandbox_timeout(struct api_request *req, struct api_response *resp, struct error *e) {
+        static const char *const fields[] = {"timeout"};
+        struct sandbox_rec rec;
+        int64_t timeout = -1;
+        json_t *body;
+        int r;
+
+        r = api_body_object(req, &body, e);
+        if (r < 0)
+                return r;
+        r = check_fields(body, fields, 1, e);
+        if (r >= 0 && !json_object_get(body, "timeout"))
+                r = error_set(e, EINVAL, ERR_BAD_REQUEST, "timeout is required (seconds from now, 1..%d)", SANDBOX_MAX_TIMEOUT);
+        if (r >= 0)
+                r = get_int(body, "timeout", 1, SANDBOX_MAX_TIMEOUT, "seconds", &timeout, e);
+        json_decref(body);
+        if (r < 0)
+                return r;
+        r = sandbox_set_timeout(req->eng, req->team_id, req->id, timeout, &rec, e);
+        if (r < 0)
+                return r;
+        resp->status = 200;
+        resp->body = sandbox_to_json(&rec);
+        sandbox_rec_done(&rec);
+        return 0;
+}
+
+int api_sandbox_commands(struct api_request *req, struct api_response *resp, struct error *e) {
+        static const char *const fields[] = {"cmd", "envs", "cwd", "user", "timeout"};
+        _cleanup_free_ char *envs = NULL;
+        int64_t timeout = 60;
+        json_t *body, *v, *answer = NULL;
+        int r;
+
+        r = api_body_object(req, &body, e);
+        if (r < 0)
+                return r;
+        r = check_fields(body, fields, ELEMENTSOF(fields), e);
+        v = json_object_get(body, "cmd");
+        if (r >= 0 && (!json_is_string(v) || json_string_length(v) == 0))
+                r = error_set(e, EINVAL, ERR_BAD_REQUEST, "cmd must be a non-empty string");
+        if (r >= 0 && json_string_length(v) != strlen(json_string_value(v)))
+                r = error_set(e, EINVAL, ERR_BAD_REQUEST, "cmd must not contain NUL bytes");
+        for (size_t i = 2; r >= 0 && i < 4; i++) {
+                v = json_object_get(body, fields[i]);
+                if (v && !json_is_null(v) && (!json_is_string(v) || json_string_length(v) == 0))
+                        r = error_set(e, EINVAL, ERR_BAD_REQUEST, "%s must be a non-empty string", fields[i]);
+        }
+        if (r >= 0)
+                r = get_string_map(body, "envs", MAX_ENVS, true, &envs, e);
+        if (r >= 0)
+                r = get_int(body, "timeout", 1, SANDBOX_MAX_TIMEOUT, "seconds", &timeout, e);
+        if (r >= 0) {
+                json_object_set_new(body, "timeout", json_integer(timeout));
+                r = sandbox_exec(req->eng, req->team_id, req->id, body, &answer, e);
+        }
+        json_decref(body);
+        if (r < 0)
+                return r;
+        resp->status = 200;
+        resp->body = answer;
+        return 0;
+}

@@ -1,0 +1,264 @@
+/* server.c — HTTP plumbing of the API: body accumulation with a 1 MiB cap, API-key
+ * authentication (SHA-256 compared in constant time; keys are never logged), routing, and
+ * error bodies. */
+#include "api/api.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "id.h"
+#include "log.h"
+#include "timeutil.h"
+
+struct conn_ctx {
+        struct buf body;
+        bool too_large;
+        int64_t started;
+};
+
+typedef int (*handler_fn)(struct api_request *, struct api_response *, struct error *);
+
+struct route {
+        const char *method;
+        const char *pattern; /* "{id}" matches one path segment */
+        handler_fn fn;
+        bool auth;
+};
+
+static const struct route routes[] = {
+        {"GET", "/v1/health", api_health, false},
+        {"POST", "/v1/sandboxes", api_sandbox_create, true},
+        {"GET", "/v1/sandboxes", api_sandbox_list, true},
+        {"GET", "/v1/sandboxes/{id}", api_sandbox_get, true},
+        {"DELETE", "/v1/sandboxes/{id}", api_sandbox_kill, true},
+        {"POST", "/v1/sandboxes/{id}/timeout", api_sandbox_timeout, true},
+        {"POST", "/v1/sandboxes/{id}/commands", api_sandbox_commands, true},
+};
+
+/* Matches url against pattern; on success *id points into idbuf. */
+static bool route_match(const char *pattern, const char *url, char *idbuf, size_t n) {
+        const char *p = pattern, *u = url;
+
+        while (*p && *u) {
+                if (strncmp(p, "{id}", 4) == 0) {
+                        size_t len = strcspn(u, "/");
+                        if (len == 0 || len >= n)
+                                return false;
+                        memcpy(idbuf, u, len);
+                        idbuf[len] = 0;
+                        u += len;
+                        p += 4;
+                        continue;
+                }
+                if (*p++ != *u++)
+                        return false;
+        }
+        if (*u == '/' && u[1] == 0) /* tolerate one trailing slash */
+                u++;
+        return *p == 0 && *u == 0;
+}
+
+int api_body_object(const struct api_request *req, json_t **ret, struct error *e) {
+        json_error_t jerr;
+        json_t *j;
+
+        if (req->body_len == 0) {
+                *ret = json_object();
+                return 0;
+        }
+        j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!j)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "request body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                                 jerr.line, jerr.column);
+        if (!json_is_object(j)) {
+                json_decref(j);
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "request body must be a JSON object");
+        }
+        *ret = j;
+        return 0;
+}
+
+static const char *api_key_of(struct MHD_Connection *conn) {
+        const char *k = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-API-Key");
+        const char *auth;
+
+        if (k && *k)
+                return k;
+        auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+        if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
+                return auth + 7;
+        return NULL;
+}
+
+static int authenticate(struct api_request *req, struct error *e) {
+        const char *key = api_key_of(req->conn);
+        unsigned char want[32], got[SHA256_DIGEST_LENGTH];
+        char key_id[API_KEY_ID_LEN + 1];
+        int r;
+
+        if (!key)
+                return error_set(e, EACCES, ERR_UNAUTHORIZED,
+                                 "missing API key: send it in the X-API-Key header (or Authorization: Bearer)");
+        if (!api_key_valid(key))
+                return error_set(e, EACCES, ERR_UNAUTHORIZED, "invalid API key");
+        memcpy(key_id, key + strlen(API_KEY_PREFIX), API_KEY_ID_LEN);
+        key_id[API_KEY_ID_LEN] = 0;
+        r = store_key_lookup(req->eng->store, key_id, want, &req->team_id, e);
+        if (r == -ENOENT)
+                return error_set(e, EACCES, ERR_UNAUTHORIZED, "invalid API key");
+        if (r < 0)
+                return r;
+        SHA256((const unsigned char *) key, strlen(key), got);
+        if (CRYPTO_memcmp(want, got, sizeof(got)) != 0)
+                return error_set(e, EACCES, ERR_UNAUTHORIZED, "invalid API key");
+        return 0;
+}
+
+static int dispatch(struct api_request *req, struct api_response *resp, struct error *e) {
+        char idbuf[128];
+        bool path_found = false;
+
+        for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
+                if (!route_match(routes[i].pattern, req->url, idbuf, sizeof(idbuf)))
+                        continue;
+                path_found = true;
+                if (!streq(routes[i].method, req->method))
+                        continue;
+                if (routes[i].auth) {
+                        int r = authenticate(req, e);
+                        if (r < 0)
+                                return r;
+                }
+                if (strstr(routes[i].pattern, "{id}")) {
+                        if (!sandbox_id_valid(idbuf))
+                                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                                 "'%.40s' is not a sandbox id (expected sbx_ followed by 20 characters of a-z and 0-9)",
+                                                 idbuf);
+                        req->id = idbuf;
+                }
+                return routes[i].fn(req, resp, e);
+        }
+        if (path_found)
+                return error_set(e, EINVAL, ERR_METHOD, "method %s is not allowed on %s", req->method, req->url);
+        return error_set(e, ENOENT, ERR_NOT_FOUND, "no route %s %s", req->method, req->url);
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body) {
+        char *text = json_dumps(body, JSON_COMPACT);
+        struct MHD_Response *r;
+        enum MHD_Result ret;
+        size_t n;
+
+        if (!text)
+                text = strdup("{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}");
+        n = strlen(text);
+        text[n] = 0;
+        r = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
+        MHD_add_response_header(r, "Content-Type", "application/json");
+        ret = MHD_queue_response(conn, (unsigned) status, r);
+        MHD_destroy_response(r);
+        return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+        struct engine *eng = cls;
+        struct conn_ctx *ctx = *con_cls;
+        struct api_request req = {.eng = eng, .conn = conn, .method = method, .url = url, .team_id = -1};
+        struct api_response resp = {0};
+        struct error e = {0};
+        enum MHD_Result ret;
+        int r;
+
+        if (!ctx) {
+                ctx = calloc(1, sizeof(*ctx));
+                if (!ctx)
+                        return MHD_NO;
+                buf_init(&ctx->body, API_MAX_BODY);
+                ctx->started = mono_ms();
+                *con_cls = ctx;
+                return MHD_YES;
+        }
+        if (*upload_size > 0) {
+                if (!ctx->too_large && buf_append(&ctx->body, upload, *upload_size) < 0) {
+                        ctx->too_large = true;
+                        buf_free(&ctx->body);
+                }
+                *upload_size = 0;
+                return MHD_YES;
+        }
+        if (ctx->too_large)
+                r = error_set(&e, E2BIG, ERR_TOO_LARGE, "request body is larger than %d bytes", API_MAX_BODY);
+        else {
+                req.body = ctx->body.data ? ctx->body.data : "";
+                req.body_len = ctx->body.len;
+                r = dispatch(&req, &resp, &e);
+        }
+        if (r < 0) {
+                json_t *err = json_pack("{s:{s:s, s:s}}", "error", "code", e.code ? e.code : "internal", "message", e.message);
+                resp.status = e.status ? e.status : 500;
+                resp.body = err;
+                if (resp.status >= 500)
+                        log_warn("%s %s -> %d: %s", method, url, resp.status, e.message);
+        }
+        log_debug("%s %s -> %d (%lld ms)", method, url, resp.status, (long long) (mono_ms() - ctx->started));
+        ret = send_json(conn, resp.status, resp.body);
+        json_decref(resp.body);
+        return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
+        struct conn_ctx *ctx = *con_cls;
+
+        if (!ctx)
+                return;
+        buf_free(&ctx->body);
+        free(ctx);
+        *con_cls = NULL;
+}
+
+static int parse_listen(const char *s, struct sockaddr_in *sa, struct error *e) {
+        char host[64];
+        const char *colon = strrchr(s, ':');
+        char *end;
+        long port;
+
+        if (!colon || (size_t) (colon - s) >= sizeof(host))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "listen address '%s' must be HOST:PORT", s);
+        memcpy(host, s, (size_t) (colon - s));
+        host[colon - s] = 0;
+        port = strtol(colon + 1, &end, 10);
+        *sa = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
+        if (*end || port < 1 || port > 65535 || inet_pton(AF_INET, streq(host, "localhost") ? "127.0.0.1" : host, &sa->sin_addr) != 1)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "listen address '%s' must be IPv4-HOST:PORT", s);
+        return 0;
+}
+
+int api_start(struct engine *eng, struct MHD_Daemon **ret, struct error *e) {
+        struct sockaddr_in sa;
+        struct MHD_Daemon *d;
+        int r = parse_listen(eng->cfg.listen, &sa, e);
+
+        if (r < 0)
+                return r;
+        d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                             on_request, eng, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                             MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u, MHD_OPTION_END);
+        if (!d)
+                return error_set(e, EADDRINUSE, ERR_INTERNAL, "cannot listen on %s (in use, or not an address of this host)",
+                                 eng->cfg.listen);
+        *ret = d;
+        return 0;
+}
+
+void api_stop(struct MHD_Daemon *d) {
+        if (d)
+                MHD_stop_daemon(d);
+}

@@ -1,0 +1,255 @@
+/* config.c — see config.h. One table describes every setting; the file, environment and
+ * flag parsers all walk it, so a new setting is one line. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsutil.h"
+
+enum opt_type { OPT_STR, OPT_INT };
+
+struct opt {
+        const char *name;
+        enum opt_type type;
+        size_t offset;
+        const char *def;
+        int64_t min, max;
+        const char *help;
+};
+
+#define S(n, f, d, h) {n, OPT_STR, offsetof(struct config, f), d, 0, 0, h}
+#define I(n, f, d, lo, hi, h) {n, OPT_INT, offsetof(struct config, f), d, lo, hi, h}
+
+static const struct opt opts[] = {
+        S("config", config_file, "/etc/ai2in/ai2ind.conf", "config file (key = value lines)"),
+        S("state-dir", state_dir, "/var/lib/ai2in", "state.db and sandboxes/"),
+        S("template-dir", template_dir, "", "templates (default STATE-DIR/templates)"),
+        S("run-dir", run_dir, "/run/ai2in", "runtime state: runc root, netns, agent sockets"),
+        S("listen", listen, "127.0.0.1:7300", "API address HOST:PORT"),
+        S("runtime", runtime, "runc", "OCI runtime binary"),
+        S("agent", agent, "", "ai2in-agent binary (default: beside ai2ind)"),
+        S("bridge", bridge, "ai2in0", "bridge the sandboxes' veths attach to"),
+        S("net-pool", net_pool, "10.77.0.0/16", "sandbox address pool (CIDR); .1 is the bridge"),
+        S("cgroup-parent", cgroup_parent, "ai2in", "cgroup under which sandboxes are placed"),
+        S("log-level", log_level, "info", "debug, info, warn or error"),
+        I("idle-timeout", idle_timeout, "1800", 1, 30 * 86400, "seconds of inactivity before reaping"),
+        I("max-running", max_running, "20", 1, 100000, "running sandboxes per team"),
+        I("reap-interval", reap_interval, "1", 1, 3600, "seconds between reaper passes"),
+        I("default-memory-mb", default_memory_mb, "512", 64, 65536, "memory limit when create gives none"),
+        I("default-pids", default_pids, "1024", 16, 1000000, "pids limit per sandbox"),
+        I("uid-base", uid_base, "1000000", 1, 4000000000LL, "first host uid mapped into sandboxes"),
+        I("uid-count", uid_count, "65536", 1024, 65536, "size of the uid range"),
+};
+
+static int opt_set(struct config *c, const struct opt *o, const char *value, const char *origin, struct error *e) {
+        void *field = (char *) c + o->offset;
+
+        if (o->type == OPT_STR) {
+                char *copy = strdup(value);
+                if (!copy)
+                        return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+                free(*(char **) field);
+                *(char **) field = copy;
+                return 0;
+        }
+        char *end;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (errno || end == value || *end || v < o->min || v > o->max)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s: %s must be an integer in %lld..%lld, not '%s'",
+                                 origin, o->name, (long long) o->min, (long long) o->max, value);
+        *(int64_t *) field = v;
+        return 0;
+}
+
+static const struct opt *opt_find(const char *name, size_t n) {
+        for (size_t i = 0; i < ELEMENTSOF(opts); i++)
+                if (strlen(opts[i].name) == n && strncmp(opts[i].name, name, n) == 0)
+                        return &opts[i];
+        return NULL;
+}
+
+static char *trim(char *s) {
+        char *end;
+
+        while (isspace((unsigned char) *s))
+                s++;
+        end = s + strlen(s);
+        while (end > s && isspace((unsigned char) end[-1]))
+                *--end = 0;
+        return s;
+}
+
+static int load_file(struct config *c, const char *path, bool required, struct error *e) {
+        _cleanup_free_ char *data = NULL;
+        char *line, *save = NULL;
+        int r, lineno = 0;
+
+        r = read_file(path, 1024 * 1024, &data, NULL);
+        if (r == -ENOENT && !required)
+                return 0;
+        if (r < 0)
+                return error_set(e, r, ERR_BAD_REQUEST, "cannot read config file %s: %s", path, strerror(-r));
+        for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                char origin[PATH_MAX + 32], *eq, *key;
+                const struct opt *o;
+
+                lineno++;
+                line = trim(line);
+                if (!*line || *line == '#')
+                        continue;
+                snprintf(origin, sizeof(origin), "%s:%d", path, lineno);
+                eq = strchr(line, '=');
+                if (!eq)
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s: expected 'key = value'", origin);
+                *eq = 0;
+                key = trim(line);
+                o = opt_find(key, strlen(key));
+                if (!o || streq(o->name, "config"))
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s: unknown setting '%s'", origin, key);
+                r = opt_set(c, o, trim(eq + 1), origin, e);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void env_name(const char *name, char *out, size_t n) {
+        size_t i = snprintf(out, n, "AI2IN_");
+        for (; *name && i + 1 < n; name++)
+                out[i++] = *name == '-' ? '_' : (char) toupper((unsigned char) *name);
+        out[i] = 0;
+}
+
+static int load_env(struct config *c, bool config_only, struct error *e) {
+        for (size_t i = 0; i < ELEMENTSOF(opts); i++) {
+                char name[64];
+                const char *v;
+                int r;
+
+                if (config_only != streq(opts[i].name, "config"))
+                        continue;
+                env_name(opts[i].name, name, sizeof(name));
+                v = getenv(name);
+                if (!v || !*v)
+                        continue;
+                r = opt_set(c, &opts[i], v, name, e);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Walks the leading --flags of argv; with apply == false it only looks for --config. */
+static int load_flags(struct config *c, int argc, char **argv, bool config_only, int *ret_argi, struct error *e) {
+        int i;
+
+        for (i = 1; i < argc; i++) {
+                const char *a = argv[i], *value, *eq;
+                const struct opt *o;
+                size_t n;
+                int r;
+
+                if (strncmp(a, "--", 2) != 0 || streq(a, "--help"))
+                        break;
+                a += 2;
+                eq = strchr(a, '=');
+                n = eq ? (size_t) (eq - a) : strlen(a);
+                o = opt_find(a, n);
+                if (!o)
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "unknown option '%s' (see --help)", argv[i]);
+                if (eq)
+                        value = eq + 1;
+                else if (i + 1 < argc)
+                        value = argv[++i];
+                else
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "option --%s needs a value", o->name);
+                if (config_only != streq(o->name, "config"))
+                        continue;
+                r = opt_set(c, o, value, "command line", e);
+                if (r < 0)
+                        return r;
+        }
+        if (ret_argi)
+                *ret_argi = i;
+        return 0;
+}
+
+static int fill_derived(struct config *c, struct error *e) {
+        char buf[PATH_MAX];
+
+        if (!*c->template_dir) {
+                snprintf(buf, sizeof(buf), "%s/templates", c->state_dir);
+                free(c->template_dir);
+                c->template_dir = strdup(buf);
+        }
+        if (!*c->agent) {
+                ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 32);
+                char *slash;
+                if (n < 0)
+                        return error_set(e, errno, ERR_INTERNAL, "cannot find own binary: %s", strerror(errno));
+                buf[n] = 0;
+                slash = strrchr(buf, '/');
+                strcpy(slash + 1, "ai2in-agent");
+                free(c->agent);
+                c->agent = strdup(buf);
+        }
+        if (!c->template_dir || !c->agent)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        if (strlen(c->bridge) > 15 || strlen(c->bridge) == 0)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "bridge name '%s' must be 1..15 characters", c->bridge);
+        return 0;
+}
+
+int config_load(struct config *c, int argc, char **argv, int *ret_argi, struct error *e) {
+        bool explicit_file;
+        int r;
+
+        *c = (struct config){0};
+        for (size_t i = 0; i < ELEMENTSOF(opts); i++) {
+                r = opt_set(c, &opts[i], opts[i].def, "default", e);
+                if (r < 0)
+                        return r;
+        }
+        /* The config file's path may itself come from the environment or a flag. */
+        r = load_env(c, true, e);
+        if (r < 0)
+                return r;
+        r = load_flags(c, argc, argv, true, NULL, e);
+        if (r < 0)
+                return r;
+        explicit_file = !streq(c->config_file, opts[0].def);
+        r = load_file(c, c->config_file, explicit_file, e);
+        if (r < 0)
+                return r;
+        r = load_env(c, false, e);
+        if (r < 0)
+                return r;
+        r = load_flags(c, argc, argv, false, ret_argi, e);
+        if (r < 0)
+                return r;
+        return fill_derived(c, e);
+}
+
+void config_free(struct config *c) {
+        for (size_t i = 0; i < ELEMENTSOF(opts); i++)
+                if (opts[i].type == OPT_STR) {
+                        char **f = (char **) ((char *) c + opts[i].offset);
+                        free(*f);
+                        *f = NULL;
+                }
+}
+
+void config_help(FILE *f) {
+        for (size_t i = 0; i < ELEMENTSOF(opts); i++) {
+                char env[64];
+                env_name(opts[i].name, env, sizeof(env));
+                fprintf(f, "  --%-18s %s (default %s; env %s)\n", opts[i].name, opts[i].help,
+                        *opts[i].def ? opts[i].def : "see text", env);
+        }
+}

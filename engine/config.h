@@ -1,0 +1,44 @@
+/* config.h — the engine's settings, from defaults, a config file, AI2IN_* environment
+ * variables and command-line flags, in rising order of precedence.
+ *
+ * Every setting has one name used in all three places: "idle-timeout" is the flag
+ * --idle-timeout, the file line `idle-timeout = 1800` and the variable AI2IN_IDLE_TIMEOUT.
+ */
+#pragma once
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "error.h"
+
+struct config {
+        char *config_file;   /* default /etc/ai2in/ai2ind.conf (missing is fine) */
+        char *state_dir;     /* /var/lib/ai2in */
+        char *template_dir;  /* STATE/templates */
+        char *run_dir;       /* /run/ai2in */
+        char *listen;        /* 127.0.0.1:7300 */
+        char *runtime;       /* runc */
+        char *agent;         /* ai2in-agent beside the ai2ind binary */
+        char *bridge;        /* ai2in0 */
+        char *net_pool;      /* 10.77.0.0/16 */
+        char *cgroup_parent; /* ai2in */
+        char *log_level;     /* info */
+        int64_t idle_timeout;    /* s, 1800 */
+        int64_t max_running;     /* per team, 20 */
+        int64_t reap_interval;   /* s, 1 */
+        int64_t default_memory_mb; /* 512 */
+        int64_t default_pids;    /* 1024 */
+        int64_t uid_base;        /* first host uid of the sandboxes' range, 1000000 */
+        int64_t uid_count;       /* 65536 */
+};
+
+/* Fills c with defaults, then the config file, the environment and argv (flags before the
+ * subcommand). On return *ret_argi is the index of the first non-flag argument. argv0_dir
+ * is the directory of the running binary (to find the agent beside it). */
+int config_load(struct config *c, int argc, char **argv, int *ret_argi, struct error *e);
+
+/* Frees the strings. */
+void config_free(struct config *c);
+
+/* Prints the list of settings with their defaults (for --help). */
+void config_help(FILE *f);

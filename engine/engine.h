@@ -1,0 +1,26 @@
+/* engine.h — the engine's long-lived parts, built once by main.c and handed to every
+ * subsystem. No globals: everything a handler needs hangs off struct engine. */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "config.h"
+#include "net/net.h"
+#include "runtime/runtime.h"
+#include "store/store.h"
+
+struct lock_table;
+
+struct engine {
+        struct config cfg;
+        struct store *store;
+        struct runtime *runtime;
+        struct net *net;
+        struct lock_table *locks;
+        char sandboxes_dir[4096]; /* STATE/sandboxes */
+        char run_sandboxes_dir[4096]; /* RUN/sandboxes */
+        pthread_t reaper;
+        bool reaper_started;
+        volatile bool stopping;
+};

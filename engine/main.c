@@ -1,0 +1,212 @@
+/* main.c — ai2ind's entry point: wiring only. Parses the configuration, then runs one of the
+ * subcommands: serve (the engine), keys (API keys), template (root filesystems). */
+#include <curl/curl.h>
+#include <errno.h>
+#include <openssl/sha.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "api/api.h"
+#include "engine.h"
+#include "fsutil.h"
+#include "id.h"
+#include "log.h"
+#include "sandbox/sandbox.h"
+#include "template/template.h"
+#include "timeutil.h"
+
+static void usage(FILE *f) {
+        fprintf(f,
+                "usage: ai2ind [OPTIONS] COMMAND\n\n"
+                "commands:\n"
+                "  serve                         run the engine in the foreground (the default)\n"
+                "  keys create --team NAME       make an API key for a team (printed once)\n"
+                "  keys list                     list keys (ids and teams, never the keys)\n"
+                "  keys revoke KEY_ID            revoke a key\n"
+                "  template build NAME [--force] build a template (NAME: base)\n"
+                "  template list                 list templates\n\n"
+                "options (also AI2IN_<NAME> environment variables and lines of the config file):\n");
+        config_help(f);
+}
+
+static int open_store(struct engine *eng, struct error *e) {
+        char path[4200];
+        int r = mkdir_p(eng->cfg.state_dir, 0711);
+
+        if (r < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", eng->cfg.state_dir, strerror(-r));
+        snprintf(path, sizeof(path), "%s/state.db", eng->cfg.state_dir);
+        return store_open(path, &eng->store, e);
+}
+
+static int cmd_keys(struct engine *eng, int argc, char **argv, struct error *e);
+
+static void print_key(void *data, const char *key_id, const char *team, int64_t created_at, bool revoked) {
+        char when[RFC3339_LEN + 1];
+
+        format_rfc3339(created_at, when);
+        printf("%-10s %-20s %s%s\n", key_id, team, when, revoked ? "  (revoked)" : "");
+}
+
+static int cmd_keys(struct engine *eng, int argc, char **argv, struct error *e) {
+        int r;
+
+        if (argc >= 1 && streq(argv[0], "create")) {
+                char key[API_KEY_LEN + 1], key_id[API_KEY_ID_LEN + 1];
+                unsigned char hash[SHA256_DIGEST_LENGTH];
+                int64_t team;
+
+                if (argc != 3 || !streq(argv[1], "--team") || !*argv[2] || strlen(argv[2]) > 64)
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "usage: ai2ind keys create --team NAME (1-64 characters)");
+                if ((r = open_store(eng, e)) < 0 || (r = store_team_ensure(eng->store, argv[2], &team, e)) < 0)
+                        return r;
+                r = api_key_new(key);
+                if (r < 0)
+                        return error_set(e, r, ERR_INTERNAL, "cannot make a key: %s", strerror(-r));
+                memcpy(key_id, key + strlen(API_KEY_PREFIX), API_KEY_ID_LEN);
+                key_id[API_KEY_ID_LEN] = 0;
+                SHA256((const unsigned char *) key, strlen(key), hash);
+                r = store_key_insert(eng->store, key_id, hash, team, e);
+                if (r < 0)
+                        return r;
+                printf("%s\n", key);
+                fprintf(stderr, "API key %s for team '%s' created. It is shown only once: keep it now.\n"
+                                "Use it as AI2IN_API_KEY=... or the X-API-Key header.\n", key_id, argv[2]);
+                return 0;
+        }
+        if (argc == 1 && streq(argv[0], "list")) {
+                if ((r = open_store(eng, e)) < 0)
+                        return r;
+                printf("%-10s %-20s %s\n", "KEY_ID", "TEAM", "CREATED");
+                return store_key_foreach(eng->store, print_key, NULL, e);
+        }
+        if (argc == 2 && streq(argv[0], "revoke")) {
+                if ((r = open_store(eng, e)) < 0)
+                        return r;
+                r = store_key_revoke(eng->store, argv[1], e);
+                if (r >= 0)
+                        printf("revoked %s\n", argv[1]);
+                return r;
+        }
+        return error_set(e, EINVAL, ERR_BAD_REQUEST, "usage: ai2ind keys create --team NAME | keys list | keys revoke KEY_ID");
+}
+
+static int cmd_template(struct engine *eng, int argc, char **argv, struct error *e) {
+        if (argc >= 2 && streq(argv[0], "build") && (argc == 2 || (argc == 3 && streq(argv[2], "--force"))))
+                return template_build(eng->cfg.template_dir, argv[1], argc == 3, eng->cfg.uid_base, e);
+        if (argc == 1 && streq(argv[0], "list"))
+                return template_list(eng->cfg.template_dir, e);
+        return error_set(e, EINVAL, ERR_BAD_REQUEST, "usage: ai2ind template build NAME [--force] | template list");
+}
+
+static int check_prerequisites(struct engine *eng, struct error *e) {
+        struct stat st;
+        char path[4200];
+
+        if (geteuid() != 0)
+                return error_set(e, EPERM, ERR_INTERNAL, "ai2ind serve must run as root (it makes namespaces, mounts and cgroups)");
+        if (stat(eng->cfg.agent, &st) < 0)
+                return error_set(e, errno, ERR_INTERNAL, "the agent binary %s is missing: build it with `make`", eng->cfg.agent);
+        snprintf(path, sizeof(path), "%s/base/rootfs", eng->cfg.template_dir);
+        if (stat(path, &st) < 0)
+                log_warn("template 'base' is missing in %s: build it with `ai2ind template build base` (or `make run`)",
+                         eng->cfg.template_dir);
+        return 0;
+}
+
+static int serve_setup(struct engine *eng, struct error *e) {
+        char runc_root[4200];
+        int r;
+
+        snprintf(eng->sandboxes_dir, sizeof(eng->sandboxes_dir), "%s/sandboxes", eng->cfg.state_dir);
+        snprintf(eng->run_sandboxes_dir, sizeof(eng->run_sandboxes_dir), "%s/sandboxes", eng->cfg.run_dir);
+        snprintf(runc_root, sizeof(runc_root), "%s/runc", eng->cfg.run_dir);
+        if ((r = check_prerequisites(eng, e)) < 0 || (r = open_store(eng, e)) < 0)
+                return r;
+        if ((r = mkdir_p(eng->sandboxes_dir, 0711)) < 0 || (r = mkdir_p(eng->run_sandboxes_dir, 0700)) < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot create the engine's directories: %s", strerror(-r));
+        if ((r = locks_new(&eng->locks)) < 0)
+                return error_set(e, r, ERR_INTERNAL, "out of memory");
+        if ((r = runtime_new(eng->cfg.runtime, runc_root, &eng->runtime, e)) < 0 ||
+            (r = net_new(eng->cfg.bridge, eng->cfg.net_pool, eng->cfg.run_dir, &eng->net, e)) < 0 || (r = reconcile(eng, e)) < 0 ||
+            (r = reaper_start(eng, e)) < 0)
+                return r;
+        return 0;
+}
+
+static int cmd_serve(struct engine *eng, struct error *e) {
+        struct MHD_Daemon *api = NULL;
+        sigset_t set;
+        int sig, r;
+
+        /* Block the stop signals in every thread; the main thread waits for them. */
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        r = serve_setup(eng, e);
+        if (r >= 0)
+                r = api_start(eng, &api, e);
+        if (r < 0) {
+                reaper_stop(eng);
+                return r;
+        }
+        printf("ai2ind listening on http://%s\n", eng->cfg.listen);
+        printf("make an API key with: ai2ind --state-dir %s keys create --team NAME\n", eng->cfg.state_dir);
+        fflush(stdout);
+        log_info("engine ready (runtime %s, bridge %s, pool %s, idle timeout %llds, cap %lld per team)", eng->cfg.runtime,
+                 eng->cfg.bridge, eng->cfg.net_pool, (long long) eng->cfg.idle_timeout, (long long) eng->cfg.max_running);
+        sigwait(&set, &sig);
+        log_info("stopping on signal %d; sandboxes keep running and are re-adopted at the next start", sig);
+        api_stop(api);
+        reaper_stop(eng);
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        struct engine eng = {0};
+        struct error e = {0};
+        enum log_level level = LOG_LVL_INFO;
+        int argi = 1, r;
+
+        log_setup("ai2ind", LOG_LVL_INFO);
+        r = config_load(&eng.cfg, argc, argv, &argi, &e);
+        if (r < 0) {
+                fprintf(stderr, "ai2ind: %s\n", e.message);
+                return 2;
+        }
+        if (argi < argc && (streq(argv[argi], "--help") || streq(argv[argi], "help"))) {
+                usage(stdout);
+                return 0;
+        }
+        if (log_level_from_string(eng.cfg.log_level, &level) < 0) {
+                fprintf(stderr, "ai2ind: log-level must be debug, info, warn or error\n");
+                return 2;
+        }
+        log_setup("ai2ind", level);
+        curl_global_init(CURL_GLOBAL_ALL);
+
+        if (argi >= argc || streq(argv[argi], "serve"))
+                r = cmd_serve(&eng, &e);
+        else if (streq(argv[argi], "keys"))
+                r = cmd_keys(&eng, argc - argi - 1, argv + argi + 1, &e);
+        else if (streq(argv[argi], "template"))
+                r = cmd_template(&eng, argc - argi - 1, argv + argi + 1, &e);
+        else {
+                usage(stderr);
+                r = error_set(&e, EINVAL, ERR_BAD_REQUEST, "unknown command '%s'", argv[argi]);
+        }
+        if (r < 0)
+                fprintf(stderr, "ai2ind: %s\n", e.message);
+        net_free(eng.net);
+        runtime_free(eng.runtime);
+        store_close(eng.store);
+        locks_free(eng.locks);
+        config_free(&eng.cfg);
+        curl_global_cleanup();
+        return r < 0 ? 1 : 0;
+}

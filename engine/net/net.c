@@ -1,0 +1,410 @@
+/* net.c — see net.h. Links and the bridge are made with iproute2 (`ip`); the namespace and
+ * the in-namespace addresses are set up here directly (unshare + bind mount, setns + ioctl),
+ * which avoids two program runs per sandbox. */
+#include "net/net.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "fsutil.h"
+#include "log.h"
+#include "spawn.h"
+
+struct net {
+        char bridge[IFNAMSIZ];
+        char netns_dir[256];
+        uint32_t network; /* host order */
+        unsigned prefix;
+        uint32_t size;    /* addresses in the pool */
+        uint8_t *used;    /* one byte per address: simple and small enough (64 KiB for a /16) */
+        pthread_mutex_t lock;
+};
+
+static int parse_cidr(const char *s, uint32_t *net, unsigned *prefix) {
+        char addr[32];
+        const char *slash = strchr(s, '/');
+        struct in_addr in;
+        char *end;
+        long p;
+
+        if (!slash || (size_t) (slash - s) >= sizeof(addr))
+                return -EINVAL;
+        memcpy(addr, s, (size_t) (slash - s));
+        addr[slash - s] = 0;
+        p = strtol(slash + 1, &end, 10);
+        if (*end || p < 8 || p > 28 || inet_pton(AF_INET, addr, &in) != 1)
+                return -EINVAL;
+        *prefix = (unsigned) p;
+        *net = ntohl(in.s_addr) & (0xffffffffu << (32 - p));
+        return 0;
+}
+
+static void ip_string(uint32_t host_order, char out[16]) {
+        struct in_addr in = {.s_addr = htonl(host_order)};
+        inet_ntop(AF_INET, &in, out, 16);
+}
+
+static int run(char *const argv[], struct error *e, const char *what) {
+        char msg[512] = "";
+        int r = spawn_check(argv, msg, sizeof(msg));
+        if (r < 0)
+                return error_set(e, r, ERR_INTERNAL, "%s: %s", what, msg);
+        return 0;
+}
+
+static int ensure_firewall(struct net *n, struct error *e) {
+        char comment[64];
+        snprintf(comment, sizeof(comment), "ai2in:%s", n->bridge);
+        char *est[] = {"iptables", "-w", "-C", "INPUT", "-i", n->bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED",
+                       "-m", "comment", "--comment", comment, "-j", "ACCEPT", NULL};
+        char *drop[] = {"iptables", "-w", "-C", "INPUT", "-i", n->bridge, "-m", "comment", "--comment", comment, "-j", "DROP", NULL};
+
+        /* -C checks; on absence append (drop first in file order means: established, then drop). */
+        if (spawn_check(drop, NULL, 0) < 0) {
+                drop[2] = "-A";
+                if (spawn_check(est, NULL, 0) < 0) {
+                        est[2] = "-A";
+                        int r = run(est, e, "cannot add firewall rule");
+                        if (r < 0)
+                                return r;
+                }
+                return run(drop, e, "cannot add firewall rule");
+        }
+        return 0;
+}
+
+static int ensure_bridge(struct net *n, struct error *e) {
+        char gw[16], cidr[24], path[64];
+        struct stat st;
+        int r;
+
+        ip_string(n->network + 1, gw);
+        snprintf(cidr, sizeof(cidr), "%s/%u", gw, n->prefix);
+        snprintf(path, sizeof(path), "/sys/class/net/%s", n->bridge);
+        if (stat(path, &st) < 0) {
+                char *add[] = {"ip", "link", "add", n->bridge, "type", "bridge", NULL};
+                r = run(add, e, "cannot create bridge");
+                if (r < 0)
+                        return r;
+        }
+        char *addr[] = {"ip", "addr", "replace", cidr, "dev", n->bridge, NULL};
+        char *up[] = {"ip", "link", "set", n->bridge, "up", NULL};
+        r = run(addr, e, "cannot address bridge");
+        if (r < 0)
+                return r;
+        r = run(up, e, "cannot bring bridge up");
+        if (r < 0)
+                return r;
+        return ensure_firewall(n, e);
+}
+
+int net_new(const char *bridge, const char *pool_cidr, const char *run_dir, struct net **ret, struct error *e) {
+        struct net *n = calloc(1, sizeof(*n));
+        int r;
+
+        if (!n)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        pthread_mutex_init(&n->lock, NULL);
+        snprintf(n->bridge, sizeof(n->bridge), "%s", bridge);
+        snprintf(n->netns_dir, sizeof(n->netns_dir), "%s/netns", run_dir);
+        if (parse_cidr(pool_cidr, &n->network, &n->prefix) < 0) {
+                net_free(n);
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "net-pool '%s' is not an IPv4 CIDR with a prefix of 8..28", pool_cidr);
+        }
+        n->size = 1u << (32 - n->prefix);
+        n->used = calloc(n->size, 1);
+        if (!n->used) {
+                net_free(n);
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        }
+        n->used[0] = n->used[1] = n->used[n->size - 1] = 1; /* network, gateway, broadcast */
+        r = mkdir_p(n->netns_dir, 0700);
+        if (r < 0) {
+                net_free(n);
+                return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", n->netns_dir, strerror(-r));
+        }
+        r = ensure_bridge(n, e);
+        if (r < 0) {
+                net_free(n);
+                return r;
+        }
+        *ret = n;
+        return 0;
+}
+
+void net_free(struct net *n) {
+        if (!n)
+                return;
+        free(n->used);
+        pthread_mutex_destroy(&n->lock);
+        free(n);
+}
+
+void net_slot_paths(struct net *n, const char *id, struct net_slot *s) {
+        const char *rand = strchr(id, '_');
+
+        rand = rand ? rand + 1 : id;
+        snprintf(s->netns_path, sizeof(s->netns_path), "%s/%s", n->netns_dir, id);
+        snprintf(s->veth, sizeof(s->veth), "ai%.12s", rand);
+}
+
+static int ip_take(struct net *n, char out[16]) {
+        int r = -EADDRNOTAVAIL;
+
+        pthread_mutex_lock(&n->lock);
+        for (uint32_t i = 2; i < n->size - 1; i++)
+                if (!n->used[i]) {
+                        n->used[i] = 1;
+                        ip_string(n->network + i, out);
+                        r = 0;
+                        break;
+                }
+        pthread_mutex_unlock(&n->lock);
+        return r;
+}
+
+static void ip_give(struct net *n, const char *ip) {
+        struct in_addr in;
+        uint32_t i;
+
+        if (!ip || !*ip || inet_pton(AF_INET, ip, &in) != 1)
+                return;
+        i = ntohl(in.s_addr) - n->network;
+        pthread_mutex_lock(&n->lock);
+        if (i < n->size && i > 1)
+                n->used[i] = 0;
+        pthread_mutex_unlock(&n->lock);
+}
+
+/* Creates a new network namespace and pins it by bind-mounting it onto path. */
+static int netns_create(const char *path, struct error *e) {
+        int fd, status;
+        pid_t pid;
+
+        fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot create %s: %s", path, strerror(errno));
+        close(fd);
+        pid = fork();
+        if (pid < 0)
+                return error_set(e, errno, ERR_INTERNAL, "fork: %s", strerror(errno));
+        if (pid == 0) {
+                if (unshare(CLONE_NEWNET) < 0 || mount("/proc/self/ns/net", path, NULL, MS_BIND, NULL) < 0)
+                        _exit(errno & 0xff);
+                _exit(0);
+        }
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        break;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                unlink(path);
+                return error_set(e, EIO, ERR_INTERNAL, "cannot create network namespace %s: %s", path,
+                                 WIFEXITED(status) ? strerror(WEXITSTATUS(status)) : "helper crashed");
+        }
+        return 0;
+}
+
+static void netns_remove(const char *path) {
+        if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+                log_warn_errno(errno, "cannot unmount %s, ignoring", path);
+        if (unlink(path) < 0 && errno != ENOENT)
+                log_warn_errno(errno, "cannot remove %s, ignoring", path);
+}
+
+static int ifreq_set(int sock, const char *ifname, unsigned long req, uint32_t addr_host) {
+        struct ifreq ifr = {0};
+        struct sockaddr_in *sin = (struct sockaddr_in *) &ifr.ifr_addr;
+
+        snprintf(ifr.ifr_name, IFNAMSIZ, "%s", ifname);
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = htonl(addr_host);
+        return ioctl(sock, req, &ifr) < 0 ? -errno : 0;
+}
+
+static int link_up(int sock, const char *ifname) {
+        struct ifreq ifr = {0};
+
+        snprintf(ifr.ifr_name, IFNAMSIZ, "%s", ifname);
+        if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
+                return -errno;
+        ifr.ifr_flags |= IFF_UP;
+        return ioctl(sock, SIOCSIFFLAGS, &ifr) < 0 ? -errno : 0;
+}
+
+/* Runs in a child that has entered the namespace: address, links up, default route. */
+static int configure_inside(uint32_t ip, uint32_t mask, uint32_t gw) {
+        struct rtentry rt = {0};
+        int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), r;
+
+        if (sock < 0)
+                return -errno;
+        if ((r = ifreq_set(sock, "eth0", SIOCSIFADDR, ip)) < 0 || (r = ifreq_set(sock, "eth0", SIOCSIFNETMASK, mask)) < 0 ||
+            (r = link_up(sock, "eth0")) < 0 || (r = link_up(sock, "lo")) < 0)
+                return r;
+        ((struct sockaddr_in *) &rt.rt_dst)->sin_family = AF_INET;
+        ((struct sockaddr_in *) &rt.rt_genmask)->sin_family = AF_INET;
+        ((struct sockaddr_in *) &rt.rt_gateway)->sin_family = AF_INET;
+        ((struct sockaddr_in *) &rt.rt_gateway)->sin_addr.s_addr = htonl(gw);
+        rt.rt_flags = RTF_UP | RTF_GATEWAY;
+        if (ioctl(sock, SIOCADDRT, &rt) < 0)
+                return -errno;
+        return 0;
+}
+
+static int netns_configure(struct net *n, const char *path, const char *ip, struct error *e) {
+        struct in_addr in;
+        uint32_t mask = 0xffffffffu << (32 - n->prefix);
+        int status;
+        pid_t pid;
+
+        inet_pton(AF_INET, ip, &in);
+        pid = fork();
+        if (pid < 0)
+                return error_set(e, errno, ERR_INTERNAL, "fork: %s", strerror(errno));
+        if (pid == 0) {
+                int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+                if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
+                        _exit(errno & 0xff);
+                r = configure_inside(ntohl(in.s_addr), mask, n->network + 1);
+                _exit(-r & 0xff);
+        }
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        break;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                return error_set(e, EIO, ERR_INTERNAL, "cannot configure the sandbox's network: %s",
+                                 WIFEXITED(status) ? strerror(WEXITSTATUS(status)) : "helper crashed");
+        return 0;
+}
+
+int net_slot_acquire(struct net *n, const char *id, struct net_slot *s, struct error *e) {
+        int r;
+
+        net_slot_paths(n, id, s);
+        if (ip_take(n, s->ip) < 0)
+                return error_set(e, EADDRNOTAVAIL, ERR_UNAVAILABLE, "the address pool is exhausted");
+        r = netns_create(s->netns_path, e);
+        if (r < 0) {
+                ip_give(n, s->ip);
+                return r;
+        }
+        char *add[] = {"ip", "link", "add", s->veth, "type", "veth", "peer", "name", "eth0", "netns", s->netns_path, NULL};
+        char *attach[] = {"ip", "link", "set", s->veth, "master", n->bridge, "up", NULL};
+        char *isolate[] = {"ip", "link", "set", s->veth, "type", "bridge_slave", "isolated", "on", NULL};
+        if ((r = run(add, e, "cannot create veth")) < 0 || (r = run(isolate, e, "cannot isolate bridge port")) < 0 ||
+            (r = run(attach, e, "cannot attach veth")) < 0 || (r = netns_configure(n, s->netns_path, s->ip, e)) < 0) {
+                net_slot_release(n, s);
+                return r;
+        }
+        return 0;
+}
+
+void net_slot_adopt(struct net *n, const char *id, const char *ip, struct net_slot *s) {
+        struct in_addr in;
+
+        net_slot_paths(n, id, s);
+        snprintf(s->ip, sizeof(s->ip), "%s", ip ? ip : "");
+        if (inet_pton(AF_INET, s->ip, &in) == 1) {
+                uint32_t i = ntohl(in.s_addr) - n->network;
+                pthread_mutex_lock(&n->lock);
+                if (i < n->size)
+                        n->used[i] = 1;
+                pthread_mutex_unlock(&n->lock);
+        }
+}
+
+static void veth_delete(const char *veth) {
+        char path[64];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "/sys/class/net/%s", veth);
+        if (stat(path, &st) < 0)
+                return;
+        char *del[] = {"ip", "link", "del", (char *) veth, NULL};
+        char msg[256];
+        if (spawn_check(del, msg, sizeof(msg)) < 0 && stat(path, &st) == 0)
+                log_warn("cannot delete veth %s: %s, ignoring", veth, msg);
+}
+
+void net_slot_release(struct net *n, const struct net_slot *s) {
+        veth_delete(s->veth);
+        netns_remove(s->netns_path);
+        ip_give(n, s->ip);
+}
+
+static bool in_list(char **list, unsigned n, const char *s) {
+        for (unsigned i = 0; i < n; i++)
+                if (streq(list[i], s))
+                        return true;
+        return false;
+}
+
+void net_remove_orphans(struct net *n, char **live, unsigned n_live) {
+        DIR *d = opendir(n->netns_dir);
+        struct dirent *de;
+        char path[512], veths[64][16];
+        unsigned nv = 0;
+
+        /* Namespaces of sandboxes that are gone (their file name is the sandbox id). */
+        while (d && (de = readdir(d))) {
+                if (de->d_name[0] == '.' || in_list(live, n_live, de->d_name))
+                        continue;
+                snprintf(path, sizeof(path), "%s/%s", n->netns_dir, de->d_name);
+                log_info("removing orphaned network namespace %s", path);
+                netns_remove(path);
+        }
+        if (d)
+                closedir(d);
+        /* Ports of the bridge that belong to no live sandbox. */
+        snprintf(path, sizeof(path), "/sys/class/net/%s/brif", n->bridge);
+        d = opendir(path);
+        while (d && (de = readdir(d)) && nv < ELEMENTSOF(veths)) {
+                bool keep = false;
+                if (de->d_name[0] == '.')
+                        continue;
+                for (unsigned i = 0; i < n_live && !keep; i++) {
+                        struct net_slot s;
+                        net_slot_paths(n, live[i], &s);
+                        keep = streq(s.veth, de->d_name);
+                }
+                if (!keep)
+                        snprintf(veths[nv++], 16, "%s", de->d_name);
+        }
+        if (d)
+                closedir(d);
+        for (unsigned i = 0; i < nv; i++) {
+                log_info("removing orphaned veth %s", veths[i]);
+                veth_delete(veths[i]);
+        }
+}
+
+int net_count_ports(struct net *n) {
+        char path[512];
+        struct dirent *de;
+        DIR *d;
+        int count = 0;
+
+        snprintf(path, sizeof(path), "/sys/class/net/%s/brif", n->bridge);
+        d = opendir(path);
+        if (!d)
+                return -errno;
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        count++;
+        closedir(d);
+        return count;
+}

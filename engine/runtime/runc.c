@@ -1,0 +1,113 @@
+/* runc.c — the runc driver: `runc --root R run -d --preserve-fds 1`, `state`, `delete -f`.
+ *
+ * runc 1.1 handles this host's hybrid cgroup layout. Note that `runc exec` cannot join a
+ * network namespace created outside the container's user namespace (setns EPERM), which is
+ * one reason the engine talks to its agent over a socket instead of exec'ing.
+ */
+#include "runtime/runtime.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "spawn.h"
+
+static int runc_start(struct runtime *rt, const char *id, const char *bundle, int listen_fd, int log_fd, struct error *e) {
+        char *argv[] = {rt->binary, "--root", rt->root, "run", "--detach", "--preserve-fds", "1", "--bundle", (char *) bundle, (char *) id, NULL};
+        struct spawn_opts o = {.extra_fd = listen_fd, .stdio_fd = log_fd, .timeout_ms = 30000};
+        int status, r;
+
+        r = spawn_run(argv, &o, &status, NULL);
+        if (r < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot run %s: %s", rt->binary, strerror(-r));
+        if (status != 0)
+                return error_set(e, EIO, ERR_INTERNAL, "%s run exited with status %d", rt->binary, status);
+        return 0;
+}
+
+static int runc_status(struct runtime *rt, const char *id, enum container_status *ret, pid_t *ret_pid, struct error *e) {
+        char *argv[] = {rt->binary, "--root", rt->root, "state", (char *) id, NULL};
+        struct spawn_opts o = {.extra_fd = -1, .stdio_fd = -1, .timeout_ms = 10000};
+        _cleanup_buf_ struct buf out;
+        json_t *j;
+        const char *st;
+        int status, r;
+
+        buf_init(&out, 1024 * 1024);
+        r = spawn_run(argv, &o, &status, &out);
+        if (r < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot run %s: %s", rt->binary, strerror(-r));
+        *ret_pid = 0;
+        if (status != 0) {
+                *ret = CONTAINER_MISSING;
+                return 0;
+        }
+        j = json_loadb(out.data, out.len, 0, NULL);
+        st = json_string_value(json_object_get(j, "status"));
+        if (!st) {
+                json_decref(j);
+                return error_set(e, EIO, ERR_INTERNAL, "%s state %s: unreadable answer", rt->binary, id);
+        }
+        *ret = streq(st, "running")  ? CONTAINER_RUNNING
+               : streq(st, "created") ? CONTAINER_CREATED
+               : streq(st, "paused")  ? CONTAINER_PAUSED
+                                      : CONTAINER_STOPPED;
+        if (*ret == CONTAINER_RUNNING || *ret == CONTAINER_PAUSED)
+                *ret_pid = (pid_t) json_integer_value(json_object_get(j, "pid"));
+        json_decref(j);
+        return 0;
+}
+
+static int runc_destroy(struct runtime *rt, const char *id, struct error *e) {
+        char *argv[] = {rt->binary, "--root", rt->root, "delete", "--force", (char *) id, NULL};
+        char path[4096], msg[512] = "";
+        struct stat st;
+        int r;
+
+        snprintf(path, sizeof(path), "%s/%s", rt->root, id);
+        if (lstat(path, &st) < 0 && errno == ENOENT)
+                return 0;
+        r = spawn_check(argv, msg, sizeof(msg));
+        if (r < 0 && lstat(path, &st) == 0)
+                return error_set(e, r, ERR_INTERNAL, "%s delete %s failed: %s", rt->binary, id, msg);
+        return 0;
+}
+
+static int runc_list(struct runtime *rt, char ***ret_ids, unsigned *ret_n, struct error *e) {
+        DIR *d = opendir(rt->root);
+        struct dirent *de;
+        char **ids = NULL;
+        unsigned n = 0;
+
+        if (!d) {
+                *ret_ids = NULL;
+                *ret_n = 0;
+                return errno == ENOENT ? 0 : error_set(e, errno, ERR_INTERNAL, "cannot list %s: %s", rt->root, strerror(errno));
+        }
+        while ((de = readdir(d))) {
+                char **more;
+                if (de->d_name[0] == '.' || de->d_type != DT_DIR)
+                        continue;
+                more = realloc(ids, sizeof(char *) * (n + 1));
+                if (!more)
+                        break;
+                ids = more;
+                if ((ids[n] = strdup(de->d_name)))
+                        n++;
+        }
+        closedir(d);
+        *ret_ids = ids;
+        *ret_n = n;
+        return 0;
+}
+
+const struct runtime_ops runc_ops = {
+        .name = "runc",
+        .start = runc_start,
+        .status = runc_status,
+        .destroy = runc_destroy,
+        .list = runc_list,
+};

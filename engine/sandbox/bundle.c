@@ -1,0 +1,138 @@
+/* bundle.c — see bundle.h. Defaults follow Docker's: its capability set less NET_RAW,
+ * its masked and read-only paths, and a seccomp filter that allows by default but denies
+ * the calls that have been kernel escape routes (io_uring, userfaultfd, bpf, keyrings,
+ * perf, module loading, new user namespaces, mount-API syscalls). */
+#include "sandbox/bundle.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fsutil.h"
+
+static const char *const caps[] = {
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_SETGID", "CAP_SETUID",
+        "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+};
+
+static const char *const masked[] = {
+        "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+        "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+        "/sys/kernel/debug", "/sys/kernel/security",
+};
+
+static const char *const readonly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
+
+static const char *const denied_syscalls[] = {
+        "io_uring_setup", "io_uring_enter", "io_uring_register", "userfaultfd", "bpf", "keyctl", "add_key",
+        "request_key", "perf_event_open", "kexec_load", "kexec_file_load", "init_module", "finit_module",
+        "delete_module", "open_by_handle_at", "name_to_handle_at", "swapon", "swapoff", "reboot", "acct",
+        "lookup_dcookie", "quotactl", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "stime",
+        "syslog", "uselib", "vhangup", "iopl", "ioperm", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount",
+        "open_tree", "mount_setattr", "pivot_root", "setns", "nfsservctl", "personality",
+};
+
+static json_t *string_array(const char *const *v, size_t n) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(a, json_string(v[i]));
+        return a;
+}
+
+static json_t *mount_entry(const char *dest, const char *type, const char *src, const char *const *options, size_t n) {
+        return json_pack("{s:s, s:s, s:s, s:o}", "destination", dest, "type", type, "source", src, "options",
+                         string_array(options, n));
+}
+
+static json_t *mounts(const struct bundle_spec *s) {
+        static const char *const dev[] = {"nosuid", "strictatime", "mode=755", "size=65536k"};
+        static const char *const pts[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"};
+        static const char *const shm[] = {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"};
+        static const char *const mq[] = {"nosuid", "noexec", "nodev"};
+        /* A fresh sysfs cannot be mounted from a user namespace into a network namespace
+         * it does not own: bind the host's, read-only (sensitive parts are masked). */
+        static const char *const sys[] = {"rbind", "nosuid", "noexec", "nodev", "ro"};
+        static const char *const agent[] = {"bind", "ro", "nosuid", "nodev"};
+        json_t *m = json_array();
+
+        json_array_append_new(m, json_pack("{s:s, s:s, s:s}", "destination", "/proc", "type", "proc", "source", "proc"));
+        json_array_append_new(m, mount_entry("/dev", "tmpfs", "tmpfs", dev, ELEMENTSOF(dev)));
+        json_array_append_new(m, mount_entry("/dev/pts", "devpts", "devpts", pts, ELEMENTSOF(pts)));
+        json_array_append_new(m, mount_entry("/dev/shm", "tmpfs", "shm", shm, ELEMENTSOF(shm)));
+        json_array_append_new(m, mount_entry("/dev/mqueue", "mqueue", "mqueue", mq, ELEMENTSOF(mq)));
+        json_array_append_new(m, mount_entry("/sys", "none", "/sys", sys, ELEMENTSOF(sys)));
+        json_array_append_new(m, mount_entry(AGENT_PATH_INSIDE, "none", s->agent, agent, ELEMENTSOF(agent)));
+        return m;
+}
+
+static json_t *seccomp(void) {
+        json_t *rules = json_array();
+
+        json_array_append_new(rules, json_pack("{s:o, s:s, s:i}", "names", string_array(denied_syscalls, ELEMENTSOF(denied_syscalls)),
+                                               "action", "SCMP_ACT_ERRNO", "errnoRet", EPERM));
+        /* clone3 cannot be filtered on its flags: ENOSYS makes libc fall back to clone. */
+        json_array_append_new(rules, json_pack("{s:[s], s:s, s:i}", "names", "clone3", "action", "SCMP_ACT_ERRNO", "errnoRet", ENOSYS));
+        /* No new user namespaces from inside (the usual first step of a kernel exploit). */
+        json_array_append_new(rules, json_pack("{s:[s], s:s, s:i, s:[{s:i, s:I, s:I, s:s}]}", "names", "unshare", "action",
+                                               "SCMP_ACT_ERRNO", "errnoRet", EPERM, "args", "index", 0, "value",
+                                               (json_int_t) CLONE_NEWUSER, "valueTwo", (json_int_t) CLONE_NEWUSER, "op",
+                                               "SCMP_CMP_MASKED_EQ"));
+        json_array_append_new(rules, json_pack("{s:[s], s:s, s:i, s:[{s:i, s:I, s:I, s:s}]}", "names", "clone", "action",
+                                               "SCMP_ACT_ERRNO", "errnoRet", EPERM, "args", "index", 0, "value",
+                                               (json_int_t) CLONE_NEWUSER, "valueTwo", (json_int_t) CLONE_NEWUSER, "op",
+                                               "SCMP_CMP_MASKED_EQ"));
+        return json_pack("{s:s, s:[s], s:o}", "defaultAction", "SCMP_ACT_ALLOW", "architectures", "SCMP_ARCH_X86_64", "syscalls", rules);
+}
+
+static json_t *resources(const struct bundle_spec *s) {
+        json_int_t mem = (json_int_t) s->memory_mb * 1024 * 1024;
+        json_int_t quota = (json_int_t) (s->cpu_count * 100000.0);
+
+        return json_pack("{s:{s:I, s:I}, s:{s:I, s:I, s:I}, s:{s:I}, s:[{s:b, s:s}]}", "memory", "limit", mem, "swap", mem, "cpu",
+                         "quota", quota, "period", (json_int_t) 100000, "shares", (json_int_t) (s->cpu_count * 1024), "pids",
+                         "limit", (json_int_t) s->pids, "devices", "allow", 0, "access", "rwm");
+}
+
+static json_t *process(const struct bundle_spec *s) {
+        json_t *c = string_array(caps, ELEMENTSOF(caps));
+        char idenv[64];
+
+        snprintf(idenv, sizeof(idenv), "AI2IN_SANDBOX_ID=%s", s->id);
+        return json_pack("{s:b, s:{s:i, s:i}, s:[s, s, s], s:[s, s, s], s:s, s:b, s:{s:O, s:O, s:O}, s:[{s:s, s:I, s:I}], s:i}",
+                         "terminal", 0, "user", "uid", 0, "gid", 0, "args", AGENT_PATH_INSIDE, "--listen-fd", "3", "env",
+                         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", idenv, "cwd",
+                         "/", "noNewPrivileges", 1, "capabilities", "bounding", c, "effective", c, "permitted", c, "rlimits",
+                         "type", "RLIMIT_NOFILE", "hard", (json_int_t) 65536, "soft", (json_int_t) 65536, "oomScoreAdj", 500);
+}
+
+int bundle_write(const struct bundle_spec *s, struct error *e) {
+        char path[4096];
+        json_t *cfg, *namespaces;
+        char *text;
+        int r;
+
+        namespaces = json_pack("[{s:s}, {s:s}, {s:s}, {s:s}, {s:s}, {s:s, s:s}]", "type", "pid", "type", "ipc", "type", "uts", "type",
+                               "mount", "type", "user", "type", "network", "path", s->netns_path);
+        cfg = json_pack("{s:s, s:o, s:{s:s, s:b}, s:s, s:o, s:{s:[{s:i, s:I, s:I}], s:[{s:i, s:I, s:I}], s:o, s:s, s:o, s:o, s:o, s:o}}",
+                        "ociVersion", "1.0.2", "process", process(s), "root", "path", s->rootfs, "readonly", 0, "hostname",
+                        "sandbox", "mounts", mounts(s), "linux", "uidMappings", "containerID", 0, "hostID",
+                        (json_int_t) s->uid_base, "size", (json_int_t) s->uid_count, "gidMappings", "containerID", 0,
+                        "hostID", (json_int_t) s->uid_base, "size", (json_int_t) s->uid_count, "namespaces", namespaces,
+                        "cgroupsPath", s->cgroup_path, "resources", resources(s), "maskedPaths",
+                        string_array(masked, ELEMENTSOF(masked)), "readonlyPaths", string_array(readonly, ELEMENTSOF(readonly)),
+                        "seccomp", seccomp());
+        if (!cfg)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "cannot build config.json for %s", s->id);
+        text = json_dumps(cfg, JSON_COMPACT);
+        json_decref(cfg);
+        if (!text)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        snprintf(path, sizeof(path), "%s/config.json", s->bundle_dir);
+        r = write_file_atomic(path, text, strlen(text), 0600);
+        free(text);
+        if (r < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot write %s: %s", path, strerror(-r));
+        return 0;
+}

@@ -1,0 +1,96 @@
+/* reaper.c — one thread that kills sandboxes past their hard deadline or idle for longer than
+ * their idle timeout (unless a stream is open on them), and purges day-old tombstones of
+ * killed sandboxes. Paused sandboxes are never touched: the store query selects running ones. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "sandbox/sandbox.h"
+#include "timeutil.h"
+
+#define TOMBSTONE_MS (24LL * 3600 * 1000)
+
+static pthread_mutex_t stop_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t stop_cond = PTHREAD_COND_INITIALIZER;
+
+static void reap_one(struct engine *eng, const char *id, int64_t now) {
+        struct sandbox_rec rec;
+        struct error e = {0};
+        const char *reason;
+
+        if (store_sandbox_get(eng->store, id, &rec, &e) < 0)
+                return;
+        if (rec.deadline > 0 && rec.deadline <= now)
+                reason = "its timeout passed";
+        else if (sandbox_streams(eng, id) > 0) {
+                /* A command is still running: that is activity. */
+                sandbox_rec_done(&rec);
+                sandbox_touch(eng, id);
+                return;
+        } else
+                reason = "it was idle for longer than its idle timeout";
+        sandbox_rec_done(&rec);
+        if (sandbox_kill(eng, -1, id, reason, &e) < 0 && e.err != ENOENT)
+                log_warn("reaper: %s", e.message);
+}
+
+static void reap_pass(struct engine *eng) {
+        struct error e = {0};
+        int64_t now = now_ms();
+        char **ids = NULL;
+        unsigned n = 0;
+
+        if (store_sandbox_expired(eng->store, now, &ids, &n, &e) < 0) {
+                log_warn("reaper: %s", e.message);
+                return;
+        }
+        for (unsigned i = 0; i < n; i++) {
+                reap_one(eng, ids[i], now);
+                free(ids[i]);
+        }
+        free(ids);
+        if (store_sandbox_purge(eng->store, now - TOMBSTONE_MS, &e) < 0)
+                log_warn("reaper: %s", e.message);
+}
+
+static void *reaper_main(void *arg) {
+        struct engine *eng = arg;
+
+        pthread_mutex_lock(&stop_mutex);
+        while (!eng->stopping) {
+                struct timespec ts;
+
+                pthread_mutex_unlock(&stop_mutex);
+                reap_pass(eng);
+                pthread_mutex_lock(&stop_mutex);
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += eng->cfg.reap_interval;
+                if (!eng->stopping)
+                        pthread_cond_timedwait(&stop_cond, &stop_mutex, &ts);
+        }
+        pthread_mutex_unlock(&stop_mutex);
+        return NULL;
+}
+
+int reaper_start(struct engine *eng, struct error *e) {
+        int r = pthread_create(&eng->reaper, NULL, reaper_main, eng);
+
+        if (r != 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot start the reaper: %s", strerror(r));
+        eng->reaper_started = true;
+        return 0;
+}
+
+void reaper_stop(struct engine *eng) {
+        if (!eng->reaper_started)
+                return;
+        pthread_mutex_lock(&stop_mutex);
+        eng->stopping = true;
+        pthread_cond_broadcast(&stop_cond);
+        pthread_mutex_unlock(&stop_mutex);
+        pthread_join(eng->reaper, NULL);
+        eng->reaper_started = false;
+}

@@ -1,0 +1,171 @@
+/* reconcile.c — makes the host match the store when the engine starts.
+ *
+ * Sandboxes outlive the engine process: a running container is re-adopted (its address is
+ * marked used; its overlay, namespace and socket are still there). A sandbox whose container
+ * is gone goes to `error` with the reason; a create that never finished is rolled back.
+ * Then every part on the host that belongs to no live sandbox is removed: containers under
+ * our runtime root, overlay mounts and directories, namespaces, veths and cgroups.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+
+#include "fsutil.h"
+#include "id.h"
+#include "log.h"
+#include "sandbox/sandbox.h"
+#include "timeutil.h"
+
+struct live {
+        char **ids;
+        unsigned n;
+};
+
+static int collect(void *data, const struct sandbox_rec *r) {
+        struct live *l = data;
+        char **more = realloc(l->ids, sizeof(char *) * (l->n + 1));
+
+        if (!more)
+                return 1;
+        l->ids = more;
+        l->ids[l->n] = strdup(r->id);
+        if (l->ids[l->n])
+                l->n++;
+        return 0;
+}
+
+static bool is_live(const struct live *l, const char *id) {
+        for (unsigned i = 0; i < l->n; i++)
+                if (streq(l->ids[i], id))
+                        return true;
+        return false;
+}
+
+/* Decides the fate of one sandbox the store says is creating or running. */
+static void reconcile_one(struct engine *eng, const char *id) {
+        struct sandbox_rec rec;
+        struct error e = {0};
+        enum container_status st = CONTAINER_MISSING;
+        struct net_slot slot;
+        pid_t pid;
+
+        if (store_sandbox_get(eng->store, id, &rec, &e) < 0)
+                return;
+        if (eng->runtime->ops->status(eng->runtime, id, &st, &pid, &e) < 0)
+                log_warn("%s, treating %s as stopped", e.message, id);
+        if (rec.state == SANDBOX_CREATING) {
+                log_info("rolling back %s: its creation did not finish", id);
+                sandbox_teardown(eng, id, rec.ip);
+                store_sandbox_delete(eng->store, id, NULL);
+        } else if (st == CONTAINER_RUNNING) {
+                net_slot_adopt(eng->net, id, rec.ip, &slot);
+                log_info("re-adopted %s (pid %d, ip %s)", id, (int) pid, rec.ip);
+        } else {
+                log_warn("%s: its container is gone; marking it as error", id);
+                sandbox_teardown(eng, id, rec.ip);
+                rec.state = SANDBOX_ERROR;
+                snprintf(rec.error, sizeof(rec.error), "its container stopped while the engine was not running");
+                rec.ip[0] = 0;
+                store_sandbox_update(eng->store, &rec, NULL);
+        }
+        sandbox_rec_done(&rec);
+}
+
+/* Removes every entry of dir whose name is not a live sandbox. */
+static void remove_dead_dirs(struct engine *eng, const char *dir, const struct live *l) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+
+        while (d && (de = readdir(d))) {
+                char path[4400];
+                if (de->d_name[0] == '.' || is_live(l, de->d_name))
+                        continue;
+                snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+                log_info("removing orphaned %s", path);
+                if (sandbox_id_valid(de->d_name))
+                        sandbox_teardown(eng, de->d_name, NULL);
+                else if (umount2(path, MNT_DETACH) == 0)
+                        log_info("unmounted stray %s", path);
+                rm_rf(path);
+        }
+        if (d)
+                closedir(d);
+}
+
+static void remove_dead_containers(struct engine *eng, const struct live *l) {
+        struct error e = {0};
+        char **ids = NULL;
+        unsigned n = 0;
+
+        if (eng->runtime->ops->list(eng->runtime, &ids, &n, &e) < 0)
+                log_warn("%s, ignoring", e.message);
+        for (unsigned i = 0; i < n; i++) {
+                if (!is_live(l, ids[i])) {
+                        log_info("removing orphaned container %s", ids[i]);
+                        sandbox_teardown(eng, ids[i], NULL);
+                }
+                free(ids[i]);
+        }
+        free(ids);
+}
+
+static void remove_dead_cgroups(struct engine *eng, const struct live *l) {
+        DIR *top = opendir("/sys/fs/cgroup");
+        struct dirent *c;
+
+        while (top && (c = readdir(top))) {
+                char path[512];
+                DIR *d;
+                struct dirent *de;
+
+                if (c->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/%s", c->d_name, eng->cfg.cgroup_parent);
+                d = opendir(path);
+                while (d && (de = readdir(d))) {
+                        char sub[1024];
+                        if (de->d_type != DT_DIR || de->d_name[0] == '.' || is_live(l, de->d_name))
+                                continue;
+                        snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+                        if (rmdir(sub) == 0)
+                                log_info("removed orphaned cgroup %s", sub);
+                }
+                if (d)
+                        closedir(d);
+        }
+        if (top)
+                closedir(top);
+}
+
+int reconcile(struct engine *eng, struct error *e) {
+        struct sandbox_filter f = {.team_id = -1, .state_mask = 1u << SANDBOX_CREATING | 1u << SANDBOX_RUNNING};
+        struct live todo = {0}, live = {0};
+        int r;
+
+        r = store_sandbox_foreach(eng->store, &f, collect, &todo, e);
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < todo.n; i++) {
+                reconcile_one(eng, todo.ids[i]);
+                free(todo.ids[i]);
+        }
+        free(todo.ids);
+
+        /* What is live now: running and paused sandboxes keep their parts. */
+        f.state_mask = 1u << SANDBOX_RUNNING | 1u << SANDBOX_PAUSED;
+        r = store_sandbox_foreach(eng->store, &f, collect, &live, e);
+        if (r < 0)
+                return r;
+        remove_dead_containers(eng, &live);
+        remove_dead_dirs(eng, eng->sandboxes_dir, &live);
+        remove_dead_dirs(eng, eng->run_sandboxes_dir, &live);
+        net_remove_orphans(eng->net, live.ids, live.n);
+        remove_dead_cgroups(eng, &live);
+        log_info("reconciled: %u sandboxes live", live.n);
+        for (unsigned i = 0; i < live.n; i++)
+                free(live.ids[i]);
+        free(live.ids);
+        return 0;
+}

@@ -1,0 +1,416 @@
+/* sandbox.c — create, get, kill, set_timeout and exec (see sandbox.h).
+ *
+ * A sandbox on the host is: a row in the store; STATE/sandboxes/<id>/{upper,work,rootfs,
+ * bundle,agent.log} with the overlay mounted on rootfs; RUN/sandboxes/<id>/agent.sock; a
+ * network slot; a runc container; cgroups under the engine's parent. Creation builds them in
+ * that order and a failure at any step tears down whatever exists.
+ */
+#include "sandbox/sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "fsutil.h"
+#include "id.h"
+#include "log.h"
+#include "sandbox/agent_client.h"
+#include "sandbox/bundle.h"
+#include "timeutil.h"
+
+void sandbox_dir(struct engine *eng, const char *id, char *out, size_t n) {
+        snprintf(out, n, "%s/%s", eng->sandboxes_dir, id);
+}
+
+void sandbox_socket_path(struct engine *eng, const char *id, char *out, size_t n) {
+        snprintf(out, n, "%s/%s/agent.sock", eng->run_sandboxes_dir, id);
+}
+
+int64_t sandbox_end_at(const struct sandbox_rec *r) {
+        int64_t idle_end;
+
+        if (r->state != SANDBOX_RUNNING && r->state != SANDBOX_CREATING)
+                return 0;
+        idle_end = r->last_activity + r->idle_timeout * 1000;
+        return r->deadline > 0 && r->deadline < idle_end ? r->deadline : idle_end;
+}
+
+static bool template_name_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > 63 || s[0] == '.' || s[0] == '-')
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!strchr("abcdefghijklmnopqrstuvwxyz0123456789._-", s[i]))
+                        return false;
+        return true;
+}
+
+static int template_rootfs(struct engine *eng, const char *name, char *out, size_t n, struct error *e) {
+        struct stat st;
+
+        if (!template_name_valid(name))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "template name '%.64s' is invalid: use 1-63 characters of a-z, 0-9, '.', '_' and '-'", name);
+        snprintf(out, n, "%s/%s/rootfs", eng->cfg.template_dir, name);
+        if (stat(out, &st) < 0 || !S_ISDIR(st.st_mode))
+                return error_set(e, ENOENT, ERR_NOT_FOUND, "template '%s' does not exist (build it with `ai2ind template build %s`)",
+                                 name, name);
+        return 0;
+}
+
+static int make_dirs(struct engine *eng, const char *id, struct error *e) {
+        static const char *const parts[] = {"upper", "work", "rootfs", "bundle"};
+        char dir[4096], path[4200];
+        int r;
+
+        sandbox_dir(eng, id, dir, sizeof(dir));
+        for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
+                snprintf(path, sizeof(path), "%s/%s", dir, parts[i]);
+                r = mkdir_p(path, 0700);
+                if (r < 0)
+                        return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", path, strerror(-r));
+        }
+        /* The upper layer's root is the sandbox's "/": owned by its root, world-readable. */
+        snprintf(path, sizeof(path), "%s/upper", dir);
+        if (chown(path, (uid_t) eng->cfg.uid_base, (gid_t) eng->cfg.uid_base) < 0 || chmod(path, 0755) < 0 ||
+            chmod(dir, 0711) < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot prepare %s: %s", path, strerror(errno));
+        snprintf(path, sizeof(path), "%s/%s", eng->run_sandboxes_dir, id);
+        r = mkdir_p(path, 0700);
+        if (r < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", path, strerror(-r));
+        return 0;
+}
+
+static int mount_rootfs(struct engine *eng, const char *id, const char *lower, struct error *e) {
+        char dir[4096], opts[12800], target[4200];
+
+        sandbox_dir(eng, id, dir, sizeof(dir));
+        snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, dir, dir);
+        snprintf(target, sizeof(target), "%s/rootfs", dir);
+        if (mount("overlay", target, "overlay", MS_NODEV, opts) < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot mount the overlay for %s: %s", id, strerror(errno));
+        return 0;
+}
+
+static int listen_socket(const char *path, struct error *e) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return error_set(e, ENAMETOOLONG, ERR_INTERNAL, "socket path %s is too long", path);
+        strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return error_set(e, errno, ERR_INTERNAL, "socket: %s", strerror(errno));
+        unlink(path);
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 128) < 0) {
+                int r = error_set(e, errno, ERR_INTERNAL, "cannot listen on %s: %s", path, strerror(errno));
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+/* The last line of the agent's log, to explain a start that failed. */
+static void log_tail(const char *path, char *out, size_t n) {
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        char *end, *start;
+
+        out[0] = 0;
+        if (read_file(path, 64 * 1024, &data, &len) < 0 || len == 0)
+                return;
+        end = data + len;
+        while (end > data && (end[-1] == '\n' || end[-1] == ' '))
+                *--end = 0;
+        start = strrchr(data, '\n');
+        snprintf(out, n, "%s", start ? start + 1 : data);
+}
+
+static int start_container(struct engine *eng, const char *id, const struct sandbox_rec *rec, const struct net_slot *slot,
+                           struct error *e) {
+        char dir[4096], bundle[4200], rootfs[4200], cgroup[256], sock[4200], logpath[4200], tail[400];
+        _cleanup_close_ int lfd = -1, logfd = -1;
+        json_t *answer = NULL;
+        long status = 0;
+        int r;
+
+        sandbox_dir(eng, id, dir, sizeof(dir));
+        snprintf(bundle, sizeof(bundle), "%s/bundle", dir);
+        snprintf(rootfs, sizeof(rootfs), "%s/rootfs", dir);
+        snprintf(cgroup, sizeof(cgroup), "/%s/%s", eng->cfg.cgroup_parent, id);
+        snprintf(logpath, sizeof(logpath), "%s/agent.log", dir);
+        sandbox_socket_path(eng, id, sock, sizeof(sock));
+
+        struct bundle_spec spec = {
+                .id = id, .bundle_dir = bundle, .rootfs = rootfs, .agent = eng->cfg.agent, .netns_path = slot->netns_path,
+                .cgroup_path = cgroup, .uid_base = eng->cfg.uid_base, .uid_count = eng->cfg.uid_count,
+                .memory_mb = rec->memory_mb, .pids = eng->cfg.default_pids, .cpu_count = rec->cpu_count,
+        };
+        r = bundle_write(&spec, e);
+        if (r < 0)
+                return r;
+        lfd = listen_socket(sock, e);
+        if (lfd < 0)
+                return lfd;
+        logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (logfd < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot open %s: %s", logpath, strerror(errno));
+        r = eng->runtime->ops->start(eng->runtime, id, bundle, lfd, logfd, e);
+        if (r < 0) {
+                log_tail(logpath, tail, sizeof(tail));
+                return error_wrap(e, "%s%s%s", "cannot start the container", *tail ? ": " : "", tail);
+        }
+        r = agent_call(sock, "GET", "/health", NULL, 10000, &answer, &status, e);
+        json_decref(answer);
+        if (r < 0 || status != 200) {
+                log_tail(logpath, tail, sizeof(tail));
+                if (r >= 0)
+                        error_set(e, EIO, ERR_SANDBOX, "health check answered HTTP %ld", status);
+                return error_wrap(e, "the sandbox's agent did not come up%s%s", *tail ? " (" : "", *tail ? tail : "");
+        }
+        return 0;
+}
+
+static void remove_cgroups(struct engine *eng, const char *id) {
+        static const char *const controllers[] = {"memory", "cpu", "cpuacct", "cpuset", "pids", "devices", "freezer", "blkio",
+                                                  "systemd", "unified", "net_cls", "net_prio", "perf_event", "hugetlb"};
+        char path[512];
+
+        for (size_t i = 0; i < ELEMENTSOF(controllers); i++) {
+                snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/%s/%s", controllers[i], eng->cfg.cgroup_parent, id);
+                if (rmdir(path) < 0 && errno != ENOENT)
+                        log_warn_errno(errno, "cannot remove cgroup %s, ignoring", path);
+        }
+        snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/%s", eng->cfg.cgroup_parent, id);
+        if (rmdir(path) < 0 && errno != ENOENT && errno != ENOTDIR)
+                log_warn_errno(errno, "cannot remove cgroup %s, ignoring", path);
+}
+
+void sandbox_teardown(struct engine *eng, const char *id, const char *ip) {
+        char dir[4096], path[4200];
+        struct net_slot slot;
+        struct error e = {0};
+        int r;
+
+        if (eng->runtime->ops->destroy(eng->runtime, id, &e) < 0)
+                log_warn("%s, ignoring", e.message);
+        net_slot_adopt(eng->net, id, ip, &slot);
+        net_slot_release(eng->net, &slot);
+        sandbox_dir(eng, id, dir, sizeof(dir));
+        snprintf(path, sizeof(path), "%s/rootfs", dir);
+        if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+                log_warn_errno(errno, "cannot unmount %s, ignoring", path);
+        r = rm_rf(dir);
+        if (r < 0)
+                log_warn_errno(r, "cannot remove %s, ignoring", dir);
+        snprintf(path, sizeof(path), "%s/%s", eng->run_sandboxes_dir, id);
+        r = rm_rf(path);
+        if (r < 0)
+                log_warn_errno(r, "cannot remove %s, ignoring", path);
+        remove_cgroups(eng, id);
+}
+
+static int fill_new_rec(struct engine *eng, int64_t team_id, const struct sandbox_create_opts *o, struct sandbox_rec *rec,
+                        struct error *e) {
+        int64_t now = now_ms();
+        int r;
+
+        *rec = (struct sandbox_rec){.team_id = team_id, .state = SANDBOX_CREATING, .created_at = now, .last_activity = now};
+        r = sandbox_id_new(rec->id);
+        if (r < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot make a sandbox id: %s", strerror(-r));
+        snprintf(rec->template_name, sizeof(rec->template_name), "%s", o->template_name ? o->template_name : "base");
+        rec->timeout = o->timeout;
+        rec->deadline = o->timeout > 0 ? now + o->timeout * 1000 : 0;
+        rec->idle_timeout = eng->cfg.idle_timeout;
+        rec->metadata = strdup(o->metadata ? o->metadata : "{}");
+        rec->envs = strdup(o->envs ? o->envs : "{}");
+        rec->cpu_count = o->cpu_count > 0 ? o->cpu_count : 1;
+        rec->memory_mb = o->memory_mb > 0 ? o->memory_mb : eng->cfg.default_memory_mb;
+        if (!rec->metadata || !rec->envs)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        return 0;
+}
+
+int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_create_opts *o, struct sandbox_rec *ret,
+                   struct error *e) {
+        struct sandbox_rec rec;
+        struct net_slot slot = {0};
+        char lower[4096];
+        int64_t t0 = mono_ms();
+        int r;
+
+        r = fill_new_rec(eng, team_id, o, &rec, e);
+        if (r < 0)
+                goto fail_rec;
+        r = template_rootfs(eng, rec.template_name, lower, sizeof(lower), e);
+        if (r < 0)
+                goto fail_rec;
+        r = store_sandbox_insert(eng->store, &rec, eng->cfg.max_running, e);
+        if (r < 0)
+                goto fail_rec;
+
+        sandbox_lock(eng, rec.id);
+        if ((r = make_dirs(eng, rec.id, e)) < 0 || (r = mount_rootfs(eng, rec.id, lower, e)) < 0 ||
+            (r = net_slot_acquire(eng->net, rec.id, &slot, e)) < 0 || (r = start_container(eng, rec.id, &rec, &slot, e)) < 0) {
+                error_wrap(e, "cannot create sandbox %s", rec.id);
+                log_warn("%s", e->message);
+                sandbox_teardown(eng, rec.id, slot.ip);
+                store_sandbox_delete(eng->store, rec.id, NULL);
+                sandbox_unlock(eng, rec.id);
+                goto fail_rec;
+        }
+        rec.state = SANDBOX_RUNNING;
+        rec.started_at = rec.last_activity = now_ms();
+        snprintf(rec.ip, sizeof(rec.ip), "%s", slot.ip);
+        r = store_sandbox_update(eng->store, &rec, e);
+        sandbox_unlock(eng, rec.id);
+        if (r < 0) {
+                sandbox_kill(eng, -1, rec.id, "its state could not be recorded", NULL);
+                goto fail_rec;
+        }
+        log_info("created %s (template %s, ip %s) in %lld ms", rec.id, rec.template_name, rec.ip, (long long) (mono_ms() - t0));
+        *ret = rec;
+        return 0;
+
+fail_rec:
+        sandbox_rec_done(&rec);
+        return r;
+}
+
+int sandbox_get(struct engine *eng, int64_t team_id, const char *id, struct sandbox_rec *ret, struct error *e) {
+        int r = store_sandbox_get(eng->store, id, ret, e);
+
+        if (r == -ENOENT)
+                return error_set(e, ENOENT, ERR_NOT_FOUND, "sandbox %s not found", id);
+        if (r < 0)
+                return r;
+        if (team_id >= 0 && ret->team_id != team_id) {
+                sandbox_rec_done(ret);
+                return error_set(e, ENOENT, ERR_NOT_FOUND, "sandbox %s not found", id);
+        }
+        if (ret->state == SANDBOX_KILLED) {
+                char when[RFC3339_LEN + 1];
+                format_rfc3339(ret->killed_at, when);
+                sandbox_rec_done(ret);
+                return error_set(e, ENOENT, ERR_NOT_FOUND, "sandbox %s not found: it was killed at %s", id, when);
+        }
+        return 0;
+}
+
+int sandbox_kill(struct engine *eng, int64_t team_id, const char *id, const char *reason, struct error *e) {
+        struct sandbox_rec rec;
+        int r;
+
+        sandbox_lock(eng, id);
+        r = sandbox_get(eng, team_id, id, &rec, e);
+        if (r < 0) {
+                sandbox_unlock(eng, id);
+                return r;
+        }
+        sandbox_teardown(eng, id, rec.ip);
+        rec.state = SANDBOX_KILLED;
+        rec.killed_at = now_ms();
+        rec.ip[0] = 0;
+        r = store_sandbox_update(eng->store, &rec, e);
+        sandbox_unlock(eng, id);
+        sandbox_rec_done(&rec);
+        if (r < 0)
+                return r;
+        log_info("killed %s (%s)", id, reason);
+        return 0;
+}
+
+int sandbox_set_timeout(struct engine *eng, int64_t team_id, const char *id, int64_t timeout, struct sandbox_rec *ret, struct error *e) {
+        int r;
+
+        if (timeout < 1 || timeout > SANDBOX_MAX_TIMEOUT)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "timeout must be between 1 and %d seconds (24 h), got %lld",
+                                 SANDBOX_MAX_TIMEOUT, (long long) timeout);
+        sandbox_lock(eng, id);
+        r = sandbox_get(eng, team_id, id, ret, e);
+        if (r >= 0) {
+                ret->timeout = timeout;
+                ret->last_activity = now_ms();
+                ret->deadline = ret->last_activity + timeout * 1000;
+                r = store_sandbox_update(eng->store, ret, e);
+                if (r < 0)
+                        sandbox_rec_done(ret);
+        }
+        sandbox_unlock(eng, id);
+        return r;
+}
+
+void sandbox_touch(struct engine *eng, const char *id) {
+        struct error e = {0};
+
+        if (store_sandbox_touch(eng->store, id, now_ms(), &e) < 0)
+                log_warn("%s, ignoring", e.message);
+}
+
+/* The sandbox's envs from create, with the request's on top. */
+static json_t *merged_envs(const struct sandbox_rec *rec, json_t *request_envs) {
+        json_t *envs = json_loads(rec->envs ? rec->envs : "{}", 0, NULL);
+
+        if (!json_is_object(envs)) {
+                json_decref(envs);
+                envs = json_object();
+        }
+        if (json_is_object(request_envs))
+                json_object_update(envs, request_envs);
+        return envs;
+}
+
+int sandbox_exec(struct engine *eng, int64_t team_id, const char *id, json_t *request, json_t **ret, struct error *e) {
+        struct sandbox_rec rec;
+        char sock[4200];
+        json_t *body;
+        json_int_t timeout_s;
+        long status = 0;
+        int r;
+
+        r = sandbox_get(eng, team_id, id, &rec, e);
+        if (r < 0)
+                return r;
+        if (rec.state != SANDBOX_RUNNING) {
+                r = error_set(e, EBUSY, ERR_CONFLICT, "sandbox %s is %s, not running%s%s", id, sandbox_state_to_string(rec.state),
+                              *rec.error ? ": " : "", rec.error);
+                sandbox_rec_done(&rec);
+                return r;
+        }
+        timeout_s = json_integer_value(json_object_get(request, "timeout"));
+        body = json_pack("{s:O, s:o, s:I}", "cmd", json_object_get(request, "cmd"), "envs",
+                         merged_envs(&rec, json_object_get(request, "envs")), "timeout_ms", (json_int_t) timeout_s * 1000);
+        if (json_object_get(request, "cwd"))
+                json_object_set(body, "cwd", json_object_get(request, "cwd"));
+        if (json_object_get(request, "user"))
+                json_object_set(body, "user", json_object_get(request, "user"));
+        sandbox_rec_done(&rec);
+
+        sandbox_socket_path(eng, id, sock, sizeof(sock));
+        sandbox_stream_begin(eng, id);
+        sandbox_touch(eng, id);
+        r = agent_call(sock, "POST", "/exec", body, (long) (timeout_s + 10) * 1000, ret, &status, e);
+        sandbox_touch(eng, id);
+        sandbox_stream_end(eng, id);
+        json_decref(body);
+        if (r < 0)
+                return error_wrap(e, "command in %s", id);
+        if (status != 200) {
+                const char *msg = json_string_value(json_object_get(json_object_get(*ret, "error"), "message"));
+                r = error_set(e, EINVAL, status == 400 ? 400 : 502, status == 400 ? "bad_request" : "sandbox_error", "%s",
+                              msg ? msg : "the sandbox's agent refused the command");
+                json_decref(*ret);
+                *ret = NULL;
+                return r;
+        }
+        return 0;
+}

@@ -1,0 +1,75 @@
+/* sandbox.h — the sandbox lifecycle: create, kill, timeouts, activity, and the per-sandbox
+ * lock that keeps two transitions of one sandbox from overlapping.
+ *
+ * Every transition is written to the store before and after the runtime call, so that a
+ * restarted engine (reconcile.c) can finish or undo it.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "error.h"
+#include "store/store.h"
+
+#define SANDBOX_MAX_TIMEOUT 86400
+
+struct sandbox_create_opts {
+        const char *template_name; /* "base" when NULL */
+        int64_t timeout;           /* s, 0 = none */
+        const char *metadata;      /* JSON object text or NULL */
+        const char *envs;          /* JSON object text or NULL */
+        double cpu_count;          /* 0 = 1 */
+        int64_t memory_mb;         /* 0 = engine default */
+};
+
+int locks_new(struct lock_table **ret);
+void locks_free(struct lock_table *t);
+void sandbox_lock(struct engine *eng, const char *id);
+void sandbox_unlock(struct engine *eng, const char *id);
+
+/* Open streams (a command running, later PTYs and watches) count as activity: the idle
+ * reaper leaves a sandbox with one open alone. */
+void sandbox_stream_begin(struct engine *eng, const char *id);
+void sandbox_stream_end(struct engine *eng, const char *id);
+unsigned sandbox_streams(struct engine *eng, const char *id);
+
+/* Creates and starts a sandbox for team; ret is filled with its record (caller frees with
+ * sandbox_rec_done). Failures leave nothing behind. */
+int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_create_opts *o, struct sandbox_rec *ret, struct error *e);
+
+/* Looks up a sandbox of team; another team's sandbox is -ENOENT like a missing one. A
+ * killed sandbox is -ENOENT with a message saying so. */
+int sandbox_get(struct engine *eng, int64_t team_id, const char *id, struct sandbox_rec *ret, struct error *e);
+
+/* Kills a sandbox of team (team < 0: any, for the reaper). reason is logged. */
+int sandbox_kill(struct engine *eng, int64_t team_id, const char *id, const char *reason, struct error *e);
+
+/* Sets the hard deadline to now + timeout seconds (1..SANDBOX_MAX_TIMEOUT). */
+int sandbox_set_timeout(struct engine *eng, int64_t team_id, const char *id, int64_t timeout, struct sandbox_rec *ret, struct error *e);
+
+/* Records activity on a sandbox now. */
+void sandbox_touch(struct engine *eng, const char *id);
+
+/* Runs a command to completion through the agent; *ret is the agent's JSON answer. */
+int sandbox_exec(struct engine *eng, int64_t team_id, const char *id, json_t *request, json_t **ret, struct error *e);
+
+/* When a sandbox will end if nothing happens (ms; 0 = never). */
+int64_t sandbox_end_at(const struct sandbox_rec *r);
+
+/* Paths of a sandbox's parts. */
+void sandbox_dir(struct engine *eng, const char *id, char *out, size_t n);
+void sandbox_socket_path(struct engine *eng, const char *id, char *out, size_t n);
+
+/* Tears down every host-side part of a sandbox that exists (container, network, overlay,
+ * directories, cgroups). Failures are logged and teardown goes on. */
+void sandbox_teardown(struct engine *eng, const char *id, const char *ip);
+
+/* Starts the reaper thread (deadlines, idle timeouts, purge of old tombstones). */
+int reaper_start(struct engine *eng, struct error *e);
+void reaper_stop(struct engine *eng);
+
+/* Brings the host in line with the store after a start: re-adopts live containers, marks
+ * sandboxes whose container vanished as error, removes every orphaned part. */
+int reconcile(struct engine *eng, struct error *e);

@@ -1,0 +1,445 @@
+/* sqlite.c — the SQLite store (see store.h). One connection in WAL mode behind a mutex;
+ * other processes (the `keys` subcommand) may use the same file at the same time. */
+#include "store/store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "timeutil.h"
+
+struct store {
+        sqlite3 *db;
+        pthread_mutex_t lock;
+};
+
+static const char *const state_names[_SANDBOX_STATE_MAX] = {
+        [SANDBOX_CREATING] = "creating", [SANDBOX_RUNNING] = "running", [SANDBOX_PAUSED] = "paused",
+        [SANDBOX_KILLED] = "killed",     [SANDBOX_ERROR] = "error",
+};
+
+const char *sandbox_state_to_string(enum sandbox_state s) {
+        return s < _SANDBOX_STATE_MAX ? state_names[s] : "unknown";
+}
+
+int sandbox_state_from_string(const char *s, enum sandbox_state *ret) {
+        for (int i = 0; i < _SANDBOX_STATE_MAX; i++)
+                if (streq(s, state_names[i])) {
+                        *ret = (enum sandbox_state) i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+void sandbox_rec_done(struct sandbox_rec *r) {
+        free(r->metadata);
+        free(r->envs);
+        r->metadata = r->envs = NULL;
+}
+
+static const char schema[] =
+        "CREATE TABLE IF NOT EXISTS teams (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created_at INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, team_id INTEGER NOT NULL REFERENCES teams(id),"
+        "  hash BLOB NOT NULL, created_at INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE IF NOT EXISTS sandboxes (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,"
+        "  team_id INTEGER NOT NULL, template TEXT NOT NULL, state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',"
+        "  created_at INTEGER NOT NULL, started_at INTEGER NOT NULL DEFAULT 0, killed_at INTEGER NOT NULL DEFAULT 0,"
+        "  timeout INTEGER NOT NULL DEFAULT 0, deadline INTEGER NOT NULL DEFAULT 0, idle_timeout INTEGER NOT NULL,"
+        "  last_activity INTEGER NOT NULL, metadata TEXT NOT NULL DEFAULT '{}', envs TEXT NOT NULL DEFAULT '{}',"
+        "  cpu_count REAL NOT NULL, memory_mb INTEGER NOT NULL, ip TEXT NOT NULL DEFAULT '');"
+        "CREATE INDEX IF NOT EXISTS sandboxes_team_state ON sandboxes(team_id, state);";
+
+static int db_error(struct store *s, struct error *e, const char *what) {
+        return error_set(e, EIO, ERR_INTERNAL, "state store: %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+int store_open(const char *path, struct store **ret, struct error *e) {
+        struct store *s = calloc(1, sizeof(*s));
+        char *msg = NULL;
+
+        if (!s)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        pthread_mutex_init(&s->lock, NULL);
+        if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+                int r = error_set(e, EIO, ERR_INTERNAL, "cannot open state store %s: %s", path,
+                                  s->db ? sqlite3_errmsg(s->db) : "out of memory");
+                store_close(s);
+                return r;
+        }
+        sqlite3_busy_timeout(s->db, 5000);
+        if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(s->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+                int r = error_set(e, EIO, ERR_INTERNAL, "cannot prepare state store %s: %s", path, msg ? msg : "?");
+                sqlite3_free(msg);
+                store_close(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+void store_close(struct store *s) {
+        if (!s)
+                return;
+        sqlite3_close(s->db);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+}
+
+/* Prepares sql under the lock; the caller finishes with finish(). */
+static int prepare(struct store *s, const char *sql, sqlite3_stmt **st, struct error *e) {
+        pthread_mutex_lock(&s->lock);
+        if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
+                int r = db_error(s, e, "prepare");
+                pthread_mutex_unlock(&s->lock);
+                return r;
+        }
+        return 0;
+}
+
+static void finish(struct store *s, sqlite3_stmt *st) {
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->lock);
+}
+
+/* Steps a statement that returns no rows. */
+static int step_done(struct store *s, sqlite3_stmt *st, const char *what, struct error *e) {
+        int rc = sqlite3_step(st), r = 0;
+
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+                r = db_error(s, e, what);
+        finish(s, st);
+        return r;
+}
+
+int store_team_ensure(struct store *s, const char *name, int64_t *ret_id, struct error *e) {
+        sqlite3_stmt *st;
+        int r;
+
+        r = prepare(s, "INSERT INTO teams(name, created_at) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET name=name RETURNING id", &st, e);
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, now_ms());
+        if (sqlite3_step(st) != SQLITE_ROW) {
+                r = db_error(s, e, "team");
+                finish(s, st);
+                return r;
+        }
+        *ret_id = sqlite3_column_int64(st, 0);
+        finish(s, st);
+        return 0;
+}
+
+int store_key_insert(struct store *s, const char *key_id, const unsigned char hash[32], int64_t team_id, struct error *e) {
+        sqlite3_stmt *st;
+        int r = prepare(s, "INSERT INTO api_keys(id, team_id, hash, created_at) VALUES(?1, ?2, ?3, ?4)", &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, key_id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, team_id);
+        sqlite3_bind_blob(st, 3, hash, 32, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 4, now_ms());
+        return step_done(s, st, "insert key", e);
+}
+
+int store_key_lookup(struct store *s, const char *key_id, unsigned char ret_hash[32], int64_t *ret_team, struct error *e) {
+        sqlite3_stmt *st;
+        int r = prepare(s, "SELECT hash, team_id FROM api_keys WHERE id = ?1 AND revoked = 0", &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, key_id, -1, SQLITE_TRANSIENT);
+        r = sqlite3_step(st);
+        if (r == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32) {
+                memcpy(ret_hash, sqlite3_column_blob(st, 0), 32);
+                *ret_team = sqlite3_column_int64(st, 1);
+                r = 0;
+        } else if (r == SQLITE_ROW || r == SQLITE_DONE)
+                r = -ENOENT;
+        else
+                r = db_error(s, e, "key lookup");
+        finish(s, st);
+        return r;
+}
+
+int store_key_revoke(struct store *s, const char *key_id, struct error *e) {
+        sqlite3_stmt *st;
+        int r = prepare(s, "UPDATE api_keys SET revoked = 1 WHERE id = ?1", &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, key_id, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) != SQLITE_DONE)
+                r = db_error(s, e, "revoke key");
+        else if (sqlite3_changes(s->db) == 0)
+                r = error_set(e, ENOENT, ERR_NOT_FOUND, "no key with id %s", key_id);
+        finish(s, st);
+        return r;
+}
+
+int store_key_foreach(struct store *s, void (*fn)(void *, const char *, const char *, int64_t, bool), void *data, struct error *e) {
+        sqlite3_stmt *st;
+        int r = prepare(s, "SELECT k.id, t.name, k.created_at, k.revoked FROM api_keys k JOIN teams t ON t.id = k.team_id ORDER BY k.created_at", &st, e);
+
+        if (r < 0)
+                return r;
+        while (sqlite3_step(st) == SQLITE_ROW)
+                fn(data, (const char *) sqlite3_column_text(st, 0), (const char *) sqlite3_column_text(st, 1),
+                   sqlite3_column_int64(st, 2), sqlite3_column_int(st, 3) != 0);
+        finish(s, st);
+        return 0;
+}
+
+#define SANDBOX_COLUMNS                                                                              \
+        "seq, id, team_id, template, state, error, created_at, started_at, killed_at, timeout, deadline, " \
+        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip"
+
+static void copy_text(char *dst, size_t n, const unsigned char *src) {
+        snprintf(dst, n, "%s", src ? (const char *) src : "");
+}
+
+static int row_to_rec(sqlite3_stmt *st, struct sandbox_rec *r) {
+        const unsigned char *meta, *envs;
+
+        *r = (struct sandbox_rec){0};
+        r->seq = sqlite3_column_int64(st, 0);
+        copy_text(r->id, sizeof(r->id), sqlite3_column_text(st, 1));
+        r->team_id = sqlite3_column_int64(st, 2);
+        copy_text(r->template_name, sizeof(r->template_name), sqlite3_column_text(st, 3));
+        if (sandbox_state_from_string((const char *) sqlite3_column_text(st, 4), &r->state) < 0)
+                r->state = SANDBOX_ERROR;
+        copy_text(r->error, sizeof(r->error), sqlite3_column_text(st, 5));
+        r->created_at = sqlite3_column_int64(st, 6);
+        r->started_at = sqlite3_column_int64(st, 7);
+        r->killed_at = sqlite3_column_int64(st, 8);
+        r->timeout = sqlite3_column_int64(st, 9);
+        r->deadline = sqlite3_column_int64(st, 10);
+        r->idle_timeout = sqlite3_column_int64(st, 11);
+        r->last_activity = sqlite3_column_int64(st, 12);
+        meta = sqlite3_column_text(st, 13);
+        envs = sqlite3_column_text(st, 14);
+        r->metadata = strdup(meta ? (const char *) meta : "{}");
+        r->envs = strdup(envs ? (const char *) envs : "{}");
+        r->cpu_count = sqlite3_column_double(st, 15);
+        r->memory_mb = sqlite3_column_int64(st, 16);
+        copy_text(r->ip, sizeof(r->ip), sqlite3_column_text(st, 17));
+        if (!r->metadata || !r->envs) {
+                sandbox_rec_done(r);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int store_sandbox_insert(struct store *s, struct sandbox_rec *r, int64_t max_running, struct error *e) {
+        sqlite3_stmt *st;
+        int64_t running;
+        int q;
+
+        /* Count and insert under the one lock: no other insert can slip between. */
+        q = prepare(s, "SELECT count(*) FROM sandboxes WHERE team_id = ?1 AND state IN ('creating', 'running')", &st, e);
+        if (q < 0)
+                return q;
+        sqlite3_bind_int64(st, 1, r->team_id);
+        if (sqlite3_step(st) != SQLITE_ROW) {
+                q = db_error(s, e, "count running");
+                finish(s, st);
+                return q;
+        }
+        running = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        if (running >= max_running) {
+                pthread_mutex_unlock(&s->lock);
+                return error_set(e, EUSERS, ERR_LIMIT,
+                                 "the team already has %lld running sandboxes, the cap is %lld: kill or pause one first",
+                                 (long long) running, (long long) max_running);
+        }
+        if (sqlite3_prepare_v2(s->db,
+                               "INSERT INTO sandboxes(id, team_id, template, state, created_at, timeout, deadline, idle_timeout,"
+                               " last_activity, metadata, envs, cpu_count, memory_mb) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"
+                               " RETURNING seq",
+                               -1, &st, NULL) != SQLITE_OK) {
+                q = db_error(s, e, "prepare insert");
+                pthread_mutex_unlock(&s->lock);
+                return q;
+        }
+        sqlite3_bind_text(st, 1, r->id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, r->team_id);
+        sqlite3_bind_text(st, 3, r->template_name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 4, sandbox_state_to_string(r->state), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, r->created_at);
+        sqlite3_bind_int64(st, 6, r->timeout);
+        sqlite3_bind_int64(st, 7, r->deadline);
+        sqlite3_bind_int64(st, 8, r->idle_timeout);
+        sqlite3_bind_int64(st, 9, r->last_activity);
+        sqlite3_bind_text(st, 10, r->metadata ? r->metadata : "{}", -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 11, r->envs ? r->envs : "{}", -1, SQLITE_TRANSIENT);
+        sqlite3_bind_double(st, 12, r->cpu_count);
+        sqlite3_bind_int64(st, 13, r->memory_mb);
+        if (sqlite3_step(st) != SQLITE_ROW)
+                q = db_error(s, e, "insert sandbox");
+        else
+                r->seq = sqlite3_column_int64(st, 0);
+        finish(s, st);
+        return q;
+}
+
+int store_sandbox_get(struct store *s, const char *id, struct sandbox_rec *ret, struct error *e) {
+        sqlite3_stmt *st;
+        int r = prepare(s, "SELECT " SANDBOX_COLUMNS " FROM sandboxes WHERE id = ?1", &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+        r = sqlite3_step(st);
+        if (r == SQLITE_ROW)
+                r = row_to_rec(st, ret) < 0 ? error_set(e, ENOMEM, ERR_INTERNAL, "out of memory") : 0;
+        else if (r == SQLITE_DONE)
+                r = -ENOENT;
+        else
+                r = db_error(s, e, "get sandbox");
+        finish(s, st);
+        return r;
+}
+
+int store_sandbox_update(struct store *s, const struct sandbox_rec *r, struct error *e) {
+        sqlite3_stmt *st;
+        int q = prepare(s,
+                        "UPDATE sandboxes SET state=?2, error=?3, started_at=?4, killed_at=?5, timeout=?6, deadline=?7,"
+                        " idle_timeout=?8, last_activity=MAX(last_activity, ?9), ip=?10 WHERE id=?1",
+                        &st, e);
+
+        if (q < 0)
+                return q;
+        sqlite3_bind_text(st, 1, r->id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, sandbox_state_to_string(r->state), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, r->error, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 4, r->started_at);
+        sqlite3_bind_int64(st, 5, r->killed_at);
+        sqlite3_bind_int64(st, 6, r->timeout);
+        sqlite3_bind_int64(st, 7, r->deadline);
+        sqlite3_bind_int64(st, 8, r->idle_timeout);
+        sqlite3_bind_int64(st, 9, r->last_activity);
+        sqlite3_bind_text(st, 10, r->ip, -1, SQLITE_TRANSIENT);
+        return step_done(s, st, "update sandbox", e);
+}
+
+int store_sandbox_touch(struct store *s, const char *id, int64_t at, struct error *e) {
+        sqlite3_stmt *st;
+        int r = prepare(s, "UPDATE sandboxes SET last_activity = ?2 WHERE id = ?1 AND last_activity < ?2", &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, at);
+        return step_done(s, st, "touch sandbox", e);
+}
+
+int store_sandbox_delete(struct store *s, const char *id, struct error *e) {
+        sqlite3_stmt *st;
+        int r = prepare(s, "DELETE FROM sandboxes WHERE id = ?1", &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+        return step_done(s, st, "delete sandbox", e);
+}
+
+int store_sandbox_foreach(struct store *s, const struct sandbox_filter *f, int (*fn)(void *, const struct sandbox_rec *), void *data,
+                          struct error *e) {
+        _cleanup_buf_ struct buf sql;
+        sqlite3_stmt *st;
+        bool first = true;
+        int r, bind = 1;
+
+        buf_init(&sql, 64 * 1024);
+        buf_append_str(&sql, "SELECT " SANDBOX_COLUMNS " FROM sandboxes WHERE seq > ?1");
+        if (f->team_id >= 0)
+                buf_append_str(&sql, " AND team_id = ?2");
+        buf_append_str(&sql, " AND state IN (");
+        for (int i = 0; i < _SANDBOX_STATE_MAX; i++)
+                if (f->state_mask & (1u << i)) {
+                        buf_printf(&sql, "%s'%s'", first ? "" : ",", state_names[i]);
+                        first = false;
+                }
+        buf_append_str(&sql, first ? "'')" : ")");
+        for (unsigned i = 0; i < f->n_meta; i++)
+                buf_printf(&sql, " AND json_extract(metadata, '$.\"' || ?%u || '\"') IS ?%u", 3 + 2 * i, 4 + 2 * i);
+        buf_append_str(&sql, " ORDER BY seq");
+        if (f->limit)
+                buf_printf(&sql, " LIMIT %u", f->limit);
+
+        r = prepare(s, sql.data, &st, e);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(st, bind, f->after_seq);
+        if (f->team_id >= 0)
+                sqlite3_bind_int64(st, 2, f->team_id);
+        for (unsigned i = 0; i < f->n_meta; i++) {
+                sqlite3_bind_text(st, 3 + 2 * i, f->meta_keys[i], -1, SQLITE_TRANSIENT);
+                sqlite3_bind_text(st, 4 + 2 * i, f->meta_values[i], -1, SQLITE_TRANSIENT);
+        }
+        for (;;) {
+                struct sandbox_rec rec;
+                int rc = sqlite3_step(st), stop;
+
+                if (rc == SQLITE_DONE)
+                        break;
+                if (rc != SQLITE_ROW) {
+                        r = db_error(s, e, "list sandboxes");
+                        break;
+                }
+                if (row_to_rec(st, &rec) < 0) {
+                        r = error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+                        break;
+                }
+                stop = fn(data, &rec);
+                sandbox_rec_done(&rec);
+                if (stop)
+                        break;
+        }
+        finish(s, st);
+        return r;
+}
+
+int store_sandbox_expired(struct store *s, int64_t now, char ***ret, unsigned *ret_n, struct error *e) {
+        sqlite3_stmt *st;
+        char **ids = NULL;
+        unsigned n = 0;
+        int r = prepare(s,
+                        "SELECT id FROM sandboxes WHERE state = 'running' AND ((deadline > 0 AND deadline <= ?1)"
+                        " OR last_activity + idle_timeout * 1000 <= ?1) LIMIT 1000",
+                        &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(st, 1, now);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+                char **more = realloc(ids, sizeof(char *) * (n + 1));
+                if (!more)
+                        break;
+                ids = more;
+                ids[n] = strdup((const char *) sqlite3_column_text(st, 0));
+                if (ids[n])
+                        n++;
+        }
+        finish(s, st);
+        *ret = ids;
+        *ret_n = n;
+        return 0;
+}
+
+int store_sandbox_purge(struct store *s, int64_t killed_before, struct error *e) {
+        sqlite3_stmt *st;
+        int r = prepare(s, "DELETE FROM sandboxes WHERE state = 'killed' AND killed_at < ?1", &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(st, 1, killed_before);
+        return step_done(s, st, "purge", e);
+}

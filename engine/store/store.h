@@ -1,0 +1,106 @@
+/* store.h — the engine's durable state: teams, API keys and sandboxes.
+ *
+ * Backed by SQLite in WAL mode (sqlite.c); a PostgreSQL backend for clusters is to follow
+ * behind the same declarations. Every call is safe from any thread (one connection guarded
+ * by a mutex: calls are short). Instants are Unix milliseconds; 0 means "none".
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+
+struct store;
+
+enum sandbox_state {
+        SANDBOX_CREATING,
+        SANDBOX_RUNNING,
+        SANDBOX_PAUSED,
+        SANDBOX_KILLED,
+        SANDBOX_ERROR,
+        _SANDBOX_STATE_MAX,
+};
+
+const char *sandbox_state_to_string(enum sandbox_state s);
+int sandbox_state_from_string(const char *s, enum sandbox_state *ret);
+
+struct sandbox_rec {
+        char id[32];
+        int64_t team_id;
+        char template_name[64];
+        enum sandbox_state state;
+        char error[512];
+        int64_t created_at, started_at, killed_at;
+        int64_t timeout;       /* s; 0 = no hard lifetime */
+        int64_t deadline;      /* ms; 0 = none */
+        int64_t idle_timeout;  /* s */
+        int64_t last_activity; /* ms */
+        char *metadata;        /* JSON object text, owned */
+        char *envs;            /* JSON object text, owned */
+        double cpu_count;
+        int64_t memory_mb;
+        char ip[16];
+        int64_t seq;           /* insertion order, for pagination */
+};
+
+/* Frees the owned strings of r (not r itself). */
+void sandbox_rec_done(struct sandbox_rec *r);
+
+/* Opens (creating if needed) the database at path and migrates its schema. */
+int store_open(const char *path, struct store **ret, struct error *e);
+void store_close(struct store *s);
+
+/* Finds or creates the team called name. */
+int store_team_ensure(struct store *s, const char *name, int64_t *ret_id, struct error *e);
+
+/* Stores a key: its public id and the SHA-256 of the whole key. */
+int store_key_insert(struct store *s, const char *key_id, const unsigned char hash[32], int64_t team_id, struct error *e);
+
+/* Looks up a key by id; -ENOENT when missing or revoked. */
+int store_key_lookup(struct store *s, const char *key_id, unsigned char ret_hash[32], int64_t *ret_team, struct error *e);
+
+/* Revokes a key by id; -ENOENT when there is none. */
+int store_key_revoke(struct store *s, const char *key_id, struct error *e);
+
+/* Calls fn for each key: id, team name, created_at, revoked. */
+int store_key_foreach(struct store *s, void (*fn)(void *data, const char *key_id, const char *team, int64_t created_at, bool revoked),
+                      void *data, struct error *e);
+
+/* Inserts r (state creating) unless the team already has max_running sandboxes creating or
+ * running (-EUSERS then, with a message naming the cap). */
+int store_sandbox_insert(struct store *s, struct sandbox_rec *r, int64_t max_running, struct error *e);
+
+/* Reads a sandbox by id into ret (whose strings the caller frees); -ENOENT if none. */
+int store_sandbox_get(struct store *s, const char *id, struct sandbox_rec *ret, struct error *e);
+
+/* Writes every mutable field of r back. */
+int store_sandbox_update(struct store *s, const struct sandbox_rec *r, struct error *e);
+
+/* Moves last_activity to at (ms) if later. */
+int store_sandbox_touch(struct store *s, const char *id, int64_t at, struct error *e);
+
+/* Deletes the row (a create that never finished). */
+int store_sandbox_delete(struct store *s, const char *id, struct error *e);
+
+struct sandbox_filter {
+        int64_t team_id;          /* < 0: every team */
+        unsigned state_mask;      /* 1 << enum sandbox_state */
+        const char **meta_keys;   /* metadata key/value pairs that must all match */
+        const char **meta_values;
+        unsigned n_meta;
+        int64_t after_seq;        /* pagination: only seq > after_seq */
+        unsigned limit;           /* 0 = no limit */
+};
+
+/* Calls fn for each matching sandbox in seq order; fn's rec is valid only during the call.
+ * fn returning non-zero stops the walk. */
+int store_sandbox_foreach(struct store *s, const struct sandbox_filter *f, int (*fn)(void *data, const struct sandbox_rec *r),
+                          void *data, struct error *e);
+
+/* Collects ids of running sandboxes whose deadline or idle limit has passed at now. ret is
+ * a malloc'd array of malloc'd strings; *ret_n its length. */
+int store_sandbox_expired(struct store *s, int64_t now, char ***ret, unsigned *ret_n, struct error *e);
+
+/* Deletes killed sandboxes killed before the given instant. */
+int store_sandbox_purge(struct store *s, int64_t killed_before, struct error *e);
