@@ -305,8 +305,8 @@ int net_slot_acquire(struct net *n, const char *id, struct net_slot *s, struct e
         char *add[] = {"ip", "link", "add", s->veth, "type", "veth", "peer", "name", "eth0", "netns", s->netns_path, NULL};
         char *attach[] = {"ip", "link", "set", s->veth, "master", n->bridge, "up", NULL};
         char *isolate[] = {"ip", "link", "set", s->veth, "type", "bridge_slave", "isolated", "on", NULL};
-        if ((r = run(add, e, "cannot create veth")) < 0 || (r = run(isolate, e, "cannot isolate bridge port")) < 0 ||
-            (r = run(attach, e, "cannot attach veth")) < 0 || (r = netns_configure(n, s->netns_path, s->ip, e)) < 0) {
+        if ((r = run(add, e, "cannot create veth")) < 0 || (r = run(attach, e, "cannot attach veth")) < 0 ||
+            (r = run(isolate, e, "cannot isolate bridge port")) < 0 || (r = netns_configure(n, s->netns_path, s->ip, e)) < 0) {
                 net_slot_release(n, s);
                 return r;
         }

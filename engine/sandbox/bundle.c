@@ -95,16 +95,17 @@ static json_t *resources(const struct bundle_spec *s) {
                          "limit", (json_int_t) s->pids, "devices", "allow", 0, "access", "rwm");
 }
 
+/* rlimits are inherited from the engine (which raises its open-file limit at start):
+ * a user namespace cannot raise a hard limit above what it was given. */
 static json_t *process(const struct bundle_spec *s) {
         json_t *c = string_array(caps, ELEMENTSOF(caps));
         char idenv[64];
 
         snprintf(idenv, sizeof(idenv), "AI2IN_SANDBOX_ID=%s", s->id);
-        return json_pack("{s:b, s:{s:i, s:i}, s:[s, s, s], s:[s, s, s], s:s, s:b, s:{s:O, s:O, s:O}, s:[{s:s, s:I, s:I}], s:i}",
+        return json_pack("{s:b, s:{s:i, s:i}, s:[s, s, s], s:[s, s, s], s:s, s:b, s:{s:O, s:O, s:O}, s:i}",
                          "terminal", 0, "user", "uid", 0, "gid", 0, "args", AGENT_PATH_INSIDE, "--listen-fd", "3", "env",
                          "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", idenv, "cwd",
-                         "/", "noNewPrivileges", 1, "capabilities", "bounding", c, "effective", c, "permitted", c, "rlimits",
-                         "type", "RLIMIT_NOFILE", "hard", (json_int_t) 65536, "soft", (json_int_t) 65536, "oomScoreAdj", 500);
+                         "/", "noNewPrivileges", 1, "capabilities", "bounding", c, "effective", c, "permitted", c, "oomScoreAdj", 500);
 }
 
 int bundle_write(const struct bundle_spec *s, struct error *e) {

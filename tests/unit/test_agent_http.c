@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "../../agent/http-parse.c"
 #include "../../agent/http.c"
 #include "../../agent/users.c"
 #include "../../agent/utf8.c"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs every Debian package AI2IN needs to build, run and test. Idempotent: does nothing
+# when all are present. Needs root (apt-get).
+set -euo pipefail
+
+packages=(
+  gcc make pkg-config
+  libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
+  libcmocka-dev
+  runc mmdebstrap iproute2 iptables util-linux
+  python3 python3-pytest python3-setuptools python3-pip
+  curl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

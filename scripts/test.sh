@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# `make test` (and CI): installs what is missing, builds the normal and sanitizer builds,
+# runs the C unit tests of both, makes sure the base template exists, then runs the pytest
+# integration suite against the real engine (the sanitizer build runs its own pass of the
+# lifecycle tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+make -j"$(nproc)" all unit
+make -j"$(nproc)" SANITIZE=1 all unit
+build/bin/ai2ind template build base
+/usr/bin/python3 -m pip install --quiet --no-build-isolation --no-deps --break-system-packages ./sdk/python >/dev/null 2>&1 \
+  || /usr/bin/python3 -m pip install --quiet --no-build-isolation --no-deps ./sdk/python
+echo "== integration tests (sanitizer build, lifecycle)"
+AI2IND=build-san/bin/ai2ind /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration/test_lifecycle.py
+echo "== integration tests"
+/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration

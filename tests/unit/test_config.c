@@ -1,0 +1,69 @@
+/* test_config.c — defaults, file, environment and flags, in that order of precedence, and
+ * clear errors for bad values. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static void test_precedence(void **state) {
+        char path[] = "/tmp/ai2in-conf-XXXXXX";
+        int fd = mkstemp(path), argi;
+        const char *text = "# comment\nidle-timeout = 60\nmax-running=3\nbridge = br-file\n";
+        struct config c;
+        struct error e = {0};
+
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+        close(fd);
+        setenv("AI2IN_MAX_RUNNING", "4", 1);
+        char *argv[] = {"ai2ind", "--config", path, "--bridge=br-flag", "--listen", "127.0.0.1:9999", "serve", NULL};
+        assert_int_equal(config_load(&c, 7, argv, &argi, &e), 0);
+        assert_int_equal(argi, 6);
+        assert_int_equal(c.idle_timeout, 60);   /* file */
+        assert_int_equal(c.max_running, 4);     /* env over file */
+        assert_string_equal(c.bridge, "br-flag"); /* flag over file */
+        assert_string_equal(c.listen, "127.0.0.1:9999");
+        assert_string_equal(c.state_dir, "/var/lib/ai2in"); /* default */
+        assert_string_equal(c.template_dir, "/var/lib/ai2in/templates");
+        config_free(&c);
+        unsetenv("AI2IN_MAX_RUNNING");
+        unlink(path);
+}
+
+static void test_errors(void **state) {
+        struct config c;
+        struct error e = {0};
+        int argi;
+
+        char *bad_int[] = {"ai2ind", "--idle-timeout", "-5", NULL};
+        assert_true(config_load(&c, 3, bad_int, &argi, &e) < 0);
+        assert_non_null(strstr(e.message, "idle-timeout"));
+        config_free(&c);
+
+        char *unknown[] = {"ai2ind", "--frobnicate", "1", NULL};
+        assert_true(config_load(&c, 3, unknown, &argi, &e) < 0);
+        assert_non_null(strstr(e.message, "--frobnicate"));
+        config_free(&c);
+
+        char *missing[] = {"ai2ind", "--config", "/nonexistent/ai2ind.conf", NULL};
+        assert_true(config_load(&c, 3, missing, &argi, &e) < 0);
+        assert_non_null(strstr(e.message, "/nonexistent/ai2ind.conf"));
+        config_free(&c);
+
+        char *long_bridge[] = {"ai2ind", "--bridge", "a-very-long-bridge-name", NULL};
+        assert_true(config_load(&c, 3, long_bridge, &argi, &e) < 0);
+        assert_non_null(strstr(e.message, "15"));
+        config_free(&c);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {cmocka_unit_test(test_precedence), cmocka_unit_test(test_errors)};
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,152 @@
+/* test_store.c — the SQLite store: teams, keys, the running cap, filters, pagination,
+ * expiry and tombstones. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsutil.h"
+#include "store/store.h"
+#include "timeutil.h"
+
+static char dir[] = "/tmp/ai2in-store-XXXXXX";
+
+static int setup(void **state) {
+        char path[256];
+        struct store *s;
+        struct error e = {0};
+
+        if (!mkdtemp(dir))
+                return -1;
+        snprintf(path, sizeof(path), "%s/state.db", dir);
+        if (store_open(path, &s, &e) < 0)
+                return -1;
+        *state = s;
+        return 0;
+}
+
+static int teardown(void **state) {
+        store_close(*state);
+        rm_rf(dir);
+        return 0;
+}
+
+static void add(struct store *s, const char *id, int64_t team, const char *meta, int64_t cap, int expect) {
+        struct sandbox_rec r = {.team_id = team, .state = SANDBOX_CREATING, .created_at = now_ms(), .last_activity = now_ms(),
+                                .idle_timeout = 60, .cpu_count = 1, .memory_mb = 256};
+        struct error e = {0};
+
+        snprintf(r.id, sizeof(r.id), "%s", id);
+        snprintf(r.template_name, sizeof(r.template_name), "base");
+        r.metadata = (char *) meta;
+        assert_int_equal(store_sandbox_insert(s, &r, cap, &e), expect);
+        if (expect == -EUSERS)
+                assert_non_null(strstr(e.message, "cap is 2"));
+}
+
+static int count_cb(void *data, const struct sandbox_rec *r) {
+        (*(int *) data)++;
+        return 0;
+}
+
+static void test_keys(void **state) {
+        struct store *s = *state;
+        unsigned char h[32], got[32];
+        int64_t team, t2, found;
+        struct error e = {0};
+
+        memset(h, 7, sizeof(h));
+        assert_int_equal(store_team_ensure(s, "acme", &team, &e), 0);
+        assert_int_equal(store_team_ensure(s, "acme", &t2, &e), 0);
+        assert_int_equal(team, t2);
+        assert_int_equal(store_key_insert(s, "abcdefgh", h, team, &e), 0);
+        assert_int_equal(store_key_lookup(s, "abcdefgh", got, &found, &e), 0);
+        assert_memory_equal(h, got, 32);
+        assert_int_equal(found, team);
+        assert_int_equal(store_key_lookup(s, "zzzzzzzz", got, &found, &e), -ENOENT);
+        assert_int_equal(store_key_revoke(s, "abcdefgh", &e), 0);
+        assert_int_equal(store_key_lookup(s, "abcdefgh", got, &found, &e), -ENOENT);
+}
+
+static void test_cap_and_list(void **state) {
+        struct store *s = *state;
+        struct sandbox_rec r;
+        struct error e = {0};
+        const char *keys[] = {"user"}, *values[] = {"bob"};
+        struct sandbox_filter f = {.team_id = 1, .state_mask = 1u << SANDBOX_CREATING};
+        int n = 0;
+
+        add(s, "sbx_a", 1, "{\"user\":\"alice\"}", 2, 0);
+        add(s, "sbx_b", 1, "{\"user\":\"bob\"}", 2, 0);
+        add(s, "sbx_c", 1, "{}", 2, -EUSERS);
+        add(s, "sbx_d", 2, "{}", 2, 0); /* another team has its own cap */
+
+        assert_int_equal(store_sandbox_foreach(s, &f, count_cb, &n, &e), 0);
+        assert_int_equal(n, 2);
+        f.meta_keys = keys;
+        f.meta_values = values;
+        f.n_meta = 1;
+        n = 0;
+        assert_int_equal(store_sandbox_foreach(s, &f, count_cb, &n, &e), 0);
+        assert_int_equal(n, 1);
+
+        /* Killing one frees a place under the cap. */
+        assert_int_equal(store_sandbox_get(s, "sbx_a", &r, &e), 0);
+        r.state = SANDBOX_KILLED;
+        r.killed_at = 1;
+        assert_int_equal(store_sandbox_update(s, &r, &e), 0);
+        sandbox_rec_done(&r);
+        add(s, "sbx_c", 1, "{}", 2, 0);
+
+        /* Pagination: seq > after. */
+        f = (struct sandbox_filter){.team_id = 1, .state_mask = 1u << SANDBOX_CREATING, .limit = 1};
+        n = 0;
+        assert_int_equal(store_sandbox_foreach(s, &f, count_cb, &n, &e), 0);
+        assert_int_equal(n, 1);
+
+        assert_int_equal(store_sandbox_purge(s, 2, &e), 0);
+        assert_int_equal(store_sandbox_get(s, "sbx_a", &r, &e), -ENOENT);
+}
+
+static void test_expired(void **state) {
+        struct store *s = *state;
+        struct sandbox_rec r;
+        struct error e = {0};
+        char **ids;
+        unsigned n;
+
+        assert_int_equal(store_sandbox_get(s, "sbx_b", &r, &e), 0);
+        r.state = SANDBOX_RUNNING;
+        r.deadline = now_ms() + 100000;
+        assert_int_equal(store_sandbox_update(s, &r, &e), 0);
+        assert_int_equal(store_sandbox_expired(s, now_ms(), &ids, &n, &e), 0);
+        assert_int_equal(n, 0);
+        free(ids);
+        /* Idle for longer than idle_timeout (60 s). */
+        assert_int_equal(store_sandbox_expired(s, now_ms() + 61000, &ids, &n, &e), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(ids[0], "sbx_b");
+        free(ids[0]);
+        free(ids);
+        /* A paused sandbox is never expired. */
+        r.state = SANDBOX_PAUSED;
+        assert_int_equal(store_sandbox_update(s, &r, &e), 0);
+        assert_int_equal(store_sandbox_expired(s, now_ms() + 10000000, &ids, &n, &e), 0);
+        assert_int_equal(n, 0);
+        free(ids);
+        sandbox_rec_done(&r);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_keys),
+                cmocka_unit_test(test_cap_and_list),
+                cmocka_unit_test(test_expired),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
