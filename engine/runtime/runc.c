@@ -11,7 +11,10 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "spawn.h"
 
@@ -61,18 +64,54 @@ static int runc_status(struct runtime *rt, const char *id, enum container_status
         return 0;
 }
 
+/* The host pid of the container's init from runc's own state file, or 0. */
+static pid_t init_pid(struct runtime *rt, const char *id) {
+        char path[4096];
+        json_t *j;
+        pid_t pid;
+
+        snprintf(path, sizeof(path), "%s/%s/state.json", rt->root, id);
+        j = json_load_file(path, 0, NULL);
+        pid = (pid_t) json_integer_value(json_object_get(j, "init_process_pid"));
+        json_decref(j);
+        return pid;
+}
+
+/* Kills the init (the pid namespace takes every other process with it) and waits for it
+ * to exit: much faster than `delete --force`, which sleeps 100 ms between checks. */
+static void kill_and_wait(struct runtime *rt, const char *id) {
+        char *argv[] = {rt->binary, "--root", rt->root, "kill", (char *) id, "KILL", NULL};
+        pid_t pid = init_pid(rt, id);
+        int pidfd;
+
+        if (pid <= 0)
+                return;
+        pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        if (spawn_check(argv, NULL, 0) < 0 || pidfd < 0) {
+                if (pidfd >= 0)
+                        close(pidfd);
+                return;
+        }
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+        while (poll(&p, 1, 5000) < 0 && errno == EINTR)
+                ;
+        close(pidfd);
+}
+
 static int runc_destroy(struct runtime *rt, const char *id, struct error *e) {
-        char *argv[] = {rt->binary, "--root", rt->root, "delete", "--force", (char *) id, NULL};
+        char *argv[] = {rt->binary, "--root", rt->root, "delete", (char *) id, NULL};
+        char *force[] = {rt->binary, "--root", rt->root, "delete", "--force", (char *) id, NULL};
         char path[4096], msg[512] = "";
         struct stat st;
-        int r;
 
         snprintf(path, sizeof(path), "%s/%s", rt->root, id);
         if (lstat(path, &st) < 0 && errno == ENOENT)
                 return 0;
-        r = spawn_check(argv, msg, sizeof(msg));
-        if (r < 0 && lstat(path, &st) == 0)
-                return error_set(e, r, ERR_INTERNAL, "%s delete %s failed: %s", rt->binary, id, msg);
+        kill_and_wait(rt, id);
+        if (spawn_check(argv, NULL, 0) == 0)
+                return 0;
+        if (spawn_check(force, msg, sizeof(msg)) < 0 && lstat(path, &st) == 0)
+                return error_set(e, EIO, ERR_INTERNAL, "%s delete %s failed: %s", rt->binary, id, msg);
         return 0;
 }
 

@@ -101,11 +101,15 @@ static json_t *process(const struct bundle_spec *s) {
         json_t *c = string_array(caps, ELEMENTSOF(caps));
         char idenv[64];
 
+        json_t *p;
+
         snprintf(idenv, sizeof(idenv), "AI2IN_SANDBOX_ID=%s", s->id);
-        return json_pack("{s:b, s:{s:i, s:i}, s:[s, s, s], s:[s, s, s], s:s, s:b, s:{s:O, s:O, s:O}, s:i}",
+        p = json_pack("{s:b, s:{s:i, s:i}, s:[s, s, s], s:[s, s, s], s:s, s:b, s:{s:O, s:O, s:O}, s:i}",
                          "terminal", 0, "user", "uid", 0, "gid", 0, "args", AGENT_PATH_INSIDE, "--listen-fd", "3", "env",
                          "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", idenv, "cwd",
                          "/", "noNewPrivileges", 1, "capabilities", "bounding", c, "effective", c, "permitted", c, "oomScoreAdj", 500);
+        json_decref(c);
+        return p;
 }
 
 int bundle_write(const struct bundle_spec *s, struct error *e) {
