@@ -389,8 +389,9 @@ int sandbox_exec(struct engine *eng, int64_t team_id, const char *id, json_t *re
         timeout_s = json_integer_value(json_object_get(request, "timeout"));
         body = json_pack("{s:O, s:o, s:I}", "cmd", json_object_get(request, "cmd"), "envs",
                          merged_envs(&rec, json_object_get(request, "envs")), "timeout_ms", (json_int_t) timeout_s * 1000);
-        if (json_object_get(request, "cwd"))
-                json_object_set(body, "cwd", json_object_get(request, "cwd"));
+        /* The seed's working directory for every user: /home/sandbox. */
+        json_object_set_new(body, "cwd", json_is_string(json_object_get(request, "cwd")) ? json_incref(json_object_get(request, "cwd"))
+                                                                                          : json_string("/home/sandbox"));
         if (json_object_get(request, "user"))
                 json_object_set(body, "user", json_object_get(request, "user"));
         sandbox_rec_done(&rec);
