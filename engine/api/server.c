@@ -73,7 +73,7 @@ int api_body_object(const struct api_request *req, json_t **ret, struct error *e
                 *ret = json_object();
                 return 0;
         }
-        j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+        j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
         if (!j)
                 return error_set(e, EINVAL, ERR_BAD_REQUEST, "request body is not valid JSON: %s (line %d, column %d)", jerr.text,
                                  jerr.line, jerr.column);

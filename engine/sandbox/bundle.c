@@ -21,6 +21,8 @@ static const char *const masked[] = {
         "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
         "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
         "/sys/kernel/debug", "/sys/kernel/security",
+        /* The host's cgroup tree would list (and expose the usage of) every other sandbox. */
+        "/sys/fs/cgroup",
 };
 
 static const char *const readonly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
@@ -118,8 +120,8 @@ int bundle_write(const struct bundle_spec *s, struct error *e) {
         char *text;
         int r;
 
-        namespaces = json_pack("[{s:s}, {s:s}, {s:s}, {s:s}, {s:s}, {s:s, s:s}]", "type", "pid", "type", "ipc", "type", "uts", "type",
-                               "mount", "type", "user", "type", "network", "path", s->netns_path);
+        namespaces = json_pack("[{s:s}, {s:s}, {s:s}, {s:s}, {s:s}, {s:s}, {s:s, s:s}]", "type", "pid", "type", "ipc", "type", "uts",
+                               "type", "mount", "type", "user", "type", "cgroup", "type", "network", "path", s->netns_path);
         cfg = json_pack("{s:s, s:o, s:{s:s, s:b}, s:s, s:o, s:{s:[{s:i, s:I, s:I}], s:[{s:i, s:I, s:I}], s:o, s:s, s:o, s:o, s:o, s:o}}",
                         "ociVersion", "1.0.2", "process", process(s), "root", "path", s->rootfs, "readonly", 0, "hostname",
                         "sandbox", "mounts", mounts(s), "linux", "uidMappings", "containerID", 0, "hostID",

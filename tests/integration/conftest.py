@@ -311,10 +311,28 @@ class Engine:
         self.stop()
         if self in _LIVE:
             _LIVE.remove(self)
+        findings = self.sanitizer_findings()
         problems += self._scrub()
         if problems:
             sys.stderr.write(f"\n[ai2in tests] teardown of engine {self.root}: "
                              + "; ".join(problems) + "\n")
+        if findings:
+            pytest.fail("ai2ind reported sanitizer errors:\n" + "\n".join(findings),
+                        pytrace=False)
+
+    def sanitizer_findings(self) -> List[str]:
+        """ASan / LSan / UBSan reports in the log (the build-san binary prints them)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return []
+        out = []
+        for i, line in enumerate(lines):
+            if "ERROR: AddressSanitizer" in line or "ERROR: LeakSanitizer" in line or \
+                    "runtime error:" in line:
+                out.extend(lines[i:i + 15])
+        return out
 
     def _scrub(self) -> List[str]:
         notes = []

@@ -174,3 +174,15 @@ def test_cannot_see_host_files(sbx: Sandbox) -> None:
     r = sbx.commands.run("ls /var/tmp; cat /etc/hostname; ls /run")
     assert "ai2in-it-" not in r.stdout, "the host's /var/tmp is visible in the sandbox"
     assert sbx.commands.run("test -e /var/lib/ai2in/state.db").exit_code != 0
+
+
+def test_cannot_see_other_sandboxes_cgroups(engine: Engine, key: str, sbx: Sandbox) -> None:
+    """The host's cgroup tree would name (and expose the usage of) every other sandbox."""
+    other = engine.sandbox(key)
+    try:
+        r = sbx.commands.run(
+            "ls -R /sys/fs/cgroup 2>/dev/null | head -200; cat /proc/self/cgroup")
+        assert other.id not in r.stdout, r.stdout
+        assert engine.cgroup_parent not in r.stdout, r.stdout
+    finally:
+        other.kill()
