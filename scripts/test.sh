@@ -11,7 +11,7 @@ make -j"$(nproc)" SANITIZE=1 all unit
 build/bin/ai2ind template build base
 /usr/bin/python3 -m pip install --quiet --no-build-isolation --no-deps --break-system-packages ./sdk/python >/dev/null 2>&1 \
   || /usr/bin/python3 -m pip install --quiet --no-build-isolation --no-deps ./sdk/python
-echo "== integration tests (sanitizer build, lifecycle)"
-AI2IND=build-san/bin/ai2ind /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration/test_lifecycle.py
+echo "== integration tests (sanitizer build)"
+AI2IND=build-san/bin/ai2ind /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 echo "== integration tests"
 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
