@@ -318,10 +318,11 @@ static int check_cwd(const char *cwd, struct exec_error *err) {
         return 0;
 }
 
-static int spawn_error(int r, enum spawn_stage stage, const struct exec_request *req, struct exec_error *err) {
+static int spawn_error(int r, enum spawn_stage stage, const struct exec_request *req, const char *cwd,
+                       struct exec_error *err) {
         switch (stage) {
         case SPAWN_STAGE_CHDIR:
-                return exec_error_set(err, 400, "cannot change to cwd '%s' as user '%s': %s", req->cwd, req->user,
+                return exec_error_set(err, 400, "cannot change to cwd '%s' as user '%s': %s", cwd, req->user,
                                       strerror(-r));
         case SPAWN_STAGE_IDENTITY:
                 return exec_error_set(err, 500, "cannot switch to user '%s': %s", req->user, strerror(-r));
@@ -336,8 +337,8 @@ static int spawn_error(int r, enum spawn_stage stage, const struct exec_request 
 }
 
 /* Starts bash with its stdout and stderr on new pipes, whose read ends go to s. */
-static int start_command(const struct exec_request *req, const struct user_info *u, const struct env *env,
-                         struct stream s[2], struct child **ret, struct exec_error *err) {
+static int start_command(const struct exec_request *req, const char *cwd, const struct user_info *u,
+                         const struct env *env, struct stream s[2], struct child **ret, struct exec_error *err) {
         char *argv[] = {(char *) "/bin/bash", (char *) "-lc", (char *) req->cmd, NULL};
         _cleanup_close_ int out_write = -1, err_write = -1;
         enum spawn_stage stage;
@@ -355,7 +356,7 @@ static int start_command(const struct exec_request *req, const struct user_info 
         struct process_spec spec = {
                 .argv = argv,
                 .envp = env->v,
-                .cwd = req->cwd,
+                .cwd = cwd,
                 .set_identity = u->uid != geteuid() || u->gid != getegid(),
                 .uid = u->uid,
                 .gid = u->gid,
@@ -368,7 +369,7 @@ static int start_command(const struct exec_request *req, const struct user_info 
         };
         r = process_spawn(&spec, ret, &stage);
         if (r < 0)
-                return spawn_error(r, stage, req, err);
+                return spawn_error(r, stage, req, cwd, err);
         return 0;
 }
 
@@ -403,12 +404,13 @@ static json_t *build_reply(struct stream s[2], const struct run_result *res) {
 }
 
 /* Resolves the user, builds the environment, runs the command; the reply in *ret. */
-static int exec_run(struct exec_request *req, int cancel_fd, json_t **ret, struct exec_error *err) {
+static int exec_run(const struct exec_request *req, int cancel_fd, json_t **ret, struct exec_error *err) {
         struct user_info u = {};
         struct env env = {};
         struct stream s[2] = {{.fd = -1}, {.fd = -1}};
         struct run_result res = {};
         struct child *child = NULL;
+        const char *cwd;
         uint64_t started = (uint64_t) mono_ms();
         int r;
 
@@ -418,15 +420,14 @@ static int exec_run(struct exec_request *req, int cancel_fd, json_t **ret, struc
         if (r < 0)
                 return exec_error_set(err, 500, "cannot look up user '%s': %s", req->user, strerror(-r));
 
-        if (!req->cwd)
-                req->cwd = is_dir(u.home) ? u.home : "/"; /* "/" if the home is missing */
-        r = check_cwd(req->cwd, err);
+        cwd = req->cwd ? req->cwd : is_dir(u.home) ? u.home : "/"; /* "/" if the home is missing */
+        r = check_cwd(cwd, err);
         if (r >= 0 && env_build(&env, &u, req->envs) < 0)
                 r = exec_error_set(err, 500, "out of memory building the environment");
         for (int i = 0; i < 2; i++)
                 buf_init(&s[i].data, EXEC_OUTPUT_CAP);
         if (r >= 0)
-                r = start_command(req, &u, &env, s, &child, err);
+                r = start_command(req, cwd, &u, &env, s, &child, err);
         if (r >= 0) {
                 run_loop(child, s, cancel_fd, req->timeout_ms, &res);
                 log_info("exec pid %d as %s: %s %d after %llu ms%s", (int) child_pid(child), req->user,
@@ -443,7 +444,6 @@ static int exec_run(struct exec_request *req, int cancel_fd, json_t **ret, struc
                         close(s[i].fd);
                 buf_free(&s[i].data);
         }
-        req->cwd = NULL; /* it may point into u */
         env_done(&env);
         user_info_done(&u);
         return r;

@@ -1,7 +1,11 @@
 /* exec.h — POST /exec: run a shell command to completion and return its output.
  *
  * Request: {"cmd": "shell text", "envs": {"K": "V"}, "cwd": "/dir", "user": "root",
- *           "timeout_ms": 60000}; only cmd is required; null counts as absent.
+ *           "timeout_ms": 60000}; only cmd is required; null counts as absent; unknown
+ *           fields are refused. user is a name from /etc/passwd (default root); cwd
+ *           defaults to its home ("/" if that is missing); timeout_ms defaults to
+ *           EXEC_DEFAULT_TIMEOUT_MS, 0 means none, at most EXEC_MAX_TIMEOUT_MS. envs go on
+ *           top of PATH, HOME, USER, LOGNAME, SHELL=/bin/bash and LANG=C.UTF-8.
  * Reply 200: {"stdout": "...", "stderr": "...", "exit_code": N, "timed_out": bool}
  *            plus "stdout_truncated"/"stderr_truncated": true past EXEC_OUTPUT_CAP.
  */
