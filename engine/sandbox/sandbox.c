@@ -194,11 +194,12 @@ static void remove_cgroups(struct engine *eng, const char *id) {
                 log_warn_errno(errno, "cannot remove cgroup %s, ignoring", path);
 }
 
-void sandbox_teardown(struct engine *eng, const char *id, const char *ip) {
+/* Stops everything that runs or holds host resources (container, network, overlay mount,
+ * cgroups) but keeps the sandbox's directories. */
+static void sandbox_stop_parts(struct engine *eng, const char *id, const char *ip) {
         char dir[4096], path[4200];
         struct net_slot slot;
         struct error e = {0};
-        int r;
 
         if (eng->runtime->ops->destroy(eng->runtime, id, &e) < 0)
                 log_warn("%s, ignoring", e.message);
@@ -208,6 +209,15 @@ void sandbox_teardown(struct engine *eng, const char *id, const char *ip) {
         snprintf(path, sizeof(path), "%s/rootfs", dir);
         if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
                 log_warn_errno(errno, "cannot unmount %s, ignoring", path);
+        remove_cgroups(eng, id);
+}
+
+void sandbox_teardown(struct engine *eng, const char *id, const char *ip) {
+        char dir[4096], path[4200];
+        int r;
+
+        sandbox_stop_parts(eng, id, ip);
+        sandbox_dir(eng, id, dir, sizeof(dir));
         r = rm_rf(dir);
         if (r < 0)
                 log_warn_errno(r, "cannot remove %s, ignoring", dir);
@@ -215,7 +225,6 @@ void sandbox_teardown(struct engine *eng, const char *id, const char *ip) {
         r = rm_rf(path);
         if (r < 0)
                 log_warn_errno(r, "cannot remove %s, ignoring", path);
-        remove_cgroups(eng, id);
 }
 
 static int fill_new_rec(struct engine *eng, int64_t team_id, const struct sandbox_create_opts *o, struct sandbox_rec *rec,
@@ -369,6 +378,38 @@ static json_t *merged_envs(const struct sandbox_rec *rec, json_t *request_envs) 
         return envs;
 }
 
+int sandbox_check_alive(struct engine *eng, const char *id, struct error *e) {
+        enum container_status st = CONTAINER_MISSING;
+        struct sandbox_rec rec;
+        char dir[4096], logpath[4200], tail[300];
+        struct error ignore = {0};
+        pid_t pid;
+        int r = 0;
+
+        sandbox_lock(eng, id);
+        if (store_sandbox_get(eng->store, id, &rec, &ignore) < 0) {
+                sandbox_unlock(eng, id);
+                return 0;
+        }
+        if (rec.state == SANDBOX_RUNNING && eng->runtime->ops->status(eng->runtime, id, &st, &pid, &ignore) == 0 &&
+            st != CONTAINER_RUNNING) {
+                sandbox_dir(eng, id, dir, sizeof(dir));
+                snprintf(logpath, sizeof(logpath), "%s/agent.log", dir);
+                log_tail(logpath, tail, sizeof(tail));
+                snprintf(rec.error, sizeof(rec.error), "the sandbox's agent (its init process) exited%s%s%s",
+                         *tail ? " (last log line: " : "", tail, *tail ? ")" : "");
+                log_warn("%s: %s; marking it as error", id, rec.error);
+                sandbox_stop_parts(eng, id, rec.ip);
+                rec.state = SANDBOX_ERROR;
+                rec.ip[0] = 0;
+                store_sandbox_update(eng->store, &rec, NULL);
+                r = error_set(e, EPIPE, ERR_SANDBOX, "sandbox %s is in error: %s", id, rec.error);
+        }
+        sandbox_rec_done(&rec);
+        sandbox_unlock(eng, id);
+        return r;
+}
+
 int sandbox_exec(struct engine *eng, int64_t team_id, const char *id, json_t *request, json_t **ret, struct error *e) {
         struct sandbox_rec rec;
         char sock[4200];
@@ -403,8 +444,11 @@ int sandbox_exec(struct engine *eng, int64_t team_id, const char *id, json_t *re
         sandbox_touch(eng, id);
         sandbox_stream_end(eng, id);
         json_decref(body);
-        if (r < 0)
+        if (r < 0) {
+                if (e->status == 502)
+                        sandbox_check_alive(eng, id, e);
                 return error_wrap(e, "command in %s", id);
+        }
         if (status != 200) {
                 const char *msg = json_string_value(json_object_get(json_object_get(*ret, "error"), "message"));
                 r = error_set(e, EINVAL, status == 400 ? 400 : 502, status == 400 ? "bad_request" : "sandbox_error", "%s",

@@ -55,6 +55,10 @@ void sandbox_touch(struct engine *eng, const char *id);
 /* Runs a command to completion through the agent; *ret is the agent's JSON answer. */
 int sandbox_exec(struct engine *eng, int64_t team_id, const char *id, json_t *request, json_t **ret, struct error *e);
 
+/* Checks that the container of a running sandbox still runs; if not, stops what is left,
+ * moves the sandbox to `error` with the reason and returns -EPIPE with e saying so. */
+int sandbox_check_alive(struct engine *eng, const char *id, struct error *e);
+
 /* When a sandbox will end if nothing happens (ms; 0 = never). */
 int64_t sandbox_end_at(const struct sandbox_rec *r);
 
