@@ -97,3 +97,14 @@ char *buf_steal(struct buf *b) {
         *b = (struct buf){.cap = b->cap};
         return p;
 }
+
+void text_last_line(const char *data, size_t len, char *out, size_t n) {
+        size_t end = len, start;
+
+        while (end > 0 && (data[end - 1] == '\n' || data[end - 1] == ' '))
+                end--;
+        start = end;
+        while (start > 0 && data[start - 1] != '\n')
+                start--;
+        snprintf(out, n, "%.*s", (int) (end - start), data ? data + start : "");
+}

@@ -43,5 +43,9 @@ void buf_consume(struct buf *b, size_t n);
  * unless allocation fails. */
 char *buf_steal(struct buf *b);
 
+/* Copies the last non-empty line of data (len bytes; trailing newlines and spaces ignored)
+ * into out (n bytes, truncated, NUL-terminated). For error messages from program output. */
+void text_last_line(const char *data, size_t len, char *out, size_t n);
+
 static inline void buf_freep(struct buf *b) { buf_free(b); }
 #define _cleanup_buf_ _cleanup_(buf_freep)

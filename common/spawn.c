@@ -97,17 +97,6 @@ int spawn_run(char *const argv[], const struct spawn_opts *o, int *ret_status, s
         return 0;
 }
 
-static void last_line(const struct buf *b, char *err, size_t errlen) {
-        size_t end = b->len, start;
-
-        while (end > 0 && (b->data[end - 1] == '\n' || b->data[end - 1] == ' '))
-                end--;
-        start = end;
-        while (start > 0 && b->data[start - 1] != '\n')
-                start--;
-        snprintf(err, errlen, "%.*s", (int) (end - start), b->data ? b->data + start : "");
-}
-
 int spawn_check(char *const argv[], char *err, size_t errlen) {
         _cleanup_buf_ struct buf out;
         struct spawn_opts o = {.extra_fd = -1, .stdio_fd = -1};
@@ -122,7 +111,7 @@ int spawn_check(char *const argv[], char *err, size_t errlen) {
         }
         if (status != 0) {
                 if (err)
-                        last_line(&out, err, errlen);
+                        text_last_line(out.data, out.len, err, errlen);
                 return -EIO;
         }
         return 0;

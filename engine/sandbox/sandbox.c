@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "buf.h"
 #include "fsutil.h"
 #include "id.h"
 #include "log.h"
@@ -122,16 +123,10 @@ static int listen_socket(const char *path, struct error *e) {
 static void log_tail(const char *path, char *out, size_t n) {
         _cleanup_free_ char *data = NULL;
         size_t len = 0;
-        char *end, *start;
 
         out[0] = 0;
-        if (read_file(path, 64 * 1024, &data, &len) < 0 || len == 0)
-                return;
-        end = data + len;
-        while (end > data && (end[-1] == '\n' || end[-1] == ' '))
-                *--end = 0;
-        start = strrchr(data, '\n');
-        snprintf(out, n, "%s", start ? start + 1 : data);
+        if (read_file(path, 64 * 1024, &data, &len) == 0)
+                text_last_line(data, len, out, n);
 }
 
 static int start_container(struct engine *eng, const char *id, const struct sandbox_rec *rec, const struct net_slot *slot,

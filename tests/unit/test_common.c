@@ -75,6 +75,18 @@ static void test_buf_cap(void **state) {
         buf_free(&b);
 }
 
+static void test_last_line(void **state) {
+        char out[16];
+        const char *t = "first\nsecond line here\n\n  \n";
+
+        text_last_line(t, strlen(t), out, sizeof(out));
+        assert_string_equal(out, "second line her"); /* truncated to the buffer */
+        text_last_line("only", 4, out, sizeof(out));
+        assert_string_equal(out, "only");
+        text_last_line("", 0, out, sizeof(out));
+        assert_string_equal(out, "");
+}
+
 static void test_rm_rf_no_follow(void **state) {
         char dir[] = "/tmp/ai2in-test-XXXXXX", victim[] = "/tmp/ai2in-victim-XXXXXX", path[256], link[256];
 
@@ -97,7 +109,7 @@ static void test_rm_rf_no_follow(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sandbox_id), cmocka_unit_test(test_api_key), cmocka_unit_test(test_rfc3339),
-                cmocka_unit_test(test_buf_cap), cmocka_unit_test(test_rm_rf_no_follow),
+                cmocka_unit_test(test_buf_cap), cmocka_unit_test(test_last_line), cmocka_unit_test(test_rm_rf_no_follow),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
