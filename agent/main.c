@@ -29,6 +29,7 @@
 #include "log.h"
 #include "timeutil.h"
 #include "process.h"
+#include "procs.h"
 #include "routes.h"
 
 #define MAX_CONNECTIONS 512
@@ -225,6 +226,9 @@ int main(int argc, char **argv) {
         r = process_reaper_start();
         if (r < 0)
                 return log_error_errno(r, "failed to start the reaper"), 1;
+        r = procs_init();
+        if (r < 0)
+                return log_error_errno(r, "failed to set up the process table"), 1;
 
         server = (struct http_server){
                 .listen_fd = listen_fd,

@@ -5,22 +5,28 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "exec.h"
+#include "files.h"
 #include "log.h"
+#include "procs.h"
 #include "timeutil.h"
+
+#define ARG_MAX_LEN 32
 
 struct route {
         const char *method;
-        const char *path;
-        int (*handler)(struct http_conn *c, const struct http_request *req, struct agent *a);
+        const char *pattern; /* "{pid}" matches one path segment, handed to the handler */
+        int (*handler)(struct http_conn *c, const struct http_request *req, const char *arg);
+        bool streams_body;
 };
 
-static int handle_health(struct http_conn *c, const struct http_request *req, struct agent *a) {
+static struct agent *the_agent;
+
+static int handle_health(struct http_conn *c, const struct http_request *req, const char *arg) {
         json_t *body;
         int r;
 
         body = json_pack("{s:s,s:i,s:I}", "status", "ok", "pid", (int) getpid(), "uptime_ms",
-                         (json_int_t) ((uint64_t) mono_ms() - a->started_ms));
+                         (json_int_t) ((uint64_t) mono_ms() - the_agent->started_ms));
         if (!body)
                 return -ENOMEM;
         r = http_respond_json(c, 200, body);
@@ -28,26 +34,78 @@ static int handle_health(struct http_conn *c, const struct http_request *req, st
         return r;
 }
 
-static int handle_exec(struct http_conn *c, const struct http_request *req, struct agent *a) {
-        return exec_handle(c, req);
-}
-
 static const struct route routes[] = {
-        {"GET", "/health", handle_health},
-        {"POST", "/exec", handle_exec},
+        {"GET", "/health", handle_health, false},
+        {"POST", "/processes", procs_handle_start, false},
+        {"GET", "/processes", procs_handle_list, false},
+        {"GET", "/processes/{pid}/stream", procs_handle_stream, false},
+        {"POST", "/processes/{pid}/stdin", procs_handle_stdin_write, false},
+        {"DELETE", "/processes/{pid}/stdin", procs_handle_stdin_close, false},
+        {"POST", "/processes/{pid}/signal", procs_handle_signal, false},
+        {"POST", "/processes/{pid}/resize", procs_handle_resize, false},
+        {"DELETE", "/processes/{pid}", procs_handle_kill, false},
+        {"GET", "/files", files_handle_read, false},
+        {"PUT", "/files", files_handle_write, true},
+        {"DELETE", "/files", files_handle_remove, false},
+        {"GET", "/files/info", files_handle_info, false},
+        {"GET", "/files/list", files_handle_list, false},
+        {"POST", "/files/mkdir", files_handle_mkdir, false},
+        {"POST", "/files/rename", files_handle_rename, false},
+        {"GET", "/files/watch", files_handle_watch, false},
 };
 
-int agent_route(struct http_conn *c, const struct http_request *req, void *userdata) {
-        bool path_known = false;
+/* Matches path against pattern; the {pid} segment, if any, is copied to arg. */
+static bool route_match(const char *pattern, const char *path, char arg[ARG_MAX_LEN]) {
+        const char *p = pattern, *u = path;
 
-        log_debug("%s %s", req->method, req->path);
+        arg[0] = 0;
+        while (*p && *u) {
+                if (strncmp(p, "{pid}", 5) == 0) {
+                        size_t len = strcspn(u, "/");
+                        if (len == 0 || len >= ARG_MAX_LEN)
+                                return false;
+                        memcpy(arg, u, len);
+                        arg[len] = 0;
+                        u += len;
+                        p += 5;
+                        continue;
+                }
+                if (*p++ != *u++)
+                        return false;
+        }
+        return *p == 0 && *u == 0;
+}
+
+static const struct route *route_find(const struct http_request *req, bool *ret_path_known, char arg[ARG_MAX_LEN]) {
+        *ret_path_known = false;
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
-                if (!streq(routes[i].path, req->path))
+                if (!route_match(routes[i].pattern, req->path, arg))
                         continue;
                 if (streq(routes[i].method, req->method))
-                        return routes[i].handler(c, req, userdata);
-                path_known = true;
+                        return &routes[i];
+                *ret_path_known = true;
         }
+        return NULL;
+}
+
+bool agent_route_streams_body(const struct http_request *req) {
+        char arg[ARG_MAX_LEN];
+        bool known;
+        const struct route *rt = route_find(req, &known, arg);
+
+        return rt && rt->streams_body;
+}
+
+int agent_route(struct http_conn *c, const struct http_request *req, void *userdata) {
+        char arg[ARG_MAX_LEN];
+        bool path_known;
+        const struct route *rt;
+
+        the_agent = userdata;
+        log_debug("%s %s", req->method, req->path);
+        rt = route_find(req, &path_known, arg);
+        if (rt)
+                return rt->handler(c, req, arg[0] ? arg : NULL);
         if (path_known)
                 return http_respond_error(c, 405, "method_not_allowed", "method %s is not allowed on %s",
                                           req->method, req->path);

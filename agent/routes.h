@@ -1,12 +1,15 @@
 /* routes.h — the agent's routing table: which handler serves which method and path.
  *
- *   GET  /health → 200 {"status":"ok","pid":N,"uptime_ms":N}
- *   POST /exec   → see exec.h
- * Unknown paths answer 404, known paths with another method 405, in the
- * {"error":{"code","message"}} shape.
+ *   GET  /health                      → 200 {"status":"ok","pid":N,"uptime_ms":N}
+ *   /processes…                       → procs.h
+ *   /files…                           → files.h
+ * The wire contract of each route is in docs/api.md ("Inside a sandbox"): the engine
+ * serves the same paths under /v1/sandboxes/{id}. Unknown paths answer 404, known paths
+ * with another method 405, in the {"error":{"code","message"}} shape.
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "http.h"
@@ -18,3 +21,7 @@ struct agent {
 
 /* The http_handler_t of the agent; userdata is a struct agent. */
 int agent_route(struct http_conn *c, const struct http_request *req, void *userdata);
+
+/* Whether the route of req reads its request body itself, as a stream (file uploads),
+ * instead of getting it buffered (at most HTTP_MAX_BODY) in req->body. */
+bool agent_route_streams_body(const struct http_request *req);
