@@ -27,7 +27,8 @@ struct api_request {
 
 struct api_response {
         int status;
-        json_t *body; /* owned */
+        json_t *body;              /* owned */
+        struct MHD_Response *mhd;  /* owned; when set, queued as is (a forwarded stream) */
 };
 
 /* Starts the API server on the configured address. */
@@ -44,7 +45,27 @@ int api_sandbox_list(struct api_request *req, struct api_response *resp, struct 
 int api_sandbox_get(struct api_request *req, struct api_response *resp, struct error *e);
 int api_sandbox_kill(struct api_request *req, struct api_response *resp, struct error *e);
 int api_sandbox_timeout(struct api_request *req, struct api_response *resp, struct error *e);
-int api_sandbox_commands(struct api_request *req, struct api_response *resp, struct error *e);
+
+/* Everything under /v1/sandboxes/{id}/processes and …/files (inside.c): checks the team and
+ * the sandbox's state, then forwards the request to the sandbox's agent and streams its
+ * answer back (resp->mhd). The body of these routes is buffered (API_MAX_BODY) except for
+ * PUT …/files, which streams through api_upload_*. */
+int api_inside_forward(struct api_request *req, struct api_response *resp, struct error *e);
+
+/* Streamed uploads (PUT …/files): begin once the request is authenticated, feed each
+ * piece of the body as it arrives, end when it is complete (fills resp). free accepts
+ * NULL and a half-done upload (the agent then sees the body cut short and keeps the old
+ * file). */
+struct api_upload;
+int api_upload_begin(struct api_request *req, struct api_upload **ret, struct error *e);
+int api_upload_data(struct api_upload *u, const char *data, size_t len, struct error *e);
+int api_upload_end(struct api_upload *u, struct api_response *resp, struct error *e);
+void api_upload_free(struct api_upload *u);
+
+/* A JSON object of string values named name in body, at most max entries, keys checked as
+ * environment variable names when env_keys; absent or null leaves *ret alone; *ret gets
+ * the object's compact text. */
+int api_string_map(json_t *body, const char *name, size_t max, bool env_keys, char **ret, struct error *e);
 
 /* The JSON form of a sandbox, as every route returns it. */
 json_t *sandbox_to_json(const struct sandbox_rec *r);

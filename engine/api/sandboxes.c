@@ -79,8 +79,7 @@ static bool env_name_valid(const char *s) {
         return true;
 }
 
-/* An object of string values with at most max entries; keys checked for envs. */
-static int get_string_map(json_t *body, const char *name, size_t max, bool env_keys, char **ret, struct error *e) {
+int api_string_map(json_t *body, const char *name, size_t max, bool env_keys, char **ret, struct error *e) {
         json_t *v = json_object_get(body, name), *val;
         const char *key;
 
@@ -120,8 +119,8 @@ static int parse_create(json_t *body, struct sandbox_create_opts *o, char **meta
         }
         if ((r = get_int(body, "timeout", 1, SANDBOX_MAX_TIMEOUT, "seconds", &o->timeout, e)) < 0 ||
             (r = get_int(body, "memory_mb", 64, 65536, "MiB", &o->memory_mb, e)) < 0 ||
-            (r = get_string_map(body, "metadata", MAX_METADATA, false, meta, e)) < 0 ||
-            (r = get_string_map(body, "envs", MAX_ENVS, true, envs, e)) < 0)
+            (r = api_string_map(body, "metadata", MAX_METADATA, false, meta, e)) < 0 ||
+            (r = api_string_map(body, "envs", MAX_ENVS, true, envs, e)) < 0)
                 return r;
         v = json_object_get(body, "cpu_count");
         if (v && !json_is_null(v)) {
@@ -314,42 +313,5 @@ int api_sandbox_timeout(struct api_request *req, struct api_response *resp, stru
         resp->status = 200;
         resp->body = sandbox_to_json(&rec);
         sandbox_rec_done(&rec);
-        return 0;
-}
-
-int api_sandbox_commands(struct api_request *req, struct api_response *resp, struct error *e) {
-        static const char *const fields[] = {"cmd", "envs", "cwd", "user", "timeout"};
-        _cleanup_free_ char *envs = NULL;
-        int64_t timeout = 60;
-        json_t *body, *v, *answer = NULL;
-        int r;
-
-        r = api_body_object(req, &body, e);
-        if (r < 0)
-                return r;
-        r = check_fields(body, fields, ELEMENTSOF(fields), e);
-        v = json_object_get(body, "cmd");
-        if (r >= 0 && (!json_is_string(v) || json_string_length(v) == 0))
-                r = error_set(e, EINVAL, ERR_BAD_REQUEST, "cmd must be a non-empty string");
-        if (r >= 0 && json_string_length(v) != strlen(json_string_value(v)))
-                r = error_set(e, EINVAL, ERR_BAD_REQUEST, "cmd must not contain NUL bytes");
-        for (size_t i = 2; r >= 0 && i < 4; i++) {
-                v = json_object_get(body, fields[i]);
-                if (v && !json_is_null(v) && (!json_is_string(v) || json_string_length(v) == 0))
-                        r = error_set(e, EINVAL, ERR_BAD_REQUEST, "%s must be a non-empty string", fields[i]);
-        }
-        if (r >= 0)
-                r = get_string_map(body, "envs", MAX_ENVS, true, &envs, e);
-        if (r >= 0)
-                r = get_int(body, "timeout", 1, SANDBOX_MAX_TIMEOUT, "seconds", &timeout, e);
-        if (r >= 0) {
-                json_object_set_new(body, "timeout", json_integer(timeout));
-                r = sandbox_exec(req->eng, req->team_id, req->id, body, &answer, e);
-        }
-        json_decref(body);
-        if (r < 0)
-                return r;
-        resp->status = 200;
-        resp->body = answer;
         return 0;
 }

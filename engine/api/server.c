@@ -21,29 +21,38 @@ struct conn_ctx {
         struct buf body;
         bool too_large;
         int64_t started;
+        bool upload_route;         /* PUT …/files: the body streams to the agent */
+        struct api_upload *upload; /* the streamed upload, until it ends or fails */
+        struct error upload_error; /* why it failed */
 };
+
+/* Per-connection buffer of libmicrohttpd: bigger pieces of an upload per call. */
+#define CONN_MEMORY (256 * 1024)
 
 typedef int (*handler_fn)(struct api_request *, struct api_response *, struct error *);
 
 struct route {
-        const char *method;
+        const char *method;  /* "*": any (the agent answers 405 itself) */
         const char *pattern; /* "{id}" matches one path segment */
         handler_fn fn;
         bool auth;
+        bool prefix;         /* also matches pattern + "/…" */
 };
 
 static const struct route routes[] = {
-        {"GET", "/v1/health", api_health, false},
-        {"POST", "/v1/sandboxes", api_sandbox_create, true},
-        {"GET", "/v1/sandboxes", api_sandbox_list, true},
-        {"GET", "/v1/sandboxes/{id}", api_sandbox_get, true},
-        {"DELETE", "/v1/sandboxes/{id}", api_sandbox_kill, true},
-        {"POST", "/v1/sandboxes/{id}/timeout", api_sandbox_timeout, true},
-        {"POST", "/v1/sandboxes/{id}/commands", api_sandbox_commands, true},
+        {"GET", "/v1/health", api_health, false, false},
+        {"POST", "/v1/sandboxes", api_sandbox_create, true, false},
+        {"GET", "/v1/sandboxes", api_sandbox_list, true, false},
+        {"GET", "/v1/sandboxes/{id}", api_sandbox_get, true, false},
+        {"DELETE", "/v1/sandboxes/{id}", api_sandbox_kill, true, false},
+        {"POST", "/v1/sandboxes/{id}/timeout", api_sandbox_timeout, true, false},
+        {"*", "/v1/sandboxes/{id}/processes", api_inside_forward, true, true},
+        {"*", "/v1/sandboxes/{id}/files", api_inside_forward, true, true},
 };
 
-/* Matches url against pattern; on success *id points into idbuf. */
-static bool route_match(const char *pattern, const char *url, char *idbuf, size_t n) {
+/* Matches url against pattern (or, with prefix, anything below it); the {id} segment is
+ * copied to idbuf. */
+static bool route_match(const char *pattern, bool prefix, const char *url, char *idbuf, size_t n) {
         const char *p = pattern, *u = url;
 
         while (*p && *u) {
@@ -60,6 +69,8 @@ static bool route_match(const char *pattern, const char *url, char *idbuf, size_
                 if (*p++ != *u++)
                         return false;
         }
+        if (prefix && *p == 0 && *u == '/')
+                return true;
         if (*u == '/' && u[1] == 0) /* tolerate one trailing slash */
                 u++;
         return *p == 0 && *u == 0;
@@ -121,15 +132,15 @@ static int authenticate(struct api_request *req, struct error *e) {
         return 0;
 }
 
-static int dispatch(struct api_request *req, struct api_response *resp, struct error *e) {
-        char idbuf[128];
+/* Finds the route of req, authenticates it and checks its {id} (kept in idbuf). */
+static int resolve(struct api_request *req, char *idbuf, size_t n, const struct route **ret, struct error *e) {
         bool path_found = false;
 
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
-                if (!route_match(routes[i].pattern, req->url, idbuf, sizeof(idbuf)))
+                if (!route_match(routes[i].pattern, routes[i].prefix, req->url, idbuf, n))
                         continue;
                 path_found = true;
-                if (!streq(routes[i].method, req->method))
+                if (!streq(routes[i].method, "*") && !streq(routes[i].method, req->method))
                         continue;
                 if (routes[i].auth) {
                         int r = authenticate(req, e);
@@ -143,11 +154,20 @@ static int dispatch(struct api_request *req, struct api_response *resp, struct e
                                                  idbuf);
                         req->id = idbuf;
                 }
-                return routes[i].fn(req, resp, e);
+                *ret = &routes[i];
+                return 0;
         }
         if (path_found)
                 return error_set(e, EINVAL, ERR_METHOD, "method %s is not allowed on %s", req->method, req->url);
         return error_set(e, ENOENT, ERR_NOT_FOUND, "no route %s %s", req->method, req->url);
+}
+
+static int dispatch(struct api_request *req, struct api_response *resp, struct error *e) {
+        char idbuf[128];
+        const struct route *rt;
+        int r = resolve(req, idbuf, sizeof(idbuf), &rt, e);
+
+        return r < 0 ? r : rt->fn(req, resp, e);
 }
 
 static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body) {
@@ -167,6 +187,73 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t
         return ret;
 }
 
+/* Queues resp, or the error in e when r < 0; frees what resp holds. */
+static enum MHD_Result respond(struct MHD_Connection *conn, const char *method, const char *url, int64_t started, int r,
+                               struct api_response *resp, struct error *e) {
+        enum MHD_Result ret;
+
+        if (r < 0) {
+                json_t *err = json_pack("{s:{s:s, s:s}}", "error", "code", e->code ? e->code : "internal", "message", e->message);
+                resp->status = e->status ? e->status : 500;
+                resp->body = err;
+                if (resp->status >= 500)
+                        log_warn("%s %s -> %d: %s", method, url, resp->status, e->message);
+        }
+        log_debug("%s %s -> %d (%lld ms)", method, url, resp->status, (long long) (mono_ms() - started));
+        if (resp->mhd) {
+                ret = MHD_queue_response(conn, (unsigned) resp->status, resp->mhd);
+                MHD_destroy_response(resp->mhd);
+                resp->mhd = NULL;
+        } else
+                ret = send_json(conn, resp->status, resp->body);
+        json_decref(resp->body);
+        resp->body = NULL;
+        return ret;
+}
+
+static bool is_upload_route(const char *method, const char *url) {
+        char idbuf[128];
+
+        return streq(method, "PUT") && route_match("/v1/sandboxes/{id}/files", false, url, idbuf, sizeof(idbuf));
+}
+
+/* PUT …/files: the body goes to the agent piece by piece as it arrives. The request is
+ * authenticated and the agent's connection opened when the head arrives (first call), so
+ * that a refusal is answered before the client sends its body (libmicrohttpd then skips
+ * "100 Continue"). A failure midway is kept, the rest of the body discarded, and the
+ * error answered at the end. */
+static enum MHD_Result on_upload(struct api_request *req, struct conn_ctx *ctx, bool first, const char *upload,
+                                 size_t *upload_size) {
+        struct api_response resp = {0};
+        const struct route *rt;
+        char idbuf[128];
+        int r;
+
+        if (first) {
+                r = resolve(req, idbuf, sizeof(idbuf), &rt, &ctx->upload_error);
+                if (r >= 0)
+                        r = api_upload_begin(req, &ctx->upload, &ctx->upload_error);
+                if (r < 0)
+                        return respond(req->conn, req->method, req->url, ctx->started, r, &resp, &ctx->upload_error);
+                return MHD_YES;
+        }
+        if (*upload_size > 0) {
+                if (ctx->upload && api_upload_data(ctx->upload, upload, *upload_size, &ctx->upload_error) < 0) {
+                        api_upload_free(ctx->upload);
+                        ctx->upload = NULL;
+                }
+                *upload_size = 0;
+                return MHD_YES;
+        }
+        r = -EIO;
+        if (ctx->upload) {
+                r = api_upload_end(ctx->upload, &resp, &ctx->upload_error);
+                api_upload_free(ctx->upload);
+                ctx->upload = NULL;
+        }
+        return respond(req->conn, req->method, req->url, ctx->started, r, &resp, &ctx->upload_error);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls) {
         struct engine *eng = cls;
@@ -174,7 +261,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         struct api_request req = {.eng = eng, .conn = conn, .method = method, .url = url, .team_id = -1};
         struct api_response resp = {0};
         struct error e = {0};
-        enum MHD_Result ret;
         int r;
 
         if (!ctx) {
@@ -183,9 +269,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                         return MHD_NO;
                 buf_init(&ctx->body, API_MAX_BODY);
                 ctx->started = mono_ms();
+                ctx->upload_route = is_upload_route(method, url);
                 *con_cls = ctx;
-                return MHD_YES;
+                return ctx->upload_route ? on_upload(&req, ctx, true, upload, upload_size) : MHD_YES;
         }
+        if (ctx->upload_route)
+                return on_upload(&req, ctx, false, upload, upload_size);
         if (*upload_size > 0) {
                 if (!ctx->too_large && buf_append(&ctx->body, upload, *upload_size) < 0) {
                         ctx->too_large = true;
@@ -201,17 +290,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 req.body_len = ctx->body.len;
                 r = dispatch(&req, &resp, &e);
         }
-        if (r < 0) {
-                json_t *err = json_pack("{s:{s:s, s:s}}", "error", "code", e.code ? e.code : "internal", "message", e.message);
-                resp.status = e.status ? e.status : 500;
-                resp.body = err;
-                if (resp.status >= 500)
-                        log_warn("%s %s -> %d: %s", method, url, resp.status, e.message);
-        }
-        log_debug("%s %s -> %d (%lld ms)", method, url, resp.status, (long long) (mono_ms() - ctx->started));
-        ret = send_json(conn, resp.status, resp.body);
-        json_decref(resp.body);
-        return ret;
+        return respond(conn, method, url, ctx->started, r, &resp, &e);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
@@ -220,6 +299,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         if (!ctx)
                 return;
         buf_free(&ctx->body);
+        api_upload_free(ctx->upload);
         free(ctx);
         *con_cls = NULL;
 }
@@ -250,7 +330,8 @@ int api_start(struct engine *eng, struct MHD_Daemon **ret, struct error *e) {
                 return r;
         d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
                              on_request, eng, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                             MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u, MHD_OPTION_END);
+                             MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u,
+                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) CONN_MEMORY, MHD_OPTION_END);
         if (!d)
                 return error_set(e, EADDRINUSE, ERR_INTERNAL, "cannot listen on %s (in use, or not an address of this host)",
                                  eng->cfg.listen);

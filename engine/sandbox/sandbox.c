@@ -360,8 +360,7 @@ void sandbox_touch(struct engine *eng, const char *id) {
                 log_warn("%s, ignoring", e.message);
 }
 
-/* The sandbox's envs from create, with the request's on top. */
-static json_t *merged_envs(const struct sandbox_rec *rec, json_t *request_envs) {
+json_t *sandbox_envs_merged(const struct sandbox_rec *rec, json_t *request_envs) {
         json_t *envs = json_loads(rec->envs ? rec->envs : "{}", 0, NULL);
 
         if (!json_is_object(envs)) {
@@ -405,52 +404,3 @@ int sandbox_check_alive(struct engine *eng, const char *id, struct error *e) {
         return r;
 }
 
-int sandbox_exec(struct engine *eng, int64_t team_id, const char *id, json_t *request, json_t **ret, struct error *e) {
-        struct sandbox_rec rec;
-        char sock[4200];
-        json_t *body;
-        json_int_t timeout_s;
-        long status = 0;
-        int r;
-
-        r = sandbox_get(eng, team_id, id, &rec, e);
-        if (r < 0)
-                return r;
-        if (rec.state != SANDBOX_RUNNING) {
-                r = error_set(e, EBUSY, ERR_CONFLICT, "sandbox %s is %s, not running%s%s", id, sandbox_state_to_string(rec.state),
-                              *rec.error ? ": " : "", rec.error);
-                sandbox_rec_done(&rec);
-                return r;
-        }
-        timeout_s = json_integer_value(json_object_get(request, "timeout"));
-        body = json_pack("{s:O, s:o, s:I}", "cmd", json_object_get(request, "cmd"), "envs",
-                         merged_envs(&rec, json_object_get(request, "envs")), "timeout_ms", (json_int_t) timeout_s * 1000);
-        /* The seed's working directory for every user: /home/sandbox. */
-        json_object_set_new(body, "cwd", json_is_string(json_object_get(request, "cwd")) ? json_incref(json_object_get(request, "cwd"))
-                                                                                          : json_string("/home/sandbox"));
-        if (json_object_get(request, "user"))
-                json_object_set(body, "user", json_object_get(request, "user"));
-        sandbox_rec_done(&rec);
-
-        sandbox_socket_path(eng, id, sock, sizeof(sock));
-        sandbox_stream_begin(eng, id);
-        sandbox_touch(eng, id);
-        r = agent_call(sock, "POST", "/exec", body, (long) (timeout_s + 10) * 1000, ret, &status, e);
-        sandbox_touch(eng, id);
-        sandbox_stream_end(eng, id);
-        json_decref(body);
-        if (r < 0) {
-                if (e->status == 502)
-                        sandbox_check_alive(eng, id, e);
-                return error_wrap(e, "command in %s", id);
-        }
-        if (status != 200) {
-                const char *msg = json_string_value(json_object_get(json_object_get(*ret, "error"), "message"));
-                r = error_set(e, EINVAL, status == 400 ? 400 : 502, status == 400 ? "bad_request" : "sandbox_error", "%s",
-                              msg ? msg : "the sandbox's agent refused the command");
-                json_decref(*ret);
-                *ret = NULL;
-                return r;
-        }
-        return 0;
-}

@@ -52,8 +52,8 @@ int sandbox_set_timeout(struct engine *eng, int64_t team_id, const char *id, int
 /* Records activity on a sandbox now. */
 void sandbox_touch(struct engine *eng, const char *id);
 
-/* Runs a command to completion through the agent; *ret is the agent's JSON answer. */
-int sandbox_exec(struct engine *eng, int64_t team_id, const char *id, json_t *request, json_t **ret, struct error *e);
+/* The sandbox's envs from create (an object), with request_envs (an object or NULL) on top. */
+json_t *sandbox_envs_merged(const struct sandbox_rec *rec, json_t *request_envs);
 
 /* Checks that the container of a running sandbox still runs; if not, stops what is left,
  * moves the sandbox to `error` with the reason and returns -EPIPE with e saying so. */

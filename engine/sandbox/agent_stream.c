@@ -1,0 +1,353 @@
+/* agent_stream.c — see agent_stream.h. The answer parser is strict and bounded: a head of
+ * at most HEAD_MAX bytes, chunk-size lines of at most 64 bytes, sizes checked for
+ * overflow; anything else is -EPROTO. */
+#include "sandbox/agent_stream.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "macro.h"
+#include "timeutil.h"
+
+#define HEAD_MAX (16 * 1024)
+#define IN_SIZE (256 * 1024)
+
+enum framing { FRAMING_LENGTH, FRAMING_CHUNKED, FRAMING_CLOSE };
+
+struct agent_stream {
+        int fd;
+        bool chunked_upload;
+        int status;
+        char content_type[128];
+        int64_t content_length;
+        enum framing framing;
+        uint64_t remaining; /* of the Content-Length body, or of the current chunk */
+        bool in_chunk;      /* chunked: inside a chunk's data */
+        bool done;
+        char *in;           /* bytes read from the socket, in[pos..len) unconsumed */
+        size_t pos, len;
+};
+
+static int send_all(int fd, const void *data, size_t len) {
+        const char *p = data;
+
+        while (len > 0) {
+                ssize_t k = send(fd, p, len, MSG_NOSIGNAL);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += k;
+                len -= (size_t) k;
+        }
+        return 0;
+}
+
+int agent_stream_open(const char *socket_path, const char *method, const char *target, const char *content_type,
+                      int64_t body_len, struct agent_stream **ret, struct error *e) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        _cleanup_buf_ struct buf head;
+        struct agent_stream *s;
+        int r;
+
+        if (strlen(socket_path) >= sizeof(sa.sun_path))
+                return error_set(e, ENAMETOOLONG, ERR_INTERNAL, "agent socket path too long: %s", socket_path);
+        strcpy(sa.sun_path, socket_path);
+        s = calloc(1, sizeof(*s));
+        if (!s || !(s->in = malloc(IN_SIZE + 1))) {
+                agent_stream_free(s);
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        }
+        s->content_length = -1;
+        s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (s->fd < 0 || connect(s->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                r = -errno;
+                agent_stream_free(s);
+                return error_set(e, r, ERR_SANDBOX, "the sandbox's agent is not reachable: %s", strerror(-r));
+        }
+        buf_init(&head, HEAD_MAX);
+        r = buf_printf(&head, "%s %s HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n", method, target);
+        if (r >= 0 && content_type)
+                r = buf_printf(&head, "Content-Type: %s\r\n", content_type);
+        if (r >= 0 && body_len >= 0)
+                r = buf_printf(&head, "Content-Length: %lld\r\n\r\n", (long long) body_len);
+        else if (r >= 0)
+                r = buf_append_str(&head, "Transfer-Encoding: chunked\r\n\r\n");
+        if (r >= 0)
+                r = send_all(s->fd, head.data, head.len);
+        if (r < 0) {
+                agent_stream_free(s);
+                return error_set(e, r, ERR_SANDBOX, "cannot send a request to the sandbox's agent: %s", strerror(-r));
+        }
+        s->chunked_upload = body_len < 0;
+        *ret = s;
+        return 0;
+}
+
+int agent_stream_send(struct agent_stream *s, const void *data, size_t len, struct error *e) {
+        char size_line[32];
+        int r = 0;
+
+        if (len == 0)
+                return 0;
+        if (s->chunked_upload) {
+                snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
+                r = send_all(s->fd, size_line, strlen(size_line));
+        }
+        if (r >= 0)
+                r = send_all(s->fd, data, len);
+        if (r >= 0 && s->chunked_upload)
+                r = send_all(s->fd, "\r\n", 2);
+        if (r < 0)
+                return error_set(e, r, ERR_SANDBOX, "the sandbox's agent stopped reading the request: %s", strerror(-r));
+        return 0;
+}
+
+/* Waits until fd is readable or watch_fd hangs up; timeout_ms < 0 waits for ever. */
+static int wait_readable(int fd, int watch_fd, long timeout_ms) {
+        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = watch_fd, .events = POLLRDHUP}};
+        int n;
+
+        for (;;) {
+                n = poll(p, watch_fd >= 0 ? 2 : 1, timeout_ms < 0 ? -1 : (int) timeout_ms);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -ETIMEDOUT;
+                if (watch_fd >= 0 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR)))
+                        return -ECONNRESET;
+                return 0;
+        }
+}
+
+/* Reads more from the socket into in[]; returns bytes read, 0 at EOF. */
+static ssize_t fill(struct agent_stream *s, int watch_fd, long timeout_ms) {
+        ssize_t k;
+        int r;
+
+        if (s->pos == s->len)
+                s->pos = s->len = 0;
+        else if (s->len == IN_SIZE) {
+                memmove(s->in, s->in + s->pos, s->len - s->pos);
+                s->len -= s->pos;
+                s->pos = 0;
+        }
+        if (s->len == IN_SIZE)
+                return -E2BIG;
+        r = wait_readable(s->fd, watch_fd, timeout_ms);
+        if (r < 0)
+                return r;
+        do
+                k = read(s->fd, s->in + s->len, IN_SIZE - s->len);
+        while (k < 0 && errno == EINTR);
+        if (k < 0)
+                return -errno;
+        s->len += (size_t) k;
+        return k;
+}
+
+static void parse_header(struct agent_stream *s, char *line, bool *chunked) {
+        char *colon = strchr(line, ':'), *v;
+
+        if (!colon)
+                return;
+        *colon = 0;
+        for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
+                ;
+        if (strcasecmp(line, "Content-Type") == 0)
+                snprintf(s->content_type, sizeof(s->content_type), "%s", v);
+        else if (strcasecmp(line, "Content-Length") == 0)
+                s->content_length = strtoll(v, NULL, 10);
+        else if (strcasecmp(line, "Transfer-Encoding") == 0 && strcasecmp(v, "chunked") == 0)
+                *chunked = true;
+}
+
+static int parse_head(struct agent_stream *s, char *head) {
+        bool chunked = false;
+        char *line, *save = NULL;
+
+        line = strtok_r(head, "\r\n", &save);
+        if (!line || sscanf(line, "HTTP/1.%*d %d", &s->status) != 1 || s->status < 100 || s->status > 599)
+                return -EPROTO;
+        while ((line = strtok_r(NULL, "\r\n", &save)))
+                parse_header(s, line, &chunked);
+        if (chunked) {
+                s->framing = FRAMING_CHUNKED;
+                s->content_length = -1;
+        } else if (s->content_length >= 0) {
+                s->framing = FRAMING_LENGTH;
+                s->remaining = (uint64_t) s->content_length;
+                s->done = s->remaining == 0;
+        } else
+                s->framing = FRAMING_CLOSE;
+        return 0;
+}
+
+int agent_stream_finish(struct agent_stream *s, long timeout_ms, struct error *e) {
+        int64_t deadline = mono_ms() + timeout_ms;
+        char *end;
+        ssize_t k;
+        int r;
+
+        if (s->chunked_upload) {
+                r = send_all(s->fd, "0\r\n\r\n", 5);
+                if (r < 0)
+                        return error_set(e, r, ERR_SANDBOX, "the sandbox's agent stopped reading the request: %s", strerror(-r));
+        }
+        for (;;) {
+                s->in[s->len] = 0; /* in has IN_SIZE + 1 bytes */
+                end = s->len > 0 ? strstr(s->in, "\r\n\r\n") : NULL;
+                if (end)
+                        break;
+                if (s->len >= HEAD_MAX)
+                        return error_set(e, EPROTO, ERR_SANDBOX, "the sandbox's agent sent an oversized answer head");
+                k = fill(s, -1, MAX(deadline - mono_ms(), 1));
+                if (k == -ETIMEDOUT)
+                        return error_set(e, ETIMEDOUT, 504, "timeout", "the sandbox's agent did not answer within %ld ms", timeout_ms);
+                if (k <= 0)
+                        return error_set(e, k < 0 ? (int) -k : EPIPE, ERR_SANDBOX, "the sandbox's agent closed the connection without an answer");
+        }
+        *end = 0;
+        r = parse_head(s, s->in);
+        if (r < 0)
+                return error_set(e, EPROTO, ERR_SANDBOX, "the sandbox's agent sent an unreadable answer");
+        s->pos = (size_t) (end + 4 - s->in);
+        return 0;
+}
+
+int agent_stream_status(const struct agent_stream *s) {
+        return s->status;
+}
+
+const char *agent_stream_content_type(const struct agent_stream *s) {
+        return s->content_type;
+}
+
+int64_t agent_stream_content_length(const struct agent_stream *s) {
+        return s->framing == FRAMING_LENGTH ? s->content_length : -1;
+}
+
+/* Makes sure at least one unconsumed byte is buffered; 0 at EOF. */
+static ssize_t need(struct agent_stream *s, int watch_fd) {
+        if (s->pos < s->len)
+                return 1;
+        return fill(s, watch_fd, -1);
+}
+
+/* Chunked: reads "SIZE[;ext]\r\n" (after the CRLF that ends the previous chunk's data). */
+static int read_chunk_size(struct agent_stream *s, int watch_fd) {
+        char line[64];
+        size_t n = 0;
+        uint64_t size = 0;
+        ssize_t k;
+
+        for (;;) {
+                k = need(s, watch_fd);
+                if (k <= 0)
+                        return k < 0 ? (int) k : -EPROTO;
+                char ch = s->in[s->pos++];
+                if (ch == '\n')
+                        break;
+                if (n + 1 >= sizeof(line))
+                        return -EPROTO;
+                line[n++] = ch;
+        }
+        line[n] = 0;
+        if (n > 0 && line[n - 1] == '\r')
+                line[--n] = 0;
+        if (n == 0) /* the CRLF after a chunk's data */
+                return 1;
+        for (char *p = line; *p && *p != ';'; p++) {
+                int d = *p >= '0' && *p <= '9' ? *p - '0' : (*p | 0x20) >= 'a' && (*p | 0x20) <= 'f' ? (*p | 0x20) - 'a' + 10 : -1;
+                if (d < 0 || size > (UINT64_MAX >> 4))
+                        return -EPROTO;
+                size = size << 4 | (uint64_t) d;
+        }
+        if (size == 0) {
+                s->done = true; /* trailers are not used by the agent; the connection closes */
+                return 0;
+        }
+        s->remaining = size;
+        s->in_chunk = true;
+        return 0;
+}
+
+ssize_t agent_stream_read(struct agent_stream *s, void *buf, size_t len, int watch_fd) {
+        size_t n;
+        ssize_t k;
+        int r;
+
+        while (!s->done) {
+                if (s->framing == FRAMING_CHUNKED && !s->in_chunk) {
+                        r = read_chunk_size(s, watch_fd);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                k = need(s, watch_fd);
+                if (k < 0)
+                        return k;
+                if (k == 0) {
+                        if (s->framing == FRAMING_CLOSE) {
+                                s->done = true;
+                                return 0;
+                        }
+                        return -EPROTO;
+                }
+                n = MIN(len, s->len - s->pos);
+                if (s->framing != FRAMING_CLOSE)
+                        n = (size_t) MIN((uint64_t) n, s->remaining);
+                memcpy(buf, s->in + s->pos, n);
+                s->pos += n;
+                if (s->framing != FRAMING_CLOSE) {
+                        s->remaining -= n;
+                        if (s->remaining == 0) {
+                                if (s->framing == FRAMING_LENGTH)
+                                        s->done = true;
+                                s->in_chunk = false;
+                        }
+                }
+                return (ssize_t) n;
+        }
+        return 0;
+}
+
+int agent_stream_read_all(struct agent_stream *s, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_buf_ struct buf b;
+        char tmp[4096];
+        ssize_t k;
+        int r;
+
+        buf_init(&b, max);
+        while ((k = agent_stream_read(s, tmp, sizeof(tmp), -1)) > 0) {
+                r = buf_append(&b, tmp, (size_t) k);
+                if (r < 0)
+                        return r;
+        }
+        if (k < 0)
+                return (int) k;
+        *ret_len = b.len;
+        *ret = buf_steal(&b);
+        return *ret ? 0 : -ENOMEM;
+}
+
+void agent_stream_free(struct agent_stream *s) {
+        if (!s)
+                return;
+        if (s->fd > 0)
+                close(s->fd);
+        free(s->in);
+        free(s);
+}

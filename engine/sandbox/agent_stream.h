@@ -1,0 +1,52 @@
+/* agent_stream.h — one streamed HTTP/1.1 exchange with a sandbox's agent over its unix
+ * socket, for the routes the engine forwards (processes, PTYs, files).
+ *
+ * libcurl (agent_client.h) suits small JSON calls; forwarding needs the opposite shape:
+ * the engine pulls the agent's answer a block at a time when its own client is ready for
+ * more (libmicrohttpd's content reader), and pushes an upload to the agent as it arrives.
+ * So this is a small blocking client: send a head, send the body (Content-Length or
+ * chunked), read the answer's head, then read the body (Content-Length, chunked, or up to
+ * the end of the connection) block by block. Memory per exchange is a fixed buffer.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+struct agent_stream;
+
+/* Connects to the agent at socket_path and sends the request head. body_len is the
+ * request body's length, or -1 for a chunked body of unknown length. extra_headers is
+ * NULL or "Name: value\r\n" lines. Errors: the agent not reachable → 502 in e. */
+int agent_stream_open(const char *socket_path, const char *method, const char *target, const char *content_type,
+                      int64_t body_len, struct agent_stream **ret, struct error *e);
+
+/* Sends part of the request body (framed as a chunk for chunked bodies). */
+int agent_stream_send(struct agent_stream *s, const void *data, size_t len, struct error *e);
+
+/* Ends the request body (the last chunk of a chunked body) and reads the answer's head:
+ * its status, Content-Type and framing. Waits at most timeout_ms for the head. */
+int agent_stream_finish(struct agent_stream *s, long timeout_ms, struct error *e);
+
+/* The answer's status, Content-Type ("" if none) and Content-Length (-1 if not known). */
+int agent_stream_status(const struct agent_stream *s);
+const char *agent_stream_content_type(const struct agent_stream *s);
+int64_t agent_stream_content_length(const struct agent_stream *s);
+
+/* Reads up to len bytes of the answer's body. Blocks until some arrive, the body ends
+ * (returns 0), or watch_fd (if >= 0: the engine's client socket) hangs up (-ECONNRESET).
+ * -EPROTO when the agent broke the framing or went away mid-body. */
+ssize_t agent_stream_read(struct agent_stream *s, void *buf, size_t len, int watch_fd);
+
+/* Reads the whole (small) body, at most max bytes, into a NUL-terminated malloc'd string. */
+int agent_stream_read_all(struct agent_stream *s, size_t max, char **ret, size_t *ret_len);
+
+/* Closes the connection. Accepts NULL. */
+void agent_stream_free(struct agent_stream *s);
+
+static inline void agent_stream_freep(struct agent_stream **s) { agent_stream_free(*s); }
+#define _cleanup_agent_stream_ _cleanup_(agent_stream_freep)
