@@ -56,7 +56,7 @@ static int send_all(int fd, const void *data, size_t len) {
 int agent_stream_open(const char *socket_path, const char *method, const char *target, const char *content_type,
                       int64_t body_len, struct agent_stream **ret, struct error *e) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        _cleanup_buf_ struct buf head;
+        _cleanup_buf_ struct buf head = {0};
         struct agent_stream *s;
         int r;
 
