@@ -34,9 +34,14 @@ int ndjson_event(struct http_conn *c, json_t *ev) {
 }
 
 int ndjson_keepalive(struct http_conn *c) {
-        static const char line[] = "{\"type\":\"keepalive\"}\n";
+        json_t *ev = json_pack("{s:s}", "type", "keepalive");
+        int r;
 
-        return http_chunked_write(c, line, sizeof(line) - 1);
+        if (!ev)
+                return -ENOMEM;
+        r = ndjson_event(c, ev);
+        json_decref(ev);
+        return r;
 }
 
 int ndjson_end(struct http_conn *c) {

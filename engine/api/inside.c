@@ -22,6 +22,7 @@
 #include "log.h"
 #include "sandbox/agent_stream.h"
 #include "sandbox/sandbox.h"
+#include "timeutil.h"
 
 #define MAX_ENVS 256
 #define BLOCK_SIZE (64 * 1024)
@@ -172,7 +173,9 @@ static ssize_t read_answer(void *cls, uint64_t pos, char *out, size_t max) {
         /* The agent went away mid-stream: say why, as the stream's last event. */
         if (sandbox_check_alive(f->eng, f->id, &e) >= 0)
                 error_set(&e, EPIPE, ERR_SANDBOX, "the sandbox's agent closed the stream");
-        json_t *ev = json_pack("{s:s,s:s}", "type", "error", "message", e.message);
+        char ts[RFC3339_LEN + 1];
+        format_rfc3339(now_ms(), ts);
+        json_t *ev = json_pack("{s:s,s:s,s:s}", "type", "error", "message", e.message, "ts", ts);
         char *line = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
         json_decref(ev);
         n = line ? snprintf(out, max, "%s\n", line) : -1;
