@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -167,6 +168,8 @@ static _noreturn_ void child_exec(const struct process_spec *spec, int err_fd) {
         for (int i = 0; i < 3; i++)
                 if (dup2(fds[i], i) < 0)
                         child_fail(err_fd, SPAWN_STAGE_SETUP);
+        if (spec->controlling_tty && ioctl(0, TIOCSCTTY, 0) < 0)
+                child_fail(err_fd, SPAWN_STAGE_SETUP);
         /* Whatever the agent inherited without O_CLOEXEC must not reach the command. */
         (void) syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
 

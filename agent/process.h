@@ -32,6 +32,8 @@ struct process_spec {
         const gid_t *groups; /* supplementary groups, n_groups of them */
         size_t n_groups;
         bool new_session;    /* setsid(): the child leads a new process group and session */
+        bool controlling_tty; /* make fd 0 (a terminal's slave side) the session's controlling
+                               * terminal (TIOCSCTTY); needs new_session */
         int stdin_fd;        /* become fds 0, 1, 2 in the child; -1 means /dev/null */
         int stdout_fd;
         int stderr_fd;

@@ -1,0 +1,65 @@
+/* proc-spawn.h — POST /processes up to a running child: the request's validation, the
+ * user, working directory and environment the command gets, and its pipes or terminal.
+ *
+ * The command is "/bin/bash -lc CMD" ("/bin/bash -il" for a terminal without cmd) in a new
+ * session, as the requested user (from the sandbox's /etc/passwd), with PATH, HOME, USER,
+ * LOGNAME, SHELL=/bin/bash and LANG=C.UTF-8 (and TERM=xterm-256color on a terminal) under
+ * the request's envs. See docs/api.md, "Processes", for every field's rules.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "macro.h"
+#include "process.h"
+
+#define PROC_HOME "/home/sandbox" /* default cwd, and the base of relative ones */
+#define PROC_DEFAULT_TIMEOUT_MS 60000
+#define PROC_MAX_TIMEOUT_MS (24ULL * 3600 * 1000)
+
+/* Why a request failed: the HTTP status and the message for the error body. */
+struct proc_error {
+        int status;
+        char message[512];
+};
+
+/* Fills err and returns -EINVAL, so that `return proc_error_set(…)` reads naturally. */
+int proc_error_set(struct proc_error *err, int status, const char *fmt, ...) _printf_(3, 4);
+
+/* The error code of docs/api.md for an HTTP status ("bad_request", "not_found", …). */
+const char *proc_error_code(int status);
+
+/* A validated POST /processes body; strings and envs point into the parsed JSON. */
+struct proc_request {
+        const char *cmd; /* NULL: an interactive terminal */
+        json_t *envs;    /* NULL if absent */
+        const char *cwd; /* as given, or NULL */
+        const char *user;
+        const char *tag; /* NULL if absent */
+        uint64_t timeout_ms; /* 0: none */
+        bool background;
+        bool stdin;
+        bool pty;
+        unsigned cols, rows; /* when pty */
+};
+
+/* Validates root (a parsed body) into *ret. Refuses unknown fields, wrong types and
+ * out-of-range values with a 400 in err naming the field; null counts as absent. */
+int proc_request_parse(json_t *root, struct proc_request *ret, struct proc_error *err);
+
+/* The agent's ends of a started process's standard fds, all O_CLOEXEC. */
+struct proc_io {
+        int out_fd;   /* stdout pipe's read end, or the terminal's master; non-blocking */
+        int err_fd;   /* stderr pipe's read end; -1 on a terminal */
+        int stdin_fd; /* stdin pipe's write end, or a dup of the master; non-blocking; -1
+                       * when stdin is /dev/null */
+};
+
+/* Starts the command req describes. On success returns 0 with the child in *ret_child,
+ * the agent's fds in *ret_io and the absolute working directory in *ret_cwd (malloc'd).
+ * On failure returns -EINVAL with err filled in: 400 for an unknown user or an unusable cwd,
+ * 500/503 when the agent cannot start it. */
+int proc_spawn(const struct proc_request *req, struct child **ret_child, struct proc_io *ret_io, char **ret_cwd,
+               struct proc_error *err);
