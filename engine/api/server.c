@@ -50,6 +50,37 @@ static const struct route routes[] = {
         {"*", "/v1/sandboxes/{id}/files", api_inside_forward, true, true},
 };
 
+static int hex_value(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        c = (char) (c | 0x20);
+        return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Set when the URL of the request being parsed on this thread decoded a %00. libmicrohttpd
+ * hands values on as C strings, so a NUL would silently cut a path or a query value short
+ * (`?path=/etc%00x` would become `/etc`); the request is refused instead. Thread-local
+ * works because each connection has its own thread and its URL is decoded on it just
+ * before the first call of on_request, which reads and clears the flag. */
+static __thread bool url_had_nul;
+
+/* Decodes %HH in place, noting a decoded NUL. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
+        char *w = s;
+
+        for (const char *r = s; *r; r++) {
+                int hi, lo;
+                if (*r == '%' && (hi = hex_value(r[1])) >= 0 && (lo = hex_value(r[2])) >= 0) {
+                        *w++ = (char) (hi << 4 | lo);
+                        url_had_nul |= hi == 0 && lo == 0;
+                        r += 2;
+                } else
+                        *w++ = *r;
+        }
+        *w = 0;
+        return (size_t) (w - s);
+}
+
 /* Matches url against pattern (or, with prefix, anything below it); the {id} segment is
  * copied to idbuf. */
 static bool route_match(const char *pattern, bool prefix, const char *url, char *idbuf, size_t n) {
@@ -271,6 +302,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 ctx->started = mono_ms();
                 ctx->upload_route = is_upload_route(method, url);
                 *con_cls = ctx;
+                if (url_had_nul) {
+                        url_had_nul = false;
+                        r = error_set(&e, EINVAL, ERR_BAD_REQUEST, "the URL contains a NUL byte (%%00), which no path or value may hold");
+                        return respond(conn, method, url, ctx->started, r, &resp, &e);
+                }
                 return ctx->upload_route ? on_upload(&req, ctx, true, upload, upload_size) : MHD_YES;
         }
         if (ctx->upload_route)
@@ -296,6 +332,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
         struct conn_ctx *ctx = *con_cls;
 
+        url_had_nul = false;
         if (!ctx)
                 return;
         buf_free(&ctx->body);
@@ -331,7 +368,8 @@ int api_start(struct engine *eng, struct MHD_Daemon **ret, struct error *e) {
         d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
                              on_request, eng, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
                              MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u,
-                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) CONN_MEMORY, MHD_OPTION_END);
+                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) CONN_MEMORY, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
+                             NULL, MHD_OPTION_END);
         if (!d)
                 return error_set(e, EADDRINUSE, ERR_INTERNAL, "cannot listen on %s (in use, or not an address of this host)",
                                  eng->cfg.listen);
