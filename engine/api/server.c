@@ -23,6 +23,7 @@ struct conn_ctx {
         int64_t started;
         bool upload_route;         /* PUT …/files: the body streams to the agent */
         struct api_upload *upload; /* the streamed upload, until it ends or fails */
+        bool upload_stalled;       /* the agent stopped reading it */
         struct error upload_error; /* why it failed */
 };
 
@@ -268,20 +269,21 @@ static enum MHD_Result on_upload(struct api_request *req, struct conn_ctx *ctx, 
                         return respond(req->conn, req->method, req->url, ctx->started, r, &resp, &ctx->upload_error);
                 return MHD_YES;
         }
-        if (*upload_size > 0) {
-                if (ctx->upload && api_upload_data(ctx->upload, upload, *upload_size, &ctx->upload_error) < 0) {
-                        api_upload_free(ctx->upload);
-                        ctx->upload = NULL;
-                }
+        if (!ctx->upload) { /* refused at the first call: nothing more to do */
                 *upload_size = 0;
                 return MHD_YES;
         }
-        r = -EIO;
-        if (ctx->upload) {
-                r = api_upload_end(ctx->upload, &resp, &ctx->upload_error);
-                api_upload_free(ctx->upload);
-                ctx->upload = NULL;
+        if (*upload_size > 0) {
+                /* Once the agent stops reading (it refused the request early), the rest is
+                 * discarded; its answer is read at the end. */
+                if (!ctx->upload_stalled && api_upload_data(ctx->upload, upload, *upload_size, &ctx->upload_error) < 0)
+                        ctx->upload_stalled = true;
+                *upload_size = 0;
+                return MHD_YES;
         }
+        r = api_upload_end(ctx->upload, &resp, &ctx->upload_error);
+        api_upload_free(ctx->upload);
+        ctx->upload = NULL;
         return respond(req->conn, req->method, req->url, ctx->started, r, &resp, &ctx->upload_error);
 }
 

@@ -26,6 +26,7 @@ enum framing { FRAMING_LENGTH, FRAMING_CHUNKED, FRAMING_CLOSE };
 struct agent_stream {
         int fd;
         bool chunked_upload;
+        int send_error;     /* the agent stopped reading the request (it may have answered early) */
         int status;
         char content_type[128];
         int64_t content_length;
@@ -98,6 +99,9 @@ int agent_stream_send(struct agent_stream *s, const void *data, size_t len, stru
         char size_line[32];
         int r = 0;
 
+        if (s->send_error)
+                return error_set(e, s->send_error, ERR_SANDBOX, "the sandbox's agent stopped reading the request: %s",
+                                 strerror(s->send_error));
         if (len == 0)
                 return 0;
         if (s->chunked_upload) {
@@ -108,8 +112,10 @@ int agent_stream_send(struct agent_stream *s, const void *data, size_t len, stru
                 r = send_all(s->fd, data, len);
         if (r >= 0 && s->chunked_upload)
                 r = send_all(s->fd, "\r\n", 2);
-        if (r < 0)
+        if (r < 0) {
+                s->send_error = -r;
                 return error_set(e, r, ERR_SANDBOX, "the sandbox's agent stopped reading the request: %s", strerror(-r));
+        }
         return 0;
 }
 
@@ -201,10 +207,12 @@ int agent_stream_finish(struct agent_stream *s, long timeout_ms, struct error *e
         ssize_t k;
         int r;
 
-        if (s->chunked_upload) {
+        /* An agent that refused the request may have stopped reading its body: its answer
+         * is read all the same. */
+        if (s->chunked_upload && !s->send_error) {
                 r = send_all(s->fd, "0\r\n\r\n", 5);
                 if (r < 0)
-                        return error_set(e, r, ERR_SANDBOX, "the sandbox's agent stopped reading the request: %s", strerror(-r));
+                        s->send_error = -r;
         }
         for (;;) {
                 s->in[s->len] = 0; /* in has IN_SIZE + 1 bytes */
@@ -216,6 +224,9 @@ int agent_stream_finish(struct agent_stream *s, long timeout_ms, struct error *e
                 k = fill(s, -1, MAX(deadline - mono_ms(), 1));
                 if (k == -ETIMEDOUT)
                         return error_set(e, ETIMEDOUT, 504, "timeout", "the sandbox's agent did not answer within %ld ms", timeout_ms);
+                if (k <= 0 && s->send_error)
+                        return error_set(e, s->send_error, ERR_SANDBOX, "the sandbox's agent stopped reading the request: %s",
+                                         strerror(s->send_error));
                 if (k <= 0)
                         return error_set(e, k < 0 ? (int) -k : EPIPE, ERR_SANDBOX, "the sandbox's agent closed the connection without an answer");
         }

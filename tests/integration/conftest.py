@@ -445,3 +445,94 @@ def gone(sbx: Sandbox) -> bool:
         return False
     except NotFoundError:
         return True
+
+
+# -- helpers for the processes, PTY and files tests ---------------------------------------------
+
+
+def vm_rss_kb(pid: int) -> int:
+    """The resident set size of a host process, in KiB (VmRSS of /proc/<pid>/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
+
+
+class RssSampler:
+    """Samples a process's VmRSS on a thread while a `with` block runs; `.peak_kb` and
+    `.base_kb` (the value when the block started) tell how much it grew."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.base_kb = 0
+        self.peak_kb = 0
+        self._stop = False
+        self._thread: Optional[Any] = None
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                self.peak_kb = max(self.peak_kb, vm_rss_kb(self.pid))
+            except (OSError, AssertionError):
+                return
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "RssSampler":
+        import threading
+
+        self.base_kb = self.peak_kb = vm_rss_kb(self.pid)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop = True
+        if self._thread is not None:
+            self._thread.join()
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak_kb - self.base_kb) / 1024
+
+
+def wait_for(pred: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Polls pred() until it returns a truthy value (returned) or fails the test after
+    timeout seconds, naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}", pytrace=False)
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def module_key(engine: Engine) -> str:
+    """A key of a team of the test module's own, so its sandboxes never meet another
+    module's running cap."""
+    return engine.make_key("m-" + rand_suffix(8))
+
+
+@pytest.fixture
+def sbx(engine: Engine, module_key: str) -> Iterator[Sandbox]:
+    """A new sandbox for one test, killed after it."""
+    s = engine.sandbox(module_key)
+    yield s
+    try:
+        s.kill()
+    except Exception as e:  # noqa: BLE001 - teardown reports, never hides the test's result
+        sys.stderr.write(f"\n[ai2in tests] killing {s.id} after the test: {e}\n")
+
+
+def sanitizer_build() -> bool:
+    """True when the engine under test is an ASan build (CI runs the suite once with each
+    build; the heaviest tests run only in the normal build's pass)."""
+    try:
+        with open(engine_binary(), "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False

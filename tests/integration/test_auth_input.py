@@ -149,8 +149,10 @@ def test_oversized_body(engine: Engine, fresh_key: str) -> None:
 def test_bad_id_shape(engine: Engine, key: str, bad_id: str) -> None:
     expect(engine, "GET", f"/v1/sandboxes/{bad_id}", 400, "bad_request", key=key)
     expect(engine, "DELETE", f"/v1/sandboxes/{bad_id}", 400, "bad_request", key=key)
-    expect(engine, "POST", f"/v1/sandboxes/{bad_id}/commands", 400, "bad_request", key=key,
+    expect(engine, "POST", f"/v1/sandboxes/{bad_id}/processes", 400, "bad_request", key=key,
            body={"cmd": "true"})
+    expect(engine, "GET", f"/v1/sandboxes/{bad_id}/files?path=/etc/hostname", 400,
+           "bad_request", key=key)
 
 
 def test_path_traversal_id(engine: Engine, key: str) -> None:
@@ -182,13 +184,24 @@ def test_unknown_route_and_method(engine: Engine, key: str) -> None:
 def test_bad_command_and_timeout_bodies(engine: Engine, key: str) -> None:
     sbx = engine.sandbox(key)
     base = f"/v1/sandboxes/{sbx.id}"
-    expect(engine, "POST", base + "/commands", 400, "bad_request", key=key, body={})
-    expect(engine, "POST", base + "/commands", 400, "bad_request", key=key, body={"cmd": 5},
+    expect(engine, "POST", base + "/processes", 400, "bad_request", key=key, body={},
            mentions="cmd")
-    expect(engine, "POST", base + "/commands", 400, "bad_request", key=key,
+    expect(engine, "POST", base + "/processes", 400, "bad_request", key=key, body={"cmd": 5},
+           mentions="cmd")
+    expect(engine, "POST", base + "/processes", 400, "bad_request", key=key,
            body={"cmd": "true", "user": "nobody-such"}, mentions="user")
-    expect(engine, "POST", base + "/commands", 400, "bad_request", key=key,
+    expect(engine, "POST", base + "/processes", 400, "bad_request", key=key,
            body={"cmd": "true", "bogus": 1}, mentions="bogus")
+    expect(engine, "POST", base + "/processes", 400, "bad_request", key=key,
+           body={"cmd": "true", "timeout_ms": -1}, mentions="timeout")
+    expect(engine, "POST", base + "/processes", 400, "bad_request", key=key, body=b"{")
+    expect(engine, "POST", base + "/files/mkdir", 400, "bad_request", key=key, body={},
+           mentions="path")
+    expect(engine, "POST", base + "/files/rename", 400, "bad_request", key=key,
+           body={"from": "/tmp/a"}, mentions="to")
+    expect(engine, "GET", base + "/files", 400, "bad_request", key=key, mentions="path")
+    expect(engine, "GET", base + "/files/list?path=/tmp&depth=0", 400, "bad_request",
+           key=key, mentions="depth")
     expect(engine, "POST", base + "/timeout", 400, "bad_request", key=key, body={},
            mentions="timeout")
     expect(engine, "POST", base + "/timeout", 400, "bad_request", key=key,

@@ -16,7 +16,10 @@ def answers(e: Engine, key: str, sid: str) -> Dict[str, Tuple[int, Any]]:
     calls = {
         "get": ("GET", f"/v1/sandboxes/{sid}", None),
         "timeout": ("POST", f"/v1/sandboxes/{sid}/timeout", {"timeout": 5}),
-        "commands": ("POST", f"/v1/sandboxes/{sid}/commands", {"cmd": "touch /tmp/pwned"}),
+        "processes": ("POST", f"/v1/sandboxes/{sid}/processes", {"cmd": "touch /tmp/pwned"}),
+        "process list": ("GET", f"/v1/sandboxes/{sid}/processes", None),
+        "file read": ("GET", f"/v1/sandboxes/{sid}/files?path=/etc/hostname", None),
+        "file mkdir": ("POST", f"/v1/sandboxes/{sid}/files/mkdir", {"path": "/tmp/pwned"}),
         "kill": ("DELETE", f"/v1/sandboxes/{sid}", None),
     }
     out = {}

@@ -3,12 +3,23 @@
     from ai2in import Sandbox
     with Sandbox(api_key="ai2in_live_…", timeout=300) as sbx:
         print(sbx.commands.run("echo hi").stdout)
+        sbx.files.write("/home/sandbox/a.txt", "hello")
+        print(sbx.files.read("/home/sandbox/a.txt"))
 """
 
 __version__ = "0.1.0"
 
-from .async_sandbox import AsyncCommands, AsyncSandbox  # noqa: E402
-from .commands import CommandResult, Commands  # noqa: E402
+from .async_sandbox import (  # noqa: E402
+    AsyncCommandHandle,
+    AsyncCommands,
+    AsyncFiles,
+    AsyncFileStream,
+    AsyncPty,
+    AsyncPtyHandle,
+    AsyncSandbox,
+    AsyncWatchHandle,
+)
+from .commands import CommandHandle, CommandResult, Commands, ProcessInfo  # noqa: E402
 from .exceptions import (  # noqa: E402
     AuthenticationError,
     CommandExitError,
@@ -19,14 +30,39 @@ from .exceptions import (  # noqa: E402
     SandboxError,
     TimeoutError,
 )
+from .files import (  # noqa: E402
+    EntryInfo,
+    Files,
+    FilesystemEvent,
+    FileStream,
+    WatchHandle,
+    WriteEntry,
+)
+from .pty import Pty, PtyHandle  # noqa: E402
 from .sandbox import Sandbox  # noqa: E402
 
 __all__ = [
     "Sandbox",
     "AsyncSandbox",
     "Commands",
-    "AsyncCommands",
+    "CommandHandle",
     "CommandResult",
+    "ProcessInfo",
+    "Pty",
+    "PtyHandle",
+    "Files",
+    "EntryInfo",
+    "WriteEntry",
+    "FilesystemEvent",
+    "FileStream",
+    "WatchHandle",
+    "AsyncCommands",
+    "AsyncCommandHandle",
+    "AsyncPty",
+    "AsyncPtyHandle",
+    "AsyncFiles",
+    "AsyncFileStream",
+    "AsyncWatchHandle",
     "SandboxError",
     "AuthenticationError",
     "NotFoundError",

@@ -3,8 +3,12 @@ the engine's error bodies into exceptions.
 
 It uses only the standard library (``http.client``). Each request opens its own connection,
 so one ``Transport`` may be shared between threads (``AsyncSandbox`` runs calls in worker
-threads). ``_open`` returns the live response, unread, so that streaming (newline-delimited
-JSON over chunked HTTP) can be added beside ``request`` without touching the error handling.
+threads). A request body is JSON (``body=``) or raw bytes (``raw=`` a ``RawBody``: bytes, or an
+iterator of chunks sent with Content-Length when the size is known and chunked transfer
+encoding otherwise). ``request`` reads a JSON answer; ``open_stream`` returns a live
+newline-delimited JSON event stream (``_stream.EventStream``) and ``open_download`` a live
+byte response. All three raise the same typed exceptions, with the server's message, for an
+error status answered before a stream starts.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import os
 import socket
 import ssl
 import urllib.parse
-from typing import Any, Dict, Optional, Sequence, Tuple, Type
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Sequence, Tuple, Type, Union
 
 from . import __version__ as _version
 from .exceptions import (
@@ -29,8 +34,16 @@ from .exceptions import (
     TimeoutError,
 )
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ._stream import EventStream
+
 DEFAULT_API_URL = "http://127.0.0.1:7300"
 DEFAULT_REQUEST_TIMEOUT = 60.0
+# Read timeout of a live stream: the engine sends a keepalive every 10 s on a silent stream,
+# so 60 s without a byte means the engine (or the network) is gone.
+STREAM_READ_TIMEOUT = 60.0
+# Bytes handed to the socket per send when uploading a body.
+UPLOAD_BLOCK = 256 * 1024
 
 Query = Sequence[Tuple[str, str]]
 
@@ -44,6 +57,20 @@ _STATUS_ERRORS: Dict[int, Type[SandboxError]] = {
     429: RateLimitError,
     504: TimeoutError,
 }
+
+
+@dataclass
+class RawBody:
+    """A raw (non-JSON) request body.
+
+    ``data`` is the whole body as bytes, or an iterable of bytes chunks read lazily while
+    sending. ``length`` is the total size when known (sent as Content-Length); None sends the
+    chunks with chunked transfer encoding.
+    """
+
+    data: Union[bytes, Iterable[bytes]]
+    length: Optional[int] = None
+    content_type: str = "application/octet-stream"
 
 
 def resolve_api_key(api_key: Optional[str]) -> str:
@@ -83,6 +110,27 @@ def error_from_response(status: int, body: bytes, reason: str = "") -> SandboxEr
     return cls(message, status=status, code=code)
 
 
+class _HTTPConnection(http.client.HTTPConnection):
+    """Remembers its socket (``stream_socket``) even after http.client hands it to the
+    response, so that a stream can be shut down from another thread."""
+
+    stream_socket: Optional[socket.socket] = None
+
+    def connect(self) -> None:
+        super().connect()
+        self.stream_socket = self.sock
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    """The HTTPS twin of ``_HTTPConnection``."""
+
+    stream_socket: Optional[socket.socket] = None
+
+    def connect(self) -> None:
+        super().connect()
+        self.stream_socket = self.sock
+
+
 class Transport:
     """Sends JSON requests to one engine with one API key."""
 
@@ -100,68 +148,98 @@ class Transport:
         self._port = parsed.port
         self._base_path = parsed.path.rstrip("/")
 
-    def _headers(self, has_body: bool) -> Dict[str, str]:
+    def _headers(self, content_type: Optional[str]) -> Dict[str, str]:
         headers = {
             "X-API-Key": self.api_key,
             "Accept": "application/json",
             "User-Agent": f"ai2in-python/{_version}",
         }
-        if has_body:
-            headers["Content-Type"] = "application/json"
+        if content_type is not None:
+            headers["Content-Type"] = content_type
         return headers
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         if self._scheme == "https":
-            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
-                                               context=ssl.create_default_context())
-        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+            return _HTTPSConnection(self._host, self._port, timeout=timeout,
+                                    context=ssl.create_default_context(), blocksize=UPLOAD_BLOCK)
+        return _HTTPConnection(self._host, self._port, timeout=timeout, blocksize=UPLOAD_BLOCK)
+
+    def _send(self, conn: http.client.HTTPConnection, method: str, url: str,
+              body: Optional[Any], raw: Optional[RawBody]) -> http.client.HTTPResponse:
+        """Writes the request and reads the status line and headers of the answer."""
+        if raw is None:
+            data = None if body is None else json.dumps(body).encode("utf-8")
+            conn.request(method, url, body=data,
+                         headers=self._headers(None if data is None else "application/json"))
+            return conn.getresponse()
+        headers = self._headers(raw.content_type)
+        chunked = False
+        if isinstance(raw.data, (bytes, bytearray, memoryview)):
+            headers["Content-Length"] = str(memoryview(raw.data).nbytes)
+        elif raw.length is not None:
+            headers["Content-Length"] = str(raw.length)
+        else:
+            headers["Transfer-Encoding"] = "chunked"
+            chunked = True
+        try:
+            conn.request(method, url, body=raw.data, headers=headers, encode_chunked=chunked)
+        except (BrokenPipeError, ConnectionResetError) as e:
+            # The engine may answer (an error, typically) and close before reading the whole
+            # body: that answer, if it arrived, says more than the broken pipe does.
+            try:
+                return conn.getresponse()
+            except (OSError, http.client.HTTPException):
+                raise e from None
+        return conn.getresponse()
 
     def _open(self, method: str, path: str, body: Optional[Any] = None,
-              query: Optional[Query] = None, timeout: Optional[float] = None
+              query: Optional[Query] = None, timeout: Optional[float] = None,
+              raw: Optional[RawBody] = None
               ) -> Tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         """Sends a request; returns the connection and the unread response.
 
-        Raises the mapped SandboxError for error statuses (after reading the error body),
-        TimeoutError on a client-side timeout and SandboxError when the engine is not
-        reachable. The caller must close the connection.
+        ``body`` is sent as JSON, ``raw`` as bytes (at most one of them). Raises the mapped
+        SandboxError for error statuses (after reading the error body), TimeoutError on a
+        client-side timeout and SandboxError when the engine is not reachable. The caller
+        must close the connection.
         """
         url = self._base_path + path
         if query:
             url += "?" + urllib.parse.urlencode(list(query))
-        data = None if body is None else json.dumps(body).encode("utf-8")
         t = self.request_timeout if timeout is None else timeout
         conn = self._connection(t)
         try:
-            conn.request(method, url, body=data, headers=self._headers(data is not None))
-            resp = conn.getresponse()
-        except (socket.timeout, builtins.TimeoutError) as e:
+            resp = self._send(conn, method, url, body, raw)
+        except BaseException as e:
             conn.close()
-            raise TimeoutError(f"request {method} {path} to the AI2IN engine at {self.api_url} "
-                               f"timed out after {t:g} s") from e
-        except (ConnectionRefusedError, socket.gaierror) as e:
-            conn.close()
-            raise SandboxError(f"the AI2IN engine at {self.api_url} is not reachable ({e}); "
-                               "is ai2ind running? (set api_url= or AI2IN_API_URL)") from e
-        except (OSError, http.client.HTTPException) as e:
-            conn.close()
-            raise SandboxError(f"request {method} {path} to the AI2IN engine at "
-                               f"{self.api_url} failed: {e}") from e
+            if isinstance(e, (socket.timeout, builtins.TimeoutError)):
+                raise TimeoutError(f"request {method} {path} to the AI2IN engine at "
+                                   f"{self.api_url} timed out after {t:g} s") from e
+            if isinstance(e, (ConnectionRefusedError, socket.gaierror)):
+                raise SandboxError(f"the AI2IN engine at {self.api_url} is not reachable ({e}); "
+                                   "is ai2ind running? (set api_url= or AI2IN_API_URL)") from e
+            if isinstance(e, (OSError, http.client.HTTPException)):
+                raise SandboxError(f"request {method} {path} to the AI2IN engine at "
+                                   f"{self.api_url} failed: {e}") from e
+            raise  # the caller's own body iterator failed, or KeyboardInterrupt
         if resp.status >= 400:
             try:
-                raw = resp.read()
+                err = resp.read()
             except (OSError, http.client.HTTPException):
-                raw = b""
+                err = b""
             finally:
                 conn.close()
-            raise error_from_response(resp.status, raw, resp.reason)
+            raise error_from_response(resp.status, err, resp.reason)
         return conn, resp
 
     def request(self, method: str, path: str, body: Optional[Any] = None,
-                query: Optional[Query] = None, timeout: Optional[float] = None) -> Any:
-        """Sends a request and returns the decoded JSON answer (None for an empty body)."""
-        conn, resp = self._open(method, path, body=body, query=query, timeout=timeout)
+                query: Optional[Query] = None, timeout: Optional[float] = None,
+                raw: Optional[RawBody] = None) -> Any:
+        """Sends a request (JSON ``body`` or ``raw`` bytes) and returns the decoded JSON
+        answer (None for an empty body)."""
+        conn, resp = self._open(method, path, body=body, query=query, timeout=timeout, raw=raw)
         try:
-            raw = resp.read()
+            answer = resp.read()
         except (socket.timeout, builtins.TimeoutError) as e:
             raise TimeoutError(f"reading the answer to {method} {path} from the AI2IN engine "
                                f"at {self.api_url} timed out") from e
@@ -170,13 +248,33 @@ class Transport:
                                f"at {self.api_url} failed: {e}") from e
         finally:
             conn.close()
-        if not raw:
+        if not answer:
             return None
         try:
-            return json.loads(raw.decode("utf-8"))
+            return json.loads(answer.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
             raise SandboxError(f"the AI2IN engine at {self.api_url} answered {method} {path} "
-                               f"with invalid JSON: {raw[:200]!r}", status=resp.status) from e
+                               f"with invalid JSON: {answer[:200]!r}", status=resp.status) from e
+
+
+    def open_stream(self, method: str, path: str, body: Optional[Any] = None,
+                    query: Optional[Query] = None) -> "EventStream":
+        """Sends a request whose answer is an NDJSON event stream; returns the open stream.
+
+        An error status before the stream starts raises the mapped SandboxError. Reads on
+        the stream time out after ``STREAM_READ_TIMEOUT`` seconds without a byte.
+        """
+        from ._stream import EventStream  # the stream module imports this one
+
+        conn, resp = self._open(method, path, body=body, query=query,
+                                timeout=STREAM_READ_TIMEOUT)
+        return EventStream(conn, resp, f"{method} {path}", self.api_url)
+
+    def open_download(self, method: str, path: str, query: Optional[Query] = None
+                      ) -> Tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """Sends a request whose answer is raw bytes; returns the connection and the unread
+        response (the caller closes the connection). Errors as for ``request``."""
+        return self._open(method, path, query=query)
 
 
 def sandbox_path(sandbox_id: str, suffix: str = "") -> str:

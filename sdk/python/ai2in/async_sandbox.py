@@ -9,25 +9,325 @@ from __future__ import annotations
 
 import asyncio
 import types
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Type, Union
+from typing import (Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Type,
+                    Union, overload)
 
-from .commands import CommandResult, Commands
+from ._process import OnData, OnLine, ProcessHandle, Stdin
+from .commands import (DEFAULT_TIMEOUT, CommandHandle, CommandResult, Commands, ProcessInfo,
+                       Timeout)
+from .files import EntryInfo, Files, FileStream, FilesystemEvent, WatchHandle, WriteData
+from .pty import Pty, PtyHandle
 from .sandbox import Sandbox
 
-__all__ = ["AsyncSandbox", "AsyncCommands"]
+__all__ = ["AsyncSandbox", "AsyncCommands", "AsyncCommandHandle", "AsyncPty", "AsyncPtyHandle",
+           "AsyncFiles", "AsyncFileStream", "AsyncWatchHandle"]
+
+
+class _AsyncProcessHandle:
+    """What async command and PTY handles share; see ``ProcessHandle``."""
+
+    def __init__(self, handle: ProcessHandle) -> None:
+        self._h = handle
+
+    @property
+    def pid(self) -> int:
+        """The process id inside the sandbox."""
+        return self._h.pid
+
+    @property
+    def stdout(self) -> str:
+        """The output received so far, decoded as UTF-8."""
+        return self._h.stdout
+
+    @property
+    def stderr(self) -> str:
+        """The standard error received so far, decoded as UTF-8."""
+        return self._h.stderr
+
+    @property
+    def stdout_bytes(self) -> bytes:
+        """The output received so far, as bytes."""
+        return self._h.stdout_bytes
+
+    @property
+    def stderr_bytes(self) -> bytes:
+        """The standard error received so far, as bytes."""
+        return self._h.stderr_bytes
+
+    @property
+    def dropped_bytes(self) -> int:
+        """Bytes of output the engine discarded because they were not read in time."""
+        return self._h.dropped_bytes
+
+    @property
+    def exit_code(self) -> Optional[int]:
+        """The exit code once the process has ended; None before."""
+        return self._h.exit_code
+
+    @property
+    def error(self) -> Optional[str]:
+        """The engine's message if the stream failed before the process ended."""
+        return self._h.error
+
+    async def wait(self, timeout: Optional[float] = None) -> CommandResult:
+        """Waits for the process to end; see ``CommandHandle.wait``."""
+        return await asyncio.to_thread(self._h.wait, timeout)
+
+    async def kill(self) -> bool:
+        """Kills the process; False if it had already ended."""
+        return await asyncio.to_thread(self._h.kill)
+
+    async def send_signal(self, signal: Union[str, int]) -> None:
+        """Sends a signal to the process group."""
+        await asyncio.to_thread(self._h.send_signal, signal)
+
+    async def disconnect(self) -> None:
+        """Stops reading the output without killing the process."""
+        await asyncio.to_thread(self._h.disconnect)
+
+    def __repr__(self) -> str:
+        return "Async" + repr(self._h)
+
+
+class AsyncCommandHandle(_AsyncProcessHandle):
+    """A running command of an AsyncSandbox; see ``CommandHandle``. Callbacks run on the
+    handle's reader thread, not in the event loop."""
+
+    def __init__(self, handle: CommandHandle) -> None:
+        super().__init__(handle)
+        self._cmd = handle
+
+    async def send_stdin(self, data: Stdin) -> None:
+        """Writes ``data`` to the command's stdin."""
+        await asyncio.to_thread(self._cmd.send_stdin, data)
+
+    async def close_stdin(self) -> None:
+        """Closes the command's stdin (it reads end-of-file)."""
+        await asyncio.to_thread(self._cmd.close_stdin)
 
 
 class AsyncCommands:
-    """The ``commands`` namespace of an AsyncSandbox."""
+    """The ``commands`` namespace of an AsyncSandbox; see ``Commands``."""
 
     def __init__(self, commands: Commands) -> None:
         self._commands = commands
 
+    @overload
     async def run(self, cmd: str, envs: Optional[Dict[str, str]] = None,
                   cwd: Optional[str] = None, user: Optional[str] = None,
-                  timeout: Optional[float] = 60, check: bool = False) -> CommandResult:
-        """Runs ``cmd`` in the sandbox and waits for it; see ``Commands.run``."""
-        return await asyncio.to_thread(self._commands.run, cmd, envs, cwd, user, timeout, check)
+                  timeout: Timeout = DEFAULT_TIMEOUT, check: bool = False, *,
+                  background: Literal[False] = False, stdin: bool = False,
+                  on_stdout: Optional[OnLine] = None, on_stderr: Optional[OnLine] = None,
+                  tag: Optional[str] = None) -> CommandResult: ...
+
+    @overload
+    async def run(self, cmd: str, envs: Optional[Dict[str, str]] = None,
+                  cwd: Optional[str] = None, user: Optional[str] = None,
+                  timeout: Timeout = DEFAULT_TIMEOUT, check: bool = False, *,
+                  background: Literal[True], stdin: bool = False,
+                  on_stdout: Optional[OnLine] = None, on_stderr: Optional[OnLine] = None,
+                  tag: Optional[str] = None) -> AsyncCommandHandle: ...
+
+    async def run(self, cmd: str, envs: Optional[Dict[str, str]] = None,
+                  cwd: Optional[str] = None, user: Optional[str] = None,
+                  timeout: Timeout = DEFAULT_TIMEOUT, check: bool = False, *,
+                  background: bool = False, stdin: bool = False,
+                  on_stdout: Optional[OnLine] = None, on_stderr: Optional[OnLine] = None,
+                  tag: Optional[str] = None) -> Union[CommandResult, AsyncCommandHandle]:
+        """Runs ``cmd`` in the sandbox; see ``Commands.run``. Callbacks run in a worker
+        thread."""
+        def go() -> Union[CommandResult, CommandHandle]:
+            return self._commands.run(cmd, envs, cwd, user, timeout, check,
+                                      background=background, stdin=stdin,
+                                      on_stdout=on_stdout, on_stderr=on_stderr, tag=tag)
+        r = await asyncio.to_thread(go)
+        return AsyncCommandHandle(r) if isinstance(r, CommandHandle) else r
+
+    async def connect(self, pid: int, on_stdout: Optional[OnLine] = None,
+                      on_stderr: Optional[OnLine] = None) -> AsyncCommandHandle:
+        """Attaches to a running command; see ``Commands.connect``."""
+        h = await asyncio.to_thread(self._commands.connect, pid, on_stdout, on_stderr)
+        return AsyncCommandHandle(h)
+
+    async def list(self) -> List[ProcessInfo]:
+        """Returns the running processes started through the API."""
+        return await asyncio.to_thread(self._commands.list)
+
+    async def kill(self, pid: int) -> bool:
+        """Kills a process; False if it was not running."""
+        return await asyncio.to_thread(self._commands.kill, pid)
+
+    async def send_stdin(self, pid: int, data: Stdin) -> None:
+        """Writes ``data`` to the stdin of process ``pid``."""
+        await asyncio.to_thread(self._commands.send_stdin, pid, data)
+
+    async def close_stdin(self, pid: int) -> None:
+        """Closes the stdin of process ``pid``."""
+        await asyncio.to_thread(self._commands.close_stdin, pid)
+
+    async def send_signal(self, pid: int, signal: Union[str, int]) -> None:
+        """Sends a signal to the process group of ``pid``."""
+        await asyncio.to_thread(self._commands.send_signal, pid, signal)
+
+
+class AsyncPtyHandle(_AsyncProcessHandle):
+    """A running terminal of an AsyncSandbox; see ``PtyHandle``. ``on_data`` runs on the
+    handle's reader thread."""
+
+    def __init__(self, handle: PtyHandle) -> None:
+        super().__init__(handle)
+        self._pty = handle
+
+    async def send_input(self, data: Stdin) -> None:
+        """Types ``data`` into the terminal."""
+        await asyncio.to_thread(self._pty.send_input, data)
+
+    async def resize(self, cols: int, rows: int) -> None:
+        """Sets the terminal's size."""
+        await asyncio.to_thread(self._pty.resize, cols, rows)
+
+
+class AsyncPty:
+    """The ``pty`` namespace of an AsyncSandbox; see ``Pty``."""
+
+    def __init__(self, pty: Pty) -> None:
+        self._pty = pty
+
+    async def create(self, cols: int = 80, rows: int = 24, on_data: Optional[OnData] = None,
+                     *, cmd: Optional[str] = None, envs: Optional[Dict[str, str]] = None,
+                     cwd: Optional[str] = None, user: Optional[str] = None,
+                     timeout: Timeout = DEFAULT_TIMEOUT, background: bool = False,
+                     tag: Optional[str] = None) -> AsyncPtyHandle:
+        """Starts a terminal; see ``Pty.create``. ``on_data`` runs on the handle's thread."""
+        h = await asyncio.to_thread(self._pty.create, cols, rows, on_data, cmd=cmd, envs=envs,
+                                    cwd=cwd, user=user, timeout=timeout,
+                                    background=background, tag=tag)
+        return AsyncPtyHandle(h)
+
+    async def connect(self, pid: int, on_data: Optional[OnData] = None) -> AsyncPtyHandle:
+        """Attaches to a running terminal."""
+        return AsyncPtyHandle(await asyncio.to_thread(self._pty.connect, pid, on_data))
+
+    async def send_input(self, pid: int, data: Stdin) -> None:
+        """Types ``data`` into terminal ``pid``."""
+        await asyncio.to_thread(self._pty.send_input, pid, data)
+
+    async def resize(self, pid: int, cols: int, rows: int) -> None:
+        """Resizes terminal ``pid``."""
+        await asyncio.to_thread(self._pty.resize, pid, cols, rows)
+
+    async def kill(self, pid: int) -> bool:
+        """Kills terminal ``pid``; False if it was not running."""
+        return await asyncio.to_thread(self._pty.kill, pid)
+
+
+class AsyncFileStream:
+    """The chunks of a file being downloaded: ``async for chunk in stream``."""
+
+    def __init__(self, stream: FileStream) -> None:
+        self._s = stream
+
+    def __aiter__(self) -> "AsyncFileStream":
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await asyncio.to_thread(self._s.read_chunk)
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+    async def close(self) -> None:
+        """Stops the download."""
+        await asyncio.to_thread(self._s.close)
+
+    async def __aenter__(self) -> "AsyncFileStream":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
+class AsyncWatchHandle:
+    """A live directory watch of an AsyncSandbox; see ``WatchHandle``."""
+
+    def __init__(self, handle: WatchHandle) -> None:
+        self._h = handle
+
+    async def get_new_events(self) -> List[FilesystemEvent]:
+        """Returns the events that arrived since the last call."""
+        return self._h.get_new_events()
+
+    async def stop(self) -> None:
+        """Ends the watch."""
+        await asyncio.to_thread(self._h.stop)
+
+
+class AsyncFiles:
+    """The ``files`` namespace of an AsyncSandbox; see ``Files``."""
+
+    def __init__(self, files: Files) -> None:
+        self._files = files
+
+    @overload
+    async def read(self, path: str, format: Literal["text"] = "text") -> str: ...
+
+    @overload
+    async def read(self, path: str, format: Literal["bytes"]) -> bytes: ...
+
+    @overload
+    async def read(self, path: str, format: Literal["stream"]) -> AsyncFileStream: ...
+
+    async def read(self, path: str, format: str = "text"
+                   ) -> Union[str, bytes, AsyncFileStream]:
+        """Reads a file; ``format="stream"`` gives an async iterator of chunks."""
+        files = self._files
+        if format == "stream":
+            return AsyncFileStream(await asyncio.to_thread(lambda: files.read(path, "stream")))
+        if format == "bytes":
+            return await asyncio.to_thread(lambda: files.read(path, "bytes"))
+        return await asyncio.to_thread(lambda: files.read(path, format))  # type: ignore
+
+    async def write(self, path: str, data: WriteData, user: Optional[str] = None) -> EntryInfo:
+        """Writes a file; see ``Files.write`` (an iterator is consumed in a worker thread)."""
+        return await asyncio.to_thread(self._files.write, path, data, user)
+
+    async def write_files(self, files: Sequence[Any], user: Optional[str] = None
+                          ) -> List[EntryInfo]:
+        """Writes several files; see ``Files.write_files``."""
+        return await asyncio.to_thread(self._files.write_files, files, user)
+
+    async def get_info(self, path: str) -> EntryInfo:
+        """Describes an entry; NotFoundError if there is none."""
+        return await asyncio.to_thread(self._files.get_info, path)
+
+    async def exists(self, path: str) -> bool:
+        """True if something is at ``path``."""
+        return await asyncio.to_thread(self._files.exists, path)
+
+    async def list(self, path: str, depth: int = 1) -> List[EntryInfo]:
+        """Lists a directory; see ``Files.list``."""
+        return await asyncio.to_thread(self._files.list, path, depth)
+
+    async def make_dir(self, path: str, user: Optional[str] = None) -> bool:
+        """Creates a directory; False if it already was one."""
+        return await asyncio.to_thread(self._files.make_dir, path, user)
+
+    async def rename(self, old_path: str, new_path: str, user: Optional[str] = None
+                     ) -> EntryInfo:
+        """Moves an entry; see ``Files.rename``."""
+        return await asyncio.to_thread(self._files.rename, old_path, new_path, user)
+
+    async def remove(self, path: str) -> None:
+        """Removes a file or a directory tree."""
+        await asyncio.to_thread(self._files.remove, path)
+
+    async def watch_dir(self, path: str,
+                        on_event: Optional[Callable[[FilesystemEvent], Any]] = None,
+                        recursive: bool = False) -> AsyncWatchHandle:
+        """Watches a directory; returns once the watch is in place. ``on_event`` runs on the
+        watch's thread."""
+        h = await asyncio.to_thread(self._files.watch_dir, path, on_event, recursive)
+        return AsyncWatchHandle(h)
 
 
 class AsyncSandbox:
@@ -46,6 +346,8 @@ class AsyncSandbox:
             raise TypeError("use `await AsyncSandbox.create(...)` to create a sandbox")
         self._sync = sandbox
         self.commands: AsyncCommands = AsyncCommands(sandbox.commands)
+        self.pty: AsyncPty = AsyncPty(sandbox.pty)
+        self.files: AsyncFiles = AsyncFiles(sandbox.files)
 
     @classmethod
     async def create(cls, api_key: Optional[str] = None, timeout: Optional[int] = None,

@@ -55,7 +55,8 @@ class AuthenticationError(SandboxError):
 
 
 class NotFoundError(SandboxError):
-    """No such sandbox for this team (or it was killed), or unknown template (HTTP 404)."""
+    """No such sandbox for this team (or it was killed), unknown template, no such process or
+    file in the sandbox (HTTP 404)."""
 
 
 class RateLimitError(SandboxError):
@@ -78,15 +79,20 @@ class TimeoutError(SandboxError, builtins.TimeoutError):  # noqa: A001 - deliber
 
 
 class InvalidArgumentError(SandboxError):
-    """The engine rejected the request's arguments (HTTP 400 or 413)."""
+    """The engine rejected the request's arguments (HTTP 400 or 413), e.g. an unknown user,
+    a missing ``cwd``, a path with a NUL, reading a directory."""
 
 
 class ConflictError(SandboxError):
-    """The sandbox is not in a state that allows the call (HTTP 409)."""
+    """The sandbox (or the process, or the file) is not in a state that allows the call
+    (HTTP 409): a paused sandbox, stdin of a process started without it, resizing what is
+    not a terminal, ``make_dir`` where a file is."""
 
 
 class CommandExitError(SandboxError):
     """A command run with ``check=True`` exited with a non-zero code.
+
+    Also raised when the command's stream failed before it ended (``result.error`` says why).
 
     Attributes:
         result: the full ``CommandResult`` (stdout, stderr, exit_code).
@@ -94,9 +100,13 @@ class CommandExitError(SandboxError):
 
     def __init__(self, result: "CommandResult") -> None:
         detail = result.stderr.strip().splitlines()[-1:] if result.stderr.strip() else []
-        msg = f"command exited with code {result.exit_code}"
-        if result.timed_out:
-            msg += " (timed out)"
+        error = getattr(result, "error", None)
+        if error:
+            msg = f"command failed: {error}"
+        else:
+            msg = f"command exited with code {result.exit_code}"
+            if result.timed_out:
+                msg += " (timed out)"
         if detail:
             msg += f": {detail[0]}"
         super().__init__(msg)

@@ -1,4 +1,5 @@
-"""The synchronous ``Sandbox`` client: create, connect, list, timeouts, kill, commands."""
+"""The synchronous ``Sandbox`` client: create, connect, list, timeouts, kill, and the
+``commands``, ``pty`` and ``files`` namespaces."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Type, TypeVar, 
 from ._transport import Transport, sandbox_path
 from .commands import Commands
 from .exceptions import NotFoundError, SandboxError
+from .files import Files
+from .pty import Pty
 
 __all__ = ["Sandbox"]
 
@@ -73,6 +76,8 @@ class Sandbox:
         self._id: str = info["id"]
         self._info: Dict[str, Any] = info
         self.commands: Commands = Commands(self._id, transport)
+        self.pty: Pty = Pty(self._id, transport)
+        self.files: Files = Files(self._id, transport)
 
     @classmethod
     def create(cls: Type[S], api_key: Optional[str] = None, timeout: Optional[int] = None,

@@ -7,6 +7,7 @@ context manager); the real engine is exercised by tests/integration.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import socket
@@ -33,6 +34,10 @@ from ai2in import (  # noqa: E402
 )
 
 KEY = "ai2in_live_test"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 class Fake:
@@ -103,9 +108,19 @@ def make_handler(fake: Fake) -> type:
                     return self.err(400, "bad_request", "timeout must be 1..86400")
                 s["end_at"] = "later"
                 return self.reply(200, s)
-            if parts[3:] == ["commands"]:
-                return self.reply(200, {"stdout": "out:" + body["cmd"], "stderr": "boom\n",
-                                        "exit_code": 3 if "fail" in body["cmd"] else 0})
+            if parts[3:] == ["processes"]:  # a whole NDJSON stream with Content-Length
+                events = [{"type": "start", "pid": 7},
+                          {"type": "stdout", "data": b64("out:" + body["cmd"])},
+                          {"type": "stderr", "data": b64("boom\n")},
+                          {"type": "end", "exit_code": 3 if "fail" in body["cmd"] else 0,
+                           "timed_out": False, "signal": None}]
+                data = b"".join(json.dumps(e).encode() + b"\n" for e in events)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-ndjson")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return None
             return self.err(404, "not_found", "no route")
 
         def do_GET(self) -> None:
@@ -124,7 +139,7 @@ def make_handler(fake: Fake) -> type:
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake]:
     f = Fake()
     srv = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(f))
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
     t.start()
     monkeypatch.setenv("AI2IN_API_URL", f"http://127.0.0.1:{srv.server_address[1]}")
     monkeypatch.setenv("AI2IN_API_KEY", KEY)
@@ -169,7 +184,7 @@ def test_commands(fake: Fake) -> None:
     r = sbx.commands.run("echo hi", envs={"X": "y"}, cwd="/tmp", user="sandbox", timeout=5)
     assert (r.stdout, r.stderr, r.exit_code, r.timed_out) == ("out:echo hi", "boom\n", 0, False)
     assert fake.requests[-1][3] == {"cmd": "echo hi", "envs": {"X": "y"}, "cwd": "/tmp",
-                                    "user": "sandbox", "timeout": 5}
+                                    "user": "sandbox", "timeout_ms": 5000}
     assert sbx.commands.run("fail").exit_code == 3
     with pytest.raises(CommandExitError) as ei:
         sbx.commands.run("fail", check=True)
