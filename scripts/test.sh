@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make test` (and CI): installs what is missing, builds the normal and sanitizer builds,
-# runs the C unit tests of both, makes sure the base template exists, then runs the pytest
-# integration suite against the real engine (the sanitizer build runs its own pass of the
-# lifecycle tests).
+# runs the C unit tests of both and the SDK's offline tests, makes sure the base template
+# exists, then runs the pytest integration suite against the real engine, once with the
+# sanitizer build and once with the normal one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -11,6 +11,8 @@ make -j"$(nproc)" SANITIZE=1 all unit
 build/bin/ai2ind template build base
 /usr/bin/python3 -m pip install --quiet --no-build-isolation --no-deps --break-system-packages ./sdk/python >/dev/null 2>&1 \
   || /usr/bin/python3 -m pip install --quiet --no-build-isolation --no-deps ./sdk/python
+echo "== Python SDK unit tests (offline)"
+/usr/bin/python3 -m pytest -q -p no:cacheprovider sdk/python/tests
 echo "== integration tests (sanitizer build)"
 AI2IND=build-san/bin/ai2ind /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 echo "== integration tests"
