@@ -1,10 +1,12 @@
-/* http-parse.c — the request-head parser of http.h, and the status tables: pure
- * functions on bytes, kept apart from the socket code so that they can be unit-tested and
- * fuzzed alone.
+/* http-parse.c — the request-head parser of http.h, the chunked body decoder, and the
+ * status tables: pure functions on bytes, kept apart from the socket code so that they can
+ * be unit-tested and fuzzed alone.
  *
  * Strict where laxness has bitten HTTP servers before (request smuggling): CRLF line ends
  * only, no obs-fold, no whitespace before a header's colon, conflicting Content-Length
- * values rejected, and any Transfer-Encoding refused rather than half-supported.
+ * values rejected, Transfer-Encoding accepted only as exactly "chunked" and never together
+ * with a Content-Length or in HTTP/1.0. The chunked decoder bounds every line it reads
+ * (size lines, trailers) and refuses chunk sizes that would overflow.
  */
 #include "http.h"
 
@@ -127,6 +129,17 @@ static bool list_has_token(const char *s, const char *token) {
         return false;
 }
 
+/* Transfer-Encoding: only a single "chunked" is understood. Another coding is 501; a
+ * repeated "chunked" (chunked twice) is malformed. */
+static int apply_transfer_encoding(struct http_request *req, const char *value) {
+        if (strcasecmp(value, "chunked") != 0)
+                return -EOPNOTSUPP;
+        if (req->chunked)
+                return -EBADMSG;
+        req->chunked = true;
+        return 0;
+}
+
 /* Applies the headers that shape how the request is read and answered. */
 static int apply_headers(struct http_request *req) {
         bool have_length = false, close = false, keep_alive = false;
@@ -142,14 +155,19 @@ static int apply_headers(struct http_request *req) {
                                 return -EBADMSG;
                         req->content_length = length;
                         have_length = true;
-                } else if (strcasecmp(name, "Transfer-Encoding") == 0)
-                        return -EOPNOTSUPP;
-                else if (strcasecmp(name, "Connection") == 0) {
+                } else if (strcasecmp(name, "Transfer-Encoding") == 0) {
+                        r = apply_transfer_encoding(req, value);
+                        if (r < 0)
+                                return r;
+                } else if (strcasecmp(name, "Connection") == 0) {
                         close = close || list_has_token(value, "close");
                         keep_alive = keep_alive || list_has_token(value, "keep-alive");
                 } else if (strcasecmp(name, "Expect") == 0 && strcasecmp(value, "100-continue") == 0)
                         req->expect_continue = true;
         }
+        /* Both framings at once is the classic smuggling vector; HTTP/1.0 has no chunked. */
+        if (req->chunked && (have_length || req->minor_version == 0))
+                return -EBADMSG;
         req->keep_alive = req->minor_version >= 1 ? !close : keep_alive && !close;
         return 0;
 }
@@ -203,6 +221,148 @@ const char *http_request_header(const struct http_request *req, const char *name
         return NULL;
 }
 
+/* ---- chunked request bodies ---- */
+
+enum {
+        CH_SIZE,         /* hex digits of a chunk size */
+        CH_SIZE_WS,      /* whitespace after the size: only a ';' extension may follow */
+        CH_EXT,          /* a chunk extension, ignored up to the CR */
+        CH_SIZE_LF,      /* the LF ending the size line */
+        CH_DATA,         /* chunk data (d->size bytes left) */
+        CH_DATA_CR,      /* the CRLF after chunk data */
+        CH_DATA_LF,
+        CH_TRAILER,      /* the start of a trailer line, or of the final CRLF */
+        CH_TRAILER_LINE, /* a trailer field, skipped up to its CR */
+        CH_TRAILER_LF,
+        CH_END_LF,       /* the LF of the final CRLF */
+        CH_DONE,
+};
+
+static bool is_hex(unsigned char ch, unsigned *ret) {
+        if (ch >= '0' && ch <= '9')
+                *ret = ch - '0';
+        else if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f')
+                *ret = (ch | 0x20) - 'a' + 10;
+        else
+                return false;
+        return true;
+}
+
+/* Text allowed inside extensions and trailer lines: no control bytes but HTAB. */
+static bool is_line_byte(unsigned char ch) {
+        return ch == '\t' || (ch >= 0x20 && ch != 0x7f);
+}
+
+/* Consumes one framing byte (any state but CH_DATA and CH_DONE). */
+static int chunked_step(struct http_chunked *d, unsigned char ch) {
+        unsigned digit;
+
+        if (d->state <= CH_SIZE_LF && ++d->line_len > HTTP_CHUNK_LINE_MAX)
+                return -EBADMSG;
+        if (d->state >= CH_TRAILER && d->state <= CH_END_LF && ++d->trailer_len > HTTP_MAX_TRAILERS)
+                return -EBADMSG;
+
+        switch (d->state) {
+        case CH_SIZE:
+                if (is_hex(ch, &digit)) {
+                        if (d->size > (UINT64_MAX >> 4))
+                                return -EBADMSG; /* would overflow */
+                        d->size = d->size << 4 | digit;
+                        d->digits = true;
+                        return 0;
+                }
+                if (!d->digits)
+                        return -EBADMSG;
+                if (ch == ' ' || ch == '\t')
+                        d->state = CH_SIZE_WS;
+                else if (ch == ';')
+                        d->state = CH_EXT;
+                else if (ch == '\r')
+                        d->state = CH_SIZE_LF;
+                else
+                        return -EBADMSG;
+                return 0;
+        case CH_SIZE_WS:
+                if (ch == ';')
+                        d->state = CH_EXT;
+                else if (ch != ' ' && ch != '\t')
+                        return -EBADMSG;
+                return 0;
+        case CH_EXT:
+                if (ch == '\r')
+                        d->state = CH_SIZE_LF;
+                else if (!is_line_byte(ch))
+                        return -EBADMSG;
+                return 0;
+        case CH_SIZE_LF:
+                if (ch != '\n')
+                        return -EBADMSG;
+                d->state = d->size > 0 ? CH_DATA : CH_TRAILER;
+                d->line_len = 0;
+                d->digits = false;
+                return 0;
+        case CH_DATA_CR:
+                if (ch != '\r')
+                        return -EBADMSG;
+                d->state = CH_DATA_LF;
+                return 0;
+        case CH_DATA_LF:
+                if (ch != '\n')
+                        return -EBADMSG;
+                d->state = CH_SIZE;
+                return 0;
+        case CH_TRAILER:
+                d->state = ch == '\r' ? CH_END_LF : CH_TRAILER_LINE;
+                return ch == '\r' || is_line_byte(ch) ? 0 : -EBADMSG;
+        case CH_TRAILER_LINE:
+                if (ch == '\r')
+                        d->state = CH_TRAILER_LF;
+                else if (!is_line_byte(ch))
+                        return -EBADMSG;
+                return 0;
+        case CH_TRAILER_LF:
+                if (ch != '\n')
+                        return -EBADMSG;
+                d->state = CH_TRAILER;
+                return 0;
+        case CH_END_LF:
+                if (ch != '\n')
+                        return -EBADMSG;
+                d->state = CH_DONE;
+                return 0;
+        default:
+                return -EINVAL;
+        }
+}
+
+int http_chunked_decode(struct http_chunked *d, const char *in, size_t len, size_t max_data, size_t *ret_used,
+                        size_t *ret_data_len) {
+        size_t i = 0, n = 0;
+        int r;
+
+        while (i < len && d->state != CH_DONE) {
+                if (d->state == CH_DATA) {
+                        n = (size_t) MIN((uint64_t) MIN(len - i, max_data), d->size);
+                        i += n;
+                        d->size -= n;
+                        if (d->size == 0)
+                                d->state = CH_DATA_CR;
+                        break; /* hand the data out before decoding further */
+                }
+                r = chunked_step(d, (unsigned char) in[i]);
+                if (r < 0)
+                        return r;
+                i++;
+        }
+        *ret_used = i;
+        *ret_data_len = n;
+        return d->state == CH_DONE;
+}
+
+uint64_t http_chunked_data_left(const struct http_chunked *d) {
+        return d->state == CH_DATA ? d->size : 0;
+}
+
 const char *http_status_text(int status) {
         static const struct {
                 int status;
@@ -213,16 +373,19 @@ const char *http_status_text(int status) {
                 {201, "Created"},
                 {204, "No Content"},
                 {400, "Bad Request"},
+                {403, "Forbidden"},
                 {404, "Not Found"},
                 {405, "Method Not Allowed"},
                 {408, "Request Timeout"},
                 {409, "Conflict"},
                 {413, "Content Too Large"},
+                {414, "URI Too Long"},
                 {431, "Request Header Fields Too Large"},
                 {500, "Internal Server Error"},
                 {501, "Not Implemented"},
                 {503, "Service Unavailable"},
                 {505, "HTTP Version Not Supported"},
+                {507, "Insufficient Storage"},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(table); i++)

@@ -1,10 +1,16 @@
-/* http.c — see http.h. The response writer (Content-Length and chunked) and the
- * connections: one thread each, reading requests (head parsed by http-parse.c) and
- * handing them to the handler, and the accept loop that starts them.
+/* http.c — see http.h. The response writer (Content-Length, streamed fixed-length and
+ * chunked), request bodies (buffered or streamed to the handler, Content-Length or
+ * chunked), and the connections: one thread each, reading requests (head parsed by
+ * http-parse.c) and handing them to the handler, and the accept loop that starts them.
  *
- * Limits: the head is at most HTTP_MAX_HEAD bytes with HTTP_MAX_HEADERS headers, a body
- * at most HTTP_MAX_BODY, connections at most server->max_connections; a connection idle
- * for CONN_IO_TIMEOUT_S while the server waits for the client is closed.
+ * Limits: the head is at most HTTP_MAX_HEAD bytes with HTTP_MAX_HEADERS headers, a
+ * buffered body at most HTTP_MAX_BODY, connections at most server->max_connections; a
+ * connection idle for CONN_IO_TIMEOUT_S while the server waits for the client is closed.
+ *
+ * What a handler leaves unread of a streamed body decides the connection's fate when it
+ * responds: up to DRAIN_MAX bytes of a Content-Length body are read and dropped afterwards
+ * so the connection can be reused; more than that, an unfinished chunked body, or a body
+ * the client holds back until "100 Continue" make the response say "Connection: close".
  */
 #include "http.h"
 
@@ -16,6 +22,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -27,8 +34,24 @@
 #define CONN_STACK_SIZE (512 * 1024)
 #define READ_CHUNK (16 * 1024)
 #define DISCARD_MAX (64 * 1024 * 1024)
+#define DRAIN_MAX (1024 * 1024)
+#define SENDFILE_STEP (4 * 1024 * 1024)
+#define IN_PLACE_MIN (4 * 1024)   /* a chunked-body read this large decodes in the reader's buffer */
+#define IN_PLACE_MAX (64 * 1024)  /* ... reading at most this much at once */
+#define CONN_IN_MAX (HTTP_MAX_HEAD + IN_PLACE_MAX)
 
-/* ---- response writing ---- */
+/* The request body being read, streamed or buffered. */
+struct body_reader {
+        bool active;          /* the current request's body is being read through this */
+        bool streamed;        /* the handler reads it (http_body_read) */
+        bool chunked;
+        bool done;            /* read to its end */
+        bool expect_continue; /* the client waits for "100 Continue" before sending it */
+        bool continue_sent;
+        int error;            /* sticky -errno */
+        uint64_t left;        /* Content-Length bytes not read yet */
+        struct http_chunked dec;
+};
 
 struct http_conn {
         struct http_server *server;
@@ -36,15 +59,20 @@ struct http_conn {
         struct buf in;   /* bytes read but not yet consumed */
         int minor_version;
         bool close;      /* close once the current response is out */
-        bool responded;  /* the current request has its response (or its head, if chunked) */
+        bool responded;  /* the current request has its response (or its head, if streamed) */
         bool chunked;    /* a chunked response is open */
+        bool fixed;      /* a response of known length is open (http_respond_begin) */
         bool raw_stream; /* HTTP/1.0 client: stream unframed, then close */
         bool broken;     /* a write failed; nothing more can be sent */
+        uint64_t out_left; /* body bytes the open fixed-length response still owes */
+        struct body_reader body;
 };
 
 int http_conn_fd(const struct http_conn *c) {
         return c->fd;
 }
+
+/* ---- response writing ---- */
 
 static int send_iov(struct http_conn *c, struct iovec *iov, int n) {
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t) n};
@@ -58,7 +86,7 @@ static int send_iov(struct http_conn *c, struct iovec *iov, int n) {
                         if (errno == EINTR)
                                 continue;
                         c->broken = true;
-                        return -errno;
+                        return errno == EAGAIN ? -ETIMEDOUT : -errno;
                 }
                 while (msg.msg_iovlen > 0 && (size_t) k >= msg.msg_iov->iov_len) {
                         k -= (ssize_t) msg.msg_iov->iov_len;
@@ -73,11 +101,23 @@ static int send_iov(struct http_conn *c, struct iovec *iov, int n) {
         return 0;
 }
 
+/* Decides, as the response starts, whether the connection survives the part of a
+ * streamed request body the handler has not read (see the top of the file). */
+static void body_settle(struct http_conn *c) {
+        const struct body_reader *b = &c->body;
+
+        if (!b->active || b->done)
+                return;
+        if (b->error || b->chunked || b->left > DRAIN_MAX || (b->expect_continue && !b->continue_sent))
+                c->close = true;
+}
+
 /* Builds the status line and headers; content_length < 0 means chunked (or unframed). */
 static int format_head(struct http_conn *c, struct buf *head, int status, const char *content_type,
                        int64_t content_length) {
         int r;
 
+        body_settle(c);
         r = buf_printf(head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n", status, http_status_text(status),
                        content_type);
         if (r >= 0 && content_length >= 0)
@@ -141,6 +181,67 @@ int http_respond_error(struct http_conn *c, int status, const char *code, const 
         return r;
 }
 
+int http_respond_begin(struct http_conn *c, int status, const char *content_type, uint64_t len) {
+        _cleanup_buf_ struct buf head = {.cap = 1024};
+        struct iovec iov;
+        int r;
+
+        if (c->responded)
+                return -EALREADY;
+        if (len > INT64_MAX)
+                return -EINVAL;
+        c->responded = true;
+        c->fixed = true;
+        c->out_left = len;
+        r = format_head(c, &head, status, content_type, (int64_t) len);
+        if (r < 0)
+                return r;
+        iov = (struct iovec){.iov_base = head.data, .iov_len = head.len};
+        return send_iov(c, &iov, 1);
+}
+
+int http_write(struct http_conn *c, const void *data, size_t len) {
+        struct iovec iov = {.iov_base = (void *) data, .iov_len = len};
+        int r;
+
+        if (!c->fixed)
+                return -EINVAL;
+        if (len > c->out_left)
+                return -EMSGSIZE;
+        if (len == 0)
+                return 0;
+        r = send_iov(c, &iov, 1);
+        if (r >= 0)
+                c->out_left -= len;
+        return r;
+}
+
+int http_sendfile(struct http_conn *c, int fd, uint64_t len) {
+        ssize_t k;
+
+        if (!c->fixed)
+                return -EINVAL;
+        if (len > c->out_left)
+                return -EMSGSIZE;
+        while (len > 0) {
+                if (c->broken)
+                        return -EPIPE;
+                k = sendfile(c->fd, fd, NULL, (size_t) MIN(len, (uint64_t) SENDFILE_STEP));
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        /* The socket or the file failed; either way the body stays short. */
+                        c->broken = true;
+                        return errno == EAGAIN ? -ETIMEDOUT : -errno;
+                }
+                if (k == 0)
+                        return -ENODATA;
+                len -= (uint64_t) k;
+                c->out_left -= (uint64_t) k;
+        }
+        return 0;
+}
+
 int http_chunked_begin(struct http_conn *c, int status, const char *content_type) {
         _cleanup_buf_ struct buf head = {.cap = 1024};
         struct iovec iov;
@@ -192,7 +293,7 @@ int http_chunked_end(struct http_conn *c) {
         return send_iov(c, &iov, 1);
 }
 
-/* ---- connections ---- */
+/* ---- request bodies ---- */
 
 /* Reads at most max bytes into dst; returns the count, 0 at EOF, -ETIMEDOUT when idle. */
 static ssize_t conn_read(struct http_conn *c, void *dst, size_t max) {
@@ -206,64 +307,172 @@ static ssize_t conn_read(struct http_conn *c, void *dst, size_t max) {
         return n;
 }
 
-static int read_head(struct http_conn *c, struct http_request *req) {
+/* Reads more bytes into c->in (which must have room); -ECONNRESET at EOF. */
+static int conn_fill(struct http_conn *c) {
         char chunk[READ_CHUNK];
-        size_t head_len;
         ssize_t n;
-        int r;
 
-        for (;;) {
-                if (c->in.len > 0) {
-                        r = http_request_parse_head(req, c->in.data, c->in.len, &head_len);
-                        if (r < 0)
-                                return r;
-                        if (r > 0)
-                                break;
-                }
-                n = conn_read(c, chunk, MIN(sizeof(chunk), HTTP_MAX_HEAD - c->in.len));
-                if (n <= 0)
-                        return n == 0 ? -ECONNRESET : (int) n;
-                r = buf_append(&c->in, chunk, (size_t) n);
+        n = conn_read(c, chunk, MIN(sizeof(chunk), c->in.cap - c->in.len));
+        if (n <= 0)
+                return n == 0 ? -ECONNRESET : (int) n;
+        return buf_append(&c->in, chunk, (size_t) n);
+}
+
+static void body_start(struct http_conn *c, const struct http_request *req, bool streamed) {
+        c->body = (struct body_reader){
+                .active = true,
+                .streamed = streamed,
+                .chunked = req->chunked,
+                .expect_continue = req->expect_continue,
+                .left = req->content_length,
+        };
+        c->body.done = !req->chunked && req->content_length == 0;
+}
+
+static int body_send_continue(struct http_conn *c) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        struct iovec iov = {.iov_base = (void *) cont, .iov_len = sizeof(cont) - 1};
+
+        if (c->body.continue_sent)
+                return 0;
+        c->body.continue_sent = true;
+        /* A client that has started sending does not wait for it. */
+        if (!c->body.expect_continue || c->in.len > 0 || c->responded)
+                return 0;
+        return send_iov(c, &iov, 1);
+}
+
+static ssize_t body_read_length(struct http_conn *c, char *dst, size_t len) {
+        size_t want = (size_t) MIN((uint64_t) len, c->body.left);
+        ssize_t n;
+
+        if (c->in.len > 0) {
+                n = (ssize_t) MIN(want, c->in.len);
+                memcpy(dst, c->in.data, (size_t) n);
+                buf_consume(&c->in, (size_t) n);
+        } else {
+                n = conn_read(c, dst, want);
+                if (n == 0)
+                        return -ECONNRESET;
+                if (n < 0)
+                        return n;
+        }
+        c->body.left -= (uint64_t) n;
+        c->body.done = c->body.left == 0;
+        return n;
+}
+
+/* With nothing buffered and framing next: reads into dst and decodes there, moving the
+ * data over the framing, so that a body of many chunks costs one read per IN_PLACE_MAX
+ * bytes, not two per chunk. What follows the body's end (a pipelined request) goes back
+ * to c->in, which has room for IN_PLACE_MAX bytes beyond a head. */
+static ssize_t body_read_chunked_in_place(struct http_conn *c, char *dst, size_t len) {
+        size_t got = 0, off = 0, used, data_len;
+        ssize_t n;
+        int r = 0;
+
+        n = conn_read(c, dst, len);
+        if (n <= 0)
+                return n == 0 ? -ECONNRESET : n;
+        while (off < (size_t) n && r == 0) {
+                r = http_chunked_decode(&c->body.dec, dst + off, (size_t) n - off, SIZE_MAX, &used, &data_len);
+                if (r < 0)
+                        return r;
+                memmove(dst + got, dst + off + used - data_len, data_len);
+                got += data_len;
+                off += used;
+        }
+        c->body.done = r == 1;
+        if (off < (size_t) n) {
+                r = buf_append(&c->in, dst + off, (size_t) n - off);
                 if (r < 0)
                         return r;
         }
-        buf_consume(&c->in, head_len);
-        return 0;
+        return (ssize_t) got;
 }
 
+/* Decodes what c->in holds into dst; reads more only when nothing could be decoded. */
+static ssize_t body_read_chunked(struct http_conn *c, char *dst, size_t len) {
+        struct http_chunked *d = &c->body.dec;
+        size_t got = 0, off, used, data_len;
+        ssize_t n;
+        int r = 0;
+
+        for (;;) {
+                off = 0;
+                while (off < c->in.len && got < len && r == 0) {
+                        r = http_chunked_decode(d, c->in.data + off, c->in.len - off, len - got, &used, &data_len);
+                        if (r < 0)
+                                return r;
+                        memcpy(dst + got, c->in.data + off + used - data_len, data_len);
+                        got += data_len;
+                        off += used;
+                }
+                buf_consume(&c->in, off);
+                c->body.done = r == 1;
+                if (got > 0 || c->body.done)
+                        return (ssize_t) got;
+
+                if (http_chunked_data_left(d) > 0) {
+                        /* Inside chunk data with nothing buffered: read it straight into dst. */
+                        n = conn_read(c, dst, (size_t) MIN((uint64_t) len, http_chunked_data_left(d)));
+                        if (n <= 0)
+                                return n == 0 ? -ECONNRESET : n;
+                        (void) http_chunked_decode(d, dst, (size_t) n, (size_t) n, &used, &data_len);
+                        return n;
+                }
+                if (len >= IN_PLACE_MIN) {
+                        n = body_read_chunked_in_place(c, dst, MIN(len, (size_t) IN_PLACE_MAX));
+                        if (n != 0 || c->body.done)
+                                return n;
+                        continue; /* that read held framing only */
+                }
+                r = conn_fill(c);
+                if (r < 0)
+                        return r;
+        }
+}
+
+static ssize_t body_read(struct http_conn *c, void *buf, size_t len) {
+        ssize_t n;
+        int r;
+
+        if (!c->body.active)
+                return -EINVAL;
+        if (c->body.error)
+                return c->body.error;
+        if (c->body.done || len == 0)
+                return 0;
+        r = body_send_continue(c);
+        if (r < 0)
+                return c->body.error = r;
+        n = c->body.chunked ? body_read_chunked(c, buf, len) : body_read_length(c, buf, len);
+        if (n < 0)
+                c->body.error = (int) n;
+        return n;
+}
+
+ssize_t http_body_read(struct http_conn *c, void *buf, size_t len) {
+        return c->body.streamed ? body_read(c, buf, len) : -EINVAL;
+}
+
+/* Reads a whole body of a route that does not stream it into req->body. */
 static int read_body(struct http_conn *c, struct http_request *req) {
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         char chunk[READ_CHUNK];
-        size_t have;
         ssize_t n;
         int r;
 
         buf_init(&req->body, HTTP_MAX_BODY);
         if (req->content_length > HTTP_MAX_BODY)
                 return -EFBIG;
-        if (req->content_length == 0)
-                return 0;
-        if (req->expect_continue && c->in.len == 0) {
-                struct iovec iov = {.iov_base = (void *) cont, .iov_len = sizeof(cont) - 1};
-                r = send_iov(c, &iov, 1);
-                if (r < 0)
-                        return r;
-        }
-
-        have = MIN(c->in.len, (size_t) req->content_length);
-        r = buf_append(&req->body, c->in.data, have);
-        if (r < 0)
-                return r;
-        buf_consume(&c->in, have);
-        while (req->body.len < req->content_length) {
-                n = conn_read(c, chunk, MIN(sizeof(chunk), (size_t) req->content_length - req->body.len));
+        for (;;) {
+                n = body_read(c, chunk, sizeof(chunk));
                 if (n <= 0)
-                        return n == 0 ? -ECONNRESET : (int) n;
+                        return (int) n;
                 r = buf_append(&req->body, chunk, (size_t) n);
                 if (r < 0)
-                        return r;
+                        return r == -E2BIG ? -EFBIG : r;
         }
-        return 0;
 }
 
 /* After refusing a request, reads and drops up to n more bytes of it (giving up after a
@@ -283,17 +492,65 @@ static void conn_discard(struct http_conn *c, uint64_t n) {
         }
 }
 
+/* After the handler: drops what it left of a streamed body when body_settle() kept the
+ * connection open for it, else lets the client read the response before the close. */
+static void body_finish(struct http_conn *c) {
+        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+        char chunk[READ_CHUNK];
+
+        if (!c->body.active || c->body.done)
+                return;
+        if (!c->close && !c->broken) {
+                while ((c->in.len > 0 || poll(&pfd, 1, 1000) > 0) && body_read(c, chunk, sizeof(chunk)) > 0)
+                        ;
+                if (c->body.done)
+                        return;
+                c->close = true;
+        }
+        if (c->broken)
+                return;
+        (void) shutdown(c->fd, SHUT_WR);
+        conn_discard(c, DISCARD_MAX);
+}
+
+/* ---- connections ---- */
+
+static int read_head(struct http_conn *c, struct http_request *req) {
+        size_t head_len;
+        int r;
+
+        for (;;) {
+                if (c->in.len > 0) {
+                        r = http_request_parse_head(req, c->in.data, c->in.len, &head_len);
+                        if (r < 0)
+                                return r;
+                        if (r > 0)
+                                break;
+                }
+                r = conn_fill(c);
+                if (r < 0)
+                        return r;
+        }
+        buf_consume(&c->in, head_len);
+        return 0;
+}
+
 static void respond_read_error(struct http_conn *c, const struct http_request *req, int r) {
         int status = http_status_from_errno(r);
 
         switch (status) {
         case 400:
-                (void) http_respond_error(c, status, "bad_request", "malformed HTTP request");
+                (void) http_respond_error(c, status, "bad_request", "malformed HTTP request%s",
+                                          req->head ? " body (chunked framing)" : "");
                 break;
         case 413:
-                (void) http_respond_error(c, status, "payload_too_large",
-                                          "the request body (%llu bytes) is over the limit of %d bytes",
-                                          (unsigned long long) req->content_length, HTTP_MAX_BODY);
+                if (req->chunked)
+                        (void) http_respond_error(c, status, "payload_too_large",
+                                                  "the request body is over the limit of %d bytes", HTTP_MAX_BODY);
+                else
+                        (void) http_respond_error(c, status, "payload_too_large",
+                                                  "the request body (%llu bytes) is over the limit of %d bytes",
+                                                  (unsigned long long) req->content_length, HTTP_MAX_BODY);
                 break;
         case 431:
                 (void) http_respond_error(c, status, "bad_request",
@@ -302,7 +559,7 @@ static void respond_read_error(struct http_conn *c, const struct http_request *r
                 break;
         case 501:
                 (void) http_respond_error(c, status, "not_implemented",
-                                          "Transfer-Encoding is not supported: send a Content-Length");
+                                          "only \"Transfer-Encoding: chunked\" is supported");
                 break;
         case 505:
                 (void) http_respond_error(c, status, "bad_request", "only HTTP/1.x is supported");
@@ -315,17 +572,23 @@ static void respond_read_error(struct http_conn *c, const struct http_request *r
 /* Serves one request; returns false when the connection must be closed afterwards. */
 static bool conn_serve_one(struct http_conn *c) {
         struct http_request req = {};
+        bool streamed = false;
         int r;
 
-        c->responded = c->chunked = c->raw_stream = false;
+        c->responded = c->chunked = c->fixed = c->raw_stream = false;
         c->close = false;
+        c->out_left = 0;
+        c->body = (struct body_reader){};
         c->minor_version = 1;
 
         r = read_head(c, &req);
         if (r >= 0) {
                 c->minor_version = req.minor_version;
                 c->close = !req.keep_alive;
-                r = read_body(c, &req);
+                streamed = c->server->streams_body && c->server->streams_body(&req);
+                body_start(c, &req, streamed);
+                if (!streamed)
+                        r = read_body(c, &req);
         }
         if (r < 0) {
                 if (r != -ECONNRESET && r != -ETIMEDOUT && r != -EPIPE && !c->broken) {
@@ -343,8 +606,11 @@ static bool conn_serve_one(struct http_conn *c) {
         if (!c->responded)
                 (void) http_respond_error(c, 500, "internal", "request failed: %s",
                                           r < 0 ? strerror(-r) : "no response");
-        if (c->chunked) /* the handler left its stream unfinished: no way to continue */
+        /* A stream the handler left unfinished cannot be continued. */
+        if (c->chunked || (c->fixed && c->out_left > 0))
                 c->close = true;
+        if (streamed)
+                body_finish(c);
         http_request_done(&req);
         return !c->close && !c->broken;
 }
@@ -399,7 +665,7 @@ static void conn_start(struct http_server *s, int fd) {
         }
         c->server = s;
         c->fd = fd;
-        buf_init(&c->in, HTTP_MAX_HEAD);
+        buf_init(&c->in, CONN_IN_MAX);
 
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

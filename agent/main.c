@@ -235,6 +235,7 @@ int main(int argc, char **argv) {
                 .handler = agent_route,
                 .userdata = &agent,
                 .max_connections = MAX_CONNECTIONS,
+                .streams_body = agent_route_streams_body,
         };
         log_info("serving as pid %d on %s", (int) getpid(), o.listen ? o.listen : "the inherited socket");
         r = http_server_run(&server, signal_fd);
