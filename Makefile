@@ -24,7 +24,10 @@ COMMON_SRC := $(wildcard common/*.c)
 ENGINE_SRC := $(wildcard engine/*.c engine/*/*.c)
 AGENT_SRC := $(wildcard agent/*.c agent/*/*.c)
 ENGINE_LIBS := -lmicrohttpd -ljansson -lsqlite3 -lcurl -lcrypto -lpthread
-AGENT_LIBS := -ljansson -lpthread -lutil
+# libzmq (Jupyter kernels) linked statically with what Debian's libzmq.a needs, minus
+# GSSAPI (no static library in Debian; agent/kernel/gss-stub.c stands in for it).
+ZMQ_STATIC_LIBS := -lzmq -lsodium -lpgm -lnorm -lprotokit -lxml2 -licui18n -licuuc -licudata -lz -llzma -lbsd -lmd -lstdc++ -lm
+AGENT_LIBS := -ljansson $(ZMQ_STATIC_LIBS) -lpthread -lutil
 
 ENGINE_OBJ := $(patsubst %.c,$(OBJ)/engine/%.o,$(COMMON_SRC) $(ENGINE_SRC))
 AGENT_OBJ := $(patsubst %.c,$(OBJ)/agent/%.o,$(COMMON_SRC) $(AGENT_SRC))
@@ -51,7 +54,7 @@ $(OBJ)/engine/%.o: %.c
 
 $(OBJ)/agent/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(AGENT_SAN) -MMD -MP -c -o $@ $<
+	$(CC) $(CFLAGS) -Iagent $(AGENT_SAN) -MMD -MP -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(ENGINE_LIB_OBJ)
 	@mkdir -p $(@D)

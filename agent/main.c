@@ -30,6 +30,7 @@
 #include "timeutil.h"
 #include "process.h"
 #include "procs.h"
+#include "kernel/contexts.h"
 #include "routes.h"
 
 #define MAX_CONNECTIONS 512
@@ -229,6 +230,9 @@ int main(int argc, char **argv) {
         r = procs_init();
         if (r < 0)
                 return log_error_errno(r, "failed to set up the process table"), 1;
+        r = contexts_init();
+        if (r < 0)
+                return log_error_errno(r, "failed to set up code contexts"), 1;
 
         server = (struct http_server){
                 .listen_fd = listen_fd,

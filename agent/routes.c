@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "files.h"
+#include "kernel/contexts.h"
 #include "log.h"
 #include "procs.h"
 #include "timeutil.h"
@@ -14,7 +15,7 @@
 
 struct route {
         const char *method;
-        const char *pattern; /* "{pid}" matches one path segment, handed to the handler */
+        const char *pattern; /* "{pid}" or "{id}" matches one path segment, handed to the handler */
         int (*handler)(struct http_conn *c, const struct http_request *req, const char *arg);
         bool streams_body;
 };
@@ -52,22 +53,27 @@ static const struct route routes[] = {
         {"POST", "/files/mkdir", files_handle_mkdir, false},
         {"POST", "/files/rename", files_handle_rename, false},
         {"GET", "/files/watch", files_handle_watch, false},
+        {"POST", "/execute", contexts_handle_execute, false},
+        {"POST", "/contexts", contexts_handle_create, false},
+        {"GET", "/contexts", contexts_handle_list, false},
+        {"POST", "/contexts/{id}/restart", contexts_handle_restart, false},
+        {"DELETE", "/contexts/{id}", contexts_handle_remove, false},
 };
 
-/* Matches path against pattern; the {pid} segment, if any, is copied to arg. */
+/* Matches path against pattern; the {pid} or {id} segment, if any, is copied to arg. */
 static bool route_match(const char *pattern, const char *path, char arg[ARG_MAX_LEN]) {
         const char *p = pattern, *u = path;
 
         arg[0] = 0;
         while (*p && *u) {
-                if (strncmp(p, "{pid}", 5) == 0) {
+                if (strncmp(p, "{pid}", 5) == 0 || strncmp(p, "{id}", 4) == 0) {
                         size_t len = strcspn(u, "/");
                         if (len == 0 || len >= ARG_MAX_LEN)
                                 return false;
                         memcpy(arg, u, len);
                         arg[len] = 0;
                         u += len;
-                        p += 5;
+                        p += p[1] == 'p' ? 5 : 4;
                         continue;
                 }
                 if (*p++ != *u++)

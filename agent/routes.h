@@ -3,6 +3,7 @@
  *   GET  /health                      → 200 {"status":"ok","pid":N,"uptime_ms":N}
  *   /processes…                       → procs.h
  *   /files…                           → files.h
+ *   /execute, /contexts…              → kernel/contexts.h
  * The wire contract of each route is in docs/api.md ("Inside a sandbox"): the engine
  * serves the same paths under /v1/sandboxes/{id}. Unknown paths answer 404, known paths
  * with another method 405, in the {"error":{"code","message"}} shape.

@@ -1,6 +1,7 @@
-/* inside.c — the routes that reach inside a sandbox: /v1/sandboxes/{id}/processes… and
- * /v1/sandboxes/{id}/files…. The engine owns the team check, the sandbox's state, the
- * sandbox's envs (merged into process starts) and activity; the agent owns everything
+/* inside.c — the routes that reach inside a sandbox: /v1/sandboxes/{id}/processes…,
+ * …/files…, …/execute and …/contexts…. The engine owns the team check, the sandbox's state,
+ * the sandbox's envs (merged into process starts and code executions) and activity; the
+ * agent owns everything
  * else, so the rest is forwarded unchanged: method, path without the /v1/sandboxes/{id}
  * prefix, query (re-encoded), Content-Type and body.
  *
@@ -102,7 +103,7 @@ static int running_sandbox(const struct api_request *req, struct sandbox_rec *re
         return r;
 }
 
-/* A process start gets the sandbox's envs under its own. */
+/* A process start or a code execution gets the sandbox's envs under its own. */
 static int process_start_body(const struct api_request *req, const struct sandbox_rec *rec, char **ret, struct error *e) {
         _cleanup_free_ char *envs = NULL;
         json_t *body;
@@ -226,7 +227,7 @@ int api_inside_forward(struct api_request *req, struct api_response *resp, struc
         r = running_sandbox(req, &rec, e);
         if (r < 0)
                 return r;
-        if (streq(req->method, "POST") && (streq(path, "/processes") || streq(path, "/processes/"))) {
+        if (streq(req->method, "POST") && (streq(path, "/processes") || streq(path, "/execute"))) {
                 r = process_start_body(req, &rec, &body, e);
                 body_len = body ? strlen(body) : 0;
         }

@@ -49,6 +49,8 @@ static const struct route routes[] = {
         {"POST", "/v1/sandboxes/{id}/timeout", api_sandbox_timeout, true, false},
         {"*", "/v1/sandboxes/{id}/processes", api_inside_forward, true, true},
         {"*", "/v1/sandboxes/{id}/files", api_inside_forward, true, true},
+        {"*", "/v1/sandboxes/{id}/execute", api_inside_forward, true, true},
+        {"*", "/v1/sandboxes/{id}/contexts", api_inside_forward, true, true},
 };
 
 static int hex_value(char c) {
