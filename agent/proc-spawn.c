@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "login-env.h"
 #include "pty.h"
 #include "users.h"
 
@@ -211,21 +212,43 @@ static int env_set(struct env *e, const char *key, const char *value) {
         return 0;
 }
 
-static int env_build(struct env *e, const struct user_info *u, const struct proc_request *req) {
+/* The environment a login shell of u starts with. */
+static int env_base(struct env *e, const struct user_info *u) {
         const struct {
                 const char *key, *value;
         } base[] = {
-                {"PATH", default_path}, {"HOME", u->home},         {"USER", u->name},
-                {"LOGNAME", u->name},   {"SHELL", "/bin/bash"},    {"LANG", "C.UTF-8"},
-                {"TERM", req->pty ? "xterm-256color" : NULL},
+                {"PATH", default_path}, {"HOME", u->home},      {"USER", u->name},
+                {"LOGNAME", u->name},   {"SHELL", "/bin/bash"}, {"LANG", "C.UTF-8"},
         };
+        int r = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(base) && r >= 0; i++)
+                r = env_set(e, base[i].key, base[i].value);
+        return r;
+}
+
+/* Replaces the base environment e with what u's login shell makes of it (login-env.h).
+ * False when there is none to be had: the command must run as a login shell. */
+static bool env_login(struct env *e, const struct user_info *u) {
+        char **login;
+
+        if (login_env_get(u, e->v, &login) <= 0)
+                return false;
+        env_done(e);
+        e->v = login;
+        while (e->v[e->n])
+                e->n++;
+        return true;
+}
+
+/* TERM on a terminal, then the request's envs, which win over everything. */
+static int env_finish(struct env *e, const struct proc_request *req) {
         const char *key;
         json_t *v;
         int r = 0;
 
-        for (size_t i = 0; i < ELEMENTSOF(base) && r >= 0; i++)
-                if (base[i].value)
-                        r = env_set(e, base[i].key, base[i].value);
+        if (req->pty)
+                r = env_set(e, "TERM", "xterm-256color");
         json_object_foreach(req->envs, key, v) {
                 if (r < 0)
                         break;
@@ -361,9 +384,12 @@ static int spawn_error(int r, enum spawn_stage stage, const struct proc_request 
         }
 }
 
+/* Runs req->cmd with "bash -c" when env is a login environment (login_env), else with
+ * "bash -lc"; a terminal without cmd gets "bash -il". */
 static int start(const struct proc_request *req, const struct user_info *u, const char *cwd, const struct env *env,
-                 struct child **ret_child, struct proc_io *io, struct proc_error *err) {
-        char *argv[] = {(char *) "/bin/bash", (char *) (req->cmd ? "-lc" : "-il"), (char *) req->cmd, NULL};
+                 bool login_env, struct child **ret_child, struct proc_io *io, struct proc_error *err) {
+        const char *mode = !req->cmd ? "-il" : login_env ? "-c" : "-lc";
+        char *argv[] = {(char *) "/bin/bash", (char *) mode, (char *) req->cmd, NULL};
         struct child_fds c = {{-1, -1, -1}};
         enum spawn_stage stage;
         int r;
@@ -401,6 +427,7 @@ int proc_spawn(const struct proc_request *req, struct child **ret_child, struct 
         _cleanup_free_ char *cwd = NULL;
         struct user_info u = {};
         struct env env = {};
+        bool login_env = false;
         int r;
 
         r = user_lookup(req->user, &u);
@@ -410,10 +437,14 @@ int proc_spawn(const struct proc_request *req, struct child **ret_child, struct 
                 r = proc_error_set(err, 500, "cannot look up user '%s': %s", req->user, strerror(-r));
         if (r >= 0)
                 r = resolve_cwd(req->cwd, &u, &cwd, err);
-        if (r >= 0 && env_build(&env, &u, req) < 0)
+        if (r >= 0 && env_base(&env, &u) < 0)
+                r = proc_error_set(err, 500, "out of memory building the environment");
+        if (r >= 0 && req->cmd)
+                login_env = env_login(&env, &u);
+        if (r >= 0 && env_finish(&env, req) < 0)
                 r = proc_error_set(err, 500, "out of memory building the environment");
         if (r >= 0)
-                r = start(req, &u, cwd, &env, ret_child, &io, err);
+                r = start(req, &u, cwd, &env, login_env, ret_child, &io, err);
         env_done(&env);
         user_info_done(&u);
         if (r < 0)

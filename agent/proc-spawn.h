@@ -1,10 +1,14 @@
 /* proc-spawn.h — POST /processes up to a running child: the request's validation, the
  * user, working directory and environment the command gets, and its pipes or terminal.
  *
- * The command is "/bin/bash -lc CMD" ("/bin/bash -il" for a terminal without cmd) in a new
- * session, as the requested user (from the sandbox's /etc/passwd), with PATH, HOME, USER,
- * LOGNAME, SHELL=/bin/bash and LANG=C.UTF-8 (and TERM=xterm-256color on a terminal) under
- * the request's envs. See docs/api.md, "Processes", for every field's rules.
+ * The command runs in a new session, as the requested user (from the sandbox's
+ * /etc/passwd), as "/bin/bash -c CMD" under the environment the user's login shell
+ * exports (captured once and cached, login-env.h), or as "/bin/bash -lc CMD" where that
+ * cannot be had; a terminal without cmd runs "/bin/bash -il". The environment: PATH, HOME,
+ * USER, LOGNAME, SHELL=/bin/bash and LANG=C.UTF-8, as the login shell's startup files left
+ * them, then TERM=xterm-256color on a terminal, then the request's envs, which win (under
+ * "bash -lc" the startup files still run after them). See docs/api.md, "Processes", for
+ * every field's rules.
  */
 #pragma once
 
