@@ -1,6 +1,6 @@
 """Running shell commands in a sandbox: ``sbx.commands.run("echo hi")``.
 
-A command is a process started with ``/bin/bash -lc`` whose life the engine streams as it
+A command is a process started with bash under the login environment whose life the engine streams as it
 happens (``POST /v1/sandboxes/{id}/processes``): ``run`` either reads that stream until the end
 and returns a ``CommandResult``, or (``background=True``) returns a ``CommandHandle`` at once
 whose daemon thread reads it. Output callbacks get one line at a time, as it is printed.
@@ -117,7 +117,7 @@ class Commands:
             check: bool = False, *, background: bool = False, stdin: bool = False,
             on_stdout: Optional[OnLine] = None, on_stderr: Optional[OnLine] = None,
             tag: Optional[str] = None) -> Union[CommandResult, CommandHandle]:
-        """Runs ``cmd`` with ``/bin/bash -lc`` in the sandbox.
+        """Runs ``cmd`` in bash (with the user's login environment) in the sandbox.
 
         Without ``background`` it waits for the command and returns its result; callbacks run
         in the calling thread, before ``run`` returns. With ``background=True`` it returns a

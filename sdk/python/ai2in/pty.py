@@ -71,7 +71,7 @@ class Pty:
             rows: height in lines (1..1000).
             on_data: called with each chunk of terminal output (bytes), on the handle's
                 reader thread.
-            cmd: a command to run in the terminal with ``bash -lc``; None (the default) runs
+            cmd: a command to run in the terminal with bash (login environment); None (the default) runs
                 an interactive login shell (``bash -il``). ``TERM`` is ``xterm-256color``.
             envs: extra environment variables.
             cwd: working directory (default ``/home/sandbox``).
