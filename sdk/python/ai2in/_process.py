@@ -188,6 +188,7 @@ class ProcessHandle:
         try:
             for ev in self._stream:
                 if self._on_event(ev):
+                    self._stream.finish()
                     return
             if not self._stream.closed:
                 raise SandboxError(f"the stream of process {self._pid} in "

@@ -18,7 +18,7 @@ import http.client
 import json
 import socket
 import threading
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from .exceptions import SandboxError, TimeoutError
 
@@ -54,8 +54,11 @@ class EventStream:
     """
 
     def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse,
-                 what: str, api_url: str) -> None:
+                 what: str, api_url: str,
+                 release: Optional[Callable[[http.client.HTTPConnection,
+                                             http.client.HTTPResponse], bool]] = None) -> None:
         self._conn = conn
+        self._release = release
         self._resp = resp
         self._what = what
         self._api_url = api_url
@@ -131,12 +134,32 @@ class EventStream:
             raise SandboxError(f"the stream {self._what} from the AI2IN engine at "
                                f"{self._api_url} broke: {e!r}") from e
 
+    def finish(self) -> None:
+        """Called after the stream's last event: reads what remains of the answer (its
+        terminating chunk, normally already there) for at most a second, so that the
+        connection can carry the next request, then closes the stream."""
+        if not self._closed and self._release is not None and self._sock is not None:
+            try:
+                self._sock.settimeout(1.0)
+                rest = 0
+                while not self._resp.isclosed() and rest <= _READ_SIZE:
+                    chunk = self._resp.read1(_READ_SIZE)
+                    if not chunk:
+                        break
+                    rest += len(chunk)
+            except (OSError, ValueError, AttributeError, http.client.HTTPException):
+                pass
+        self.close()
+
     def close(self) -> None:
         """Ends the stream; a thread blocked reading it wakes up and stops. Idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        # A stream read to its end leaves a connection that can carry the next request.
+        if self._release is not None and self._resp.isclosed() and self._release(self._conn, self._resp):
+            return
         sock = self._sock
         if sock is not None:
             try:

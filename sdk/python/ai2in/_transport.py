@@ -19,9 +19,10 @@ import json
 import os
 import socket
 import ssl
+import threading
 import urllib.parse
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Sequence, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple, Type, Union
 
 from . import __version__ as _version
 from .exceptions import (
@@ -39,6 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEFAULT_API_URL = "http://127.0.0.1:7300"
 DEFAULT_REQUEST_TIMEOUT = 60.0
+# Kept-alive connections one Transport holds at most (each holds a thread in the engine).
+MAX_IDLE_CONNECTIONS = 4
 # Read timeout of a live stream: the engine sends a keepalive every 10 s on a silent stream,
 # so 60 s without a byte means the engine (or the network) is gone.
 STREAM_READ_TIMEOUT = 60.0
@@ -110,6 +113,11 @@ def error_from_response(status: int, body: bytes, reason: str = "") -> SandboxEr
     return cls(message, status=status, code=code)
 
 
+# What sending on a kept-alive connection the engine has closed meanwhile raises.
+_STALE_ERRORS = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
+                 ConnectionAbortedError)
+
+
 class _HTTPConnection(http.client.HTTPConnection):
     """Remembers its socket (``stream_socket``) even after http.client hands it to the
     response, so that a stream can be shut down from another thread."""
@@ -147,6 +155,11 @@ class Transport:
         self._host = parsed.hostname
         self._port = parsed.port
         self._base_path = parsed.path.rstrip("/")
+        # Keep-alive: connections whose last answer was read to its end wait here for the
+        # next request (a new TCP connection costs the engine a thread start and the client
+        # a handshake: about half of a short command's round trip).
+        self._idle: List[http.client.HTTPConnection] = []
+        self._idle_lock = threading.Lock()
 
     def _headers(self, content_type: Optional[str]) -> Dict[str, str]:
         headers = {
@@ -157,6 +170,34 @@ class Transport:
         if content_type is not None:
             headers["Content-Type"] = content_type
         return headers
+
+    def _take(self, timeout: float) -> Tuple[http.client.HTTPConnection, bool]:
+        """An idle kept-alive connection (True) or a new one (False), with timeout set."""
+        with self._idle_lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is not None and conn.sock is not None:
+            conn.timeout = timeout
+            conn.sock.settimeout(timeout)
+            return conn, True
+        return self._connection(timeout), False
+
+    def release(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> bool:
+        """Keeps conn for the next request if its answer was read to the end and the engine
+        keeps the connection open; closes it otherwise. Returns whether it was kept."""
+        if resp.isclosed() and conn.sock is not None and not resp.will_close:
+            with self._idle_lock:
+                if len(self._idle) < MAX_IDLE_CONNECTIONS:
+                    self._idle.append(conn)
+                    return True
+        conn.close()
+        return False
+
+    def close(self) -> None:
+        """Closes the kept-alive connections (new requests open new ones)."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         if self._scheme == "https":
@@ -207,9 +248,20 @@ class Transport:
         if query:
             url += "?" + urllib.parse.urlencode(list(query))
         t = self.request_timeout if timeout is None else timeout
-        conn = self._connection(t)
+        # A body that is an iterator or a file cannot be sent twice: it gets a new connection.
+        replayable = raw is None or isinstance(raw.data, (bytes, bytearray, memoryview))
+        conn, reused = self._take(t) if replayable else (self._connection(t), False)
         try:
-            resp = self._send(conn, method, url, body, raw)
+            try:
+                resp = self._send(conn, method, url, body, raw)
+            except _STALE_ERRORS:
+                if not reused:
+                    raise
+                # The engine closed the kept-alive connection before reading the request:
+                # nothing was done; send it again on a new connection.
+                conn.close()
+                conn = self._connection(t)
+                resp = self._send(conn, method, url, body, raw)
         except BaseException as e:
             conn.close()
             if isinstance(e, (socket.timeout, builtins.TimeoutError)):
@@ -228,7 +280,7 @@ class Transport:
             except (OSError, http.client.HTTPException):
                 err = b""
             finally:
-                conn.close()
+                self.release(conn, resp)
             raise error_from_response(resp.status, err, resp.reason)
         return conn, resp
 
@@ -247,7 +299,7 @@ class Transport:
             raise SandboxError(f"reading the answer to {method} {path} from the AI2IN engine "
                                f"at {self.api_url} failed: {e}") from e
         finally:
-            conn.close()
+            self.release(conn, resp)
         if not answer:
             return None
         try:
@@ -268,7 +320,7 @@ class Transport:
 
         conn, resp = self._open(method, path, body=body, query=query,
                                 timeout=STREAM_READ_TIMEOUT)
-        return EventStream(conn, resp, f"{method} {path}", self.api_url)
+        return EventStream(conn, resp, f"{method} {path}", self.api_url, release=self.release)
 
     def open_download(self, method: str, path: str, query: Optional[Query] = None
                       ) -> Tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
