@@ -1,0 +1,432 @@
+/* python-launch.c — the Python kernel's process: its private directory and connection file,
+ * starting ipykernel (as `python3 -m ipykernel_launcher` would) as the context's user,
+ * waiting until it is ready, and ending it (shutdown_request, then TERM, then KILL to its
+ * process group).
+ *
+ * Each kernel gets a directory (mode 0700, owned by the kernel's user, under
+ * /run/ai2in-kernels/, or /tmp when /run cannot be used) holding the connection file and the
+ * kernel's sockets: transport "ipc", so the channels are unix sockets that only that user
+ * (and root) can reach, and no TCP port has to be picked or can collide. The key is 32 random
+ * bytes in hex, and every message either way is signed with it.
+ *
+ * Ready: the agent connects before the kernel binds (ZeroMQ retries every 10 ms), then sends
+ * kernel_info_request on shell until a reply has come AND some IOPub message has come through:
+ * a SUB socket only gets what is published after its subscription reached the kernel, so a
+ * reply alone would not prove that an execution's first output cannot be lost.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "kernel/python-kernel.h"
+#include "log.h"
+#include "macro.h"
+#include "process.h"
+
+#define PYTHON_PATH "/usr/bin/python3"
+#define KERNEL_DIR_PARENT "/run/ai2in-kernels"
+#define KERNEL_DIR_FALLBACK "/tmp/ai2in-kernel-XXXXXX"
+#define KEY_BYTES 32
+#define READY_RESEND_MS 50 /* kernel_info_request again while IOPub is still silent */
+#define IOPUB_REOPEN_TIMEOUT_MS 5000
+#define SHUTDOWN_GRACE_MS 1000
+#define TERM_GRACE_MS 1000
+#define STDERR_PIPE_SIZE (1024 * 1024)
+
+void python_stderr_drain(struct kernel *k) {
+        char chunk[4096];
+        ssize_t n;
+
+        if (k->stderr_fd < 0)
+                return;
+        while ((n = read(k->stderr_fd, chunk, sizeof(chunk))) > 0) {
+                size_t take = MIN((size_t) n, sizeof(k->stderr_tail));
+                size_t keep = MIN(k->stderr_len, sizeof(k->stderr_tail) - take);
+
+                memmove(k->stderr_tail, k->stderr_tail + k->stderr_len - keep, keep);
+                memcpy(k->stderr_tail + keep, chunk + n - take, take);
+                k->stderr_len = keep + take;
+        }
+        if (n == 0) { /* the kernel and everything it started closed it */
+                close(k->stderr_fd);
+                k->stderr_fd = -1;
+        }
+}
+
+static int set_error(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
+static int set_error(char **ret_error, int r, const char *fmt, ...) {
+        va_list ap;
+
+        if (ret_error && !*ret_error) {
+                va_start(ap, fmt);
+                if (vasprintf(ret_error, fmt, ap) < 0)
+                        *ret_error = NULL;
+                va_end(ap);
+        }
+        return r < 0 ? r : -EIO;
+}
+
+/* Makes the kernel's private directory (mode 0700; handed to the kernel's user once the
+ * connection file is in it). */
+static int dir_make(struct kernel *k) {
+        snprintf(k->dir, sizeof(k->dir), "%s/XXXXXX", KERNEL_DIR_PARENT);
+        if ((mkdir(KERNEL_DIR_PARENT, 0711) < 0 && errno != EEXIST) || !mkdtemp(k->dir)) {
+                snprintf(k->dir, sizeof(k->dir), "%s", KERNEL_DIR_FALLBACK);
+                if (!mkdtemp(k->dir)) {
+                        k->dir[0] = '\0';
+                        return -errno;
+                }
+        }
+        return 0;
+}
+
+static int connection_file_write(struct kernel *k, const struct kernel_config *cfg, const char *path) {
+        unsigned char raw[KEY_BYTES];
+        char key[2 * KEY_BYTES + 1], ip[PATH_MAX + 8];
+        _cleanup_free_ char *text = NULL;
+        _cleanup_close_ int fd = -1;
+        json_t *conn;
+        size_t len;
+        int r;
+
+        randombytes_buf(raw, sizeof(raw));
+        sodium_bin2hex(key, sizeof(key), raw, sizeof(raw));
+        sodium_memzero(raw, sizeof(raw));
+        r = jupyter_session_init(&k->session, key);
+        if (r < 0)
+                return r;
+
+        snprintf(ip, sizeof(ip), "%s/kernel", k->dir);
+        conn = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:s, s:s, s:s}", "transport", "ipc", "ip", ip,
+                         "shell_port", 1, "iopub_port", 2, "stdin_port", 3, "control_port", 4, "hb_port", 5, "key",
+                         key, "signature_scheme", "hmac-sha256", "kernel_name", "python3");
+        sodium_memzero(key, sizeof(key));
+        text = conn ? json_dumps(conn, JSON_INDENT(1)) : NULL;
+        json_decref(conn);
+        if (!text)
+                return -ENOMEM;
+        len = strlen(text);
+
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+        if (write(fd, text, len) != (ssize_t) len)
+                return errno > 0 ? -errno : -EIO;
+        /* the kernel binds its sockets in the directory as its user */
+        if ((cfg->uid != geteuid() || cfg->gid != getegid()) &&
+            (fchown(fd, cfg->uid, cfg->gid) < 0 || chown(k->dir, cfg->uid, cfg->gid) < 0))
+                return -errno;
+        return 0;
+}
+
+static const char *spawn_stage_what(enum spawn_stage stage) {
+        switch (stage) {
+        case SPAWN_STAGE_FORK:
+                return "fork";
+        case SPAWN_STAGE_IDENTITY:
+                return "switch to the kernel's user";
+        case SPAWN_STAGE_CHDIR:
+                return "enter the working directory";
+        case SPAWN_STAGE_EXEC:
+                return "run " PYTHON_PATH;
+        default:
+                return "set up the kernel's process";
+        }
+}
+
+/* What `python3 -m ipykernel_launcher` runs, but with debugpy kept out while ipykernel loads:
+ * importing it costs a quarter of the start-up (100-150 ms) and only serves Jupyter's
+ * debugger, which contexts do not offer. Code run in the kernel can still import it. */
+static const char launcher[] = "import sys\n"
+                               "if sys.path[0] == '':\n" /* the cwd, back once the kernel runs */
+                               "    del sys.path[0]\n"
+                               "sys.modules['debugpy'] = None\n"
+                               "from ipykernel import kernelapp\n"
+                               "del sys.modules['debugpy']\n"
+                               "kernelapp.launch_new_instance()\n";
+
+static int kernel_spawn(struct kernel *k, const struct kernel_config *cfg, const char *conn_file, char **ret_error) {
+        char parent[64] = "--IPKernelApp.parent_handle=0";
+
+        /* An agent run outside a sandbox (tests) is not init: have the kernel exit once it is
+         * orphaned (ipykernel polls for its parent becoming pid 1). Inside, the agent is init
+         * and the kernel goes with the sandbox. */
+        if (getpid() != 1)
+                snprintf(parent, sizeof(parent), "--IPKernelApp.parent_handle=%d", (int) getpid());
+
+        char *const argv[] = {
+                (char *) PYTHON_PATH,
+                (char *) "-c",
+                (char *) launcher,
+                (char *) "-f",
+                (char *) conn_file,
+                /* no history database under $HOME: nothing to lock between contexts of one user */
+                (char *) "--HistoryManager.hist_file=:memory:",
+                /* tracebacks without ANSI colours (the events would strip them anyway) */
+                (char *) "--InteractiveShell.colors=NoColor",
+                parent,
+                NULL,
+        };
+        _cleanup_close_ int err_write = -1;
+        enum spawn_stage stage;
+        int pipefd[2], r;
+
+        if (pipe2(pipefd, O_CLOEXEC) < 0)
+                return set_error(ret_error, -errno, "failed to make a pipe for the Python kernel: %m");
+        k->stderr_fd = pipefd[0];
+        err_write = pipefd[1];
+        (void) fcntl(k->stderr_fd, F_SETFL, O_NONBLOCK);
+        /* ipykernel copies all fd-level output of the code to its own stderr too; it is read
+         * only while an execution runs, so leave room for what comes in between */
+        (void) fcntl(err_write, F_SETPIPE_SZ, STDERR_PIPE_SIZE);
+
+        struct process_spec spec = {
+                .argv = argv,
+                .envp = cfg->envp,
+                .cwd = cfg->cwd,
+                .set_identity = cfg->uid != geteuid() || cfg->gid != getegid(),
+                .uid = cfg->uid,
+                .gid = cfg->gid,
+                .groups = cfg->groups,
+                .n_groups = cfg->n_groups,
+                .new_session = true, /* its own process group: SIGINT reaches it and its children only */
+                .stdin_fd = -1,
+                .stdout_fd = -1, /* ipykernel echoes fd-level output there too: not wanted */
+                .stderr_fd = err_write,
+        };
+        r = process_spawn(&spec, &k->child, &stage);
+        if (r < 0)
+                return set_error(ret_error, r, "failed to %s for the Python kernel: %s", spawn_stage_what(stage),
+                                 strerror(-r));
+        return 0;
+}
+
+void python_describe_exit(int status, char *buf, size_t n) {
+        if (WIFSIGNALED(status))
+                snprintf(buf, n, "killed by signal %d (SIG%s)", WTERMSIG(status),
+                         sigabbrev_np(WTERMSIG(status)) ?: "?");
+        else
+                snprintf(buf, n, "exit status %d", wait_status_to_exit_code(status));
+}
+
+static int start_failed(struct kernel *k, char **ret_error, int r, const char *what) {
+        char last[512] = "";
+
+        python_stderr_drain(k);
+        text_last_line(k->stderr_tail, k->stderr_len, last, sizeof(last));
+        return set_error(ret_error, r, "the Python kernel %s%s%s", what, last[0] ? ": " : "", last);
+}
+
+/* Waits until the kernel answers on shell and IOPub is known to be connected. */
+static int wait_ready(struct kernel *k, int64_t deadline, char **ret_error) {
+        int64_t resend_at = INT64_MAX;
+        bool replied = false, iopub = false;
+        struct incoming in;
+        int status, r;
+
+        r = python_channel_send(k, k->shell, "kernel_info_request", NULL, NULL);
+        if (r < 0)
+                return set_error(ret_error, r, "failed to send kernel_info_request to the Python kernel: %s",
+                                 strerror(-r));
+        for (;;) {
+                while ((r = python_channel_recv(k, k->iopub, "iopub", &in)) > 0) {
+                        iopub = true;
+                        python_incoming_done(&in);
+                }
+                while (r >= 0 && (r = python_channel_recv(k, k->shell, "shell", &in)) > 0) {
+                        replied = replied || streq(in.m.msg_type, "kernel_info_reply");
+                        python_incoming_done(&in);
+                }
+                if (r < 0)
+                        return set_error(ret_error, r, "failed to read from the Python kernel: %s", strerror(-r));
+                if (replied && iopub)
+                        return 0;
+                python_stderr_drain(k);
+                if (child_exited(k->child, &status)) {
+                        char how[64], what[128];
+
+                        python_describe_exit(status, how, sizeof(how));
+                        snprintf(what, sizeof(what), "exited during start-up (%s)", how);
+                        return start_failed(k, ret_error, -ECHILD, what);
+                }
+                if (deadline_left(deadline) == 0)
+                        return start_failed(k, ret_error, -ETIMEDOUT, "did not answer in time");
+                if (replied && resend_at == INT64_MAX)
+                        resend_at = mono_ms() + READY_RESEND_MS;
+                if (deadline_left(resend_at) == 0) {
+                        log_debug("the Python kernel answered but IOPub is silent: kernel_info_request again");
+                        r = python_channel_send(k, k->shell, "kernel_info_request", NULL, NULL);
+                        if (r < 0)
+                                return set_error(ret_error, r, "failed to send kernel_info_request: %s", strerror(-r));
+                        resend_at = mono_ms() + READY_RESEND_MS;
+                        continue; /* a send can consume the ZMQ_FD edge: read before polling */
+                }
+
+                struct pollfd fds[] = {
+                        {.fd = k->shell_fd, .events = POLLIN},
+                        {.fd = k->iopub_fd, .events = POLLIN},
+                        {.fd = child_exit_fd(k->child), .events = POLLIN},
+                        {.fd = k->stderr_fd, .events = POLLIN},
+                };
+                if (poll(fds, ELEMENTSOF(fds), deadline_poll_timeout(MIN(deadline, resend_at))) < 0 && errno != EINTR)
+                        return set_error(ret_error, -errno, "failed to wait for the Python kernel: %m");
+        }
+}
+
+/* A new IOPub socket, after the old one lost messages (the kernel's queue overflowed, or a
+ * message over IOPUB_MAX_MESSAGE dropped the connection, which ZeroMQ does not re-establish),
+ * checked the way start-up checks it. */
+void python_iopub_reopen(struct kernel *k) {
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        k->iopub_lost = false;
+        zmq_close(k->iopub);
+        k->iopub = NULL;
+        r = python_iopub_open(k);
+        if (r < 0) {
+                log_error_errno(r, "failed to reopen the Python kernel's IOPub socket (pid %d)",
+                                (int) child_pid(k->child));
+                return;
+        }
+        r = wait_ready(k, mono_ms() + IOPUB_REOPEN_TIMEOUT_MS, &error);
+        if (r < 0)
+                log_error("the Python kernel's new IOPub socket (pid %d) is not working: %s", (int) child_pid(k->child),
+                          error ? error : strerror(-r));
+}
+
+static void dir_remove(const char *path) {
+        DIR *d;
+        struct dirent *de;
+
+        if (!path[0])
+                return;
+        d = opendir(path);
+        if (d) {
+                while ((de = readdir(d)))
+                        if (!streq(de->d_name, ".") && !streq(de->d_name, "..") &&
+                            unlinkat(dirfd(d), de->d_name, 0) < 0)
+                                log_warn_errno(errno, "failed to remove %s/%s, ignoring", path, de->d_name);
+                closedir(d);
+        }
+        if (rmdir(path) < 0 && errno != ENOENT)
+                log_warn_errno(errno, "failed to remove %s, ignoring", path);
+}
+
+bool python_wait_exit(struct kernel *k, int64_t ms) {
+        int64_t deadline = mono_ms() + ms;
+        int status;
+
+        while (!child_exited(k->child, &status)) {
+                struct pollfd p = {.fd = child_exit_fd(k->child), .events = POLLIN};
+
+                if (deadline_left(deadline) == 0)
+                        return false;
+                (void) poll(&p, 1, deadline_poll_timeout(deadline));
+        }
+        return true;
+}
+
+static int shutdown_request(struct kernel *k) {
+        json_t *content = json_pack("{s:b}", "restart", 0);
+        int r;
+
+        if (!content)
+                return -ENOMEM;
+        r = python_channel_send(k, k->control, "shutdown_request", content, NULL);
+        json_decref(content);
+        return r;
+}
+
+void python_kernel_free(struct kernel *k, bool polite) {
+        int status;
+
+        if (!k)
+                return;
+        if (k->child) {
+                if (!child_exited(k->child, &status)) {
+                        if (polite && k->control && shutdown_request(k) == 0 && python_wait_exit(k, SHUTDOWN_GRACE_MS))
+                                goto exited;
+                        (void) child_signal_group(k->child, SIGTERM);
+                        if (!python_wait_exit(k, polite ? TERM_GRACE_MS : 200)) {
+                                (void) child_signal_group(k->child, SIGKILL);
+                                if (!python_wait_exit(k, 5000))
+                                        log_warn("the Python kernel (pid %d) did not exit after SIGKILL, ignoring",
+                                                 (int) child_pid(k->child));
+                        }
+                }
+        exited:
+                /* whatever the code started in the kernel's group goes with it */
+                (void) child_signal_group(k->child, SIGKILL);
+                child_free(k->child);
+        }
+        if (k->shell)
+                zmq_close(k->shell);
+        if (k->iopub)
+                zmq_close(k->iopub);
+        if (k->control)
+                zmq_close(k->control);
+        if (k->zctx)
+                zmq_ctx_term(k->zctx);
+        if (k->stderr_fd >= 0)
+                close(k->stderr_fd);
+        dir_remove(k->dir);
+        sodium_memzero(&k->session, sizeof(k->session));
+        free(k);
+}
+
+int python_kernel_start(const struct kernel_config *cfg, int64_t timeout_ms, struct kernel **ret, char **ret_error) {
+        int64_t t0 = mono_ms(), deadline = timeout_ms > 0 ? t0 + timeout_ms : INT64_MAX;
+        char conn_file[PATH_MAX + 32];
+        struct kernel *k;
+        int r;
+
+        *ret_error = NULL;
+        if (sodium_init() < 0)
+                return set_error(ret_error, -EIO, "failed to initialise libsodium");
+        k = calloc(1, sizeof(*k));
+        if (!k)
+                return set_error(ret_error, -ENOMEM, "out of memory");
+        k->stderr_fd = -1;
+
+        r = dir_make(k);
+        if (r < 0) {
+                set_error(ret_error, r, "failed to make a directory for the Python kernel: %s", strerror(-r));
+                goto fail;
+        }
+        snprintf(conn_file, sizeof(conn_file), "%s/connection.json", k->dir);
+        r = connection_file_write(k, cfg, conn_file);
+        if (r < 0) {
+                set_error(ret_error, r, "failed to write %s: %s", conn_file, strerror(-r));
+                goto fail;
+        }
+        r = python_sockets_open(k);
+        if (r < 0) {
+                set_error(ret_error, r, "failed to open the Python kernel's sockets: %s", strerror(-r));
+                goto fail;
+        }
+        r = kernel_spawn(k, cfg, conn_file, ret_error);
+        if (r < 0)
+                goto fail;
+        r = wait_ready(k, deadline, ret_error);
+        if (r < 0)
+                goto fail;
+
+        log_info("Python kernel (pid %d, %s) ready in %lld ms", (int) child_pid(k->child), k->dir,
+                 (long long) (mono_ms() - t0));
+        *ret = k;
+        return 0;
+fail:
+        python_kernel_free(k, false);
+        return r;
+}
