@@ -56,11 +56,12 @@ $(OBJ)/agent/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Iagent $(AGENT_SAN) -MMD -MP -c -o $@ $<
 
+# -MMD: a test that #includes agent sources is rebuilt when they change.
 $(BUILD)/tests/%: tests/unit/%.c $(ENGINE_LIB_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(ENGINE_LIBS) -lcmocka
+	$(CC) $(CFLAGS) -Iagent $(SAN) -MMD -MP -MF $@.d -o $@ $< $(ENGINE_LIB_OBJ) $(ENGINE_LIBS) -lcmocka
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/tests -name '*.d' 2>/dev/null)
 
 deps:
 	scripts/install-deps.sh
