@@ -15,15 +15,18 @@ failure, not a skip.
 
 from __future__ import annotations
 
+import base64
 import glob
 import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
 import string
+import struct
 import subprocess
 import sys
 import tempfile
@@ -536,3 +539,22 @@ def sanitizer_build() -> bool:
             return b"__asan_init" in f.read()
     except OSError:
         return False
+
+
+# -- helpers for the code tests (run_code, contexts) ------------------------------------------
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def strip_ansi(s: str) -> str:
+    """s without ANSI escape sequences (IPython colours its tracebacks)."""
+    return _ANSI.sub("", s)
+
+
+def png_size(b64: str) -> Tuple[int, int]:
+    """(width, height) of a base64 PNG, from its IHDR chunk; fails the test if it is not one."""
+    data = base64.b64decode(b64)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"not a PNG: {data[:16]!r}"
+    assert data[12:16] == b"IHDR", f"PNG without IHDR first: {data[:32]!r}"
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)

@@ -5,6 +5,7 @@
         print(sbx.commands.run("echo hi").stdout)
         sbx.files.write("/home/sandbox/a.txt", "hello")
         print(sbx.files.read("/home/sandbox/a.txt"))
+        print(sbx.run_code("x = 41; x + 1").text)
 """
 
 __version__ = "0.1.0"
@@ -18,6 +19,15 @@ from .async_sandbox import (  # noqa: E402
     AsyncPtyHandle,
     AsyncSandbox,
     AsyncWatchHandle,
+)
+from .code import (  # noqa: E402
+    Context,
+    Execution,
+    ExecutionError,
+    Logs,
+    OutputHandler,
+    OutputMessage,
+    Result,
 )
 from .commands import CommandHandle, CommandResult, Commands, ProcessInfo  # noqa: E402
 from .exceptions import (  # noqa: E402
@@ -56,6 +66,13 @@ __all__ = [
     "FilesystemEvent",
     "FileStream",
     "WatchHandle",
+    "Execution",
+    "Result",
+    "Logs",
+    "ExecutionError",
+    "OutputMessage",
+    "OutputHandler",
+    "Context",
     "AsyncCommands",
     "AsyncCommandHandle",
     "AsyncPty",

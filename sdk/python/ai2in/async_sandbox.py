@@ -2,17 +2,22 @@
 
 Each call runs the synchronous client in a worker thread (``asyncio.to_thread``), so it
 never blocks the event loop; the transport opens one connection per request, which makes
-that safe.
+that safe. ``run_code`` reads its stream on a worker thread too but runs its callbacks in the
+event loop, so they may be coroutine functions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import threading
 import types
 from typing import (Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Type,
                     Union, overload)
 
 from ._process import OnData, OnLine, ProcessHandle, Stdin
+from .code import (Callbacks, Context, ContextRef, Execution, ExecutionBuilder, ExecutionError,
+                   OutputHandler, OutputMessage, Result)
 from .commands import (DEFAULT_TIMEOUT, CommandHandle, CommandResult, Commands, ProcessInfo,
                        Timeout)
 from .files import EntryInfo, Files, FileStream, FilesystemEvent, WatchHandle, WriteData
@@ -409,6 +414,86 @@ class AsyncSandbox:
     async def kill(self) -> bool:
         """Kills the sandbox; True if killed now, False if it was already gone."""
         return await asyncio.to_thread(self._sync.kill)
+
+    # -- running code ------------------------------------------------------------------------
+
+    async def run_code(self, code: str, language: Optional[str] = None,
+                       context: Optional[ContextRef] = None,
+                       on_stdout: Optional[OutputHandler[OutputMessage]] = None,
+                       on_stderr: Optional[OutputHandler[OutputMessage]] = None,
+                       on_result: Optional[OutputHandler[Result]] = None,
+                       on_error: Optional[OutputHandler[ExecutionError]] = None,
+                       envs: Optional[Mapping[str, str]] = None,
+                       timeout: Optional[float] = None) -> Execution:
+        """Runs code in a context; see ``Sandbox.run_code``.
+
+        The stream is read on a worker thread; the callbacks (plain functions or coroutine
+        functions) run in the event loop, in order, all before this returns. Cancelling the
+        call interrupts the execution.
+        """
+        api = self._sync._code
+        body = await asyncio.to_thread(api.execute_body, code, language, context, envs,
+                                       timeout)
+        stream = await asyncio.to_thread(api.open, body)
+        cbs = Callbacks(on_stdout, on_stderr, on_result, on_error)
+        builder = ExecutionBuilder(api.sandbox_id, timeout)
+        loop = asyncio.get_running_loop()
+        queue: "asyncio.Queue[Any]" = asyncio.Queue()
+        done = object()
+
+        def put(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+        def pump() -> None:
+            try:
+                for ev in stream:
+                    put(ev)
+            except BaseException as e:  # noqa: BLE001 - handed to the coroutine
+                put(e)
+            finally:
+                put(done)
+
+        threading.Thread(target=pump, name=f"ai2in-execute-{api.sandbox_id}",
+                         daemon=True).start()
+        try:
+            while not builder.done:
+                item = await queue.get()
+                if item is done:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                for kind, arg in builder.apply(item):
+                    cb = cbs.get(kind)
+                    if cb is not None:
+                        r = cb(arg)
+                        if inspect.isawaitable(r):
+                            await r
+        finally:
+            # Ends the reader thread (close() never blocks); a stream closed before the end
+            # interrupts the execution.
+            stream.close()
+        return builder.finish()
+
+    async def create_code_context(self, cwd: Optional[str] = None,
+                                  language: Optional[str] = None,
+                                  user: Optional[str] = None) -> Context:
+        """Starts a new context; see ``Sandbox.create_code_context``."""
+        return await asyncio.to_thread(self._sync.create_code_context, cwd, language, user)
+
+    async def list_code_contexts(self) -> List[Context]:
+        """Returns the sandbox's contexts; see ``Sandbox.list_code_contexts``."""
+        return await asyncio.to_thread(self._sync.list_code_contexts)
+
+    async def restart_code_context(self, context: ContextRef) -> Context:
+        """Gives the context a fresh interpreter; see ``Sandbox.restart_code_context``."""
+        return await asyncio.to_thread(self._sync.restart_code_context, context)
+
+    async def remove_code_context(self, context: ContextRef) -> None:
+        """Removes the context; see ``Sandbox.remove_code_context``."""
+        await asyncio.to_thread(self._sync.remove_code_context, context)
 
     async def __aenter__(self) -> "AsyncSandbox":
         """Returns the sandbox; it is killed when the ``async with`` block ends."""

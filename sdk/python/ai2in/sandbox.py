@@ -1,12 +1,15 @@
-"""The synchronous ``Sandbox`` client: create, connect, list, timeouts, kill, and the
-``commands``, ``pty`` and ``files`` namespaces."""
+"""The synchronous ``Sandbox`` client: create, connect, list, timeouts, kill, the
+``commands``, ``pty`` and ``files`` namespaces, and running code (``run_code`` and the code
+contexts)."""
 
 from __future__ import annotations
 
 import types
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Type, TypeVar, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Type, TypeVar, Union
 
 from ._transport import Transport, sandbox_path
+from .code import (Callbacks, CodeApi, Context, ContextRef, Execution, ExecutionError,
+                   OutputMessage, Result)
 from .commands import Commands
 from .exceptions import NotFoundError, SandboxError
 from .files import Files
@@ -78,6 +81,7 @@ class Sandbox:
         self.commands: Commands = Commands(self._id, transport)
         self.pty: Pty = Pty(self._id, transport)
         self.files: Files = Files(self._id, transport)
+        self._code = CodeApi(self._id, transport)
 
     @classmethod
     def create(cls: Type[S], api_key: Optional[str] = None, timeout: Optional[int] = None,
@@ -161,6 +165,92 @@ class Sandbox:
         except NotFoundError:
             return False
         return True
+
+    # -- running code ------------------------------------------------------------------------
+
+    def run_code(self, code: str, language: Optional[str] = None,
+                 context: Optional[ContextRef] = None,
+                 on_stdout: Optional[Callable[[OutputMessage], Any]] = None,
+                 on_stderr: Optional[Callable[[OutputMessage], Any]] = None,
+                 on_result: Optional[Callable[[Result], Any]] = None,
+                 on_error: Optional[Callable[[ExecutionError], Any]] = None,
+                 envs: Optional[Mapping[str, str]] = None,
+                 timeout: Optional[float] = None) -> Execution:
+        """Runs code in a context and returns once it has finished.
+
+        State (variables, imports, functions, the working directory) persists from one call
+        to the next in the same context, also for other ``Sandbox`` objects connected to the
+        same sandbox. Executions in one context run one at a time, in the order they arrive.
+        Callbacks run in the calling thread, in the order of the events, all before
+        ``run_code`` returns; if one raises, the execution is interrupted and the exception
+        propagates.
+
+        Args:
+            code: the code (non-empty).
+            language: ``"python"`` (the default), ``"bash"`` or ``"javascript"`` (also
+                ``"js"``, ``"sh"``; case-insensitive): runs in that language's default
+                context. With ``context`` it must match the context's language.
+            context: a ``Context`` (or its id) from ``create_code_context``.
+            on_stdout: called with an ``OutputMessage`` for each chunk of standard output.
+            on_stderr: the same for standard error (``error`` True).
+            on_result: called with each ``Result`` (displays, and the main result).
+            on_error: called with the ``ExecutionError`` if the code raised.
+            envs: environment variables set for this execution only.
+            timeout: seconds (a float is fine) after which the engine interrupts the
+                execution (``KeyboardInterrupt`` in Python); the context and its state
+                survive, and the Execution has ``timed_out`` True. None: the engine's default,
+                300 s. 0: no timeout.
+
+        Returns:
+            The Execution: ``results``, ``logs``, ``error`` (what the code raised, or None;
+            an error is a result, not an exception), ``text``, ``execution_count``.
+
+        Raises:
+            ValueError: ``language`` conflicts with the language of ``context``.
+            InvalidArgumentError: empty code, unknown language, bad envs (engine's message).
+            NotFoundError: unknown or removed context, or the sandbox is gone.
+            ConflictError: the sandbox is not running.
+            SandboxError: the engine's stream failed (its message), or any other failure.
+        """
+        cbs = Callbacks(on_stdout, on_stderr, on_result, on_error)
+        return self._code.run(code, language, context, cbs, envs, timeout)
+
+    def create_code_context(self, cwd: Optional[str] = None, language: Optional[str] = None,
+                            user: Optional[str] = None) -> Context:
+        """Starts a new context (a fresh interpreter) and returns it once it can run code.
+
+        Args:
+            cwd: its working directory (default ``/home/sandbox``; must exist).
+            language: ``"python"`` (the default), ``"bash"`` or ``"javascript"``.
+            user: the user it runs as (default ``"root"``; the base template also has
+                ``"sandbox"``).
+
+        Raises:
+            InvalidArgumentError: unknown language or user, missing ``cwd``.
+        """
+        return self._code.create_context(language=language, cwd=cwd, user=user)
+
+    def list_code_contexts(self) -> List[Context]:
+        """Returns the sandbox's contexts, the default ones that have started included
+        (``default`` True)."""
+        return self._code.list_contexts()
+
+    def restart_code_context(self, context: ContextRef) -> Context:
+        """Replaces the context's interpreter with a fresh one: its state is gone.
+
+        Raises:
+            NotFoundError: no such context (with the engine's message).
+        """
+        return self._code.restart_context(context)
+
+    def remove_code_context(self, context: ContextRef) -> None:
+        """Stops the context's interpreter and forgets the context. A default context comes
+        back, fresh, on next use.
+
+        Raises:
+            NotFoundError: no such context (with the engine's message).
+        """
+        self._code.remove_context(context)
 
     @classmethod
     def list(cls, api_key: Optional[str] = None,
