@@ -82,7 +82,9 @@ static int agent_target(const struct api_request *req, struct buf *b, struct err
         const char *path = req->url + strlen("/v1/sandboxes/") + strlen(req->id);
 
         buf_init(b, TARGET_MAX);
-        buf_append_str(b, path);
+        /* libmicrohttpd hands the path over decoded: encode it again, so that no byte of it
+         * (a CR, an LF, a space) can change the request line sent to the agent. */
+        percent_encode(b, path, strlen(path));
         MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, add_query_arg, b);
         if (!b->data || b->len >= TARGET_MAX - 1)
                 return error_set(e, E2BIG, ERR_BAD_REQUEST, "the request's query is too long (at most %d bytes)", TARGET_MAX / 2);

@@ -217,3 +217,17 @@ def test_list_bad_query(engine: Engine, key: str) -> None:
            mentions="limit")
     expect(engine, "GET", "/v1/sandboxes?state=bogus", 400, "bad_request", key=key,
            mentions="state")
+
+
+def test_encoded_crlf_in_a_forwarded_path_cannot_forge_an_agent_request(engine: Engine, key: str) -> None:
+    """The engine forwards paths under …/files to the agent; a decoded CR/LF in one must not
+    end the request line and smuggle a second request to the agent."""
+    sbx = engine.sandbox(key)
+    forged = (f"/v1/sandboxes/{sbx.id}/files/info%20HTTP/1.1%0d%0aX:%20y%0d%0a%0d%0a"
+              "DELETE%20/files?path=/etc/hostname")
+    status, doc, raw = engine.raw("GET", forged, key=key)
+    assert status == 404, raw
+    assert "no route" in doc["error"]["message"], doc
+    assert sbx.files.exists("/etc/hostname")  # the smuggled DELETE never ran
+    status, doc, raw = engine.raw("GET", f"/v1/sandboxes/{sbx.id}/files/info?path=%00", key=key)
+    assert status == 400 and "NUL" in doc["error"]["message"], raw
