@@ -241,6 +241,30 @@ static bool env_login(struct env *e, const struct user_info *u) {
         return true;
 }
 
+/* The base environment, then, when login, the login shell's (see proc_env()). */
+static int env_init(struct env *e, const struct user_info *u, bool login, bool *ret_login) {
+        int r = env_base(e, u);
+
+        *ret_login = r >= 0 && login && env_login(e, u);
+        return r;
+}
+
+int proc_env(const struct user_info *u, bool login, char ***ret, bool *ret_login) {
+        struct env e = {};
+        bool got_login;
+        int r;
+
+        r = env_init(&e, u, login, &got_login);
+        if (r < 0) {
+                env_done(&e);
+                return r;
+        }
+        *ret = TAKE_PTR(e.v);
+        if (ret_login)
+                *ret_login = got_login;
+        return 0;
+}
+
 /* TERM on a terminal, then the request's envs, which win over everything. */
 static int env_finish(struct env *e, const struct proc_request *req) {
         const char *key;
@@ -265,14 +289,18 @@ static bool is_dir(const char *path) {
         return stat(path, &st) >= 0 && S_ISDIR(st.st_mode);
 }
 
-/* The absolute cwd: as given, relative to PROC_HOME, or by default PROC_HOME (the user's
- * home, then "/", where the image has no PROC_HOME). Must be an existing directory. */
-static int resolve_cwd(const char *given, const struct user_info *u, char **ret, struct proc_error *err) {
+const char *proc_default_cwd(const char *home) {
+        if (is_dir(PROC_HOME))
+                return PROC_HOME;
+        return home && is_dir(home) ? home : "/";
+}
+
+int proc_resolve_cwd(const char *given, const char *home, char **ret, struct proc_error *err) {
         _cleanup_free_ char *path = NULL;
         struct stat st;
 
         if (!given)
-                path = strdup(is_dir(PROC_HOME) ? PROC_HOME : is_dir(u->home) ? u->home : "/");
+                path = strdup(proc_default_cwd(home));
         else if (given[0] == '/')
                 path = strdup(given);
         else if (asprintf(&path, "%s/%s", PROC_HOME, given) < 0)
@@ -436,11 +464,10 @@ int proc_spawn(const struct proc_request *req, struct child **ret_child, struct 
         else if (r < 0)
                 r = proc_error_set(err, 500, "cannot look up user '%s': %s", req->user, strerror(-r));
         if (r >= 0)
-                r = resolve_cwd(req->cwd, &u, &cwd, err);
-        if (r >= 0 && env_base(&env, &u) < 0)
+                r = proc_resolve_cwd(req->cwd, u.home, &cwd, err);
+        /* A terminal without cmd runs a login shell anyway: no captured environment needed. */
+        if (r >= 0 && env_init(&env, &u, req->cmd != NULL, &login_env) < 0)
                 r = proc_error_set(err, 500, "out of memory building the environment");
-        if (r >= 0 && req->cmd)
-                login_env = env_login(&env, &u);
         if (r >= 0 && env_finish(&env, req) < 0)
                 r = proc_error_set(err, 500, "out of memory building the environment");
         if (r >= 0)

@@ -61,6 +61,25 @@ struct proc_io {
                        * when stdin is /dev/null */
 };
 
+struct user_info;
+
+/* The environment a command or an interpreter of u starts with: PATH, HOME, USER, LOGNAME,
+ * SHELL=/bin/bash and LANG=C.UTF-8, as u's login shell's startup files leave them when login
+ * is true and that environment can be had (login-env.h), else as they are. Returns 0 with a
+ * NULL-terminated array of "KEY=VALUE" in *ret (free with login_env_free()) and, if
+ * ret_login is not NULL, whether it is the login shell's in *ret_login; or -ENOMEM. */
+int proc_env(const struct user_info *u, bool login, char ***ret, bool *ret_login);
+
+/* The working directory of a command or a context that asks for none: PROC_HOME, else home
+ * (may be NULL), else "/" (an image without either). */
+const char *proc_default_cwd(const char *home);
+
+/* The absolute working directory given asks for: given itself when absolute, relative to
+ * PROC_HOME otherwise, proc_default_cwd(home) when NULL. It must be an existing directory.
+ * Returns 0 with it in *ret (malloc'd), or -EINVAL with err filled in: 400 when it does not
+ * exist, cannot be reached or is not a directory, 500 when out of memory. */
+int proc_resolve_cwd(const char *given, const char *home, char **ret, struct proc_error *err);
+
 /* Starts the command req describes. On success returns 0 with the child in *ret_child,
  * the agent's fds in *ret_io and the absolute working directory in *ret_cwd (malloc'd).
  * On failure returns -EINVAL with err filled in: 400 for an unknown user or an unusable cwd,

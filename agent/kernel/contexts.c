@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -157,17 +156,6 @@ static bool context_removed(struct context *ctx) {
         return removed;
 }
 
-/* The default cwd: as for commands, /home/sandbox, else the user's home, else /. */
-static const char *default_cwd(const char *home) {
-        struct stat st;
-
-        if (stat(PROC_HOME, &st) >= 0 && S_ISDIR(st.st_mode))
-                return PROC_HOME;
-        if (home && stat(home, &st) >= 0 && S_ISDIR(st.st_mode))
-                return home;
-        return "/";
-}
-
 /* The default context of ops's language, made (not started) if there is none, with a
  * reference; NULL when out of memory. */
 static struct context *default_get(const struct kernel_ops *ops) {
@@ -177,7 +165,7 @@ static struct context *default_get(const struct kernel_ops *ops) {
         for (ctx = table; ctx && !(ctx->is_default && ctx->ops == ops); ctx = ctx->next)
                 ;
         if (!ctx) {
-                ctx = context_new(ops, default_cwd("/root"), "root", true);
+                ctx = context_new(ops, proc_default_cwd("/root"), "root", true);
                 if (ctx)
                         table_append(ctx);
         } else
@@ -249,32 +237,6 @@ static void turn_give(struct context *ctx, struct turn *t) {
 
 /* ---- interpreters ---- */
 
-/* The environment an interpreter of u starts with: the one u's login shell exports, as for
- * commands (proc-spawn.h), or the base one where that cannot be had. */
-static int make_env(const struct user_info *u, char ***ret) {
-        const char *base[][2] = {
-                {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-                {"HOME", u->home}, {"USER", u->name}, {"LOGNAME", u->name}, {"SHELL", "/bin/bash"},
-                {"LANG", "C.UTF-8"},
-        };
-        char **env = calloc(ELEMENTSOF(base) + 1, sizeof(char *)), **login;
-
-        if (!env)
-                return -ENOMEM;
-        for (size_t i = 0; i < ELEMENTSOF(base); i++)
-                if (asprintf(&env[i], "%s=%s", base[i][0], base[i][1]) < 0) {
-                        env[i] = NULL;
-                        login_env_free(env);
-                        return -ENOMEM;
-                }
-        if (login_env_get(u, env, &login) > 0) {
-                login_env_free(env);
-                env = login;
-        }
-        *ret = env;
-        return 0;
-}
-
 /* Starts ctx's interpreter if it has none running (the caller holds the turn). Returns 0,
  * or -errno with a message in *ret_error (malloc'd). */
 static int interpreter_ensure(struct context *ctx, char **ret_error) {
@@ -297,7 +259,8 @@ static int interpreter_ensure(struct context *ctx, char **ret_error) {
                         *ret_error = NULL;
                 return r;
         }
-        r = make_env(&u, &env);
+        /* As for commands: the environment u's login shell exports, or the base one. */
+        r = proc_env(&u, true, &env, NULL);
         if (r >= 0) {
                 struct kernel_config cfg = {
                         .cwd = ctx->cwd,
@@ -467,28 +430,6 @@ int contexts_handle_execute(struct http_conn *c, const struct http_request *req,
 
 /* ---- /contexts ---- */
 
-/* The absolute working directory of a new context, as commands resolve theirs. */
-static int resolve_cwd(const char *given, const char *home, char **ret, struct proc_error *err) {
-        _cleanup_free_ char *path = NULL;
-        struct stat st;
-
-        if (!given)
-                path = strdup(default_cwd(home));
-        else if (given[0] == '/')
-                path = strdup(given);
-        else if (asprintf(&path, "%s/%s", PROC_HOME, given) < 0)
-                path = NULL;
-        if (!path)
-                return proc_error_set(err, 500, "out of memory");
-        if (stat(path, &st) < 0)
-                return proc_error_set(err, 400, errno == ENOENT ? "cwd '%s' does not exist" : "cannot access cwd '%s'",
-                                      path);
-        if (!S_ISDIR(st.st_mode))
-                return proc_error_set(err, 400, "cwd '%s' is not a directory", path);
-        *ret = TAKE_PTR(path);
-        return 0;
-}
-
 /* Makes the context creq asks for, not started yet. */
 static int context_make(const struct create_request *creq, struct context **ret, struct proc_error *err) {
         _cleanup_free_ char *cwd = NULL;
@@ -500,7 +441,7 @@ static int context_make(const struct create_request *creq, struct context **ret,
                 return proc_error_set(err, 400, "unknown user '%s'", creq->user);
         if (r < 0)
                 return proc_error_set(err, 500, "cannot look up user '%s': %s", creq->user, strerror(-r));
-        r = resolve_cwd(creq->cwd, u.home, &cwd, err);
+        r = proc_resolve_cwd(creq->cwd, u.home, &cwd, err); /* as commands resolve theirs */
         user_info_done(&u);
         if (r < 0)
                 return r;

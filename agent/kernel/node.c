@@ -2,7 +2,11 @@
  * driver of ctx-node-driver.c, over ctx-proc.h's process plumbing.
  *
  * The control socket reaches node as fd 3: a one-line bash moves it there from fd 0 (which
- * becomes /dev/null) and execs node, found on the context's PATH. Requests are JSON lines
+ * becomes /dev/null) and execs node, found on the context's PATH. The processes the code
+ * starts do not inherit it: at start node marks every fd it inherited close-on-exec (libuv's
+ * uv_disable_stdio_inheritance(), from node's platform init; seen on node 18 and 20 as
+ * O_CLOEXEC in /proc/self/fdinfo/3), and a child gets its fds 0 to 2 dup2()ed anew, so only
+ * code that names fd 3 in a spawn's stdio array passes it on. Requests are JSON lines
  * {"x":N,"code":…,"envs":{…}}; the driver's answers are JSON lines tagged with N, which
  * this file checks and forwards without the tag (begin and done mark the execution's
  * bounds). The driver reports the code's errors itself; an interrupt gives no error event

@@ -144,37 +144,91 @@ static const char *spawn_stage_what(enum spawn_stage stage) {
         }
 }
 
-/* What `python3 -m ipykernel_launcher` runs, but with debugpy kept out while ipykernel loads:
- * importing it costs a quarter of the start-up (100-150 ms) and only serves Jupyter's
- * debugger, which contexts do not offer. Code run in the kernel can still import it. */
-static const char launcher[] = "import sys\n"
-                               "if sys.path[0] == '':\n" /* the cwd, back once the kernel runs */
-                               "    del sys.path[0]\n"
-                               "sys.modules['debugpy'] = None\n"
-                               "from ipykernel import kernelapp\n"
-                               "del sys.modules['debugpy']\n"
-                               "kernelapp.launch_new_instance()\n";
+/* What `python3 -m ipykernel_launcher` runs (its argv[1] is the agent's pid, taken out before
+ * ipykernel parses the rest), with three changes:
+ *
+ * - debugpy kept out while ipykernel loads: importing it costs a quarter of the start-up
+ *   (100-150 ms) and only serves Jupyter's debugger, which contexts do not offer. Code run in
+ *   the kernel can still import it.
+ *
+ * - Output written to fd 1 and 2 (C extensions, child processes) decoded leniently. ipykernel
+ *   6.17's reader of those fds (OutStream._watch_pipe_fd) does a strict bytes.decode() of
+ *   each 1000-byte read: the first byte that is not UTF-8, or a valid character cut in two by
+ *   a read, raises in that thread and ends it, and the kernel's fd-level output is lost from
+ *   then on. The replacement is the same loop with an incremental decoder that turns invalid
+ *   bytes into U+FFFD and waits for a cut character's end. It is put in only where the
+ *   method reads the attributes the loop uses, so that another ipykernel keeps its own.
+ *
+ * - A daemon thread that kills the kernel's process group once the agent is gone, when the
+ *   agent is not pid 1 (an agent run on a host, by tests or for development; as pid 1, its
+ *   pid namespace, and the kernel with it, ends with it). ipykernel's own parent_handle
+ *   poller waits for the parent to become pid 1, which never happens when a subreaper adopts
+ *   the orphan: a dev shell's, a test runner's, or another agent's (an agent that is not pid 1
+ *   makes itself one, main.c). The thread waits on a pidfd of the agent (its exit is seen at
+ *   once), or where there is none polls getppid(); it first checks that the agent is still
+ *   its parent, so that a pid reused after the agent died cannot fool it. The agent cannot
+ *   do it (it is gone), nor can PR_SET_PDEATHSIG: that fires when the thread that forked
+ *   exits, and kernels are forked from connection threads and from the short-lived thread
+ *   that starts the default context. */
+static const char launcher[] =
+        "import os, sys\n"
+        "if sys.path[0] == '':\n" /* the cwd, back once the kernel runs */
+        "    del sys.path[0]\n"
+        "agent = int(sys.argv.pop(1))\n"
+        "sys.modules['debugpy'] = None\n"
+        "from ipykernel import iostream, kernelapp\n"
+        "del sys.modules['debugpy']\n"
+        "\n"
+        "def watch_pipe_fd(self):\n"
+        "    import codecs\n"
+        "    decoder = codecs.getincrementaldecoder('utf-8')('replace')\n"
+        "    try:\n"
+        "        data = os.read(self._fid, 1000)\n"
+        "        while data and self._should_watch:\n"
+        "            text = decoder.decode(data)\n"
+        "            if text:\n"
+        "                self.write(text)\n"
+        "            os.write(self._original_stdstream_copy, data)\n"
+        "            data = os.read(self._fid, 1000)\n"
+        "    except Exception:\n"
+        "        self._exc = sys.exc_info()\n"
+        "\n"
+        "stock = getattr(getattr(iostream.OutStream, '_watch_pipe_fd', None), '__code__', None)\n"
+        "if {'_fid', '_should_watch', '_original_stdstream_copy', '_exc'} <= set(getattr(stock, 'co_names', ())):\n"
+        "    iostream.OutStream._watch_pipe_fd = watch_pipe_fd\n"
+        "\n"
+        "def watch_agent(agent):\n"
+        "    import select, signal, time\n"
+        "    try:\n"
+        "        fd = os.pidfd_open(agent)\n"
+        "    except (AttributeError, OSError):\n"
+        "        fd = -1\n"
+        "    if os.getppid() == agent and fd >= 0:\n"
+        "        select.select([fd], [], [])\n"
+        "    while os.getppid() == agent:\n"
+        "        time.sleep(0.5)\n"
+        "    os.killpg(0, signal.SIGKILL)\n"
+        "\n"
+        "if agent != 1:\n"
+        "    import threading\n"
+        "    threading.Thread(target=watch_agent, args=(agent,), name='ai2in-agent-watch', daemon=True).start()\n"
+        "kernelapp.launch_new_instance()\n";
 
 static int kernel_spawn(struct kernel *k, const struct kernel_config *cfg, const char *conn_file, char **ret_error) {
-        char parent[64] = "--IPKernelApp.parent_handle=0";
+        char agent[16];
 
-        /* An agent run outside a sandbox (tests) is not init: have the kernel exit once it is
-         * orphaned (ipykernel polls for its parent becoming pid 1). Inside, the agent is init
-         * and the kernel goes with the sandbox. */
-        if (getpid() != 1)
-                snprintf(parent, sizeof(parent), "--IPKernelApp.parent_handle=%d", (int) getpid());
-
+        snprintf(agent, sizeof(agent), "%d", (int) getpid());
         char *const argv[] = {
                 (char *) PYTHON_PATH,
                 (char *) "-c",
                 (char *) launcher,
+                agent,
                 (char *) "-f",
                 (char *) conn_file,
                 /* no history database under $HOME: nothing to lock between contexts of one user */
                 (char *) "--HistoryManager.hist_file=:memory:",
                 /* tracebacks without ANSI colours (the events would strip them anyway) */
                 (char *) "--InteractiveShell.colors=NoColor",
-                parent,
                 NULL,
         };
         _cleanup_close_ int err_write = -1;
