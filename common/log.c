@@ -1,5 +1,7 @@
 /* log.c — see log.h. One line per message, written with a single write(2) so that
- * concurrent threads never interleave inside a line. */
+ * concurrent threads never interleave inside a line. Control bytes in a message (a CR or
+ * LF in a decoded URL, escape sequences in a sandbox's log line) are written as \xNN, so
+ * that nothing a user or a sandbox sends can forge a log line or drive a terminal. */
 #include "log.h"
 
 #include <stdarg.h>
@@ -25,8 +27,32 @@ int log_level_from_string(const char *s, enum log_level *ret) {
         return -EINVAL;
 }
 
+/* Copies len bytes of in to out (at most max bytes), control bytes as \xNN; returns the
+ * length written. */
+static size_t escape_controls(const char *in, size_t len, char *out, size_t max) {
+        static const char hex[] = "0123456789abcdef";
+        size_t n = 0;
+
+        for (size_t i = 0; i < len; i++) {
+                unsigned char ch = (unsigned char) in[i];
+                if (ch >= 0x20 && ch != 0x7f) {
+                        if (n + 1 > max)
+                                break;
+                        out[n++] = (char) ch;
+                        continue;
+                }
+                if (n + 4 > max)
+                        break;
+                out[n++] = '\\';
+                out[n++] = 'x';
+                out[n++] = hex[ch >> 4];
+                out[n++] = hex[ch & 15];
+        }
+        return n;
+}
+
 static void log_emit(enum log_level level, const char *suffix, const char *fmt, va_list ap) {
-        char line[2048];
+        char line[2048], out[2048 * 4 + 1];
         struct timespec ts;
         struct tm tm;
         size_t n;
@@ -49,8 +75,9 @@ static void log_emit(enum log_level level, const char *suffix, const char *fmt, 
         }
         if (n >= sizeof(line) - 1)
                 n = sizeof(line) - 2;
-        line[n++] = '\n';
-        (void) !write(STDERR_FILENO, line, n);
+        n = escape_controls(line, n, out, sizeof(out) - 1);
+        out[n++] = '\n';
+        (void) !write(STDERR_FILENO, out, n);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...) {

@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "fsutil.h"
 #include "id.h"
+#include "log.h"
 #include "timeutil.h"
 
 static void test_sandbox_id(void **state) {
@@ -106,9 +107,29 @@ static void test_rm_rf_no_follow(void **state) {
         assert_int_equal(rm_rf("/tmp/ai2in-does-not-exist"), 0);
 }
 
+static void test_log_escapes_controls(void **state) {
+        int p[2], saved = dup(STDERR_FILENO);
+        char got[512] = {0};
+        ssize_t n;
+
+        assert_int_equal(pipe(p), 0);
+        dup2(p[1], STDERR_FILENO);
+        log_setup("test", LOG_LVL_INFO);
+        log_msg(LOG_LVL_INFO, "GET %s -> 404", "/v1/x\r\n2026-01-01T00:00:00.000Z ai2ind info: forged\x1b[31m");
+        dup2(saved, STDERR_FILENO);
+        close(saved);
+        close(p[1]);
+        n = read(p[0], got, sizeof(got) - 1);
+        close(p[0]);
+        assert_true(n > 0);
+        /* One line: the CR, LF and ESC are visible escapes, only the final newline is real. */
+        assert_non_null(strstr(got, "GET /v1/x\\x0d\\x0a2026-01-01T00:00:00.000Z ai2ind info: forged\\x1b[31m -> 404\n"));
+        assert_ptr_equal(strchr(got, '\n'), got + n - 1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_sandbox_id), cmocka_unit_test(test_api_key), cmocka_unit_test(test_rfc3339),
+                cmocka_unit_test(test_sandbox_id), cmocka_unit_test(test_api_key), cmocka_unit_test(test_log_escapes_controls), cmocka_unit_test(test_rfc3339),
                 cmocka_unit_test(test_buf_cap), cmocka_unit_test(test_last_line), cmocka_unit_test(test_rm_rf_no_follow),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
