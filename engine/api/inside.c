@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "log.h"
@@ -29,6 +30,8 @@
 #define BLOCK_SIZE (64 * 1024)
 #define HEAD_TIMEOUT_MS (300 * 1000)
 #define TARGET_MAX (16 * 1024)
+#define DEATH_CHECKS 20
+#define DEATH_CHECK_INTERVAL_MS 50
 
 struct forward {
         struct engine *eng;
@@ -148,7 +151,7 @@ static int forward_open(const struct api_request *req, int64_t body_len, struct 
         sandbox_touch(f->eng, f->id);
         sandbox_stream_begin(f->eng, f->id);
         sandbox_socket_path(req->eng, req->id, sock, sizeof(sock));
-        r = agent_stream_open(sock, req->method, target.data, ctype, body_len, &f->s, e);
+        r = agent_stream_open(sock, req->method, target.data, ctype, body_len, f->client_fd, &f->s, e);
         if (r < 0) {
                 sandbox_check_alive(req->eng, req->id, e);
                 forward_free(f);
@@ -173,8 +176,16 @@ static ssize_t read_answer(void *cls, uint64_t pos, char *out, size_t max) {
                 return MHD_CONTENT_READER_END_OF_STREAM;
         if (k == -ECONNRESET || !f->ndjson)
                 return MHD_CONTENT_READER_END_WITH_ERROR;
-        /* The agent went away mid-stream: say why, as the stream's last event. */
-        if (sandbox_check_alive(f->eng, f->id, &e) >= 0)
+        /* The agent went away mid-stream: say why, as the stream's last event. A killed
+         * agent may still look alive to the runtime for a moment (not reaped yet): ask
+         * again for up to a second before calling it a plain close. */
+        bool dead = false;
+        for (int i = 0; i < DEATH_CHECKS && !dead; i++) {
+                dead = sandbox_check_alive(f->eng, f->id, &e) < 0;
+                if (!dead)
+                        usleep(DEATH_CHECK_INTERVAL_MS * 1000);
+        }
+        if (!dead)
                 error_set(&e, EPIPE, ERR_SANDBOX, "the sandbox's agent closed the stream");
         char ts[RFC3339_LEN + 1];
         format_rfc3339(now_ms(), ts);

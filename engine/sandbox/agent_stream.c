@@ -19,12 +19,15 @@
 #include "timeutil.h"
 
 #define HEAD_MAX (16 * 1024)
+#define CONNECT_TIMEOUT_MS 5000
+#define SEND_STALL_MS 60000
 #define IN_SIZE (256 * 1024)
 
 enum framing { FRAMING_LENGTH, FRAMING_CHUNKED, FRAMING_CLOSE };
 
 struct agent_stream {
-        int fd;
+        int fd;             /* non-blocking: every wait is a poll() that also watches watch_fd */
+        int watch_fd;       /* the engine's client, whose hang-up ends every wait; -1 if none */
         bool chunked_upload;
         int send_error;     /* the agent stopped reading the request (it may have answered early) */
         int status;
@@ -38,11 +41,40 @@ struct agent_stream {
         size_t pos, len;
 };
 
-static int send_all(int fd, const void *data, size_t len) {
+/* Waits until fd is ready for events, or watch_fd (if >= 0) hangs up (-ECONNRESET), or
+ * timeout_ms passes (-ETIMEDOUT; < 0 waits for ever). */
+static int wait_fd(int fd, short events, int watch_fd, long timeout_ms) {
+        struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = watch_fd, .events = POLLRDHUP}};
+        int n;
+
+        for (;;) {
+                n = poll(p, watch_fd >= 0 ? 2 : 1, timeout_ms < 0 ? -1 : (int) timeout_ms);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -ETIMEDOUT;
+                if (watch_fd >= 0 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR)))
+                        return -ECONNRESET;
+                return 0;
+        }
+}
+
+/* Sends all of data; gives up when the agent takes nothing for SEND_STALL_MS or the client
+ * goes away, so that a sandbox that stops reading cannot hold an engine thread. */
+static int send_all(struct agent_stream *s, const void *data, size_t len) {
         const char *p = data;
+        int r;
 
         while (len > 0) {
-                ssize_t k = send(fd, p, len, MSG_NOSIGNAL);
+                ssize_t k = send(s->fd, p, len, MSG_NOSIGNAL);
+                if (k < 0 && errno == EAGAIN) {
+                        r = wait_fd(s->fd, POLLOUT, s->watch_fd, SEND_STALL_MS);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -54,8 +86,25 @@ static int send_all(int fd, const void *data, size_t len) {
         return 0;
 }
 
+/* Connects without blocking: a unix socket whose backlog is full answers EAGAIN at once;
+ * retry for at most CONNECT_TIMEOUT_MS. */
+static int connect_agent(struct agent_stream *s, const struct sockaddr_un *sa) {
+        int64_t deadline = mono_ms() + CONNECT_TIMEOUT_MS;
+
+        for (;;) {
+                if (connect(s->fd, (const struct sockaddr *) sa, sizeof(*sa)) == 0)
+                        return 0;
+                if (errno == EINTR)
+                        continue;
+                if (errno != EAGAIN || mono_ms() >= deadline)
+                        return -errno;
+                if (wait_fd(-1, 0, s->watch_fd, 10) == -ECONNRESET)
+                        return -ECONNRESET;
+        }
+}
+
 int agent_stream_open(const char *socket_path, const char *method, const char *target, const char *content_type,
-                      int64_t body_len, struct agent_stream **ret, struct error *e) {
+                      int64_t body_len, int watch_fd, struct agent_stream **ret, struct error *e) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_buf_ struct buf head = {0};
         struct agent_stream *s;
@@ -70,9 +119,15 @@ int agent_stream_open(const char *socket_path, const char *method, const char *t
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         }
         s->content_length = -1;
-        s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (s->fd < 0 || connect(s->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
-                r = -errno;
+        s->watch_fd = watch_fd;
+        s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        r = s->fd < 0 ? -errno : connect_agent(s, &sa);
+        if (r == -EAGAIN) {
+                agent_stream_free(s);
+                return error_set(e, EAGAIN, ERR_UNAVAILABLE,
+                                 "the sandbox's agent is not accepting connections (too many at once); try again");
+        }
+        if (r < 0) {
                 agent_stream_free(s);
                 return error_set(e, r, ERR_SANDBOX, "the sandbox's agent is not reachable: %s", strerror(-r));
         }
@@ -85,7 +140,7 @@ int agent_stream_open(const char *socket_path, const char *method, const char *t
         else if (r >= 0)
                 r = buf_append_str(&head, "Transfer-Encoding: chunked\r\n\r\n");
         if (r >= 0)
-                r = send_all(s->fd, head.data, head.len);
+                r = send_all(s, head.data, head.len);
         if (r < 0) {
                 agent_stream_free(s);
                 return error_set(e, r, ERR_SANDBOX, "cannot send a request to the sandbox's agent: %s", strerror(-r));
@@ -106,36 +161,17 @@ int agent_stream_send(struct agent_stream *s, const void *data, size_t len, stru
                 return 0;
         if (s->chunked_upload) {
                 snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
-                r = send_all(s->fd, size_line, strlen(size_line));
+                r = send_all(s, size_line, strlen(size_line));
         }
         if (r >= 0)
-                r = send_all(s->fd, data, len);
+                r = send_all(s, data, len);
         if (r >= 0 && s->chunked_upload)
-                r = send_all(s->fd, "\r\n", 2);
+                r = send_all(s, "\r\n", 2);
         if (r < 0) {
                 s->send_error = -r;
                 return error_set(e, r, ERR_SANDBOX, "the sandbox's agent stopped reading the request: %s", strerror(-r));
         }
         return 0;
-}
-
-/* Waits until fd is readable or watch_fd hangs up; timeout_ms < 0 waits for ever. */
-static int wait_readable(int fd, int watch_fd, long timeout_ms) {
-        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = watch_fd, .events = POLLRDHUP}};
-        int n;
-
-        for (;;) {
-                n = poll(p, watch_fd >= 0 ? 2 : 1, timeout_ms < 0 ? -1 : (int) timeout_ms);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                if (n == 0)
-                        return -ETIMEDOUT;
-                if (watch_fd >= 0 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR)))
-                        return -ECONNRESET;
-                return 0;
-        }
 }
 
 /* Reads more from the socket into in[]; returns bytes read, 0 at EOF. */
@@ -152,12 +188,14 @@ static ssize_t fill(struct agent_stream *s, int watch_fd, long timeout_ms) {
         }
         if (s->len == IN_SIZE)
                 return -E2BIG;
-        r = wait_readable(s->fd, watch_fd, timeout_ms);
+        r = wait_fd(s->fd, POLLIN, watch_fd, timeout_ms);
         if (r < 0)
                 return r;
         do
                 k = read(s->fd, s->in + s->len, IN_SIZE - s->len);
         while (k < 0 && errno == EINTR);
+        if (k < 0 && errno == EAGAIN) /* woken for nothing */
+                return fill(s, watch_fd, timeout_ms);
         if (k < 0)
                 return -errno;
         s->len += (size_t) k;
@@ -210,7 +248,7 @@ int agent_stream_finish(struct agent_stream *s, long timeout_ms, struct error *e
         /* An agent that refused the request may have stopped reading its body: its answer
          * is read all the same. */
         if (s->chunked_upload && !s->send_error) {
-                r = send_all(s->fd, "0\r\n\r\n", 5);
+                r = send_all(s, "0\r\n\r\n", 5);
                 if (r < 0)
                         s->send_error = -r;
         }
@@ -221,7 +259,9 @@ int agent_stream_finish(struct agent_stream *s, long timeout_ms, struct error *e
                         break;
                 if (s->len >= HEAD_MAX)
                         return error_set(e, EPROTO, ERR_SANDBOX, "the sandbox's agent sent an oversized answer head");
-                k = fill(s, -1, MAX(deadline - mono_ms(), 1));
+                k = fill(s, s->watch_fd, MAX(deadline - mono_ms(), 1));
+                if (k == -ECONNRESET)
+                        return error_set(e, ECONNRESET, ERR_BAD_REQUEST, "the client went away before the answer");
                 if (k == -ETIMEDOUT)
                         return error_set(e, ETIMEDOUT, 504, "timeout", "the sandbox's agent did not answer within %ld ms", timeout_ms);
                 if (k <= 0 && s->send_error)

@@ -20,10 +20,12 @@
 struct agent_stream;
 
 /* Connects to the agent at socket_path and sends the request head. body_len is the
- * request body's length, or -1 for a chunked body of unknown length. extra_headers is
- * NULL or "Name: value\r\n" lines. Errors: the agent not reachable → 502 in e. */
+ * request body's length, or -1 for a chunked body of unknown length. watch_fd is the
+ * engine's client socket (or -1): every wait of this exchange (connecting, sending, the
+ * answer's head and body) ends when it hangs up. Errors: the agent not reachable → 502 in
+ * e; its backlog full for 5 s → 503. Sending stalls of 60 s end the exchange. */
 int agent_stream_open(const char *socket_path, const char *method, const char *target, const char *content_type,
-                      int64_t body_len, struct agent_stream **ret, struct error *e);
+                      int64_t body_len, int watch_fd, struct agent_stream **ret, struct error *e);
 
 /* Sends part of the request body (framed as a chunk for chunked bodies). */
 int agent_stream_send(struct agent_stream *s, const void *data, size_t len, struct error *e);

@@ -92,7 +92,7 @@ static struct agent_stream *exchange(struct fake_agent *f, const char *method, c
         struct agent_stream *s = NULL;
         struct error e = {0};
 
-        assert_int_equal(agent_stream_open(f->path, method, "/files?path=%2Ftmp", "application/octet-stream", body_len, &s, &e), 0);
+        assert_int_equal(agent_stream_open(f->path, method, "/files?path=%2Ftmp", "application/octet-stream", body_len, -1, &s, &e), 0);
         if (body)
                 assert_int_equal(agent_stream_send(s, body, strlen(body), &e), 0);
         assert_int_equal(agent_stream_finish(s, 5000, &e), 0);
@@ -138,7 +138,7 @@ static void test_chunked_upload(void **state) {
         struct error e = {0};
 
         fake_start(&f, "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
-        assert_int_equal(agent_stream_open(f.path, "PUT", "/files?path=a", NULL, -1, &s, &e), 0);
+        assert_int_equal(agent_stream_open(f.path, "PUT", "/files?path=a", NULL, -1, -1, &s, &e), 0);
         assert_int_equal(agent_stream_send(s, "hello ", 6, &e), 0);
         assert_int_equal(agent_stream_send(s, "", 0, &e), 0); /* an empty piece must not end the body */
         assert_int_equal(agent_stream_send(s, "world, and more", 15, &e), 0);
@@ -188,7 +188,7 @@ static void test_no_answer(void **state) {
         struct error e = {0};
 
         fake_start(&f, "");
-        assert_int_equal(agent_stream_open(f.path, "GET", "/health", NULL, 0, &s, &e), 0);
+        assert_int_equal(agent_stream_open(f.path, "GET", "/health", NULL, 0, -1, &s, &e), 0);
         assert_true(agent_stream_finish(s, 5000, &e) < 0);
         assert_int_equal(e.status, 502);
         assert_non_null(strstr(e.message, "without an answer"));
@@ -196,7 +196,7 @@ static void test_no_answer(void **state) {
         fake_stop(&f);
 
         /* Nobody listening: a 502 that says the agent is not reachable. */
-        assert_true(agent_stream_open("/tmp/ai2in-no-such-agent.sock", "GET", "/health", NULL, 0, &s, &e) < 0);
+        assert_true(agent_stream_open("/tmp/ai2in-no-such-agent.sock", "GET", "/health", NULL, 0, -1, &s, &e) < 0);
         assert_int_equal(e.status, 502);
         assert_non_null(strstr(e.message, "not reachable"));
 }
