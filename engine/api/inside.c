@@ -202,18 +202,30 @@ static void free_answer(void *cls) {
         forward_free(cls);
 }
 
+static bool printable(const char *s) {
+        for (; *s; s++)
+                if ((unsigned char) *s < 0x20 || *s == 0x7f)
+                        return false;
+        return true;
+}
+
 /* Ends the request, reads the agent's answer head and makes the streamed response;
  * the response owns f from here on, also on failure. */
 static int forward_finish(struct forward *f, struct api_response *resp, struct error *e) {
         struct MHD_Response *m;
         int64_t len;
-        int r;
+        int r, status;
 
         r = agent_stream_finish(f->s, HEAD_TIMEOUT_MS, e);
         if (r < 0) {
                 sandbox_check_alive(f->eng, f->id, e);
                 forward_free(f);
                 return r;
+        }
+        status = agent_stream_status(f->s);
+        if (status < 200) { /* 1xx and 101 are not answers a client can use */
+                forward_free(f);
+                return error_set(e, EPROTO, ERR_SANDBOX, "the sandbox's agent sent an unusable answer (HTTP %d)", status);
         }
         len = agent_stream_content_length(f->s);
         f->ndjson = strncmp(agent_stream_content_type(f->s), "application/x-ndjson", 20) == 0;
@@ -222,9 +234,9 @@ static int forward_finish(struct forward *f, struct api_response *resp, struct e
                 forward_free(f);
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         }
-        if (*agent_stream_content_type(f->s))
+        if (*agent_stream_content_type(f->s) && printable(agent_stream_content_type(f->s)))
                 MHD_add_response_header(m, "Content-Type", agent_stream_content_type(f->s));
-        resp->status = agent_stream_status(f->s);
+        resp->status = status;
         resp->mhd = m;
         return 0;
 }
