@@ -15,13 +15,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fsutil.h"
 #include "macro.h"
 #include "timeutil.h"
 #include "users.h"
 #include "utf8.h"
 
-#define ACCOUNT_FILE_MAX (4 * 1024 * 1024)
 #define ACCOUNTS_MAX 65536
 
 struct files_name_id {
@@ -44,7 +42,7 @@ static void load_table(const char *path, char **ret_text, struct files_name_id *
         size_t len, n = 0, k, lines = 1;
         struct files_name_id *t;
 
-        if (read_file(path, ACCOUNT_FILE_MAX, &text, &len) < 0)
+        if (account_file_read(path, &text, &len) < 0)
                 return;
         for (p = text; (p = strchr(p, '\n')); p++)
                 lines++;

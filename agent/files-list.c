@@ -140,7 +140,8 @@ static int send_listing(struct http_conn *c, const struct listing *l) {
 }
 
 int files_handle_list(struct http_conn *c, const struct http_request *req, const char *arg) {
-        static const char *const keys[] = {"path", "depth", NULL};
+        static const char *const keys[] = {"path", "depth", "user", NULL};
+        _cleanup_as_ struct files_as as = {};
         _cleanup_query_ struct query q = {};
         _cleanup_path_ struct files_path p = {};
         _cleanup_listing_ struct listing l = {};
@@ -155,6 +156,8 @@ int files_handle_list(struct http_conn *c, const struct http_request *req, const
         if (depth_text && query_parse_uint(depth_text, 1, LIST_DEPTH_MAX, &depth) < 0)
                 return http_respond_error(c, 400, "bad_request", "depth must be an integer from 1 to %d",
                                           LIST_DEPTH_MAX);
+        if (files_act_as(query_get(&q, "user"), &as, &e) < 0)
+                return files_respond_err(c, &e);
 
         /* The directory itself may be reached through symlinks; what is under it is not. */
         fd = open(p.sys, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

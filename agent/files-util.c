@@ -24,6 +24,9 @@ int files_fail(struct files_err *e, int ret, int status, const char *code, const
         return ret;
 }
 
+/* The user the calling thread acts as (files_act_as()), for messages; "" for root. */
+static _Thread_local char acting_as[64];
+
 int files_fail_errno(struct files_err *e, int err, const char *op, const char *path) {
         static const struct {
                 int err;
@@ -50,11 +53,15 @@ int files_fail_errno(struct files_err *e, int err, const char *op, const char *p
                 {EDQUOT, 507, "insufficient_storage", "disk quota exceeded"},
                 {EFBIG, 507, "insufficient_storage", "file too large"},
         };
+        bool as_user;
 
         err = abs(err);
+        /* Say whose permission was lacking: the request's user, not root. */
+        as_user = (err == EACCES || err == EPERM) && acting_as[0];
         for (size_t i = 0; i < ELEMENTSOF(map); i++)
                 if (map[i].err == err)
-                        return files_fail(e, -err, map[i].status, map[i].code, "%s: %s", map[i].text, path);
+                        return files_fail(e, -err, map[i].status, map[i].code, "%s: %s%s%s%s", map[i].text, path,
+                                          as_user ? " (as user " : "", as_user ? acting_as : "", as_user ? ")" : "");
         return files_fail(e, -err, 500, "internal", "cannot %s %s: %s", op, path, strerror(err));
 }
 
@@ -271,18 +278,35 @@ int files_body_string(json_t *body, const char *key, bool required, const char *
         return 0;
 }
 
-int files_user(const char *name, uid_t *ret_uid, gid_t *ret_gid, struct files_err *e) {
+int files_act_as(const char *name, struct files_as *ret, struct files_err *e) {
         struct user_info u = {};
         int r;
 
-        r = user_lookup(name ? name : "root", &u);
+        *ret = (struct files_as){};
+        if (!name)
+                return 0; /* root, who needs no account files */
+        r = user_lookup(name, &u);
         if (r == -ESRCH)
                 return files_fail(e, -EINVAL, 400, "bad_request", "no such user in the sandbox: %s", name);
         if (r < 0)
-                return files_fail(e, r, 500, "internal", "cannot look user %s up: %s", name ? name : "root",
-                                  strerror(-r));
-        *ret_uid = u.uid;
-        *ret_gid = u.gid;
+                return files_fail(e, r, 500, "internal", "cannot look up user '%s': %s", name, user_strerror(r));
+        r = fsid_enter(u.uid, u.gid, u.groups, u.n_groups, &ret->fsid);
+        if (r < 0) {
+                files_fail(e, r, 500, "internal", "cannot act as user %s: %s", u.name, strerror(-r));
+                user_info_done(&u);
+                return r;
+        }
+        if (ret->fsid.active)
+                snprintf(acting_as, sizeof(acting_as), "%s", u.name);
+        ret->uid = u.uid;
+        ret->gid = u.gid;
         user_info_done(&u);
         return 0;
+}
+
+void files_as_done(struct files_as *as) {
+        if (!as->fsid.active)
+                return;
+        fsid_leave(&as->fsid);
+        acting_as[0] = 0;
 }

@@ -1,6 +1,7 @@
 /* files-util.h — what the /files handlers share: the error they answer with, paths (the
- * one the kernel resolves and the one shown), request parsing (query, JSON body, user),
- * directory walks that create missing parents, and the entry JSON of docs/api.md.
+ * one the kernel resolves and the one shown), request parsing (query, JSON body), acting as
+ * the request's user, directory walks that create missing parents, and the entry JSON of
+ * docs/api.md.
  *
  * Every path a request names is handed to the kernel as given (made absolute against
  * FILES_HOME): the agent runs inside the sandbox, so ".." and symlinks resolve in the
@@ -14,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "fsid.h"
 #include "http.h"
 #include "query.h"
 
@@ -88,9 +90,23 @@ int files_body(const struct http_request *req, const char *const *allowed, json_
  * when required then, or when it is not a string). */
 int files_body_string(json_t *body, const char *key, bool required, const char **ret, struct files_err *e);
 
-/* Looks the user name up in the sandbox's /etc/passwd (NULL means root): 400 in e for an
- * unknown user. */
-int files_user(const char *name, uid_t *ret_uid, gid_t *ret_gid, struct files_err *e);
+/* Who a request acts as. */
+struct files_as {
+        uid_t uid;
+        gid_t gid;
+        struct fsid fsid; /* the thread's own identity, while it acts as a user */
+};
+
+/* Looks the user name up in the sandbox's /etc/passwd (NULL means root; 400 in e for an
+ * unknown user) and, unless it is root, makes the calling thread act on files as that user
+ * (fsid.h) until files_as_done(): from then on the kernel checks every path lookup, open,
+ * create, rename and unlink as it would the user's own, and what the user may not do fails
+ * with EACCES/EPERM (403, the message naming the user). A user the thread cannot act as is
+ * 500 in e. */
+int files_act_as(const char *name, struct files_as *ret, struct files_err *e);
+
+/* Gives the thread its own identity back; accepts a zeroed struct. */
+void files_as_done(struct files_as *as);
 
 /* uid/gid → name, read once per request from the sandbox's /etc/passwd and /etc/group. */
 struct files_names {
@@ -119,6 +135,7 @@ json_t *files_json_text(const char *s);
 /* Reads the target of the symlink name in dfd into a new string. */
 int files_readlink_at(int dfd, const char *name, char **ret);
 
+#define _cleanup_as_ _cleanup_(files_as_done)
 static inline void files_names_donep(struct files_names *n) { files_names_done(n); }
 static inline void files_path_donep(struct files_path *p) { files_path_done(p); }
 static inline void query_donep(struct query *q) { query_done(q); }

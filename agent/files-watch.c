@@ -14,7 +14,9 @@
  * The temp files of uploads (files.c) are hidden: an upload shows as create + write of
  * its target. The stream ends when the client goes away (POLLRDHUP on the connection),
  * when the watched directory is removed (after a remove event for it), or with an error
- * event (moved away, queue overflow, watch limit).
+ * event (moved away, queue overflow, watch limit). At most STREAMS_MAX streams are open at
+ * once in a sandbox (429 beyond): each holds an inotify instance, and the kernel allows only
+ * fs.inotify.max_user_instances of them (128 by default) to a user.
  */
 #include "files.h"
 
@@ -23,6 +25,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -33,6 +36,7 @@
 #include "timeutil.h"
 
 #define WATCH_MAX 8192
+#define STREAMS_MAX 16 /* each holds an inotify instance, of which the kernel allows few */
 #define WATCH_MASK                                                                                               \
         (IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF |          \
          IN_MOVE_SELF | IN_ONLYDIR | IN_EXCL_UNLINK)
@@ -66,6 +70,26 @@ struct watcher {
         int64_t last_sent;
         bool ended; /* the stream has ended (error event sent, or root gone) */
 };
+
+/* ---- streams ---- */
+
+static atomic_uint streams_open;
+
+/* Counts a new stream in; false when STREAMS_MAX are open already. */
+static bool stream_slot_take(void) {
+        unsigned n = atomic_load(&streams_open);
+
+        do {
+                if (n >= STREAMS_MAX)
+                        return false;
+        } while (!atomic_compare_exchange_weak(&streams_open, &n, n + 1));
+        return true;
+}
+
+static void stream_slot_release(bool *taken) {
+        if (*taken)
+                atomic_fetch_sub(&streams_open, 1);
+}
 
 /* ---- the watch table ---- */
 
@@ -504,7 +528,9 @@ static void watcher_done(struct watcher *w) {
 #define _cleanup_watcher_ _cleanup_(watcher_done)
 
 int files_handle_watch(struct http_conn *c, const struct http_request *req, const char *arg) {
-        static const char *const keys[] = {"path", "recursive", NULL};
+        static const char *const keys[] = {"path", "recursive", "user", NULL};
+        _cleanup_(stream_slot_release) bool slot = false;
+        _cleanup_as_ struct files_as as = {};
         _cleanup_query_ struct query q = {};
         _cleanup_path_ struct files_path p = {};
         _cleanup_watcher_ struct watcher w = {.c = c, .ifd = -1, .root = &p};
@@ -519,10 +545,17 @@ int files_handle_watch(struct http_conn *c, const struct http_request *req, cons
         recursive = query_get(&q, "recursive");
         if (recursive && query_parse_bool(recursive, &w.recursive) < 0)
                 return http_respond_error(c, 400, "bad_request", "recursive must be true or false");
+        if (files_act_as(query_get(&q, "user"), &as, &e) < 0)
+                return files_respond_err(c, &e);
         if (stat(p.sys, &st) < 0)
                 return files_respond_errno(c, errno, "watch", p.display);
         if (!S_ISDIR(st.st_mode))
                 return files_respond_errno(c, ENOTDIR, "watch", p.display);
+        slot = stream_slot_take();
+        if (!slot)
+                return http_respond_error(c, 429, "limit_exceeded",
+                                          "a sandbox has at most %d watch streams open at once; stop one first",
+                                          STREAMS_MAX);
         w.ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
         if (w.ifd < 0)
                 return http_respond_error(c, errno == EMFILE ? 400 : 500, errno == EMFILE ? "bad_request" : "internal",

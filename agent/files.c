@@ -34,7 +34,6 @@
 #define UPLOAD_PREFIX ".ai2in-upload-"
 #define SYMLINK_HOPS_MAX 40
 
-static const char *const query_path[] = {"path", NULL};
 static const char *const query_path_user[] = {"path", "user", NULL};
 
 /* Answers 200 with the entry of p. */
@@ -49,17 +48,18 @@ static int respond_entry(struct http_conn *c, const struct files_path *p) {
         return http_respond_json(c, 200, entry);
 }
 
-/* Parses the query of a route that takes path (and, with user, user). */
-static int parse_path_query(const struct http_request *req, bool user, struct files_path *ret_path, uid_t *ret_uid,
-                            gid_t *ret_gid, struct files_err *e) {
+/* Parses the query of a route that takes path and user, and acts as the user from then on
+ * (the caller releases as, declared before anything it cleans up as the user). */
+static int parse_path_query(const struct http_request *req, struct files_path *ret_path, struct files_as *as,
+                            struct files_err *e) {
         _cleanup_query_ struct query q = {};
         int r;
 
-        r = files_query(req, user ? query_path_user : query_path, &q, e);
-        if (r >= 0 && user)
-                r = files_user(query_get(&q, "user"), ret_uid, ret_gid, e);
+        r = files_query(req, query_path_user, &q, e);
         if (r >= 0)
                 r = files_path_parse(query_get(&q, "path"), "path", ret_path, e);
+        if (r >= 0)
+                r = files_act_as(query_get(&q, "user"), as, e);
         return r;
 }
 
@@ -89,13 +89,14 @@ static int read_small(struct http_conn *c, int fd, const char *path) {
 }
 
 int files_handle_read(struct http_conn *c, const struct http_request *req, const char *arg) {
+        _cleanup_as_ struct files_as as = {};
         _cleanup_path_ struct files_path p = {};
         _cleanup_close_ int fd = -1;
         struct files_err e;
         struct stat st;
         int r;
 
-        if (parse_path_query(req, false, &p, NULL, NULL, &e) < 0)
+        if (parse_path_query(req, &p, &as, &e) < 0)
                 return files_respond_err(c, &e);
         /* O_NONBLOCK: opening a FIFO must not wait for a writer. */
         fd = open(p.sys, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -272,14 +273,13 @@ static int upload_commit(struct upload *u, uid_t uid, gid_t gid, const char *pat
 }
 
 int files_handle_write(struct http_conn *c, const struct http_request *req, const char *arg) {
+        _cleanup_as_ struct files_as as = {};
         _cleanup_path_ struct files_path p = {};
         _cleanup_upload_ struct upload u = {.dfd = -1, .fd = -1, .mode = 0644};
         const char *base;
         struct files_err e;
-        uid_t uid;
-        gid_t gid;
 
-        if (parse_path_query(req, true, &p, &uid, &gid, &e) < 0)
+        if (parse_path_query(req, &p, &as, &e) < 0)
                 return files_respond_err(c, &e);
         base = files_path_base(&p);
         if (!*base || streq(base, ".") || streq(base, ".."))
@@ -287,9 +287,9 @@ int files_handle_write(struct http_conn *c, const struct http_request *req, cons
         u.base = strdup(base);
         if (!u.base)
                 return -ENOMEM;
-        u.dfd = files_open_parent(&p, true, uid, gid, &e);
+        u.dfd = files_open_parent(&p, true, as.uid, as.gid, &e);
         if (u.dfd < 0 || upload_resolve(&u, p.display, &e) < 0 || upload_open(&u, p.display, &e) < 0 ||
-            upload_copy(c, &u, p.display, &e) < 0 || upload_commit(&u, uid, gid, p.display, &e) < 0) {
+            upload_copy(c, &u, p.display, &e) < 0 || upload_commit(&u, as.uid, as.gid, p.display, &e) < 0) {
                 upload_abort(&u); /* before answering: the client may look at once */
                 return files_respond_err(c, &e);
         }
@@ -299,16 +299,18 @@ int files_handle_write(struct http_conn *c, const struct http_request *req, cons
 /* ---- info, mkdir, rename, remove ---- */
 
 int files_handle_info(struct http_conn *c, const struct http_request *req, const char *arg) {
+        _cleanup_as_ struct files_as as = {};
         _cleanup_path_ struct files_path p = {};
         struct files_err e;
 
-        if (parse_path_query(req, false, &p, NULL, NULL, &e) < 0)
+        if (parse_path_query(req, &p, &as, &e) < 0)
                 return files_respond_err(c, &e);
         return respond_entry(c, &p);
 }
 
 int files_handle_mkdir(struct http_conn *c, const struct http_request *req, const char *arg) {
         static const char *const fields[] = {"path", "user", NULL};
+        _cleanup_as_ struct files_as as = {};
         _cleanup_json_ json_t *body = NULL, *reply = NULL;
         _cleanup_path_ struct files_path p = {};
         _cleanup_close_ int fd = -1;
@@ -316,19 +318,17 @@ int files_handle_mkdir(struct http_conn *c, const struct http_request *req, cons
         bool created = false;
         struct files_err e;
         struct stat st;
-        uid_t uid;
-        gid_t gid;
 
         if (files_body(req, fields, &body, &e) < 0 || files_body_string(body, "path", true, &path, &e) < 0 ||
-            files_body_string(body, "user", false, &user, &e) < 0 || files_user(user, &uid, &gid, &e) < 0 ||
-            files_path_parse(path, "path", &p, &e) < 0)
+            files_body_string(body, "user", false, &user, &e) < 0 || files_path_parse(path, "path", &p, &e) < 0 ||
+            files_act_as(user, &as, &e) < 0)
                 return files_respond_err(c, &e);
         if (stat(p.sys, &st) >= 0) {
                 if (!S_ISDIR(st.st_mode))
                         return http_respond_error(c, 409, "conflict", "exists and is not a directory: %s",
                                                   p.display);
         } else {
-                fd = files_open_dir(p.sys, strlen(p.sys), true, uid, gid, &created, &e);
+                fd = files_open_dir(p.sys, strlen(p.sys), true, as.uid, as.gid, &created, &e);
                 if (fd < 0)
                         return files_respond_err(c, &e);
         }
@@ -338,26 +338,26 @@ int files_handle_mkdir(struct http_conn *c, const struct http_request *req, cons
 
 int files_handle_rename(struct http_conn *c, const struct http_request *req, const char *arg) {
         static const char *const fields[] = {"from", "to", "user", NULL};
+        _cleanup_as_ struct files_as as = {};
         _cleanup_path_ struct files_path from = {}, to = {};
         _cleanup_json_ json_t *body = NULL;
         _cleanup_close_ int dfd = -1;
         const char *from_text, *to_text, *user, *base;
         struct files_err e;
         struct stat st;
-        uid_t uid;
-        gid_t gid;
 
         if (files_body(req, fields, &body, &e) < 0 || files_body_string(body, "from", true, &from_text, &e) < 0 ||
             files_body_string(body, "to", true, &to_text, &e) < 0 ||
-            files_body_string(body, "user", false, &user, &e) < 0 || files_user(user, &uid, &gid, &e) < 0 ||
-            files_path_parse(from_text, "from", &from, &e) < 0 || files_path_parse(to_text, "to", &to, &e) < 0)
+            files_body_string(body, "user", false, &user, &e) < 0 ||
+            files_path_parse(from_text, "from", &from, &e) < 0 || files_path_parse(to_text, "to", &to, &e) < 0 ||
+            files_act_as(user, &as, &e) < 0)
                 return files_respond_err(c, &e);
         if (lstat(from.sys, &st) < 0)
                 return files_respond_errno(c, errno, "rename", from.display);
         base = files_path_base(&to);
         if (!*base || streq(base, ".") || streq(base, ".."))
                 return http_respond_error(c, 400, "bad_request", "cannot rename onto %s", to.display);
-        dfd = files_open_parent(&to, true, uid, gid, &e);
+        dfd = files_open_parent(&to, true, as.uid, as.gid, &e);
         if (dfd < 0)
                 return files_respond_err(c, &e);
         if (renameat(AT_FDCWD, from.sys, dfd, base) < 0) {
@@ -370,13 +370,14 @@ int files_handle_rename(struct http_conn *c, const struct http_request *req, con
 }
 
 int files_handle_remove(struct http_conn *c, const struct http_request *req, const char *arg) {
+        _cleanup_as_ struct files_as as = {};
         _cleanup_path_ struct files_path p = {};
         const char *base;
         struct files_err e;
         struct stat st;
         int r;
 
-        if (parse_path_query(req, false, &p, NULL, NULL, &e) < 0)
+        if (parse_path_query(req, &p, &as, &e) < 0)
                 return files_respond_err(c, &e);
         base = files_path_base(&p);
         if (streq(p.display, "/") || !*base)

@@ -2,6 +2,11 @@
  * inside the sandbox so that no host code ever resolves a path the sandbox controls, and
  * the inotify-based watch stream (see docs/api.md, "Files", for the wire contract).
  *
+ * Every route takes a user (default root) and does all of its work, from the first path
+ * lookup to the last unlink, with that user's filesystem identity (files_act_as()): the
+ * kernel checks each access as the user's own, so that a symlink the user planted cannot
+ * make the agent write, read or remove as root what the user could not.
+ *
  * Handlers follow http_handler_t's rule: send exactly one response, return 0 or the
  * -errno of a failed reply. arg is unused (NULL).
  */

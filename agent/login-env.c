@@ -357,9 +357,11 @@ static int parse_output(const char *data, size_t len, char **ret_header, char **
         for (p = nul + 1; ret_env && r >= 0 && p < end; p = nul + 1) {
                 nul = memchr(p, 0, (size_t) (end - p));
                 eq = nul ? memchr(p, '=', (size_t) (nul - p)) : NULL;
-                if (!eq || eq == p)
-                        r = -EBADMSG;
-                else if (!is_dropped(p, (size_t) (eq - p)))
+                if (!eq || eq == p) {
+                        r = -EBADMSG; /* and nul may be NULL: no step past it */
+                        break;
+                }
+                if (!is_dropped(p, (size_t) (eq - p)))
                         r = strv_push(&env, strndup(p, (size_t) (nul - p)));
         }
         if (r >= 0 && ret_env && !env.v) {

@@ -4,6 +4,11 @@
  * as --listen-fd, or bound here for development), set up signals for a pid 1, start the
  * reaper, and serve HTTP until SIGTERM or SIGINT.
  *
+ * The agent is not dumpable (PR_SET_DUMPABLE 0, before anything else): root in the sandbox
+ * shares its uid, and must not ptrace it, read its memory or environment, or take its fds.
+ * Changing a thread's filesystem ids (fsid.c) resets that to fs.suid_dumpable, so the
+ * file handlers set it again.
+ *
  * Signals: SIGCHLD, SIGTERM and SIGINT are blocked in every thread (the mask is set
  * before any thread starts); the reaper takes SIGCHLD with sigwaitinfo(), the main
  * thread SIGTERM/SIGINT through a signalfd. SIGPIPE is ignored. Children get a clean
@@ -209,6 +214,12 @@ int main(int argc, char **argv) {
 
         agent.started_ms = (uint64_t) mono_ms();
         log_setup("ai2in-agent", LOG_LVL_INFO);
+        /* First of all: root in the sandbox has the agent's uid, and a dumpable process of
+         * one's own uid can be ptraced or have its fds taken (pidfd_getfd): the listening
+         * socket would let it answer the engine in the agent's place. Children get a
+         * dumpable process back when they execve() a normal binary. */
+        if (prctl(PR_SET_DUMPABLE, 0) < 0)
+                return log_error_errno(errno, "failed to make the agent non-dumpable"), 1;
         r = parse_options(argc, argv, &o);
         if (r <= 0)
                 return r < 0 ? 2 : 0;

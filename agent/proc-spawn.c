@@ -462,7 +462,7 @@ int proc_spawn(const struct proc_request *req, struct child **ret_child, struct 
         if (r == -ESRCH)
                 r = proc_error_set(err, 400, "unknown user '%s'", req->user);
         else if (r < 0)
-                r = proc_error_set(err, 500, "cannot look up user '%s': %s", req->user, strerror(-r));
+                r = proc_error_set(err, 500, "cannot look up user '%s': %s", req->user, user_strerror(r));
         if (r >= 0)
                 r = proc_resolve_cwd(req->cwd, u.home, &cwd, err);
         /* A terminal without cmd runs a login shell anyway: no captured environment needed. */

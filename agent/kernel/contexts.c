@@ -255,7 +255,7 @@ static int interpreter_ensure(struct context *ctx, char **ret_error) {
         }
         r = user_lookup(ctx->user, &u);
         if (r < 0) {
-                if (asprintf(ret_error, "cannot look up user '%s': %s", ctx->user, strerror(-r)) < 0)
+                if (asprintf(ret_error, "cannot look up user '%s': %s", ctx->user, user_strerror(r)) < 0)
                         *ret_error = NULL;
                 return r;
         }
@@ -440,7 +440,7 @@ static int context_make(const struct create_request *creq, struct context **ret,
         if (r == -ESRCH)
                 return proc_error_set(err, 400, "unknown user '%s'", creq->user);
         if (r < 0)
-                return proc_error_set(err, 500, "cannot look up user '%s': %s", creq->user, strerror(-r));
+                return proc_error_set(err, 500, "cannot look up user '%s': %s", creq->user, user_strerror(r));
         r = proc_resolve_cwd(creq->cwd, u.home, &cwd, err); /* as commands resolve theirs */
         user_info_done(&u);
         if (r < 0)

@@ -473,7 +473,7 @@ static int stream_fields(const char *s, size_t n, struct iovec *name, struct iov
                 if (!v_end)
                         return -EBADMSG;
                 if (want) {
-                        if (*p != '"')
+                        if (p == end || *p != '"') /* "text": at the very end: no value */
                                 return -EBADMSG;
                         *want = (struct iovec) {.iov_base = (char *) p + 1, .iov_len = (size_t) (v_end - p - 2)};
                 }

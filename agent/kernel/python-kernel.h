@@ -23,6 +23,8 @@ struct kernel {
         char stderr_tail[PYTHON_STDERR_TAIL];
         size_t stderr_len;
         char dir[PATH_MAX]; /* the private directory: connection file and IPC sockets */
+        int dir_fd;         /* it, opened when made (-1 if not); removal goes through it */
+        int parent_fd;      /* its parent (O_PATH; -1 if not open) */
         void *zctx;
         void *shell, *control, *iopub;
         int shell_fd, iopub_fd; /* ZMQ_FD of each: readable when the socket's events may have changed */

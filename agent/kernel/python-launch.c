@@ -9,6 +9,14 @@
  * (and root) can reach, and no TCP port has to be picked or can collide. The key is 32 random
  * bytes in hex, and every message either way is signed with it.
  *
+ * The directory is opened (O_NOFOLLOW) while it is still root's, and everything the agent does
+ * to it afterwards, as root, goes through that fd: in /tmp its owner may rename it away and
+ * put a symlink or another directory in its place, and a removal by path would then delete,
+ * as root, the files of wherever that points. Through the fd, the removal empties the
+ * directory that was made, wherever it is now, and the name is removed only if it still is
+ * that directory (rmdir(2) removes nothing but an empty directory, and follows no symlink).
+ * The directory has to be the user's: the kernel makes its sockets in it.
+ *
  * Ready: the agent connects before the kernel binds (ZeroMQ retries every 10 ms), then sends
  * kernel_info_request on shell until a reply has come AND some IOPub message has come through:
  * a SUB socket only gets what is published after its subscription reached the kernel, so a
@@ -36,6 +44,7 @@
 #define PYTHON_PATH "/usr/bin/python3"
 #define KERNEL_DIR_PARENT "/run/ai2in-kernels"
 #define KERNEL_DIR_FALLBACK "/tmp/ai2in-kernel-XXXXXX"
+#define CONNECTION_FILE "connection.json"
 #define KEY_BYTES 32
 #define READY_RESEND_MS 50 /* kernel_info_request again while IOPub is still silent */
 #define IOPUB_REOPEN_TIMEOUT_MS 5000
@@ -76,8 +85,30 @@ static int set_error(char **ret_error, int r, const char *fmt, ...) {
         return r < 0 ? r : -EIO;
 }
 
+/* Opens the directory just made, and its parent, while the directory is still root's. Until
+ * it is open, nothing would remove it: at worst an empty directory is left behind. */
+static int dir_open(struct kernel *k) {
+        _cleanup_close_ int fd = -1;
+        char *slash = strrchr(k->dir, '/');
+        struct stat st;
+
+        *slash = '\0';
+        k->parent_fd = open(k->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        *slash = '/';
+        if (k->parent_fd < 0)
+                return -errno;
+        fd = openat(k->parent_fd, slash + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return -errno;
+        /* Not the directory mkdtemp() made (a parent others may write to, and a quick swap). */
+        if (st.st_uid != geteuid())
+                return -EPERM;
+        k->dir_fd = TAKE_FD(fd);
+        return 0;
+}
+
 /* Makes the kernel's private directory (mode 0700; handed to the kernel's user once the
- * connection file is in it). */
+ * connection file is in it) and opens it. */
 static int dir_make(struct kernel *k) {
         snprintf(k->dir, sizeof(k->dir), "%s/XXXXXX", KERNEL_DIR_PARENT);
         if ((mkdir(KERNEL_DIR_PARENT, 0711) < 0 && errno != EEXIST) || !mkdtemp(k->dir)) {
@@ -87,10 +118,10 @@ static int dir_make(struct kernel *k) {
                         return -errno;
                 }
         }
-        return 0;
+        return dir_open(k);
 }
 
-static int connection_file_write(struct kernel *k, const struct kernel_config *cfg, const char *path) {
+static int connection_file_write(struct kernel *k, const struct kernel_config *cfg) {
         unsigned char raw[KEY_BYTES];
         char key[2 * KEY_BYTES + 1], ip[PATH_MAX + 8];
         _cleanup_free_ char *text = NULL;
@@ -117,14 +148,14 @@ static int connection_file_write(struct kernel *k, const struct kernel_config *c
                 return -ENOMEM;
         len = strlen(text);
 
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        fd = openat(k->dir_fd, CONNECTION_FILE, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return -errno;
         if (write(fd, text, len) != (ssize_t) len)
                 return errno > 0 ? -errno : -EIO;
         /* the kernel binds its sockets in the directory as its user */
         if ((cfg->uid != geteuid() || cfg->gid != getegid()) &&
-            (fchown(fd, cfg->uid, cfg->gid) < 0 || chown(k->dir, cfg->uid, cfg->gid) < 0))
+            (fchown(fd, cfg->uid, cfg->gid) < 0 || fchown(k->dir_fd, cfg->uid, cfg->gid) < 0))
                 return -errno;
         return 0;
 }
@@ -359,22 +390,30 @@ void python_iopub_reopen(struct kernel *k) {
                           error ? error : strerror(-r));
 }
 
-static void dir_remove(const char *path) {
-        DIR *d;
+/* Empties the kernel's directory through its fd (see the top of the file), then removes its
+ * name if that still is the directory. */
+static void dir_remove(struct kernel *k) {
+        const char *name = strrchr(k->dir, '/') + 1;
+        struct stat st, now;
         struct dirent *de;
+        DIR *d;
 
-        if (!path[0])
+        if (k->dir_fd < 0)
                 return;
-        d = opendir(path);
-        if (d) {
-                while ((de = readdir(d)))
-                        if (!streq(de->d_name, ".") && !streq(de->d_name, "..") &&
-                            unlinkat(dirfd(d), de->d_name, 0) < 0)
-                                log_warn_errno(errno, "failed to remove %s/%s, ignoring", path, de->d_name);
-                closedir(d);
+        if (fstat(k->dir_fd, &st) < 0 || !(d = fdopendir(k->dir_fd))) {
+                log_warn_errno(errno, "failed to open %s to remove it, ignoring", k->dir);
+                return;
         }
-        if (rmdir(path) < 0 && errno != ENOENT)
-                log_warn_errno(errno, "failed to remove %s, ignoring", path);
+        k->dir_fd = -1;
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, "..") && unlinkat(dirfd(d), de->d_name, 0) < 0)
+                        log_warn_errno(errno, "failed to remove %s/%s, ignoring", k->dir, de->d_name);
+        closedir(d);
+        if (fstatat(k->parent_fd, name, &now, AT_SYMLINK_NOFOLLOW) < 0 || now.st_dev != st.st_dev ||
+            now.st_ino != st.st_ino)
+                log_warn("%s is no longer the Python kernel's directory (moved away?), leaving it", k->dir);
+        else if (unlinkat(k->parent_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                log_warn_errno(errno, "failed to remove %s, ignoring", k->dir);
 }
 
 bool python_wait_exit(struct kernel *k, int64_t ms) {
@@ -434,7 +473,11 @@ void python_kernel_free(struct kernel *k, bool polite) {
                 zmq_ctx_term(k->zctx);
         if (k->stderr_fd >= 0)
                 close(k->stderr_fd);
-        dir_remove(k->dir);
+        dir_remove(k);
+        if (k->dir_fd >= 0)
+                close(k->dir_fd);
+        if (k->parent_fd >= 0)
+                close(k->parent_fd);
         sodium_memzero(&k->session, sizeof(k->session));
         free(k);
 }
@@ -451,15 +494,15 @@ int python_kernel_start(const struct kernel_config *cfg, int64_t timeout_ms, str
         k = calloc(1, sizeof(*k));
         if (!k)
                 return set_error(ret_error, -ENOMEM, "out of memory");
-        k->stderr_fd = -1;
+        k->stderr_fd = k->dir_fd = k->parent_fd = -1;
 
         r = dir_make(k);
         if (r < 0) {
                 set_error(ret_error, r, "failed to make a directory for the Python kernel: %s", strerror(-r));
                 goto fail;
         }
-        snprintf(conn_file, sizeof(conn_file), "%s/connection.json", k->dir);
-        r = connection_file_write(k, cfg, conn_file);
+        snprintf(conn_file, sizeof(conn_file), "%s/" CONNECTION_FILE, k->dir);
+        r = connection_file_write(k, cfg);
         if (r < 0) {
                 set_error(ret_error, r, "failed to write %s: %s", conn_file, strerror(-r));
                 goto fail;

@@ -7,15 +7,17 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
+import urllib.parse
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Dict, Iterator, Tuple
 
 import pytest
 from conftest import Engine, RssSampler, sanitizer_build, wait_for
 
-from ai2in import (ConflictError, EntryInfo, InvalidArgumentError, NotFoundError, Sandbox,
-                   WriteEntry)
+from ai2in import (ConflictError, EntryInfo, InvalidArgumentError, NotFoundError, RateLimitError,
+                   Sandbox, SandboxError, WriteEntry)
 
 HOME = "/home/sandbox"
 
@@ -208,6 +210,149 @@ def test_bad_paths_get_clear_errors(sbx: Sandbox) -> None:
     with pytest.raises(InvalidArgumentError) as ei:
         sbx.files.write(f"{HOME}/x", "x", user="nobody-such")
     assert "user" in str(ei.value)
+
+
+def files_raw(engine: Engine, key: str, sbx: Sandbox, method: str, route: str,
+              query: Dict[str, str]) -> Tuple[int, Any, bytes]:
+    """A request to …/files{route} with a query the SDK does not send (user on reads)."""
+    target = f"/v1/sandboxes/{sbx.id}/files{route}?{urllib.parse.urlencode(query)}"
+    return engine.raw(method, target, key=key)
+
+
+def test_user_writes_get_the_users_permissions(sbx: Sandbox) -> None:
+    info = sbx.files.write(f"{HOME}/mine/f.txt", "mine", user="sandbox")
+    assert (info.owner, info.group) == ("sandbox", "sandbox")
+    assert sbx.commands.run(f"stat -c %U:%G {HOME}/mine {HOME}/mine/f.txt").stdout == \
+        "sandbox:sandbox\nsandbox:sandbox\n"
+    assert sbx.files.make_dir(f"{HOME}/mine/d", user="sandbox") is True
+    moved = sbx.files.rename(f"{HOME}/mine/f.txt", f"{HOME}/mine/d/g.txt", user="sandbox")
+    assert moved.owner == "sandbox"
+    # Where the user may not write, neither may a call made as the user.
+    with pytest.raises(SandboxError) as ei:
+        sbx.files.write("/etc/foo", "x", user="sandbox")
+    assert (ei.value.status, ei.value.code) == (403, "permission_denied")
+    assert "/etc/foo" in ei.value.message and "as user sandbox" in ei.value.message
+    with pytest.raises(SandboxError) as ei:
+        sbx.files.make_dir("/etc/newdir", user="sandbox")
+    assert ei.value.status == 403
+    with pytest.raises(SandboxError) as ei:
+        sbx.files.rename(f"{HOME}/mine/d/g.txt", "/etc/g.txt", user="sandbox")
+    assert ei.value.status == 403
+    r = sbx.commands.run("ls /etc/foo /etc/newdir /etc/g.txt")
+    assert r.exit_code != 0 and r.stdout == "", r
+    # Root (the default) still writes anywhere.
+    assert sbx.files.write("/etc/foo", "x").owner == "root"
+
+
+def test_a_planted_symlink_gets_a_user_no_further(sbx: Sandbox) -> None:
+    """Code running as sandbox plants links in its home; a call made as sandbox must not
+    follow them into what only root may change."""
+    assert sbx.commands.run("echo original > /etc/x && chmod 644 /etc/x").exit_code == 0
+    r = sbx.commands.run(f"ln -s /etc/x {HOME}/report.txt && ln -s /etc {HOME}/etcdir",
+                         user="sandbox")
+    assert r.exit_code == 0, r
+    with pytest.raises(SandboxError) as ei:
+        sbx.files.write(f"{HOME}/report.txt", "owned", user="sandbox")
+    assert ei.value.status == 403, ei.value
+    with pytest.raises(SandboxError) as ei:
+        sbx.files.write(f"{HOME}/etcdir/x", "owned", user="sandbox")
+    assert ei.value.status == 403, ei.value
+    with pytest.raises(SandboxError) as ei:
+        sbx.files.make_dir(f"{HOME}/etcdir/sub", user="sandbox")
+    assert ei.value.status == 403, ei.value
+    sbx.files.write(f"{HOME}/other", "other", user="sandbox")
+    with pytest.raises(SandboxError) as ei:
+        sbx.files.rename(f"{HOME}/other", f"{HOME}/etcdir/x", user="sandbox")
+    assert ei.value.status == 403, ei.value
+    r = sbx.commands.run("cat /etc/x; stat -c %U:%a /etc/x; ls /etc/sub")
+    assert r.stdout == "original\nroot:644\n", r
+    assert sbx.commands.run("ls -A /etc | grep -c ai2in-upload").stdout == "0\n"
+    # The link itself is the user's to replace: written as the user, through the link.
+    sbx.commands.run(f"rm {HOME}/report.txt && ln -s {HOME}/real.txt {HOME}/report.txt",
+                     user="sandbox")
+    sbx.files.write(f"{HOME}/report.txt", "through", user="sandbox")
+    r = sbx.commands.run(f"cat {HOME}/real.txt; stat -c %U {HOME}/real.txt")
+    assert r.stdout == "throughsandbox\n", r
+
+
+def test_reads_lists_removes_and_watches_honour_user(engine: Engine, module_key: str,
+                                                     sbx: Sandbox) -> None:
+    r = sbx.commands.run("mkdir -p /srv && mkdir -m 700 /srv/private && "
+                         "echo secret > /srv/private/s && chmod 644 /srv/private/s && "
+                         "echo root-only > /srv/root-only && chmod 600 /srv/root-only")
+    assert r.exit_code == 0, r
+
+    def call(method: str, route: str, **query: str) -> Tuple[int, Any, bytes]:
+        return files_raw(engine, module_key, sbx, method, route, query)
+
+    for method, route, path in [
+        ("GET", "", "/srv/root-only"),
+        ("GET", "", "/srv/private/s"),
+        ("GET", "/info", "/srv/private/s"),
+        ("GET", "/list", "/srv/private"),
+        ("GET", "/watch", "/srv/private"),
+        ("DELETE", "", "/srv/root-only"),
+        ("DELETE", "", "/srv/private/s"),
+    ]:
+        status, doc, raw = call(method, route, path=path, user="sandbox")
+        assert status == 403, (method, route, path, status, raw)
+        assert doc["error"]["code"] == "permission_denied", doc
+        assert "as user sandbox" in doc["error"]["message"], doc
+        # As root (the default, or named) the same works.
+        if method == "GET" and route != "/watch":
+            assert call(method, route, path=path, user="root")[0] == 200
+    status, doc, raw = call("GET", "", path="/etc/hostname", user="sandbox")
+    assert status == 200 and raw == sbx.commands.run("cat /etc/hostname").stdout.encode()
+    status, doc, _ = call("GET", "/list", path="/srv", user="sandbox")
+    assert status == 200 and sorted(e["name"] for e in doc["entries"]) == ["private", "root-only"]
+    status, doc, _ = call("GET", "/info", path="/srv/x", user="nobody-such")
+    assert status == 400 and "nobody-such" in doc["error"]["message"]
+    r = sbx.commands.run("cat /srv/root-only /srv/private/s")
+    assert r.stdout == "root-only\nsecret\n", r
+    sbx.files.write(f"{HOME}/gone.txt", "x", user="sandbox")
+    assert call("DELETE", "", path=f"{HOME}/gone.txt", user="sandbox")[0] == 200
+    assert not sbx.files.exists(f"{HOME}/gone.txt")
+
+
+def test_account_files_that_are_fifos_do_not_hang_the_agent(sbx: Sandbox) -> None:
+    r = sbx.commands.run("mv /etc/passwd /etc/passwd.real && mkfifo /etc/passwd")
+    assert r.exit_code == 0, r
+    t0 = time.monotonic()
+    with pytest.raises(SandboxError) as ei:
+        sbx.files.write(f"{HOME}/f", "x", user="sandbox")
+    assert ei.value.status == 500 and "not a regular file" in ei.value.message, ei.value
+    with pytest.raises(SandboxError) as ei:
+        sbx.commands.run("true", user="sandbox")
+    assert "not a regular file" in ei.value.message, ei.value
+    # Root needs no account files: the sandbox can be repaired.
+    assert sbx.files.write(f"{HOME}/f", "x").owner == "0"  # no names to show
+    sbx.files.rename("/etc/passwd.real", "/etc/passwd")
+    assert time.monotonic() - t0 < 20
+    assert sbx.files.write(f"{HOME}/f", "x", user="sandbox").owner == "sandbox"
+
+
+def test_watch_streams_are_capped(sbx: Sandbox) -> None:
+    watches = []
+    try:
+        for _ in range(16):
+            watches.append(sbx.files.watch_dir(HOME))
+        with pytest.raises(RateLimitError) as ei:
+            sbx.files.watch_dir(HOME)
+        assert "16 watch streams" in ei.value.message
+        sbx.files.write(f"{HOME}/seen", "x")
+        wait_for(lambda: watches[0].get_new_events(), 10, "an event on the first watch")
+        watches.pop().stop()
+
+        def another() -> bool:  # the slot is free once the agent sees the stream close
+            try:
+                watches.append(sbx.files.watch_dir(HOME))
+                return True
+            except RateLimitError:
+                return False
+        wait_for(another, 10, "a watch after one was stopped")
+    finally:
+        for w in watches:
+            w.stop()
 
 
 def test_large_upload_to_a_bad_target_gets_the_agents_error(sbx: Sandbox) -> None:

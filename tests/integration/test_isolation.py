@@ -186,3 +186,82 @@ def test_cannot_see_other_sandboxes_cgroups(engine: Engine, key: str, sbx: Sandb
         assert engine.cgroup_parent not in r.stdout, r.stdout
     finally:
         other.kill()
+
+
+# Root in the sandbox has the agent's uid: only the agent being non-dumpable keeps it from
+# ptracing pid 1 or taking its fds (fd 3 is the listening socket the engine talks to).
+GRAB_AGENT = r"""
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+def result(r):
+    return "ok" if r >= 0 else errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))
+pidfd = libc.syscall(434, 1, 0)  # pidfd_open(1, 0)
+print("pidfd_open", result(pidfd))
+got = libc.syscall(438, pidfd, 3, 0)  # pidfd_getfd(pidfd, 3, 0)
+print("pidfd_getfd", result(got))
+if got < 0:  # else the agent is open to anything: no need to stop it too
+    print("ptrace", result(libc.ptrace(16, 1, None, None)))  # PTRACE_ATTACH
+"""
+
+# Attaches to the pid given and detaches again: what a debugger does.
+ATTACH = r"""
+import ctypes, errno, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+pid = int(sys.argv[1])
+if libc.ptrace(16, pid, None, None) != 0:  # PTRACE_ATTACH
+    sys.exit("attach: " + os.strerror(ctypes.get_errno()))
+os.waitpid(pid, 0)
+libc.ptrace(17, pid, None, None)  # PTRACE_DETACH
+print("attached")
+"""
+
+
+def test_root_cannot_take_the_agents_socket_or_read_it(sbx: Sandbox) -> None:
+    sbx.files.write("/tmp/grab.py", GRAB_AGENT)
+    r = sbx.commands.run("python3 /tmp/grab.py")
+    assert r.exit_code == 0, r
+    assert r.stdout.splitlines() == ["pidfd_open ok", "pidfd_getfd EPERM", "ptrace EPERM"], r.stdout
+    for what in ("environ", "mem", "fd/3"):
+        r = sbx.commands.run(f"cat /proc/1/{what}")
+        assert r.exit_code != 0 and "Permission denied" in r.stderr, (what, r)
+    r = sbx.commands.run("readlink /proc/1/fd/3")
+    assert r.exit_code != 0 and "socket:" not in r.stdout, r
+    # The agent serves on, and what it starts is dumpable again (execve resets it): root and
+    # the sandbox user can debug their own processes.
+    sbx.files.write("/tmp/attach.py", ATTACH)
+    for user in ("root", "sandbox"):
+        r = sbx.commands.run("sleep 30 & python3 /tmp/attach.py $! && grep -c = /proc/$!/environ; "
+                             "kill $!", user=user)
+        assert r.exit_code == 0 and r.stdout.splitlines()[0] == "attached", (user, r)
+        assert int(r.stdout.splitlines()[1]) > 0, (user, r)
+    r = sbx.commands.run("gdb -batch -ex run --args /bin/echo under-gdb 2>&1", user="sandbox")
+    assert "under-gdb" in r.stdout, r
+    assert sbx.commands.run("echo ok").stdout == "ok\n"
+
+
+def test_kernel_dir_swapped_for_a_symlink_is_not_followed(engine: Engine, key: str) -> None:
+    """With /run unusable, a Python kernel's directory is made in /tmp and handed to the
+    kernel's user, who can rename it and put a symlink in its place: removing the context
+    must not delete, as root, the files the symlink points to."""
+    s = engine.sandbox(key)
+    try:
+        # /run/ai2in-kernels a file: the kernel directory falls back to /tmp.
+        r = s.commands.run("rm -rf /run/ai2in-kernels && touch /run/ai2in-kernels && "
+                           "mkdir -p /opt/victim && echo precious > /opt/victim/data && "
+                           "chmod 755 /opt/victim")
+        assert r.exit_code == 0, r
+        ctx = s.create_code_context(user="sandbox")
+        r = s.commands.run("find /tmp -maxdepth 1 -name 'ai2in-kernel-*' -user sandbox")
+        dirs = r.stdout.split()
+        assert len(dirs) == 1, r
+        kdir = dirs[0]
+        assert "".join(s.run_code("print(1 + 1)", context=ctx).logs.stdout) == "2\n"
+        r = s.commands.run(f"mv {kdir} /tmp/moved && ln -s /opt/victim {kdir}", user="sandbox")
+        assert r.exit_code == 0, r
+        s.remove_code_context(ctx)
+        assert s.commands.run("cat /opt/victim/data").stdout == "precious\n"
+        # The directory it made was emptied where it went; the symlink was left alone.
+        assert s.commands.run("ls -A /tmp/moved").stdout == ""
+        assert s.commands.run(f"readlink {kdir}").stdout == "/opt/victim\n"
+    finally:
+        s.kill()

@@ -486,6 +486,27 @@ static void test_stream_fields(void **state) {
                 assert_int_equal(stream_fields(bad[i], strlen(bad[i]), &name, &text), -EBADMSG);
 }
 
+/* A content object cut right after a wanted key's colon: refused, without reading a byte past
+ * the frame (which is exactly the message's size: the sanitizer build sees an over-read). */
+static void test_stream_fields_cut_after_key(void **state) {
+        const char *cut[] = {
+                "{\"name\":\"stdout\",\"text\":",
+                "{\"name\":\"stdout\",\"text\": ",
+                "{\"text\":\"x\",\"name\":",
+        };
+        struct iovec name, text;
+
+        for (size_t i = 0; i < ELEMENTSOF(cut); i++) {
+                size_t n = strlen(cut[i]);
+                char *frame = malloc(n); /* no terminating NUL: the frame ends where the data does */
+
+                assert_non_null(frame);
+                memcpy(frame, cut[i], n);
+                assert_int_equal(stream_fields(frame, n, &name, &text), -EBADMSG);
+                free(frame);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sign_vectors),      cmocka_unit_test(test_parse_jupyter_client_message),
@@ -493,7 +514,7 @@ int main(void) {
                 cmocka_unit_test(test_parse_refuses),     cmocka_unit_test(test_parse_repairs),
                 cmocka_unit_test(test_strip_ansi),        cmocka_unit_test(test_error_event),
                 cmocka_unit_test(test_output_events),     cmocka_unit_test(test_stream_split),
-                cmocka_unit_test(test_stream_fields),
+                cmocka_unit_test(test_stream_fields),     cmocka_unit_test(test_stream_fields_cut_after_key),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

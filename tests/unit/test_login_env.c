@@ -55,6 +55,10 @@ static void test_parse_output_bad(void **state) {
         assert_int_equal(parse_output(OUT(MARKER "0022\n\0A=1\0B=2"), &header, &env), -EBADMSG); /* entry cut */
         assert_int_equal(parse_output(OUT(MARKER "0022\n\0A=1\0NOEQUALS\0"), &header, &env), -EBADMSG);
         assert_int_equal(parse_output(OUT(MARKER "0022\n\0=x\0"), &header, &env), -EBADMSG);
+        /* The last entry has no NUL (a profile's function ran after env -0): no step past it.
+         * Without '=' too; the UBSan build of clang traps on the NULL + 1 this used to compute. */
+        assert_int_equal(parse_output(OUT(MARKER "0022\n\0A=1\0trailing noise"), &header, &env), -EBADMSG);
+        assert_int_equal(parse_output(OUT(MARKER "0022\n\0A=1\0B=2\0C"), &header, &env), -EBADMSG);
         assert_null(header);
         assert_null(env);
 }
@@ -270,6 +274,21 @@ static void test_capture_not_faithful(void **state) {
         login_env_free(env);
 }
 
+/* A profile whose functions garble what the capture script prints (here exec, which then
+ * leaves output without a final NUL after the environment): the capture fails, cleanly, and
+ * the user's commands run as login shells. */
+static void test_capture_garbled_output(void **state) {
+        struct fixture *f = *state;
+        char **env;
+
+        if (get_with_profile(f, "export X=1\n", &env) == 0)
+                skip();
+        login_env_free(env);
+        assert_int_equal(get_with_profile(f, "exec() { /usr/bin/env -0; builtin printf 'no NUL after this'; }\n", &env),
+                         0);
+        assert_int_equal(get_with_profile(f, "printf() { builtin printf 'x'; }\n", &env), 0);
+}
+
 static void test_capture_slow_profiles(void **state) {
         struct fixture *f = *state;
         int64_t start;
@@ -301,6 +320,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_signature, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_capture, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_capture_not_faithful, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_capture_garbled_output, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_capture_slow_profiles, setup, teardown),
         };
 
