@@ -408,3 +408,19 @@ def test_one_gib_streams_both_ways_in_flat_memory(engine: Engine, sbx: Sandbox) 
         f"engine RSS grew by {up.growth_mb:.0f} MiB (upload), {down.growth_mb:.0f} MiB " \
         "(download)"
     sbx.files.remove(f"{HOME}/big.bin")
+
+
+def test_sdk_reads_and_lists_as_a_user(engine: Engine, key: str) -> None:
+    sbx = engine.sandbox(key)
+    sbx.files.write("/root/secret.txt", "root only")
+    sbx.commands.run("chmod 700 /root")
+    with pytest.raises(SandboxError) as err:
+        sbx.files.read("/root/secret.txt", user="sandbox")
+    assert err.value.status == 403 and "sandbox" in str(err.value), str(err.value)
+    assert sbx.files.read("/root/secret.txt") == "root only"
+    sbx.files.write("/home/sandbox/mine.txt", "hi", user="sandbox")
+    names = [e.name for e in sbx.files.list("/home/sandbox", user="sandbox")]
+    assert "mine.txt" in names
+    assert sbx.files.exists("/home/sandbox/mine.txt", user="sandbox")
+    sbx.files.remove("/home/sandbox/mine.txt", user="sandbox")
+    assert not sbx.files.exists("/home/sandbox/mine.txt")

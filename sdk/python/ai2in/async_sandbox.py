@@ -274,23 +274,23 @@ class AsyncFiles:
         self._files = files
 
     @overload
-    async def read(self, path: str, format: Literal["text"] = "text") -> str: ...
+    async def read(self, path: str, format: Literal["text"] = "text", user: Optional[str] = None) -> str: ...
 
     @overload
-    async def read(self, path: str, format: Literal["bytes"]) -> bytes: ...
+    async def read(self, path: str, format: Literal["bytes"], user: Optional[str] = None) -> bytes: ...
 
     @overload
-    async def read(self, path: str, format: Literal["stream"]) -> AsyncFileStream: ...
+    async def read(self, path: str, format: Literal["stream"], user: Optional[str] = None) -> AsyncFileStream: ...
 
-    async def read(self, path: str, format: str = "text"
+    async def read(self, path: str, format: str = "text", user: Optional[str] = None
                    ) -> Union[str, bytes, AsyncFileStream]:
         """Reads a file; ``format="stream"`` gives an async iterator of chunks."""
         files = self._files
         if format == "stream":
-            return AsyncFileStream(await asyncio.to_thread(lambda: files.read(path, "stream")))
+            return AsyncFileStream(await asyncio.to_thread(lambda: files.read(path, "stream", user)))
         if format == "bytes":
-            return await asyncio.to_thread(lambda: files.read(path, "bytes"))
-        return await asyncio.to_thread(lambda: files.read(path, format))  # type: ignore
+            return await asyncio.to_thread(lambda: files.read(path, "bytes", user))
+        return await asyncio.to_thread(lambda: files.read(path, format, user))  # type: ignore
 
     async def write(self, path: str, data: WriteData, user: Optional[str] = None) -> EntryInfo:
         """Writes a file; see ``Files.write`` (an iterator is consumed in a worker thread)."""
@@ -301,17 +301,17 @@ class AsyncFiles:
         """Writes several files; see ``Files.write_files``."""
         return await asyncio.to_thread(self._files.write_files, files, user)
 
-    async def get_info(self, path: str) -> EntryInfo:
+    async def get_info(self, path: str, user: Optional[str] = None) -> EntryInfo:
         """Describes an entry; NotFoundError if there is none."""
-        return await asyncio.to_thread(self._files.get_info, path)
+        return await asyncio.to_thread(self._files.get_info, path, user)
 
-    async def exists(self, path: str) -> bool:
+    async def exists(self, path: str, user: Optional[str] = None) -> bool:
         """True if something is at ``path``."""
-        return await asyncio.to_thread(self._files.exists, path)
+        return await asyncio.to_thread(self._files.exists, path, user)
 
-    async def list(self, path: str, depth: int = 1) -> List[EntryInfo]:
+    async def list(self, path: str, depth: int = 1, user: Optional[str] = None) -> List[EntryInfo]:
         """Lists a directory; see ``Files.list``."""
-        return await asyncio.to_thread(self._files.list, path, depth)
+        return await asyncio.to_thread(self._files.list, path, depth, user)
 
     async def make_dir(self, path: str, user: Optional[str] = None) -> bool:
         """Creates a directory; False if it already was one."""
@@ -322,16 +322,16 @@ class AsyncFiles:
         """Moves an entry; see ``Files.rename``."""
         return await asyncio.to_thread(self._files.rename, old_path, new_path, user)
 
-    async def remove(self, path: str) -> None:
+    async def remove(self, path: str, user: Optional[str] = None) -> None:
         """Removes a file or a directory tree."""
-        await asyncio.to_thread(self._files.remove, path)
+        await asyncio.to_thread(self._files.remove, path, user)
 
     async def watch_dir(self, path: str,
                         on_event: Optional[Callable[[FilesystemEvent], Any]] = None,
-                        recursive: bool = False) -> AsyncWatchHandle:
+                        recursive: bool = False, user: Optional[str] = None) -> AsyncWatchHandle:
         """Watches a directory; returns once the watch is in place. ``on_event`` runs on the
         watch's thread."""
-        h = await asyncio.to_thread(self._files.watch_dir, path, on_event, recursive)
+        h = await asyncio.to_thread(self._files.watch_dir, path, on_event, recursive, user)
         return AsyncWatchHandle(h)
 
 
@@ -410,6 +410,16 @@ class AsyncSandbox:
     async def set_timeout(self, timeout: int) -> None:
         """Sets the hard deadline to now + ``timeout`` seconds (1..86400)."""
         await asyncio.to_thread(self._sync.set_timeout, timeout)
+
+    async def pause(self, keep_memory: bool = False) -> Dict[str, Any]:
+        """Pauses the sandbox, keeping its whole filesystem (or, with ``keep_memory``, its
+        frozen processes too); returns ``{"status": "paused"}``. See ``Sandbox.pause``."""
+        return await asyncio.to_thread(self._sync.pause, keep_memory)
+
+    async def resume(self, timeout: Optional[int] = None) -> Dict[str, Any]:
+        """Resumes a paused sandbox (fresh processes, same files); returns
+        ``{"status": "running"}``. See ``Sandbox.resume``."""
+        return await asyncio.to_thread(self._sync.resume, timeout)
 
     async def kill(self) -> bool:
         """Kills the sandbox; True if killed now, False if it was already gone."""

@@ -243,6 +243,14 @@ class WatchHandle:
         self.stop()
 
 
+def _query(path: str, user: Optional[str], *extra: Tuple[str, str]) -> List[Tuple[str, str]]:
+    """The query of a files route: path, user (when given) and the route's own fields."""
+    q = [("path", path)]
+    if user is not None:
+        q.append(("user", user))
+    return q + list(extra)
+
+
 class Files:
     """The ``files`` namespace of a sandbox."""
 
@@ -254,15 +262,16 @@ class Files:
         return sandbox_path(self._sandbox_id, "/files" + suffix)
 
     @overload
-    def read(self, path: str, format: Literal["text"] = "text") -> str: ...
+    def read(self, path: str, format: Literal["text"] = "text", user: Optional[str] = None) -> str: ...
 
     @overload
-    def read(self, path: str, format: Literal["bytes"]) -> bytes: ...
+    def read(self, path: str, format: Literal["bytes"], user: Optional[str] = None) -> bytes: ...
 
     @overload
-    def read(self, path: str, format: Literal["stream"]) -> FileStream: ...
+    def read(self, path: str, format: Literal["stream"], user: Optional[str] = None) -> FileStream: ...
 
-    def read(self, path: str, format: str = "text") -> Union[str, bytes, FileStream]:
+    def read(self, path: str, format: str = "text", user: Optional[str] = None
+             ) -> Union[str, bytes, FileStream]:
         """Reads a file.
 
         Args:
@@ -270,6 +279,7 @@ class Files:
             format: ``"text"`` (decoded as UTF-8, invalid bytes replaced), ``"bytes"``, or
                 ``"stream"``: an iterator of ``bytes`` chunks that downloads as it is
                 iterated (close it, or use it in a ``with`` block, to stop early).
+            user: read with this user's permissions (default ``root``).
 
         Raises:
             NotFoundError: no such file.
@@ -277,7 +287,7 @@ class Files:
         """
         if format not in ("text", "bytes", "stream"):
             raise ValueError(f"format must be 'text', 'bytes' or 'stream', not {format!r}")
-        conn, resp = self._transport.open_download("GET", self._path(), query=[("path", path)])
+        conn, resp = self._transport.open_download("GET", self._path(), query=_query(path, user))
         stream = FileStream(conn, resp, f"{path} in {self._sandbox_id}")
         if format == "stream":
             return stream
@@ -293,7 +303,8 @@ class Files:
             data: ``str`` (written as UTF-8), ``bytes``, a file object opened for reading
                 (sent in chunks from its current position, never loaded whole), or an
                 iterator of ``bytes`` chunks (sent with chunked transfer encoding).
-            user: who owns the file (default ``root``).
+            user: write with this user's permissions, as its owner (default ``root``); a
+                user who may not write there gets a SandboxError with status 403.
 
         Returns:
             EntryInfo of the written file.
@@ -330,36 +341,38 @@ class Files:
             out.append(self.write(path, data, user=user))
         return out
 
-    def get_info(self, path: str) -> EntryInfo:
-        """Describes a file, directory or symlink (not followed).
+    def get_info(self, path: str, user: Optional[str] = None) -> EntryInfo:
+        """Describes a file, directory or symlink (not followed); ``user``: look with this
+        user's permissions (default ``root``).
 
         Raises:
             NotFoundError: nothing there.
         """
         return EntryInfo.from_json(self._transport.request(
-            "GET", self._path("/info"), query=[("path", path)]))
+            "GET", self._path("/info"), query=_query(path, user)))
 
-    def exists(self, path: str) -> bool:
+    def exists(self, path: str, user: Optional[str] = None) -> bool:
         """True if something (a file, directory, symlink...) is at ``path``."""
         try:
-            self.get_info(path)
+            self.get_info(path, user=user)
         except NotFoundError:
             return False
         return True
 
-    def list(self, path: str, depth: int = 1) -> List[EntryInfo]:
+    def list(self, path: str, depth: int = 1, user: Optional[str] = None) -> List[EntryInfo]:
         """Lists a directory, sorted by path.
 
         Args:
             depth: 1 (the default) for the directory's own entries, up to 16 to descend
                 into subdirectories (symlinked directories are not descended).
+            user: list with this user's permissions (default ``root``).
 
         Raises:
             NotFoundError: no such directory.
             InvalidArgumentError: not a directory, or ``depth`` out of range.
         """
         doc = self._transport.request("GET", self._path("/list"),
-                                      query=[("path", path), ("depth", str(depth))])
+                                      query=_query(path, user, ("depth", str(depth))))
         if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
             raise SandboxError(f"unexpected answer to a file list in {self._sandbox_id}: "
                                f"{str(doc)[:200]}")
@@ -395,7 +408,7 @@ class Files:
         return EntryInfo.from_json(
             self._transport.request("POST", self._path("/rename"), body=body))
 
-    def remove(self, path: str) -> None:
+    def remove(self, path: str, user: Optional[str] = None) -> None:
         """Removes a file, a symlink (not what it points to) or a directory with everything in
         it.
 
@@ -403,22 +416,23 @@ class Files:
             NotFoundError: nothing there.
             InvalidArgumentError: ``path`` is ``/``.
         """
-        self._transport.request("DELETE", self._path(), query=[("path", path)])
+        self._transport.request("DELETE", self._path(), query=_query(path, user))
 
     def watch_dir(self, path: str, on_event: Optional[Callable[[FilesystemEvent], Any]] = None,
-                  recursive: bool = False) -> WatchHandle:
+                  recursive: bool = False, user: Optional[str] = None) -> WatchHandle:
         """Watches a directory for changes; returns once the watch is in place, so nothing
         that happens after this call is missed.
 
         Args:
             on_event: called with each FilesystemEvent as it arrives (on the watch's thread).
             recursive: watch subdirectories too, including ones created later.
+            user: watch with this user's permissions (default ``root``).
 
         Raises:
             NotFoundError: no such directory.
             InvalidArgumentError: not a directory.
         """
-        query = [("path", path)] + ([("recursive", "true")] if recursive else [])
+        query = _query(path, user, *([("recursive", "true")] if recursive else []))
         stream = self._transport.open_stream("GET", self._path("/watch"), query=query)
         try:
             for ev in stream:
