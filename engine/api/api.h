@@ -45,6 +45,10 @@ int api_sandbox_list(struct api_request *req, struct api_response *resp, struct 
 int api_sandbox_get(struct api_request *req, struct api_response *resp, struct error *e);
 int api_sandbox_kill(struct api_request *req, struct api_response *resp, struct error *e);
 int api_sandbox_timeout(struct api_request *req, struct api_response *resp, struct error *e);
+/* POST /v1/sandboxes/{id}/pause {"keep_memory": bool} and …/resume {"timeout": s}: both
+ * optional bodies; answer {"status": "paused" | "running"}. */
+int api_sandbox_pause(struct api_request *req, struct api_response *resp, struct error *e);
+int api_sandbox_resume(struct api_request *req, struct api_response *resp, struct error *e);
 
 /* Everything under /v1/sandboxes/{id}/processes and …/files (inside.c): checks the team and
  * the sandbox's state, then forwards the request to the sandbox's agent and streams its

@@ -27,15 +27,16 @@ static json_t *time_or_null(int64_t ms) {
 
 json_t *sandbox_to_json(const struct sandbox_rec *r) {
         json_t *meta = json_loads(r->metadata ? r->metadata : "{}", 0, NULL);
+        const char *kind = r->state == SANDBOX_RUNNING ? NULL : pause_kind_to_string(r->pause_kind);
 
-        return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:f, s:I, s:o}", "id", r->id, "template",
+        return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:f, s:I, s:o, s:o}", "id", r->id, "template",
                          r->template_name, "state", sandbox_state_to_string(r->state), "created_at", time_or_null(r->created_at),
                          "started_at", time_or_null(r->started_at), "timeout",
                          r->timeout > 0 ? json_integer(r->timeout) : json_null(), "deadline", time_or_null(r->deadline),
                          "idle_timeout", (json_int_t) r->idle_timeout, "last_activity_at", time_or_null(r->last_activity),
                          "end_at", time_or_null(sandbox_end_at(r)), "metadata", meta ? meta : json_object(), "cpu_count",
                          r->cpu_count, "memory_mb", (json_int_t) r->memory_mb, "error",
-                         *r->error ? json_string(r->error) : json_null());
+                         *r->error ? json_string(r->error) : json_null(), "pause_kind", kind ? json_string(kind) : json_null());
 }
 
 static int check_fields(json_t *body, const char *const *allowed, size_t n, struct error *e) {
@@ -197,7 +198,8 @@ static int parse_states(const char *s, unsigned *mask, struct error *e) {
         char copy[256], *tok, *save = NULL;
 
         if (!s || !*s) {
-                *mask = 1u << SANDBOX_RUNNING | 1u << SANDBOX_PAUSED;
+                /* A sandbox in the middle of a pause or resume is running or paused to a user. */
+                *mask = 1u << SANDBOX_RUNNING | 1u << SANDBOX_PAUSED | 1u << SANDBOX_PAUSING | 1u << SANDBOX_RESUMING;
                 return 0;
         }
         snprintf(copy, sizeof(copy), "%s", s);
@@ -206,7 +208,8 @@ static int parse_states(const char *s, unsigned *mask, struct error *e) {
                 enum sandbox_state st;
                 if (sandbox_state_from_string(tok, &st) < 0)
                         return error_set(e, EINVAL, ERR_BAD_REQUEST,
-                                         "state '%.32s' is unknown: use running, paused, creating, error or killed", tok);
+                                         "state '%.32s' is unknown: use running, paused, pausing, resuming, creating, error or killed",
+                                         tok);
                 *mask |= 1u << st;
         }
         return 0;
@@ -312,6 +315,65 @@ int api_sandbox_timeout(struct api_request *req, struct api_response *resp, stru
                 return r;
         resp->status = 200;
         resp->body = sandbox_to_json(&rec);
+        sandbox_rec_done(&rec);
+        return 0;
+}
+
+/* The optional body of pause and resume: fields among allowed, nothing else. */
+static int transition_body(struct api_request *req, const char *const *allowed, size_t n, json_t **ret, struct error *e) {
+        int r = api_body_object(req, ret, e);
+
+        if (r < 0)
+                return r;
+        r = check_fields(*ret, allowed, n, e);
+        if (r < 0)
+                json_decref(*ret);
+        return r;
+}
+
+int api_sandbox_pause(struct api_request *req, struct api_response *resp, struct error *e) {
+        static const char *const fields[] = {"keep_memory"};
+        struct sandbox_rec rec;
+        json_t *body, *v;
+        bool keep_memory = false;
+        int r;
+
+        r = transition_body(req, fields, ELEMENTSOF(fields), &body, e);
+        if (r < 0)
+                return r;
+        v = json_object_get(body, "keep_memory");
+        if (v && !json_is_null(v) && !json_is_boolean(v))
+                r = error_set(e, EINVAL, ERR_BAD_REQUEST, "keep_memory must be true or false");
+        keep_memory = json_is_true(v);
+        json_decref(body);
+        if (r >= 0)
+                r = sandbox_pause(req->eng, req->team_id, req->id, keep_memory, &rec, e);
+        if (r < 0)
+                return r;
+        resp->status = 200;
+        resp->body = json_pack("{s:s}", "status", sandbox_state_to_string(rec.state));
+        sandbox_rec_done(&rec);
+        return 0;
+}
+
+int api_sandbox_resume(struct api_request *req, struct api_response *resp, struct error *e) {
+        static const char *const fields[] = {"timeout"};
+        struct sandbox_rec rec;
+        int64_t timeout = 0;
+        json_t *body;
+        int r;
+
+        r = transition_body(req, fields, ELEMENTSOF(fields), &body, e);
+        if (r < 0)
+                return r;
+        r = get_int(body, "timeout", 1, SANDBOX_MAX_TIMEOUT, "seconds", &timeout, e);
+        json_decref(body);
+        if (r >= 0)
+                r = sandbox_resume(req->eng, req->team_id, req->id, timeout, &rec, e);
+        if (r < 0)
+                return r;
+        resp->status = 200;
+        resp->body = json_pack("{s:s}", "status", sandbox_state_to_string(rec.state));
         sandbox_rec_done(&rec);
         return 0;
 }

@@ -47,6 +47,8 @@ static const struct route routes[] = {
         {"GET", "/v1/sandboxes/{id}", api_sandbox_get, true, false},
         {"DELETE", "/v1/sandboxes/{id}", api_sandbox_kill, true, false},
         {"POST", "/v1/sandboxes/{id}/timeout", api_sandbox_timeout, true, false},
+        {"POST", "/v1/sandboxes/{id}/pause", api_sandbox_pause, true, false},
+        {"POST", "/v1/sandboxes/{id}/resume", api_sandbox_resume, true, false},
         {"*", "/v1/sandboxes/{id}/processes", api_inside_forward, true, true},
         {"*", "/v1/sandboxes/{id}/files", api_inside_forward, true, true},
         {"*", "/v1/sandboxes/{id}/execute", api_inside_forward, true, true},

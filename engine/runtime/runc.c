@@ -1,4 +1,5 @@
-/* runc.c — the runc driver: `runc --root R run -d --preserve-fds 1`, `state`, `delete -f`.
+/* runc.c — the runc driver: `runc --root R run -d --preserve-fds 1`, `state`, `delete -f`,
+ * `pause` and `resume` (the cgroup freezer, for pauses that keep memory).
  *
  * runc 1.1 handles this host's hybrid cgroup layout. Note that `runc exec` cannot join a
  * network namespace created outside the container's user namespace (setns EPERM), which is
@@ -98,6 +99,43 @@ static void kill_and_wait(struct runtime *rt, const char *id) {
         close(pidfd);
 }
 
+/* The container's freezer state file from runc's own state file (cgroup v1 freezer or the
+ * v2 cgroup.freeze), or "" when it has none. */
+static void freezer_file(struct runtime *rt, const char *id, char *out, size_t n) {
+        char path[4096];
+        json_t *j, *paths;
+        const char *v1, *v2;
+
+        out[0] = 0;
+        snprintf(path, sizeof(path), "%s/%s/state.json", rt->root, id);
+        j = json_load_file(path, 0, NULL);
+        paths = json_object_get(j, "cgroup_paths");
+        v1 = json_string_value(json_object_get(paths, "freezer"));
+        v2 = json_string_value(json_object_get(paths, ""));
+        if (v1)
+                snprintf(out, n, "%s/freezer.state", v1);
+        else if (v2)
+                snprintf(out, n, "%s/cgroup.freeze", v2);
+        json_decref(j);
+}
+
+/* A frozen container's processes cannot die of SIGKILL until thawed: thaw it first (a
+ * file read when it is not frozen, which is nearly always). */
+static void thaw_if_frozen(struct runtime *rt, const char *id) {
+        char *argv[] = {rt->binary, "--root", rt->root, "resume", (char *) id, NULL};
+        char path[4200], state[32] = "";
+        FILE *f;
+
+        freezer_file(rt, id, path, sizeof(path));
+        if (!*path || !(f = fopen(path, "re")))
+                return;
+        if (!fgets(state, sizeof(state), f))
+                state[0] = 0;
+        fclose(f);
+        if (strncmp(state, "FROZEN", 6) == 0 || strncmp(state, "FREEZING", 8) == 0 || streq(state, "1\n"))
+                spawn_check(argv, NULL, 0);
+}
+
 static int runc_destroy(struct runtime *rt, const char *id, struct error *e) {
         char *argv[] = {rt->binary, "--root", rt->root, "delete", (char *) id, NULL};
         char *force[] = {rt->binary, "--root", rt->root, "delete", "--force", (char *) id, NULL};
@@ -107,12 +145,35 @@ static int runc_destroy(struct runtime *rt, const char *id, struct error *e) {
         snprintf(path, sizeof(path), "%s/%s", rt->root, id);
         if (lstat(path, &st) < 0 && errno == ENOENT)
                 return 0;
+        thaw_if_frozen(rt, id);
         kill_and_wait(rt, id);
         if (spawn_check(argv, NULL, 0) == 0)
                 return 0;
         if (spawn_check(force, msg, sizeof(msg)) < 0 && lstat(path, &st) == 0)
                 return error_set(e, EIO, ERR_INTERNAL, "%s delete %s failed: %s", rt->binary, id, msg);
         return 0;
+}
+
+/* `runc pause` or `runc resume`; already in the wanted state is success. */
+static int freezer_verb(struct runtime *rt, const char *id, const char *verb, enum container_status already, struct error *e) {
+        char *argv[] = {rt->binary, "--root", rt->root, (char *) verb, (char *) id, NULL};
+        enum container_status st;
+        char msg[512] = "";
+        pid_t pid;
+
+        if (spawn_check(argv, msg, sizeof(msg)) == 0)
+                return 0;
+        if (runc_status(rt, id, &st, &pid, NULL) == 0 && st == already)
+                return 0;
+        return error_set(e, EIO, ERR_INTERNAL, "%s %s %s failed: %s", rt->binary, verb, id, *msg ? msg : "no message");
+}
+
+static int runc_freeze(struct runtime *rt, const char *id, struct error *e) {
+        return freezer_verb(rt, id, "pause", CONTAINER_PAUSED, e);
+}
+
+static int runc_thaw(struct runtime *rt, const char *id, struct error *e) {
+        return freezer_verb(rt, id, "resume", CONTAINER_RUNNING, e);
 }
 
 static int runc_list(struct runtime *rt, char ***ret_ids, unsigned *ret_n, struct error *e) {
@@ -148,5 +209,7 @@ const struct runtime_ops runc_ops = {
         .start = runc_start,
         .status = runc_status,
         .destroy = runc_destroy,
+        .freeze = runc_freeze,
+        .thaw = runc_thaw,
         .list = runc_list,
 };

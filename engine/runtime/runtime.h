@@ -22,8 +22,15 @@ struct runtime_ops {
         int (*start)(struct runtime *rt, const char *id, const char *bundle, int listen_fd, int log_fd, struct error *e);
         /* Reports the status and the init's host pid (0 when not running). */
         int (*status)(struct runtime *rt, const char *id, enum container_status *ret, pid_t *ret_pid, struct error *e);
-        /* Kills every process and removes the container; a missing container is success. */
+        /* Kills every process and removes the container (a frozen one too); a missing
+         * container is success. */
         int (*destroy)(struct runtime *rt, const char *id, struct error *e);
+        /* Freezes every process of the container (cgroup freezer): no CPU, memory kept.
+         * Freezing a frozen container is success. */
+        int (*freeze)(struct runtime *rt, const char *id, struct error *e);
+        /* Thaws a frozen container: its processes continue where they were. Thawing a
+         * running one is success. */
+        int (*thaw)(struct runtime *rt, const char *id, struct error *e);
         /* Lists the ids of every container under this runtime's root. */
         int (*list)(struct runtime *rt, char ***ret_ids, unsigned *ret_n, struct error *e);
 };

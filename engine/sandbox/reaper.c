@@ -1,6 +1,7 @@
 /* reaper.c — one thread that kills sandboxes past their hard deadline or idle for longer than
  * their idle timeout (unless a stream is open on them), and purges day-old tombstones of
- * killed sandboxes. Paused sandboxes are never touched: the store query selects running ones. */
+ * killed sandboxes. Paused sandboxes are never touched: the store query selects running ones,
+ * and sandbox_reap checks again under the sandbox's lock (a pause may come in between). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -16,27 +17,6 @@
 static pthread_mutex_t stop_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t stop_cond = PTHREAD_COND_INITIALIZER;
 
-static void reap_one(struct engine *eng, const char *id, int64_t now) {
-        struct sandbox_rec rec;
-        struct error e = {0};
-        const char *reason;
-
-        if (store_sandbox_get(eng->store, id, &rec, &e) < 0)
-                return;
-        if (rec.deadline > 0 && rec.deadline <= now)
-                reason = "its timeout passed";
-        else if (sandbox_streams(eng, id) > 0) {
-                /* A command is still running: that is activity. */
-                sandbox_rec_done(&rec);
-                sandbox_touch(eng, id);
-                return;
-        } else
-                reason = "it was idle for longer than its idle timeout";
-        sandbox_rec_done(&rec);
-        if (sandbox_kill(eng, -1, id, reason, &e) < 0 && e.err != ENOENT)
-                log_warn("reaper: %s", e.message);
-}
-
 static void reap_pass(struct engine *eng) {
         struct error e = {0};
         int64_t now = now_ms();
@@ -48,7 +28,8 @@ static void reap_pass(struct engine *eng) {
                 return;
         }
         for (unsigned i = 0; i < n; i++) {
-                reap_one(eng, ids[i], now);
+                if (sandbox_reap(eng, ids[i], now, &e) < 0)
+                        log_warn("reaper: %s", e.message);
                 free(ids[i]);
         }
         free(ids);

@@ -2,9 +2,14 @@
  *
  * Sandboxes outlive the engine process: a running container is re-adopted (its address is
  * marked used; its overlay, namespace and socket are still there). A sandbox whose container
- * is gone goes to `error` with the reason; a create that never finished is rolled back.
- * Then every part on the host that belongs to no live sandbox is removed: containers under
- * our runtime root, overlay mounts and directories, namespaces, veths and cgroups.
+ * is gone goes to `error` with the reason; a create that never finished is rolled back. A
+ * pause or resume that never finished is finished or rolled back, and paused sandboxes are
+ * checked (pause.c: sandbox_pause_reconcile). Then every part on the host that belongs to no
+ * live sandbox is removed: containers under our runtime root, overlay mounts and directories,
+ * namespaces, veths and cgroups.
+ *
+ * Only adoption marks an address used; nothing else gives one back here: the pool starts
+ * empty, and an address a row still names may by now belong to a sandbox adopted earlier.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -43,7 +48,8 @@ static bool is_live(const struct live *l, const char *id) {
         return false;
 }
 
-/* Decides the fate of one sandbox the store says is creating or running. */
+/* Decides the fate of one sandbox the store says is creating, running, pausing, resuming or
+ * paused. */
 static void reconcile_one(struct engine *eng, const char *id) {
         struct sandbox_rec rec;
         struct error e = {0};
@@ -53,18 +59,23 @@ static void reconcile_one(struct engine *eng, const char *id) {
 
         if (store_sandbox_get(eng->store, id, &rec, &e) < 0)
                 return;
+        if (rec.state != SANDBOX_CREATING && rec.state != SANDBOX_RUNNING) {
+                sandbox_pause_reconcile(eng, &rec);
+                sandbox_rec_done(&rec);
+                return;
+        }
         if (eng->runtime->ops->status(eng->runtime, id, &st, &pid, &e) < 0)
                 log_warn("%s, treating %s as stopped", e.message, id);
         if (rec.state == SANDBOX_CREATING) {
                 log_info("rolling back %s: its creation did not finish", id);
-                sandbox_teardown(eng, id, rec.ip);
+                sandbox_teardown(eng, id, NULL);
                 store_sandbox_delete(eng->store, id, NULL);
         } else if (st == CONTAINER_RUNNING) {
                 net_slot_adopt(eng->net, id, rec.ip, &slot);
                 log_info("re-adopted %s (pid %d, ip %s)", id, (int) pid, rec.ip);
         } else {
                 log_warn("%s: its container is gone; marking it as error", id);
-                sandbox_teardown(eng, id, rec.ip);
+                sandbox_teardown(eng, id, NULL);
                 rec.state = SANDBOX_ERROR;
                 snprintf(rec.error, sizeof(rec.error), "its container stopped while the engine was not running");
                 rec.ip[0] = 0;
@@ -140,7 +151,9 @@ static void remove_dead_cgroups(struct engine *eng, const struct live *l) {
 }
 
 int reconcile(struct engine *eng, struct error *e) {
-        struct sandbox_filter f = {.team_id = -1, .state_mask = 1u << SANDBOX_CREATING | 1u << SANDBOX_RUNNING};
+        const unsigned transitions = 1u << SANDBOX_PAUSING | 1u << SANDBOX_RESUMING;
+        struct sandbox_filter f = {.team_id = -1,
+                                   .state_mask = 1u << SANDBOX_CREATING | 1u << SANDBOX_RUNNING | 1u << SANDBOX_PAUSED | transitions};
         struct live todo = {0}, live = {0};
         int r;
 
@@ -153,8 +166,9 @@ int reconcile(struct engine *eng, struct error *e) {
         }
         free(todo.ids);
 
-        /* What is live now: running and paused sandboxes keep their parts. */
-        f.state_mask = 1u << SANDBOX_RUNNING | 1u << SANDBOX_PAUSED;
+        /* What is live now: running and paused sandboxes keep their parts (and one whose
+         * transition could not be recorded keeps its files). */
+        f.state_mask = 1u << SANDBOX_RUNNING | 1u << SANDBOX_PAUSED | transitions;
         r = store_sandbox_foreach(eng->store, &f, collect, &live, e);
         if (r < 0)
                 return r;

@@ -2,8 +2,9 @@
  *
  * A sandbox on the host is: a row in the store; STATE/sandboxes/<id>/{upper,work,rootfs,
  * bundle,agent.log} with the overlay mounted on rootfs; RUN/sandboxes/<id>/agent.sock; a
- * network slot; a runc container; cgroups under the engine's parent. Creation builds them in
- * that order and a failure at any step tears down whatever exists.
+ * network slot; a runc container; cgroups under the engine's parent. Creation makes the
+ * directories, then starts the rest (sandbox_start_parts, which resume uses too, pause.c)
+ * in that order, and a failure at any step tears down whatever exists.
  */
 #include "sandbox/sandbox.h"
 
@@ -189,9 +190,7 @@ static void remove_cgroups(struct engine *eng, const char *id) {
                 log_warn_errno(errno, "cannot remove cgroup %s, ignoring", path);
 }
 
-/* Stops everything that runs or holds host resources (container, network, overlay mount,
- * cgroups) but keeps the sandbox's directories. */
-static void sandbox_stop_parts(struct engine *eng, const char *id, const char *ip) {
+void sandbox_stop_parts(struct engine *eng, const char *id, const char *ip) {
         char dir[4096], path[4200];
         struct net_slot slot;
         struct error e = {0};
@@ -222,6 +221,30 @@ void sandbox_teardown(struct engine *eng, const char *id, const char *ip) {
                 log_warn_errno(r, "cannot remove %s, ignoring", path);
 }
 
+int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct error *e) {
+        struct net_slot slot = {0};
+        char lower[4096];
+        int r;
+
+        rec->ip[0] = 0;
+        if ((r = template_rootfs(eng, rec->template_name, lower, sizeof(lower), e)) < 0 ||
+            (r = mount_rootfs(eng, rec->id, lower, e)) < 0)
+                goto fail;
+        r = net_slot_acquire(eng->net, rec->id, &slot, e);
+        if (r < 0)
+                goto fail; /* it gave its address back itself */
+        /* Recorded before the container starts: a restarted engine must know which address
+         * a container it finds running holds. */
+        snprintf(rec->ip, sizeof(rec->ip), "%s", slot.ip);
+        if ((r = store_sandbox_update(eng->store, rec, e)) < 0 || (r = start_container(eng, rec->id, rec, &slot, e)) < 0)
+                goto fail;
+        return 0;
+fail:
+        sandbox_stop_parts(eng, rec->id, *rec->ip ? rec->ip : NULL);
+        rec->ip[0] = 0;
+        return r;
+}
+
 static int fill_new_rec(struct engine *eng, int64_t team_id, const struct sandbox_create_opts *o, struct sandbox_rec *rec,
                         struct error *e) {
         int64_t now = now_ms();
@@ -247,7 +270,6 @@ static int fill_new_rec(struct engine *eng, int64_t team_id, const struct sandbo
 int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_create_opts *o, struct sandbox_rec *ret,
                    struct error *e) {
         struct sandbox_rec rec;
-        struct net_slot slot = {0};
         char lower[4096];
         int64_t t0 = mono_ms();
         int r;
@@ -263,18 +285,16 @@ int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_cre
                 goto fail_rec;
 
         sandbox_lock(eng, rec.id);
-        if ((r = make_dirs(eng, rec.id, e)) < 0 || (r = mount_rootfs(eng, rec.id, lower, e)) < 0 ||
-            (r = net_slot_acquire(eng->net, rec.id, &slot, e)) < 0 || (r = start_container(eng, rec.id, &rec, &slot, e)) < 0) {
+        if ((r = make_dirs(eng, rec.id, e)) < 0 || (r = sandbox_start_parts(eng, &rec, e)) < 0) {
                 error_wrap(e, "cannot create sandbox %s", rec.id);
                 log_warn("%s", e->message);
-                sandbox_teardown(eng, rec.id, slot.ip);
+                sandbox_teardown(eng, rec.id, NULL); /* the address is already given back */
                 store_sandbox_delete(eng->store, rec.id, NULL);
                 sandbox_unlock(eng, rec.id);
                 goto fail_rec;
         }
         rec.state = SANDBOX_RUNNING;
         rec.started_at = rec.last_activity = now_ms();
-        snprintf(rec.ip, sizeof(rec.ip), "%s", slot.ip);
         r = store_sandbox_update(eng->store, &rec, e);
         sandbox_unlock(eng, rec.id);
         if (r < 0) {
@@ -310,27 +330,69 @@ int sandbox_get(struct engine *eng, int64_t team_id, const char *id, struct sand
         return 0;
 }
 
+/* Kills the sandbox of rec, whose lock the caller holds, from whatever state it is in. */
+static int kill_locked(struct engine *eng, struct sandbox_rec *rec, const char *reason, struct error *e) {
+        int r;
+
+        sandbox_teardown(eng, rec->id, rec->ip);
+        rec->state = SANDBOX_KILLED;
+        rec->killed_at = now_ms();
+        rec->ip[0] = 0;
+        r = store_sandbox_update(eng->store, rec, e);
+        if (r < 0)
+                return r;
+        log_info("killed %s (%s)", rec->id, reason);
+        return 0;
+}
+
 int sandbox_kill(struct engine *eng, int64_t team_id, const char *id, const char *reason, struct error *e) {
         struct sandbox_rec rec;
         int r;
 
         sandbox_lock(eng, id);
         r = sandbox_get(eng, team_id, id, &rec, e);
+        if (r >= 0) {
+                r = kill_locked(eng, &rec, reason, e);
+                sandbox_rec_done(&rec);
+        }
+        sandbox_unlock(eng, id);
+        return r;
+}
+
+/* Why the reaper should kill the sandbox of r at now, or NULL. An open stream is activity:
+ * the sandbox is touched instead of being reaped as idle. */
+static const char *reap_reason(struct engine *eng, const struct sandbox_rec *r, int64_t now) {
+        if (r->state != SANDBOX_RUNNING)
+                return NULL;
+        if (r->deadline > 0 && r->deadline <= now)
+                return "its timeout passed";
+        if (r->last_activity + r->idle_timeout * 1000 > now)
+                return NULL;
+        if (sandbox_streams(eng, r->id) > 0) {
+                sandbox_touch(eng, r->id);
+                return NULL;
+        }
+        return "it was idle for longer than its idle timeout";
+}
+
+int sandbox_reap(struct engine *eng, const char *id, int64_t now, struct error *e) {
+        struct sandbox_rec rec;
+        const char *reason;
+        int r;
+
+        sandbox_lock(eng, id);
+        r = store_sandbox_get(eng->store, id, &rec, e);
         if (r < 0) {
                 sandbox_unlock(eng, id);
-                return r;
+                return r == -ENOENT ? 0 : r;
         }
-        sandbox_teardown(eng, id, rec.ip);
-        rec.state = SANDBOX_KILLED;
-        rec.killed_at = now_ms();
-        rec.ip[0] = 0;
-        r = store_sandbox_update(eng->store, &rec, e);
-        sandbox_unlock(eng, id);
+        /* Decided again under the lock: the sandbox may have been paused, given a new
+         * timeout or used since the reaper's query. */
+        reason = reap_reason(eng, &rec, now);
+        r = reason ? kill_locked(eng, &rec, reason, e) : 0;
         sandbox_rec_done(&rec);
-        if (r < 0)
-                return r;
-        log_info("killed %s (%s)", id, reason);
-        return 0;
+        sandbox_unlock(eng, id);
+        return r;
 }
 
 int sandbox_set_timeout(struct engine *eng, int64_t team_id, const char *id, int64_t timeout, struct sandbox_rec *ret, struct error *e) {
@@ -344,7 +406,8 @@ int sandbox_set_timeout(struct engine *eng, int64_t team_id, const char *id, int
         if (r >= 0) {
                 ret->timeout = timeout;
                 ret->last_activity = now_ms();
-                ret->deadline = ret->last_activity + timeout * 1000;
+                /* A paused sandbox has no deadline: it starts again at resume, this long. */
+                ret->deadline = ret->state == SANDBOX_PAUSED ? 0 : ret->last_activity + timeout * 1000;
                 r = store_sandbox_update(eng->store, ret, e);
                 if (r < 0)
                         sandbox_rec_done(ret);
@@ -398,7 +461,9 @@ int sandbox_check_alive(struct engine *eng, const char *id, struct error *e) {
                 rec.ip[0] = 0;
                 store_sandbox_update(eng->store, &rec, NULL);
                 r = error_set(e, EPIPE, ERR_SANDBOX, "sandbox %s is in error: %s", id, rec.error);
-        }
+        } else if (rec.state == SANDBOX_PAUSED || rec.state == SANDBOX_PAUSING || rec.state == SANDBOX_RESUMING)
+                /* Paused under a call (its container stopped or froze meanwhile). */
+                r = error_set(e, EBUSY, ERR_CONFLICT, "sandbox %s is %s, not running", id, sandbox_state_to_string(rec.state));
         sandbox_rec_done(&rec);
         sandbox_unlock(eng, id);
         return r;

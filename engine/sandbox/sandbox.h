@@ -1,5 +1,5 @@
-/* sandbox.h — the sandbox lifecycle: create, kill, timeouts, activity, and the per-sandbox
- * lock that keeps two transitions of one sandbox from overlapping.
+/* sandbox.h — the sandbox lifecycle: create, pause, resume, kill, timeouts, activity, and the
+ * per-sandbox lock that keeps two transitions of one sandbox from overlapping.
  *
  * Every transition is written to the store before and after the runtime call, so that a
  * restarted engine (reconcile.c) can finish or undo it.
@@ -7,6 +7,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "engine.h"
@@ -46,7 +47,30 @@ int sandbox_get(struct engine *eng, int64_t team_id, const char *id, struct sand
 /* Kills a sandbox of team (team < 0: any, for the reaper). reason is logged. */
 int sandbox_kill(struct engine *eng, int64_t team_id, const char *id, const char *reason, struct error *e);
 
-/* Sets the hard deadline to now + timeout seconds (1..SANDBOX_MAX_TIMEOUT). */
+/* Pauses a running sandbox of team (pause.c). Without keep_memory: stops its container and
+ * every process in it, gives back its address and network slot, unmounts its root and keeps
+ * its directories (the upper dir is its whole filesystem); it then counts against no cap and
+ * has no deadline. With keep_memory: freezes the container (no CPU, memory and address kept;
+ * it still counts against the cap). A paused sandbox is left as it is (success). ret gets
+ * the record afterwards. -EBUSY (409) from creating and error. */
+int sandbox_pause(struct engine *eng, int64_t team_id, const char *id, bool keep_memory, struct sandbox_rec *ret, struct error *e);
+
+/* Resumes a paused sandbox of team (pause.c): a new container on the same upper dir with a
+ * fresh address and agent (through sandbox_start_parts), or the frozen container thawed.
+ * Counts against the cap again (-EUSERS, 429, and nothing changes when over it). A hard
+ * deadline is set again, timeout seconds from now (0: the sandbox's own timeout, if it has
+ * one). A running sandbox is left as it is (success). On failure the sandbox stays paused
+ * with its files. -EBUSY (409) from creating and error. */
+int sandbox_resume(struct engine *eng, int64_t team_id, const char *id, int64_t timeout, struct sandbox_rec *ret, struct error *e);
+
+/* Finishes or undoes, at engine start, a pause or resume that an engine crash interrupted,
+ * and brings a paused sandbox's host parts in line with its kind (pause.c). rec is the
+ * store's record of a sandbox pausing, resuming or paused; it is updated in place and in
+ * the store. */
+void sandbox_pause_reconcile(struct engine *eng, struct sandbox_rec *rec);
+
+/* Sets the hard deadline to now + timeout seconds (1..SANDBOX_MAX_TIMEOUT); on a paused
+ * sandbox, sets the timeout that its resume arms. */
 int sandbox_set_timeout(struct engine *eng, int64_t team_id, const char *id, int64_t timeout, struct sandbox_rec *ret, struct error *e);
 
 /* Records activity on a sandbox now. */
@@ -56,7 +80,8 @@ void sandbox_touch(struct engine *eng, const char *id);
 json_t *sandbox_envs_merged(const struct sandbox_rec *rec, json_t *request_envs);
 
 /* Checks that the container of a running sandbox still runs; if not, stops what is left,
- * moves the sandbox to `error` with the reason and returns -EPIPE with e saying so. */
+ * moves the sandbox to `error` with the reason and returns -EPIPE with e saying so. A
+ * sandbox paused meanwhile is -EBUSY (409) with e saying it is paused. */
 int sandbox_check_alive(struct engine *eng, const char *id, struct error *e);
 
 /* When a sandbox will end if nothing happens (ms; 0 = never). */
@@ -67,8 +92,27 @@ void sandbox_dir(struct engine *eng, const char *id, char *out, size_t n);
 void sandbox_socket_path(struct engine *eng, const char *id, char *out, size_t n);
 
 /* Tears down every host-side part of a sandbox that exists (container, network, overlay,
- * directories, cgroups). Failures are logged and teardown goes on. */
+ * directories, cgroups). ip: the address to give back to the pool, or NULL. Failures are
+ * logged and teardown goes on. */
 void sandbox_teardown(struct engine *eng, const char *id, const char *ip);
+
+/* For create and resume, with the sandbox's lock held and its directories made: mounts the
+ * overlay (template as lowerdir, the sandbox's upper dir), takes a network slot (its address
+ * goes to rec->ip and, before the container starts, to the store), starts the container and
+ * waits for its agent's health check. On failure it stops what it started, gives the address
+ * back and clears rec->ip; the directories are kept. */
+int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct error *e);
+
+/* Stops everything that runs or holds host resources (container, network slot, overlay
+ * mount, cgroups) but keeps the sandbox's directories. ip: the address to give back to the
+ * pool, or NULL (when it is not this engine's to give: at reconcile). Failures are logged
+ * and stopping goes on. */
+void sandbox_stop_parts(struct engine *eng, const char *id, const char *ip);
+
+/* Kills a sandbox the reaper found expired at now, if it still is once its lock is held:
+ * running, and past its deadline or idle for longer than its idle timeout. One idle with a
+ * stream open is touched instead (an open stream is activity). 0 when nothing was to do. */
+int sandbox_reap(struct engine *eng, const char *id, int64_t now, struct error *e);
 
 /* Starts the reaper thread (deadlines, idle timeouts, purge of old tombstones). */
 int reaper_start(struct engine *eng, struct error *e);

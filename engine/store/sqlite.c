@@ -1,5 +1,9 @@
 /* sqlite.c — the SQLite store (see store.h). One connection in WAL mode behind a mutex;
- * other processes (the `keys` subcommand) may use the same file at the same time. */
+ * other processes (the `keys` subcommand) may use the same file at the same time.
+ *
+ * The schema of the first release is created as it was; later changes are migrations,
+ * numbered by SQLite's user_version and applied in one transaction at open, so that a
+ * database made by an older engine keeps working (and keeps its sandboxes). */
 #include "store/store.h"
 
 #include <errno.h>
@@ -19,8 +23,24 @@ struct store {
 
 static const char *const state_names[_SANDBOX_STATE_MAX] = {
         [SANDBOX_CREATING] = "creating", [SANDBOX_RUNNING] = "running", [SANDBOX_PAUSED] = "paused",
-        [SANDBOX_KILLED] = "killed",     [SANDBOX_ERROR] = "error",
+        [SANDBOX_KILLED] = "killed",     [SANDBOX_ERROR] = "error",     [SANDBOX_PAUSING] = "pausing",
+        [SANDBOX_RESUMING] = "resuming",
 };
+
+/* As stored in the pause_kind column ('' for none). */
+static const char *const pause_kind_names[_PAUSE_KIND_MAX] = {
+        [PAUSE_NONE] = "", [PAUSE_FILESYSTEM] = "filesystem", [PAUSE_MEMORY] = "memory"};
+
+const char *pause_kind_to_string(enum pause_kind k) {
+        return k > PAUSE_NONE && k < _PAUSE_KIND_MAX ? pause_kind_names[k] : NULL;
+}
+
+static enum pause_kind pause_kind_from_string(const char *s) {
+        for (int i = 0; i < _PAUSE_KIND_MAX; i++)
+                if (s && streq(s, pause_kind_names[i]))
+                        return (enum pause_kind) i;
+        return PAUSE_NONE;
+}
 
 const char *sandbox_state_to_string(enum sandbox_state s) {
         return s < _SANDBOX_STATE_MAX ? state_names[s] : "unknown";
@@ -53,13 +73,58 @@ static const char schema[] =
         "  cpu_count REAL NOT NULL, memory_mb INTEGER NOT NULL, ip TEXT NOT NULL DEFAULT '');"
         "CREATE INDEX IF NOT EXISTS sandboxes_team_state ON sandboxes(team_id, state);";
 
+/* Migration i (0-based) takes the schema from user_version i to i + 1. Append only. */
+static const char *const migrations[] = {
+        /* 1: pause and resume. Rows of older engines are not paused: ''. */
+        "ALTER TABLE sandboxes ADD COLUMN pause_kind TEXT NOT NULL DEFAULT '';",
+};
+
+/* The sandboxes that hold a container's CPU or RAM, and so count against the running cap. */
+#define HOLDS_A_CONTAINER \
+        "(state IN ('creating', 'running', 'pausing', 'resuming') OR (state = 'paused' AND pause_kind = 'memory'))"
+
 static int db_error(struct store *s, struct error *e, const char *what) {
         return error_set(e, EIO, ERR_INTERNAL, "state store: %s: %s", what, sqlite3_errmsg(s->db));
 }
 
+static int exec_sql(sqlite3 *db, const char *sql, char *err, size_t n) {
+        char *msg = NULL;
+
+        if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+                return 0;
+        snprintf(err, n, "%s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -EIO;
+}
+
+/* Brings the schema up to date in one transaction (BEGIN IMMEDIATE: another process opening
+ * the same file at the same time waits, then finds the work done). */
+static int migrate(sqlite3 *db, char *err, size_t n) {
+        sqlite3_stmt *st = NULL;
+        int version = 0, r;
+        char sql[64];
+
+        r = exec_sql(db, "BEGIN IMMEDIATE;", err, n);
+        if (r < 0)
+                return r;
+        if (sqlite3_prepare_v2(db, "PRAGMA user_version;", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+                version = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        for (size_t i = (size_t) version; i < ELEMENTSOF(migrations) && r >= 0; i++)
+                r = exec_sql(db, migrations[i], err, n);
+        if (r >= 0 && (size_t) version < ELEMENTSOF(migrations)) {
+                snprintf(sql, sizeof(sql), "PRAGMA user_version = %zu;", ELEMENTSOF(migrations));
+                r = exec_sql(db, sql, err, n);
+        }
+        if (r >= 0)
+                return exec_sql(db, "COMMIT;", err, n);
+        sqlite3_exec(db, "ROLLBACK;", NULL, NULL, NULL);
+        return r;
+}
+
 int store_open(const char *path, struct store **ret, struct error *e) {
         struct store *s = calloc(1, sizeof(*s));
-        char *msg = NULL;
+        char msg[512] = "";
 
         if (!s)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
@@ -71,10 +136,9 @@ int store_open(const char *path, struct store **ret, struct error *e) {
                 return r;
         }
         sqlite3_busy_timeout(s->db, 5000);
-        if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", NULL, NULL, &msg) != SQLITE_OK ||
-            sqlite3_exec(s->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
-                int r = error_set(e, EIO, ERR_INTERNAL, "cannot prepare state store %s: %s", path, msg ? msg : "?");
-                sqlite3_free(msg);
+        if (exec_sql(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", msg, sizeof(msg)) < 0 ||
+            exec_sql(s->db, schema, msg, sizeof(msg)) < 0 || migrate(s->db, msg, sizeof(msg)) < 0) {
+                int r = error_set(e, EIO, ERR_INTERNAL, "cannot prepare state store %s: %s", path, msg);
                 store_close(s);
                 return r;
         }
@@ -198,7 +262,7 @@ int store_key_foreach(struct store *s, void (*fn)(void *, const char *, const ch
 
 #define SANDBOX_COLUMNS                                                                              \
         "seq, id, team_id, template, state, error, created_at, started_at, killed_at, timeout, deadline, " \
-        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip"
+        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind"
 
 static void copy_text(char *dst, size_t n, const unsigned char *src) {
         snprintf(dst, n, "%s", src ? (const char *) src : "");
@@ -229,6 +293,7 @@ static int row_to_rec(sqlite3_stmt *st, struct sandbox_rec *r) {
         r->cpu_count = sqlite3_column_double(st, 15);
         r->memory_mb = sqlite3_column_int64(st, 16);
         copy_text(r->ip, sizeof(r->ip), sqlite3_column_text(st, 17));
+        r->pause_kind = pause_kind_from_string((const char *) sqlite3_column_text(st, 18));
         if (!r->metadata || !r->envs) {
                 sandbox_rec_done(r);
                 return -ENOMEM;
@@ -236,16 +301,19 @@ static int row_to_rec(sqlite3_stmt *st, struct sandbox_rec *r) {
         return 0;
 }
 
-int store_sandbox_insert(struct store *s, struct sandbox_rec *r, int64_t max_running, struct error *e) {
+/* Takes the store's lock and counts r's team's sandboxes that hold a container, r itself
+ * left out. Under the cap: returns 0 with the lock still held, for the caller's write to
+ * follow under it. Otherwise releases the lock and returns the error. */
+static int lock_under_cap(struct store *s, const struct sandbox_rec *r, int64_t max_running, struct error *e) {
         sqlite3_stmt *st;
         int64_t running;
         int q;
 
-        /* Count and insert under the one lock: no other insert can slip between. */
-        q = prepare(s, "SELECT count(*) FROM sandboxes WHERE team_id = ?1 AND state IN ('creating', 'running')", &st, e);
+        q = prepare(s, "SELECT count(*) FROM sandboxes WHERE team_id = ?1 AND id != ?2 AND " HOLDS_A_CONTAINER, &st, e);
         if (q < 0)
                 return q;
         sqlite3_bind_int64(st, 1, r->team_id);
+        sqlite3_bind_text(st, 2, r->id, -1, SQLITE_TRANSIENT);
         if (sqlite3_step(st) != SQLITE_ROW) {
                 q = db_error(s, e, "count running");
                 finish(s, st);
@@ -259,6 +327,17 @@ int store_sandbox_insert(struct store *s, struct sandbox_rec *r, int64_t max_run
                                  "the team already has %lld running sandboxes, the cap is %lld: kill or pause one first",
                                  (long long) running, (long long) max_running);
         }
+        return 0;
+}
+
+int store_sandbox_insert(struct store *s, struct sandbox_rec *r, int64_t max_running, struct error *e) {
+        sqlite3_stmt *st;
+        int q;
+
+        /* Count and insert under the one lock: no other insert can slip between. */
+        q = lock_under_cap(s, r, max_running, e);
+        if (q < 0)
+                return q;
         if (sqlite3_prepare_v2(s->db,
                                "INSERT INTO sandboxes(id, team_id, template, state, created_at, timeout, deadline, idle_timeout,"
                                " last_activity, metadata, envs, cpu_count, memory_mb) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"
@@ -307,15 +386,11 @@ int store_sandbox_get(struct store *s, const char *id, struct sandbox_rec *ret, 
         return r;
 }
 
-int store_sandbox_update(struct store *s, const struct sandbox_rec *r, struct error *e) {
-        sqlite3_stmt *st;
-        int q = prepare(s,
-                        "UPDATE sandboxes SET state=?2, error=?3, started_at=?4, killed_at=?5, timeout=?6, deadline=?7,"
-                        " idle_timeout=?8, last_activity=MAX(last_activity, ?9), ip=?10 WHERE id=?1",
-                        &st, e);
+static const char update_sql[] =
+        "UPDATE sandboxes SET state=?2, error=?3, started_at=?4, killed_at=?5, timeout=?6, deadline=?7,"
+        " idle_timeout=?8, last_activity=MAX(last_activity, ?9), ip=?10, pause_kind=?11 WHERE id=?1";
 
-        if (q < 0)
-                return q;
+static void bind_update(sqlite3_stmt *st, const struct sandbox_rec *r) {
         sqlite3_bind_text(st, 1, r->id, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 2, sandbox_state_to_string(r->state), -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, r->error, -1, SQLITE_TRANSIENT);
@@ -326,6 +401,31 @@ int store_sandbox_update(struct store *s, const struct sandbox_rec *r, struct er
         sqlite3_bind_int64(st, 8, r->idle_timeout);
         sqlite3_bind_int64(st, 9, r->last_activity);
         sqlite3_bind_text(st, 10, r->ip, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 11, r->pause_kind < _PAUSE_KIND_MAX ? pause_kind_names[r->pause_kind] : "", -1, SQLITE_STATIC);
+}
+
+int store_sandbox_update(struct store *s, const struct sandbox_rec *r, struct error *e) {
+        sqlite3_stmt *st;
+        int q = prepare(s, update_sql, &st, e);
+
+        if (q < 0)
+                return q;
+        bind_update(st, r);
+        return step_done(s, st, "update sandbox", e);
+}
+
+int store_sandbox_update_capped(struct store *s, const struct sandbox_rec *r, int64_t max_running, struct error *e) {
+        sqlite3_stmt *st;
+        int q = lock_under_cap(s, r, max_running, e);
+
+        if (q < 0)
+                return q;
+        if (sqlite3_prepare_v2(s->db, update_sql, -1, &st, NULL) != SQLITE_OK) {
+                q = db_error(s, e, "prepare update");
+                pthread_mutex_unlock(&s->lock);
+                return q;
+        }
+        bind_update(st, r);
         return step_done(s, st, "update sandbox", e);
 }
 

@@ -19,8 +19,25 @@ enum sandbox_state {
         SANDBOX_PAUSED,
         SANDBOX_KILLED,
         SANDBOX_ERROR,
+        /* Transitions, written before the runtime is asked to stop or start anything, so that
+         * a restarted engine knows what to finish or undo (sandbox/reconcile.c). */
+        SANDBOX_PAUSING,
+        SANDBOX_RESUMING,
         _SANDBOX_STATE_MAX,
 };
+
+/* What a paused (or pausing, resuming) sandbox keeps: its files only (the container is
+ * gone), or also its memory (the container is frozen; it still holds RAM and counts
+ * against the running cap). PAUSE_NONE while running. */
+enum pause_kind {
+        PAUSE_NONE,
+        PAUSE_FILESYSTEM,
+        PAUSE_MEMORY,
+        _PAUSE_KIND_MAX,
+};
+
+/* "filesystem", "memory", or NULL for PAUSE_NONE. */
+const char *pause_kind_to_string(enum pause_kind k);
 
 const char *sandbox_state_to_string(enum sandbox_state s);
 int sandbox_state_from_string(const char *s, enum sandbox_state *ret);
@@ -41,6 +58,7 @@ struct sandbox_rec {
         double cpu_count;
         int64_t memory_mb;
         char ip[16];
+        enum pause_kind pause_kind;
         int64_t seq;           /* insertion order, for pagination */
 };
 
@@ -67,8 +85,10 @@ int store_key_revoke(struct store *s, const char *key_id, struct error *e);
 int store_key_foreach(struct store *s, void (*fn)(void *data, const char *key_id, const char *team, int64_t created_at, bool revoked),
                       void *data, struct error *e);
 
-/* Inserts r (state creating) unless the team already has max_running sandboxes creating or
- * running (-EUSERS then, with a message naming the cap). */
+/* Inserts r (state creating) unless the team already has max_running sandboxes that count
+ * against the cap (-EUSERS then, with a message naming the cap). Those are the ones that hold
+ * a container's CPU or RAM: creating, running, pausing, resuming, and paused with their
+ * memory kept. */
 int store_sandbox_insert(struct store *s, struct sandbox_rec *r, int64_t max_running, struct error *e);
 
 /* Reads a sandbox by id into ret (whose strings the caller frees); -ENOENT if none. */
@@ -76,6 +96,13 @@ int store_sandbox_get(struct store *s, const char *id, struct sandbox_rec *ret, 
 
 /* Writes every mutable field of r back. */
 int store_sandbox_update(struct store *s, const struct sandbox_rec *r, struct error *e);
+
+/* Writes r back like store_sandbox_update, unless r's team already has max_running other
+ * sandboxes that count against the cap (-EUSERS then, with the message of
+ * store_sandbox_insert, and nothing is written). The check and the write happen under the
+ * lock that store_sandbox_insert counts under, so the cap is exact when a resume and a create
+ * race. */
+int store_sandbox_update_capped(struct store *s, const struct sandbox_rec *r, int64_t max_running, struct error *e);
 
 /* Moves last_activity to at (ms) if later. */
 int store_sandbox_touch(struct store *s, const char *id, int64_t at, struct error *e);

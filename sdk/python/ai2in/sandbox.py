@@ -1,6 +1,6 @@
-"""The synchronous ``Sandbox`` client: create, connect, list, timeouts, kill, the
-``commands``, ``pty`` and ``files`` namespaces, and running code (``run_code`` and the code
-contexts)."""
+"""The synchronous ``Sandbox`` client: create, connect, list, timeouts, pause and resume,
+kill, the ``commands``, ``pty`` and ``files`` namespaces, and running code (``run_code`` and
+the code contexts)."""
 
 from __future__ import annotations
 
@@ -154,6 +154,60 @@ class Sandbox:
         if isinstance(info, dict) and "id" in info:
             self._info = info
 
+    def pause(self, keep_memory: bool = False) -> Dict[str, Any]:
+        """Pauses the sandbox (``POST /v1/sandboxes/{id}/pause``).
+
+        By default the container and every process in it stop (no CPU, no RAM) and the
+        address is released, while the whole filesystem is kept: every file, in any
+        directory, is there after ``resume()``; what was only in memory (variables of the code
+        kernel, running processes) is lost. A paused sandbox counts against no running cap
+        and is never reaped for idleness or by its timeout. Pausing a paused sandbox changes
+        nothing.
+
+        Args:
+            keep_memory: freeze every process instead (cgroup freezer): no CPU, but memory
+                and address are kept, ``resume()`` continues them where they were in
+                milliseconds, and the sandbox still counts against the running cap.
+                ``get_info()["pause_kind"]`` says ``"memory"`` (else ``"filesystem"``).
+
+        Returns:
+            The engine's answer, ``{"status": "paused"}``.
+
+        Raises:
+            NotFoundError: the sandbox is gone.
+            ConflictError: the sandbox is neither running nor paused (e.g. in error).
+        """
+        return _expect_status(self._transport.request(
+            "POST", sandbox_path(self._id, "/pause"), body={"keep_memory": bool(keep_memory)}))
+
+    def resume(self, timeout: Optional[int] = None) -> Dict[str, Any]:
+        """Resumes a paused sandbox (``POST /v1/sandboxes/{id}/resume``); works from any
+        ``Sandbox`` object, e.g. one from ``Sandbox.connect(id)``.
+
+        The sandbox starts again on the filesystem it had, with a fresh address (its preview
+        hosts stay the same) and fresh processes: the code kernel starts anew. It counts
+        against the running cap again. If it has a timeout, the hard deadline is set again,
+        that many seconds from now. Resuming a running sandbox changes nothing.
+
+        Args:
+            timeout: a new hard lifetime in seconds (1..86400) counted from now; None keeps
+                the sandbox's own.
+
+        Returns:
+            The engine's answer, ``{"status": "running"}``.
+
+        Raises:
+            RateLimitError: the team's running cap is reached (the sandbox stays paused).
+            NotFoundError: the sandbox is gone (killed).
+            ConflictError: the sandbox is in error (kill it) or still being created.
+            SandboxError: the sandbox could not be started again (it stays paused).
+        """
+        body: Dict[str, Any] = {}
+        if timeout is not None:
+            body["timeout"] = timeout
+        return _expect_status(self._transport.request(
+            "POST", sandbox_path(self._id, "/resume"), body=body))
+
     def kill(self) -> bool:
         """Kills the sandbox and deletes its filesystem.
 
@@ -305,6 +359,12 @@ class Sandbox:
 
     def __repr__(self) -> str:
         return f"Sandbox(id={self._id!r}, api_url={self._transport.api_url!r})"
+
+
+def _expect_status(doc: Any) -> Dict[str, Any]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("status"), str):
+        raise SandboxError(f"unexpected answer from the engine (no status): {doc!r}")
+    return doc
 
 
 def _expect_sandbox(info: Any) -> Dict[str, Any]:
