@@ -29,6 +29,7 @@ struct conn_ctx {
 
 /* Per-connection buffer of libmicrohttpd: bigger pieces of an upload per call. */
 #define CONN_MEMORY (256 * 1024)
+#define CONN_IDLE_TIMEOUT_S 120
 
 typedef int (*handler_fn)(struct api_request *, struct api_response *, struct error *);
 
@@ -371,9 +372,13 @@ int api_start(struct engine *eng, struct MHD_Daemon **ret, struct error *e) {
 
         if (r < 0)
                 return r;
-        d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        /* poll(), not select(): connections with fds past 1023 must work. An idle
+         * connection is closed after CONN_IDLE_TIMEOUT_S (streams send keepalives every
+         * 10 s; the SDK replaces a kept-alive connection the engine closed). */
+        d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
                              on_request, eng, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                             MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u,
+                             MHD_OPTION_CONNECTION_LIMIT, 4000u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u,
+                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) CONN_IDLE_TIMEOUT_S,
                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) CONN_MEMORY, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
                              NULL, MHD_OPTION_END);
         if (!d)

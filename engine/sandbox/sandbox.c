@@ -9,6 +9,7 @@
 #include "sandbox/sandbox.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -121,13 +122,27 @@ static int listen_socket(const char *path, struct error *e) {
 }
 
 /* The last line of the agent's log, to explain a start that failed. */
+/* The last line of the agent's log (its last 64 KiB are read), as printable ASCII: the
+ * sandbox can write to that log, and the line becomes part of an error reason that is
+ * stored, logged and sent as JSON. */
+#define LOG_TAIL_MAX (64 * 1024)
+
 static void log_tail(const char *path, char *out, size_t n) {
-        _cleanup_free_ char *data = NULL;
-        size_t len = 0;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        char data[LOG_TAIL_MAX];
+        struct stat st;
+        ssize_t len;
 
         out[0] = 0;
-        if (read_file(path, 64 * 1024, &data, &len) == 0)
-                text_last_line(data, len, out, n);
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return;
+        len = pread(fd, data, sizeof(data), st.st_size > LOG_TAIL_MAX ? st.st_size - LOG_TAIL_MAX : 0);
+        if (len <= 0)
+                return;
+        text_last_line(data, (size_t) len, out, n);
+        for (char *p = out; *p; p++)
+                if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7f)
+                        *p = '?';
 }
 
 static int start_container(struct engine *eng, const char *id, const struct sandbox_rec *rec, const struct net_slot *slot,
