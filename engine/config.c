@@ -39,6 +39,7 @@ static const struct opt opts[] = {
         S("log-level", log_level, "info", "debug, info, warn or error"),
         I("idle-timeout", idle_timeout, "1800", 1, 30 * 86400, "seconds of inactivity before reaping"),
         I("max-running", max_running, "20", 1, 100000, "running sandboxes per team"),
+        I("max-streams", max_streams, "256", 1, 100000, "requests open at once inside one sandbox (streams included)"),
         I("reap-interval", reap_interval, "1", 1, 3600, "seconds between reaper passes"),
         I("default-memory-mb", default_memory_mb, "512", 64, 65536, "memory limit when create gives none"),
         I("default-pids", default_pids, "1024", 16, 1000000, "pids limit per sandbox"),

@@ -25,6 +25,7 @@ struct config {
         char *log_level;     /* info */
         int64_t idle_timeout;    /* s, 1800 */
         int64_t max_running;     /* per team, 20 */
+        int64_t max_streams;     /* requests open at once inside one sandbox, 256 */
         int64_t reap_interval;   /* s, 1 */
         int64_t default_memory_mb; /* 512 */
         int64_t default_pids;    /* 1024 */

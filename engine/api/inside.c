@@ -40,6 +40,7 @@ struct forward {
         int client_fd;
         bool ndjson;
         bool finished; /* the error event went out: end at the next call */
+        bool counted;  /* holds one of the sandbox's open-request slots */
 };
 
 struct api_upload {
@@ -51,7 +52,8 @@ static void forward_free(struct forward *f) {
                 return;
         agent_stream_free(f->s);
         sandbox_touch(f->eng, f->id);
-        sandbox_stream_end(f->eng, f->id);
+        if (f->counted)
+                sandbox_stream_end(f->eng, f->id);
         free(f);
 }
 
@@ -149,7 +151,14 @@ static int forward_open(const struct api_request *req, int64_t body_len, struct 
         ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         f->client_fd = ci ? ci->connect_fd : -1;
         sandbox_touch(f->eng, f->id);
-        sandbox_stream_begin(f->eng, f->id);
+        if (sandbox_stream_begin(f->eng, f->id) < 0) {
+                forward_free(f);
+                return error_set(e, EUSERS, ERR_LIMIT,
+                                 "sandbox %s already has %lld requests open (streams included), the most one sandbox may "
+                                 "have at once; close some first",
+                                 req->id, (long long) req->eng->cfg.max_streams);
+        }
+        f->counted = true;
         sandbox_socket_path(req->eng, req->id, sock, sizeof(sock));
         r = agent_stream_open(sock, req->method, target.data, ctype, body_len, f->client_fd, &f->s, e);
         if (r < 0) {

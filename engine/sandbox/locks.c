@@ -111,12 +111,20 @@ void sandbox_unlock(struct engine *eng, const char *id) {
         pthread_mutex_unlock(&t->mutex);
 }
 
-void sandbox_stream_begin(struct engine *eng, const char *id) {
+int sandbox_stream_begin(struct engine *eng, const char *id) {
         struct lock_table *t = eng->locks;
+        struct lock_entry *le;
+        int r = 0;
 
         pthread_mutex_lock(&t->mutex);
-        entry_ref(t, id)->streams++;
+        le = entry_ref(t, id);
+        if (le->streams >= (unsigned) eng->cfg.max_streams) {
+                le->refs--; /* entry_ref took one; the entry stays: a stream holds it */
+                r = -EUSERS;
+        } else
+                le->streams++;
         pthread_mutex_unlock(&t->mutex);
+        return r;
 }
 
 void sandbox_stream_end(struct engine *eng, const char *id) {

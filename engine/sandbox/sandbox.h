@@ -32,7 +32,9 @@ void sandbox_unlock(struct engine *eng, const char *id);
 
 /* Open streams (a command running, later PTYs and watches) count as activity: the idle
  * reaper leaves a sandbox with one open alone. */
-void sandbox_stream_begin(struct engine *eng, const char *id);
+/* Counts one more open request inside the sandbox; -EUSERS when it already has the engine's
+ * max-streams of them (nothing counted then). */
+int sandbox_stream_begin(struct engine *eng, const char *id);
 void sandbox_stream_end(struct engine *eng, const char *id);
 unsigned sandbox_streams(struct engine *eng, const char *id);
 
