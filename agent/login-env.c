@@ -50,6 +50,7 @@
 #include "log.h"
 #include "macro.h"
 #include "process.h"
+#include "strv.h"
 #include "timeutil.h"
 
 #define MARKER "\0AI2IN-LOGIN-ENV\0"
@@ -69,34 +70,12 @@ static int64_t capture_timeout_ms = LOGIN_ENV_TIMEOUT_MS;
 
 /* ---- string arrays ---- */
 
-struct strv {
-        char **v; /* NULL-terminated once anything was pushed */
-        size_t n;
-};
-
 void login_env_free(char **env) {
         if (!env)
                 return;
         for (char **p = env; *p; p++)
                 free(*p);
         free(env);
-}
-
-/* Appends s (taking it over; freed on failure). */
-static int strv_push(struct strv *s, char *str) {
-        char **v;
-
-        if (!str)
-                return -ENOMEM;
-        v = realloc(s->v, (s->n + 2) * sizeof(char *));
-        if (!v) {
-                free(str);
-                return -ENOMEM;
-        }
-        s->v = v;
-        s->v[s->n++] = str;
-        s->v[s->n] = NULL;
-        return 0;
 }
 
 /* A copy of env, or NULL when out of memory. */

@@ -15,6 +15,7 @@
 
 #include "login-env.h"
 #include "pty.h"
+#include "strv.h"
 #include "users.h"
 
 #define MAX_ENVS 4096
@@ -176,22 +177,10 @@ int proc_request_parse(json_t *root, struct proc_request *ret, struct proc_error
 
 /* ---- environment ---- */
 
-struct env {
-        char **v; /* NULL-terminated */
-        size_t n;
-};
-
-static void env_done(struct env *e) {
-        for (size_t i = 0; i < e->n; i++)
-                free(e->v[i]);
-        free(e->v);
-        *e = (struct env){};
-}
-
 /* Sets key=value, replacing an earlier value of key. */
-static int env_set(struct env *e, const char *key, const char *value) {
+static int env_set(struct strv *e, const char *key, const char *value) {
         size_t klen = strlen(key);
-        char *entry, **v;
+        char *entry;
 
         if (asprintf(&entry, "%s=%s", key, value) < 0)
                 return -ENOMEM;
@@ -201,19 +190,11 @@ static int env_set(struct env *e, const char *key, const char *value) {
                         e->v[i] = entry;
                         return 0;
                 }
-        v = realloc(e->v, (e->n + 2) * sizeof(char *));
-        if (!v) {
-                free(entry);
-                return -ENOMEM;
-        }
-        e->v = v;
-        e->v[e->n++] = entry;
-        e->v[e->n] = NULL;
-        return 0;
+        return strv_push(e, entry);
 }
 
 /* The environment a login shell of u starts with. */
-static int env_base(struct env *e, const struct user_info *u) {
+static int env_base(struct strv *e, const struct user_info *u) {
         const struct {
                 const char *key, *value;
         } base[] = {
@@ -229,12 +210,12 @@ static int env_base(struct env *e, const struct user_info *u) {
 
 /* Replaces the base environment e with what u's login shell makes of it (login-env.h).
  * False when there is none to be had: the command must run as a login shell. */
-static bool env_login(struct env *e, const struct user_info *u) {
+static bool env_login(struct strv *e, const struct user_info *u) {
         char **login;
 
         if (login_env_get(u, e->v, &login) <= 0)
                 return false;
-        env_done(e);
+        strv_done(e);
         e->v = login;
         while (e->v[e->n])
                 e->n++;
@@ -242,7 +223,7 @@ static bool env_login(struct env *e, const struct user_info *u) {
 }
 
 /* The base environment, then, when login, the login shell's (see proc_env()). */
-static int env_init(struct env *e, const struct user_info *u, bool login, bool *ret_login) {
+static int env_init(struct strv *e, const struct user_info *u, bool login, bool *ret_login) {
         int r = env_base(e, u);
 
         *ret_login = r >= 0 && login && env_login(e, u);
@@ -250,13 +231,13 @@ static int env_init(struct env *e, const struct user_info *u, bool login, bool *
 }
 
 int proc_env(const struct user_info *u, bool login, char ***ret, bool *ret_login) {
-        struct env e = {};
+        struct strv e = {};
         bool got_login;
         int r;
 
         r = env_init(&e, u, login, &got_login);
         if (r < 0) {
-                env_done(&e);
+                strv_done(&e);
                 return r;
         }
         *ret = TAKE_PTR(e.v);
@@ -266,7 +247,7 @@ int proc_env(const struct user_info *u, bool login, char ***ret, bool *ret_login
 }
 
 /* TERM on a terminal, then the request's envs, which win over everything. */
-static int env_finish(struct env *e, const struct proc_request *req) {
+static int env_finish(struct strv *e, const struct proc_request *req) {
         const char *key;
         json_t *v;
         int r = 0;
@@ -414,7 +395,7 @@ static int spawn_error(int r, enum spawn_stage stage, const struct proc_request 
 
 /* Runs req->cmd with "bash -c" when env is a login environment (login_env), else with
  * "bash -lc"; a terminal without cmd gets "bash -il". */
-static int start(const struct proc_request *req, const struct user_info *u, const char *cwd, const struct env *env,
+static int start(const struct proc_request *req, const struct user_info *u, const char *cwd, const struct strv *env,
                  bool login_env, struct child **ret_child, struct proc_io *io, struct proc_error *err) {
         const char *mode = !req->cmd ? "-il" : login_env ? "-c" : "-lc";
         char *argv[] = {(char *) "/bin/bash", (char *) mode, (char *) req->cmd, NULL};
@@ -454,7 +435,7 @@ int proc_spawn(const struct proc_request *req, struct child **ret_child, struct 
         struct proc_io io = {-1, -1, -1};
         _cleanup_free_ char *cwd = NULL;
         struct user_info u = {};
-        struct env env = {};
+        struct strv env = {};
         bool login_env = false;
         int r;
 
@@ -472,7 +453,7 @@ int proc_spawn(const struct proc_request *req, struct child **ret_child, struct 
                 r = proc_error_set(err, 500, "out of memory building the environment");
         if (r >= 0)
                 r = start(req, &u, cwd, &env, login_env, ret_child, &io, err);
-        env_done(&env);
+        strv_done(&env);
         user_info_done(&u);
         if (r < 0)
                 return r;

@@ -108,17 +108,11 @@ static int bash_start(const struct kernel_config *cfg, int64_t timeout_ms, struc
         return 0;
 }
 
-/* Sends the error event that closes a failed execution. */
-static int emit_error(const struct kernel_sink *sink, const char *name, const char *value) {
-        return kproc_emit(sink, json_pack("{s:s,s:s,s:s,s:[]}", "type", "error", "name", name, "value", value,
-                                          "traceback"));
-}
-
 static int bash_execute(struct kernel *k, const char *code, json_t *envs, int64_t timeout_ms,
                         const struct kernel_sink *sink, struct kernel_outcome *out) {
         _cleanup_buf_ struct buf req = {}, sync = {};
         struct kproc_result res;
-        char msg[128], how[64];
+        char msg[64];
         uint64_t seq = ++k->count;
         int r;
 
@@ -133,25 +127,10 @@ static int bash_execute(struct kernel *k, const char *code, json_t *envs, int64_
         if (r < 0)
                 return r;
 
-        *out = (struct kernel_outcome){
-                .execution_count = (int64_t) seq,
-                .error = res.error_seen,
-                .interrupted = res.interrupted,
-                .timed_out = res.timed_out,
-        };
-        if (res.died) {
-                if (res.hung)
-                        snprintf(msg, sizeof(msg), "the bash context did not stop within %d s after an interrupt",
-                                 KPROC_GRACE_MS / 1000);
-                else {
-                        kproc_describe_exit(res.wait_status, how, sizeof(how));
-                        snprintf(msg, sizeof(msg), "the bash context exited (%s)", how);
-                }
-                (void) emit_error(sink, "KernelDied", msg);
-                out->died = out->error = true;
-        } else if (!res.interrupted && res.status != 0) {
+        kproc_outcome(&res, seq, "bash context", sink, out);
+        if (!res.died && !res.interrupted && res.status != 0) {
                 snprintf(msg, sizeof(msg), "exit status %d", res.status);
-                (void) emit_error(sink, "ExitCode", msg);
+                (void) kproc_emit_error(sink, "ExitCode", msg);
                 out->error = true;
         }
         return 0;

@@ -552,6 +552,33 @@ int kproc_emit(const struct kernel_sink *sink, json_t *ev) {
         return r;
 }
 
+int kproc_emit_error(const struct kernel_sink *sink, const char *name, const char *value) {
+        return kproc_emit(sink, json_pack("{s:s,s:s,s:s,s:[]}", "type", "error", "name", name, "value", value,
+                                          "traceback"));
+}
+
+void kproc_outcome(const struct kproc_result *res, uint64_t seq, const char *what, const struct kernel_sink *sink,
+                   struct kernel_outcome *out) {
+        char msg[128], how[64];
+
+        *out = (struct kernel_outcome){
+                .execution_count = (int64_t) seq,
+                .error = res->error_seen,
+                .interrupted = res->interrupted,
+                .timed_out = res->timed_out,
+        };
+        if (!res->died)
+                return;
+        if (res->hung)
+                snprintf(msg, sizeof(msg), "the %s did not stop within %d s after an interrupt", what, KPROC_GRACE_MS / 1000);
+        else {
+                kproc_describe_exit(res->wait_status, how, sizeof(how));
+                snprintf(msg, sizeof(msg), "the %s exited (%s)", what, how);
+        }
+        (void) kproc_emit_error(sink, "KernelDied", msg);
+        out->died = out->error = true;
+}
+
 /* The execution's request, then (after an interrupt) its sync line, written as the socket
  * takes them. */
 struct pending {

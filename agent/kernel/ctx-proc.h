@@ -82,6 +82,15 @@ int kproc_execute(struct kproc *kp, uint64_t seq, const char *request, size_t le
  * kproc_execute returned; for the backend's own errors). */
 int kproc_emit(const struct kernel_sink *sink, json_t *ev);
 
+/* Sends the error event {"type":"error","name":name,"value":value,"traceback":[]}. */
+int kproc_emit_error(const struct kernel_sink *sink, const char *name, const char *value);
+
+/* Fills out from an execution's result (execution_count = seq); when the interpreter died
+ * or hung, sends the KernelDied error event, naming it as `what` ("bash context"), and
+ * marks out died. */
+void kproc_outcome(const struct kproc_result *res, uint64_t seq, const char *what, const struct kernel_sink *sink,
+                   struct kernel_outcome *out);
+
 /* Whether the interpreter still runs. */
 bool kproc_alive(struct kproc *kp);
 

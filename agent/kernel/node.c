@@ -111,7 +111,6 @@ static int node_execute(struct kernel *k, const char *code, json_t *envs, int64_
         uint64_t seq = ++k->count;
         _cleanup_free_ char *req = NULL;
         struct kproc_result res;
-        char msg[128], how[64];
         json_t *body;
         size_t len;
         int r;
@@ -130,24 +129,7 @@ static int node_execute(struct kernel *k, const char *code, json_t *envs, int64_
         if (r < 0)
                 return r;
 
-        *out = (struct kernel_outcome){
-                .execution_count = (int64_t) seq,
-                .error = res.error_seen,
-                .interrupted = res.interrupted,
-                .timed_out = res.timed_out,
-        };
-        if (res.died) {
-                if (res.hung)
-                        snprintf(msg, sizeof(msg), "the javascript context did not stop within %d s after an interrupt",
-                                 KPROC_GRACE_MS / 1000);
-                else {
-                        kproc_describe_exit(res.wait_status, how, sizeof(how));
-                        snprintf(msg, sizeof(msg), "the javascript context exited (%s)", how);
-                }
-                (void) kproc_emit(sink, json_pack("{s:s,s:s,s:s,s:[]}", "type", "error", "name", "KernelDied", "value",
-                                                  msg, "traceback"));
-                out->died = out->error = true;
-        }
+        kproc_outcome(&res, seq, "javascript context", sink, out);
         return 0;
 }
 
