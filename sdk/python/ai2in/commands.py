@@ -157,21 +157,9 @@ class Commands:
             ConflictError: the sandbox is not running.
             SandboxError: any other failure reported by the engine.
         """
-        body: Dict[str, Any] = {"cmd": cmd}
-        if envs is not None:
-            body["envs"] = dict(envs)
-        if cwd is not None:
-            body["cwd"] = cwd
-        if user is not None:
-            body["user"] = user
-        if not isinstance(timeout, _EngineDefault):
-            body["timeout_ms"] = timeout_ms(timeout)
-        if background:
-            body["background"] = True
+        body = start_body({"cmd": cmd}, envs, cwd, user, timeout, background, tag)
         if stdin:
             body["stdin"] = True
-        if tag is not None:
-            body["tag"] = tag
         stream, pid = self._api.start(body)
         handle = CommandHandle(self._api, stream, pid, on_stdout=on_stdout,
                                on_stderr=on_stderr, check=check)
@@ -243,6 +231,26 @@ class Commands:
             InvalidArgumentError: unknown signal.
         """
         self._api.signal(pid, signal)
+
+
+def start_body(body: Dict[str, Any], envs: Optional[Dict[str, str]], cwd: Optional[str],
+               user: Optional[str], timeout: Timeout, background: bool,
+               tag: Optional[str]) -> Dict[str, Any]:
+    """Adds the options every process start shares (commands and PTYs) to ``body``, leaving
+    out what the engine should default; returns ``body``."""
+    if envs is not None:
+        body["envs"] = dict(envs)
+    if cwd is not None:
+        body["cwd"] = cwd
+    if user is not None:
+        body["user"] = user
+    if not isinstance(timeout, _EngineDefault):
+        body["timeout_ms"] = timeout_ms(timeout)
+    if background:
+        body["background"] = True
+    if tag is not None:
+        body["tag"] = tag
+    return body
 
 
 def timeout_ms(timeout: Optional[float]) -> int:

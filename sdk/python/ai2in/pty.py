@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional
 
 from ._process import CommandResult, OnData, ProcessApi, ProcessHandle, Stdin
 from ._transport import Transport
-from .commands import DEFAULT_TIMEOUT, Timeout, _EngineDefault, timeout_ms
+from .commands import DEFAULT_TIMEOUT, Timeout, start_body
 
 __all__ = ["Pty", "PtyHandle"]
 
@@ -88,18 +88,7 @@ class Pty:
         body: Dict[str, Any] = {"pty": {"cols": cols, "rows": rows}}
         if cmd is not None:
             body["cmd"] = cmd
-        if envs is not None:
-            body["envs"] = dict(envs)
-        if cwd is not None:
-            body["cwd"] = cwd
-        if user is not None:
-            body["user"] = user
-        if not isinstance(timeout, _EngineDefault):
-            body["timeout_ms"] = timeout_ms(timeout)
-        if background:
-            body["background"] = True
-        if tag is not None:
-            body["tag"] = tag
+        start_body(body, envs, cwd, user, timeout, background, tag)
         stream, pid = self._api.start(body)
         handle = PtyHandle(self._api, stream, pid, on_data=on_data)
         handle._start_reader()
