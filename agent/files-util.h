@@ -138,8 +138,6 @@ int files_readlink_at(int dfd, const char *name, char **ret);
 #define _cleanup_as_ _cleanup_(files_as_done)
 static inline void files_names_donep(struct files_names *n) { files_names_done(n); }
 static inline void files_path_donep(struct files_path *p) { files_path_done(p); }
-static inline void query_donep(struct query *q) { query_done(q); }
 #define _cleanup_names_ _cleanup_(files_names_donep)
 #define _cleanup_path_ _cleanup_(files_path_donep)
-#define _cleanup_query_ _cleanup_(query_donep)
 #define _cleanup_json_ _cleanup_(json_decrefp) /* jansson's own helper */

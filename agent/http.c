@@ -513,6 +513,30 @@ static void body_finish(struct http_conn *c) {
         conn_discard(c, DISCARD_MAX);
 }
 
+int http_respond_upgrade(struct http_conn *c, const char *protocol, struct buf *ret_pending) {
+        _cleanup_buf_ struct buf head = {0};
+        struct iovec iov;
+        int r;
+
+        if (c->responded)
+                return -EINVAL;
+        buf_init(&head, 512);
+        r = buf_printf(&head, "HTTP/1.1 101 %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", http_status_text(101),
+                       protocol);
+        if (r < 0)
+                return r;
+        c->responded = true;
+        c->close = true;
+        iov = (struct iovec){.iov_base = head.data, .iov_len = head.len};
+        r = send_iov(c, &iov, 1);
+        if (r < 0)
+                return r;
+        buf_init(ret_pending, c->in.len + 1);
+        r = buf_append(ret_pending, c->in.data, c->in.len);
+        buf_consume(&c->in, c->in.len);
+        return r;
+}
+
 /* ---- connections ---- */
 
 static int read_head(struct http_conn *c, struct http_request *req) {

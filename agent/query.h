@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "macro.h"
+
 #define QUERY_MAX_PARAMS 64
 
 struct query_param {
@@ -32,6 +34,8 @@ int query_parse(const char *s, struct query *ret);
 
 /* Frees what query_parse() filled in; accepts a zeroed struct. */
 void query_done(struct query *q);
+static inline void query_donep(struct query *q) { query_done(q); }
+#define _cleanup_query_ _cleanup_(query_donep)
 
 /* A sentence for a query_parse() error, for a 400 message ("the query string …"). */
 const char *query_strerror(int err);

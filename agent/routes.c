@@ -10,6 +10,7 @@
 #include "log.h"
 #include "procs.h"
 #include "timeutil.h"
+#include "tunnel.h"
 
 #define ARG_MAX_LEN 32
 
@@ -58,6 +59,7 @@ static const struct route routes[] = {
         {"GET", "/contexts", contexts_handle_list, false},
         {"POST", "/contexts/{id}/restart", contexts_handle_restart, false},
         {"DELETE", "/contexts/{id}", contexts_handle_remove, false},
+        {"GET", "/tunnel", tunnel_handle, false},
 };
 
 /* Matches path against pattern; the {pid} or {id} segment, if any, is copied to arg. */

@@ -73,3 +73,12 @@ bool api_key_valid(const char *s) {
         return s && strlen(s) == API_KEY_LEN && strncmp(s, API_KEY_PREFIX, p) == 0 &&
                all_in(s + p, API_KEY_ID_LEN + API_KEY_SECRET_LEN, alnum);
 }
+
+int traffic_token_new(char ret[TRAFFIC_TOKEN_LEN + 1]) {
+        int r = random_string(ret, TRAFFIC_TOKEN_LEN, alnum);
+
+        if (r < 0)
+                return r;
+        ret[TRAFFIC_TOKEN_LEN] = 0;
+        return 0;
+}

@@ -33,3 +33,10 @@ int api_key_new(char ret[API_KEY_LEN + 1]);
 
 /* True when s has the shape of an API key. */
 bool api_key_valid(const char *s);
+
+/* A secure sandbox's traffic token: 40 characters of [A-Za-z0-9] (about 238 bits), which
+ * every request to its preview URLs must carry. */
+#define TRAFFIC_TOKEN_LEN 40
+
+/* Writes a fresh traffic token (TRAFFIC_TOKEN_LEN chars + NUL) into ret. */
+int traffic_token_new(char ret[TRAFFIC_TOKEN_LEN + 1]);

@@ -31,6 +31,7 @@ static const struct opt opts[] = {
         S("template-dir", template_dir, "", "templates (default STATE-DIR/templates)"),
         S("run-dir", run_dir, "/run/ai2in", "runtime state: runc root, netns, agent sockets"),
         S("listen", listen, "127.0.0.1:7300", "API address HOST:PORT"),
+        S("preview-listen", preview_listen, "127.0.0.1:7301", "preview proxy address HOST:PORT, or off"),
         S("runtime", runtime, "runc", "OCI runtime binary"),
         S("agent", agent, "", "ai2in-agent binary (default: beside ai2ind)"),
         S("bridge", bridge, "ai2in0", "bridge the sandboxes' veths attach to"),

@@ -17,6 +17,7 @@ struct config {
         char *template_dir;  /* STATE/templates */
         char *run_dir;       /* /run/ai2in */
         char *listen;        /* 127.0.0.1:7300 */
+        char *preview_listen; /* 127.0.0.1:7301; "off" for none */
         char *runtime;       /* runc */
         char *agent;         /* ai2in-agent beside the ai2ind binary */
         char *bridge;        /* ai2in0 */

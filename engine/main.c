@@ -14,6 +14,7 @@
 #include "fsutil.h"
 #include "id.h"
 #include "log.h"
+#include "proxy/proxy.h"
 #include "sandbox/sandbox.h"
 #include "template/template.h"
 #include "timeutil.h"
@@ -139,6 +140,7 @@ static int serve_setup(struct engine *eng, struct error *e) {
 
 static int cmd_serve(struct engine *eng, struct error *e) {
         struct MHD_Daemon *api = NULL;
+        struct proxy *preview = NULL;
         sigset_t set;
         int sig, r;
 
@@ -157,17 +159,24 @@ static int cmd_serve(struct engine *eng, struct error *e) {
         r = serve_setup(eng, e);
         if (r >= 0)
                 r = api_start(eng, &api, e);
+        if (r >= 0)
+                r = proxy_start(eng, &preview, e);
         if (r < 0) {
+                api_stop(api);
                 reaper_stop(eng);
                 return r;
         }
         printf("ai2ind listening on http://%s\n", eng->cfg.listen);
+        if (preview)
+                printf("preview URLs: http://{port}-{sandbox id}.localhost:%s/ (proxy on %s)\n",
+                       strrchr(eng->cfg.preview_listen, ':') + 1, eng->cfg.preview_listen);
         printf("make an API key with: ai2ind --state-dir %s keys create --team NAME\n", eng->cfg.state_dir);
         fflush(stdout);
         log_info("engine ready (runtime %s, bridge %s, pool %s, idle timeout %llds, cap %lld per team)", eng->cfg.runtime,
                  eng->cfg.bridge, eng->cfg.net_pool, (long long) eng->cfg.idle_timeout, (long long) eng->cfg.max_running);
         sigwait(&set, &sig);
         log_info("stopping on signal %d; sandboxes keep running and are re-adopted at the next start", sig);
+        proxy_stop(preview);
         api_stop(api);
         reaper_stop(eng);
         return 0;

@@ -28,8 +28,9 @@ static json_t *time_or_null(int64_t ms) {
 json_t *sandbox_to_json(const struct sandbox_rec *r) {
         json_t *meta = json_loads(r->metadata ? r->metadata : "{}", 0, NULL);
         const char *kind = r->state == SANDBOX_RUNNING ? NULL : pause_kind_to_string(r->pause_kind);
+        json_t *j;
 
-        return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:f, s:I, s:o, s:o}", "id", r->id, "template",
+        j = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:f, s:I, s:o, s:o}", "id", r->id, "template",
                          r->template_name, "state", sandbox_state_to_string(r->state), "created_at", time_or_null(r->created_at),
                          "started_at", time_or_null(r->started_at), "timeout",
                          r->timeout > 0 ? json_integer(r->timeout) : json_null(), "deadline", time_or_null(r->deadline),
@@ -37,6 +38,13 @@ json_t *sandbox_to_json(const struct sandbox_rec *r) {
                          "end_at", time_or_null(sandbox_end_at(r)), "metadata", meta ? meta : json_object(), "cpu_count",
                          r->cpu_count, "memory_mb", (json_int_t) r->memory_mb, "error",
                          *r->error ? json_string(r->error) : json_null(), "pause_kind", kind ? json_string(kind) : json_null());
+        /* The token is the owning team's to hand to its users; other teams never see the sandbox. */
+        if (j && (json_object_set_new(j, "secure", json_boolean(*r->traffic_token)) < 0 ||
+                  json_object_set_new(j, "traffic_access_token", *r->traffic_token ? json_string(r->traffic_token) : json_null()) < 0)) {
+                json_decref(j);
+                return NULL;
+        }
+        return j;
 }
 
 static int check_fields(json_t *body, const char *const *allowed, size_t n, struct error *e) {
@@ -105,7 +113,7 @@ int api_string_map(json_t *body, const char *name, size_t max, bool env_keys, ch
 }
 
 static int parse_create(json_t *body, struct sandbox_create_opts *o, char **meta, char **envs, struct error *e) {
-        static const char *const fields[] = {"template", "timeout", "metadata", "envs", "cpu_count", "memory_mb"};
+        static const char *const fields[] = {"template", "timeout", "metadata", "envs", "cpu_count", "memory_mb", "secure"};
         json_t *v;
         int r;
 
@@ -128,6 +136,12 @@ static int parse_create(json_t *body, struct sandbox_create_opts *o, char **meta
                 if (!json_is_number(v) || json_number_value(v) < 0.1 || json_number_value(v) > 64)
                         return error_set(e, EINVAL, ERR_BAD_REQUEST, "cpu_count must be a number between 0.1 and 64");
                 o->cpu_count = json_number_value(v);
+        }
+        v = json_object_get(body, "secure");
+        if (v && !json_is_null(v)) {
+                if (!json_is_boolean(v))
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "secure must be true or false");
+                o->secure = json_is_true(v);
         }
         o->metadata = *meta;
         o->envs = *envs;

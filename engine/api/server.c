@@ -348,27 +348,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         *con_cls = NULL;
 }
 
-static int parse_listen(const char *s, struct sockaddr_in *sa, struct error *e) {
-        char host[64];
-        const char *colon = strrchr(s, ':');
-        char *end;
-        long port;
-
-        if (!colon || (size_t) (colon - s) >= sizeof(host))
-                return error_set(e, EINVAL, ERR_BAD_REQUEST, "listen address '%s' must be HOST:PORT", s);
-        memcpy(host, s, (size_t) (colon - s));
-        host[colon - s] = 0;
-        port = strtol(colon + 1, &end, 10);
-        *sa = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
-        if (*end || port < 1 || port > 65535 || inet_pton(AF_INET, streq(host, "localhost") ? "127.0.0.1" : host, &sa->sin_addr) != 1)
-                return error_set(e, EINVAL, ERR_BAD_REQUEST, "listen address '%s' must be IPv4-HOST:PORT", s);
-        return 0;
-}
-
 int api_start(struct engine *eng, struct MHD_Daemon **ret, struct error *e) {
         struct sockaddr_in sa;
         struct MHD_Daemon *d;
-        int r = parse_listen(eng->cfg.listen, &sa, e);
+        int r = net_parse_listen(eng->cfg.listen, "listen", &sa, e);
 
         if (r < 0)
                 return r;

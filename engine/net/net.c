@@ -408,3 +408,20 @@ int net_count_ports(struct net *n) {
         closedir(d);
         return count;
 }
+
+int net_parse_listen(const char *s, const char *name, struct sockaddr_in *sa, struct error *e) {
+        char host[64];
+        const char *colon = strrchr(s, ':');
+        char *end;
+        long port;
+
+        if (!colon || (size_t) (colon - s) >= sizeof(host))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s address '%s' must be HOST:PORT", name, s);
+        memcpy(host, s, (size_t) (colon - s));
+        host[colon - s] = 0;
+        port = strtol(colon + 1, &end, 10);
+        *sa = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
+        if (*end || port < 1 || port > 65535 || inet_pton(AF_INET, streq(host, "localhost") ? "127.0.0.1" : host, &sa->sin_addr) != 1)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s address '%s' must be IPv4-HOST:PORT", name, s);
+        return 0;
+}

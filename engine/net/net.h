@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include <netinet/in.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -39,6 +40,10 @@ void net_slot_release(struct net *n, const struct net_slot *slot);
 
 /* Removes namespaces and veths of this engine whose sandbox id is not in live (n_live). */
 void net_remove_orphans(struct net *n, char **live, unsigned n_live);
+
+/* Parses a listen address "HOST:PORT" (IPv4, or "localhost") into sa; name is the
+ * setting's name, for the message. */
+int net_parse_listen(const char *s, const char *name, struct sockaddr_in *sa, struct error *e);
 
 /* Counts veths attached to this engine's bridge (for tests and diagnostics). */
 int net_count_ports(struct net *n);

@@ -114,6 +114,8 @@ int agent_stream_open(const char *socket_path, const char *method, const char *t
                 return error_set(e, ENAMETOOLONG, ERR_INTERNAL, "agent socket path too long: %s", socket_path);
         strcpy(sa.sun_path, socket_path);
         s = calloc(1, sizeof(*s));
+        if (s)
+                s->fd = -1;
         if (!s || !(s->in = malloc(IN_SIZE + 1))) {
                 agent_stream_free(s);
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
@@ -394,10 +396,24 @@ int agent_stream_read_all(struct agent_stream *s, size_t max, char **ret, size_t
         return *ret ? 0 : -ENOMEM;
 }
 
+int agent_stream_detach(struct agent_stream *s, struct buf *ret_pending) {
+        int fd;
+
+        buf_init(ret_pending, s->len - s->pos + 1);
+        if (buf_append(ret_pending, s->in + s->pos, s->len - s->pos) < 0) {
+                buf_free(ret_pending);
+                return -ENOMEM;
+        }
+        fd = s->fd;
+        s->fd = -1;
+        s->pos = s->len = 0;
+        return fd;
+}
+
 void agent_stream_free(struct agent_stream *s) {
         if (!s)
                 return;
-        if (s->fd > 0)
+        if (s->fd >= 0)
                 close(s->fd);
         free(s->in);
         free(s);

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "buf.h"
 #include "error.h"
 
 struct agent_stream;
@@ -46,6 +47,12 @@ ssize_t agent_stream_read(struct agent_stream *s, void *buf, size_t len, int wat
 
 /* Reads the whole (small) body, at most max bytes, into a NUL-terminated malloc'd string. */
 int agent_stream_read_all(struct agent_stream *s, size_t max, char **ret, size_t *ret_len);
+
+/* Takes the connection out of s (for an answer "101 Switching Protocols", after which the
+ * socket carries raw bytes): returns the socket (non-blocking) and moves the bytes already
+ * read past the answer's head to *ret_pending (which the caller frees). s can then only
+ * be freed. -ENOMEM, nothing taken, when the bytes cannot be kept. */
+int agent_stream_detach(struct agent_stream *s, struct buf *ret_pending);
 
 /* Closes the connection. Accepts NULL. */
 void agent_stream_free(struct agent_stream *s);

@@ -277,6 +277,12 @@ static int fill_new_rec(struct engine *eng, int64_t team_id, const struct sandbo
         rec->envs = strdup(o->envs ? o->envs : "{}");
         rec->cpu_count = o->cpu_count > 0 ? o->cpu_count : 1;
         rec->memory_mb = o->memory_mb > 0 ? o->memory_mb : eng->cfg.default_memory_mb;
+        if (o->secure) {
+                _Static_assert(sizeof(rec->traffic_token) > TRAFFIC_TOKEN_LEN, "traffic_token too small");
+                r = traffic_token_new(rec->traffic_token);
+                if (r < 0)
+                        return error_set(e, r, ERR_INTERNAL, "cannot make a traffic token: %s", strerror(-r));
+        }
         if (!rec->metadata || !rec->envs)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         return 0;

@@ -23,6 +23,7 @@ struct sandbox_create_opts {
         const char *envs;          /* JSON object text or NULL */
         double cpu_count;          /* 0 = 1 */
         int64_t memory_mb;         /* 0 = engine default */
+        bool secure;               /* preview requests must carry the sandbox's traffic token */
 };
 
 int locks_new(struct lock_table **ret);

@@ -77,6 +77,8 @@ static const char schema[] =
 static const char *const migrations[] = {
         /* 1: pause and resume. Rows of older engines are not paused: ''. */
         "ALTER TABLE sandboxes ADD COLUMN pause_kind TEXT NOT NULL DEFAULT '';",
+        /* 2: preview URLs of secure sandboxes need a traffic token ('' = none). */
+        "ALTER TABLE sandboxes ADD COLUMN traffic_token TEXT NOT NULL DEFAULT '';",
 };
 
 /* The sandboxes that hold a container's CPU or RAM, and so count against the running cap. */
@@ -262,7 +264,7 @@ int store_key_foreach(struct store *s, void (*fn)(void *, const char *, const ch
 
 #define SANDBOX_COLUMNS                                                                              \
         "seq, id, team_id, template, state, error, created_at, started_at, killed_at, timeout, deadline, " \
-        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind"
+        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token"
 
 static void copy_text(char *dst, size_t n, const unsigned char *src) {
         snprintf(dst, n, "%s", src ? (const char *) src : "");
@@ -294,6 +296,7 @@ static int row_to_rec(sqlite3_stmt *st, struct sandbox_rec *r) {
         r->memory_mb = sqlite3_column_int64(st, 16);
         copy_text(r->ip, sizeof(r->ip), sqlite3_column_text(st, 17));
         r->pause_kind = pause_kind_from_string((const char *) sqlite3_column_text(st, 18));
+        copy_text(r->traffic_token, sizeof(r->traffic_token), sqlite3_column_text(st, 19));
         if (!r->metadata || !r->envs) {
                 sandbox_rec_done(r);
                 return -ENOMEM;
@@ -340,7 +343,8 @@ int store_sandbox_insert(struct store *s, struct sandbox_rec *r, int64_t max_run
                 return q;
         if (sqlite3_prepare_v2(s->db,
                                "INSERT INTO sandboxes(id, team_id, template, state, created_at, timeout, deadline, idle_timeout,"
-                               " last_activity, metadata, envs, cpu_count, memory_mb) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"
+                               " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token)"
+                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"
                                " RETURNING seq",
                                -1, &st, NULL) != SQLITE_OK) {
                 q = db_error(s, e, "prepare insert");
@@ -360,6 +364,7 @@ int store_sandbox_insert(struct store *s, struct sandbox_rec *r, int64_t max_run
         sqlite3_bind_text(st, 11, r->envs ? r->envs : "{}", -1, SQLITE_TRANSIENT);
         sqlite3_bind_double(st, 12, r->cpu_count);
         sqlite3_bind_int64(st, 13, r->memory_mb);
+        sqlite3_bind_text(st, 14, r->traffic_token, -1, SQLITE_TRANSIENT);
         if (sqlite3_step(st) != SQLITE_ROW)
                 q = db_error(s, e, "insert sandbox");
         else

@@ -59,6 +59,7 @@ struct sandbox_rec {
         int64_t memory_mb;
         char ip[16];
         enum pause_kind pause_kind;
+        char traffic_token[48]; /* secure sandboxes: what preview requests must carry; "" = open */
         int64_t seq;           /* insertion order, for pagination */
 };
 

@@ -113,6 +113,9 @@ class Engine:
         self.log_path = os.path.join(self.root, "ai2ind.log")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.preview_port = free_port()
+        # What get_host() should use for this engine's preview proxy.
+        self.domain = f"localhost:{self.preview_port}"
         sfx = rand_suffix()
         self.bridge = "ai2t" + sfx
         self.net_pool = f"10.78.{random.randint(1, 254)}.0/24"
@@ -134,6 +137,7 @@ class Engine:
             "--template-dir", self.template_dir,
             "--run-dir", self.run_dir,
             "--listen", f"127.0.0.1:{self.port}",
+            "--preview-listen", f"127.0.0.1:{self.preview_port}",
             "--bridge", self.bridge,
             "--net-pool", self.net_pool,
             "--cgroup-parent", self.cgroup_parent,
@@ -231,12 +235,13 @@ class Engine:
 
     def sandbox(self, key: str, **kwargs: Any) -> Sandbox:
         """Creates a sandbox with the SDK and remembers it for teardown."""
+        kwargs.setdefault("domain", self.domain)
         sbx = Sandbox(api_key=key, api_url=self.url, **kwargs)
         self.created.append((sbx.id, key))
         return sbx
 
     def connect(self, sandbox_id: str, key: str) -> Sandbox:
-        return Sandbox.connect(sandbox_id, api_key=key, api_url=self.url)
+        return Sandbox.connect(sandbox_id, api_key=key, api_url=self.url, domain=self.domain)
 
     def list(self, key: str, **kwargs: Any) -> List[Dict[str, Any]]:
         return Sandbox.list(api_key=key, api_url=self.url, **kwargs)

@@ -12,7 +12,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "../../agent/http-parse.c"
 #include "../../agent/http.c"
 #include "../../agent/users.c"
 #include "../../agent/utf8.c"

@@ -361,21 +361,24 @@ class AsyncSandbox:
                      envs: Optional[Mapping[str, str]] = None,
                      cpu_count: Optional[float] = None, memory_mb: Optional[int] = None,
                      api_url: Optional[str] = None,
-                     request_timeout: Optional[float] = None) -> "AsyncSandbox":
+                     request_timeout: Optional[float] = None, secure: Optional[bool] = None,
+                     domain: Optional[str] = None) -> "AsyncSandbox":
         """Creates a sandbox; the arguments are those of ``Sandbox(...)``."""
         sbx = await asyncio.to_thread(
             Sandbox, api_key=api_key, timeout=timeout, template=template, metadata=metadata,
             envs=envs, cpu_count=cpu_count, memory_mb=memory_mb, api_url=api_url,
-            request_timeout=request_timeout)
+            request_timeout=request_timeout, secure=secure, domain=domain)
         return cls(sbx)
 
     @classmethod
     async def connect(cls, sandbox_id: str, api_key: Optional[str] = None,
                       api_url: Optional[str] = None,
-                      request_timeout: Optional[float] = None) -> "AsyncSandbox":
+                      request_timeout: Optional[float] = None,
+                      domain: Optional[str] = None) -> "AsyncSandbox":
         """Attaches to an existing sandbox by id; NotFoundError if there is none."""
         sbx = await asyncio.to_thread(Sandbox.connect, sandbox_id, api_key=api_key,
-                                      api_url=api_url, request_timeout=request_timeout)
+                                      api_url=api_url, request_timeout=request_timeout,
+                                      domain=domain)
         return cls(sbx)
 
     @classmethod
@@ -398,6 +401,15 @@ class AsyncSandbox:
     def sandbox_id(self) -> str:
         """The sandbox id (alias of ``id``)."""
         return self._sync.id
+
+    @property
+    def traffic_access_token(self) -> Optional[str]:
+        """The token a secure sandbox's preview requests must carry (see Sandbox)."""
+        return self._sync.traffic_access_token
+
+    def get_host(self, port: int) -> str:
+        """The preview host of ``port``: ``"{port}-{id}.{domain}"`` (see Sandbox.get_host)."""
+        return self._sync.get_host(port)
 
     async def get_info(self) -> Dict[str, Any]:
         """Returns the engine's sandbox object as a plain dict."""

@@ -4,6 +4,7 @@ the code contexts)."""
 
 from __future__ import annotations
 
+import os
 import types
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Type, TypeVar, Union
 
@@ -11,7 +12,7 @@ from ._transport import Transport, sandbox_path
 from .code import (Callbacks, CodeApi, Context, ContextRef, Execution, ExecutionError,
                    OutputMessage, Result)
 from .commands import Commands
-from .exceptions import NotFoundError, SandboxError
+from .exceptions import InvalidArgumentError, NotFoundError, SandboxError
 from .files import Files
 from .pty import Pty
 
@@ -20,6 +21,14 @@ __all__ = ["Sandbox"]
 S = TypeVar("S", bound="Sandbox")
 
 _LIST_PAGE_SIZE = 100
+
+#: Where preview URLs live when neither ``domain=`` nor ``$AI2IN_DOMAIN`` says: the engine's
+#: preview proxy on this machine (``*.localhost`` resolves to loopback in browsers and curl).
+DEFAULT_DOMAIN = "localhost:7301"
+
+
+def _domain(domain: Optional[str]) -> str:
+    return domain or os.environ.get("AI2IN_DOMAIN", "") or DEFAULT_DOMAIN
 
 
 class Sandbox:
@@ -38,7 +47,8 @@ class Sandbox:
                  envs: Optional[Mapping[str, str]] = None,
                  cpu_count: Optional[float] = None, memory_mb: Optional[int] = None,
                  api_url: Optional[str] = None,
-                 request_timeout: Optional[float] = None) -> None:
+                 request_timeout: Optional[float] = None, secure: Optional[bool] = None,
+                 domain: Optional[str] = None) -> None:
         """Creates a sandbox (``POST /v1/sandboxes``) and returns once it is running.
 
         Args:
@@ -52,6 +62,10 @@ class Sandbox:
             memory_mb: memory limit in MiB (64..65536; engine default 512).
             api_url: engine URL; defaults to ``$AI2IN_API_URL`` or ``http://127.0.0.1:7300``.
             request_timeout: client-side timeout of each HTTP request, in seconds.
+            secure: every request to the sandbox's preview URLs must then carry its
+                ``traffic_access_token`` in the ``X-Ai2in-Traffic-Token`` header.
+            domain: the preview URLs' domain for get_host(); defaults to ``$AI2IN_DOMAIN``
+                or ``localhost:7301``.
 
         Raises:
             AuthenticationError, InvalidArgumentError, NotFoundError (unknown template),
@@ -71,11 +85,15 @@ class Sandbox:
             body["cpu_count"] = cpu_count
         if memory_mb is not None:
             body["memory_mb"] = memory_mb
+        if secure is not None:
+            body["secure"] = secure
         info = transport.request("POST", "/v1/sandboxes", body=body)
-        self._attach(_expect_sandbox(info), transport)
+        self._attach(_expect_sandbox(info), transport, domain)
 
-    def _attach(self, info: Dict[str, Any], transport: Transport) -> None:
+    def _attach(self, info: Dict[str, Any], transport: Transport,
+                domain: Optional[str] = None) -> None:
         self._transport = transport
+        self._domain = _domain(domain)
         self._id: str = info["id"]
         self._info: Dict[str, Any] = info
         self.commands: Commands = Commands(self._id, transport)
@@ -88,15 +106,17 @@ class Sandbox:
                template: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None,
                envs: Optional[Mapping[str, str]] = None, cpu_count: Optional[float] = None,
                memory_mb: Optional[int] = None, api_url: Optional[str] = None,
-               request_timeout: Optional[float] = None) -> S:
+               request_timeout: Optional[float] = None, secure: Optional[bool] = None,
+               domain: Optional[str] = None) -> S:
         """Creates a sandbox; the same as calling ``Sandbox(...)``."""
         return cls(api_key=api_key, timeout=timeout, template=template, metadata=metadata,
                    envs=envs, cpu_count=cpu_count, memory_mb=memory_mb, api_url=api_url,
-                   request_timeout=request_timeout)
+                   request_timeout=request_timeout, secure=secure, domain=domain)
 
     @classmethod
     def connect(cls: Type[S], sandbox_id: str, api_key: Optional[str] = None,
-                api_url: Optional[str] = None, request_timeout: Optional[float] = None) -> S:
+                api_url: Optional[str] = None, request_timeout: Optional[float] = None,
+                domain: Optional[str] = None) -> S:
         """Attaches to an existing sandbox by id; never creates one.
 
         Raises:
@@ -106,7 +126,7 @@ class Sandbox:
         transport = Transport(api_key, api_url, request_timeout)
         info = transport.request("GET", sandbox_path(sandbox_id))
         sbx = cls.__new__(cls)
-        sbx._attach(_expect_sandbox(info), transport)
+        sbx._attach(_expect_sandbox(info), transport, domain)
         return sbx
 
     @property
@@ -123,6 +143,24 @@ class Sandbox:
     def api_url(self) -> str:
         """The URL of the engine this sandbox lives on."""
         return self._transport.api_url
+
+    @property
+    def traffic_access_token(self) -> Optional[str]:
+        """The token a secure sandbox's preview requests must carry (header
+        ``X-Ai2in-Traffic-Token``); None for a sandbox created without ``secure=True``."""
+        return self._info.get("traffic_access_token")
+
+    def get_host(self, port: int) -> str:
+        """The preview host of ``port``: ``"{port}-{id}.{domain}"``, e.g.
+        ``8000-sbx_….localhost:7301``. ``http://`` + it reaches whatever listens on that
+        port inside the sandbox (on 0.0.0.0 or 127.0.0.1), also after pause and resume.
+
+        Raises:
+            InvalidArgumentError: port is not in 1..65535.
+        """
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise InvalidArgumentError(f"port must be an integer in 1..65535, got {port!r}")
+        return f"{port}-{self._id}.{self._domain}"
 
     def get_info(self) -> Dict[str, Any]:
         """Returns the engine's sandbox object as a plain dict (``get_info()["end_at"]``).

@@ -1,4 +1,4 @@
-/* http-parse.c — the request-head parser of http.h, the chunked body decoder, and the
+/* http-parse.c — see http-parse.h: the request-head parser, the chunked body decoder, and the
  * status tables: pure functions on bytes, kept apart from the socket code so that they can
  * be unit-tested and fuzzed alone.
  *
@@ -8,11 +8,14 @@
  * with a Content-Length or in HTTP/1.0. The chunked decoder bounds every line it reads
  * (size lines, trailers) and refuses chunk sizes that would overflow.
  */
-#include "http.h"
+#include "http-parse.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "macro.h"
 
 static bool is_tchar(unsigned char ch) {
         return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
@@ -369,6 +372,7 @@ const char *http_status_text(int status) {
                 const char *text;
         } table[] = {
                 {100, "Continue"},
+                {101, "Switching Protocols"},
                 {200, "OK"},
                 {201, "Created"},
                 {204, "No Content"},
@@ -379,11 +383,14 @@ const char *http_status_text(int status) {
                 {408, "Request Timeout"},
                 {409, "Conflict"},
                 {413, "Content Too Large"},
+                {421, "Misdirected Request"},
                 {414, "URI Too Long"},
                 {431, "Request Header Fields Too Large"},
                 {500, "Internal Server Error"},
                 {501, "Not Implemented"},
+                {502, "Bad Gateway"},
                 {503, "Service Unavailable"},
+                {504, "Gateway Timeout"},
                 {505, "HTTP Version Not Supported"},
                 {507, "Insufficient Storage"},
         };

@@ -1,0 +1,326 @@
+/* proxy.c — see proxy.h: the listener, the connections' threads and the answers the proxy
+ * gives itself. route.c decides where a request goes, relay.c moves the bytes. */
+#include "proxy/proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "proxy/proxy-internal.h"
+#include "timeutil.h"
+
+#define MAX_CONNECTIONS 4000
+#define FIRST_HEAD_TIMEOUT_S 30 /* a client has this long to send its first request head */
+#define SEND_ERROR_MS 5000
+#define DRAIN_MS 2000           /* after an error answer, the unread request is read and dropped for this long... */
+#define DRAIN_MAX (4 << 20)     /* ... or up to this much, so that closing does not reset the answer away */
+#define STOP_WAIT_MS 3000
+#define THREAD_STACK (256 * 1024)
+
+struct proxy {
+        struct engine *eng;
+        int listen_fd, stop_fd;
+        pthread_t acceptor;
+        pthread_mutex_t lock;
+        struct pconn *conns; /* open connections */
+        unsigned n_conns;
+        bool stopping;
+};
+
+struct conn_start {
+        struct proxy *p;
+        struct pconn *c;
+};
+
+/* Sends all of data within SEND_ERROR_MS (fd may be non-blocking). */
+static void send_all_bounded(int fd, const char *data, size_t len) {
+        int64_t deadline = mono_ms() + SEND_ERROR_MS;
+
+        while (len > 0 && mono_ms() < deadline) {
+                ssize_t k = send(fd, data, len, MSG_NOSIGNAL);
+                if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
+                        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+                        (void) poll(&pfd, 1, 100);
+                        continue;
+                }
+                if (k <= 0)
+                        return;
+                data += k;
+                len -= (size_t) k;
+        }
+}
+
+/* Reads and drops what the client still sends, briefly: a close with unread bytes would
+ * reset the connection, and the client could lose the answer before reading it. */
+static void drain(int fd) {
+        int64_t deadline = mono_ms() + DRAIN_MS;
+        size_t total = 0;
+        char junk[16384];
+
+        while (total < DRAIN_MAX && mono_ms() < deadline) {
+                struct pollfd pfd = {.fd = fd, .events = POLLIN};
+                if (poll(&pfd, 1, 100) <= 0)
+                        continue;
+                ssize_t k = recv(fd, junk, sizeof(junk), MSG_DONTWAIT);
+                if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR))
+                        return;
+                if (k > 0)
+                        total += (size_t) k;
+        }
+}
+
+void proxy_send_error(struct pconn *c, const struct perr *pe) {
+        _cleanup_buf_ struct buf out = {0};
+
+        log_info("preview %u-%s from %s: %d %s", (unsigned) c->port, *c->id ? c->id : "?", c->client, pe->status, pe->message);
+        buf_init(&out, 4096);
+        if (buf_printf(&out,
+                       "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
+                       "X-Ai2in-Error: %s\r\nCache-Control: no-store\r\nConnection: close\r\n%s\r\n%s\n",
+                       pe->status, http_status_text(pe->status), strlen(pe->message) + 1, pe->code,
+                       pe->status == 503 ? "Retry-After: 1\r\n" : "", pe->message) < 0)
+                return;
+        send_all_bounded(c->cfd, out.data, out.len);
+        (void) shutdown(c->cfd, SHUT_WR);
+        drain(c->cfd);
+}
+
+/* Reads the first request head (blocking, FIRST_HEAD_TIMEOUT_S), checks it and opens the
+ * tunnel; answers the client itself when any of that fails. */
+static int conn_open(struct pconn *c) {
+        struct http_request req = {0};
+        struct perr pe = {0};
+        size_t head_len;
+        int r = 0;
+
+        for (;;) {
+                ssize_t k = recv(c->cfd, c->in + c->len, PROXY_IN_MAX - c->len, 0);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k == 0 || (k < 0 && (errno == EAGAIN || errno == ECONNRESET)))
+                        return -ECONNRESET; /* went away, or sent no head in time: nothing to answer */
+                if (k < 0)
+                        return -errno;
+                c->len += (size_t) k;
+                r = http_request_parse_head(&req, c->in, c->len, &head_len);
+                if (r != 0)
+                        break;
+        }
+        if (r < 0) {
+                int status = http_status_from_errno(r);
+                perr_set(&pe, status, "bad_request", "malformed HTTP request (%s)",
+                         status == 431 ? "head too large" : status == 505 ? "not HTTP/1.x" : status == 501 ? "unsupported Transfer-Encoding" : "syntax");
+        } else {
+                r = route_check(c, &req, true, &pe);
+                if (r >= 0)
+                        r = route_connect(c, &pe);
+        }
+        http_request_done(&req);
+        if (r < 0 && pe.status)
+                proxy_send_error(c, &pe);
+        return r;
+}
+
+static void conns_remove(struct proxy *p, struct pconn *c) {
+        pthread_mutex_lock(&p->lock);
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                p->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        p->n_conns--;
+        pthread_mutex_unlock(&p->lock);
+}
+
+static void *conn_main(void *arg) {
+        struct conn_start *st = arg;
+        struct proxy *p = st->p;
+        struct pconn *c = st->c;
+        struct timeval tv = {.tv_sec = FIRST_HEAD_TIMEOUT_S};
+        int one = 1;
+
+        free(st);
+        (void) setsockopt(c->cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        (void) setsockopt(c->cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (conn_open(c) >= 0) {
+                log_debug("preview %u-%s from %s: open", (unsigned) c->port, c->id, c->client);
+                relay_run(c);
+        }
+        conns_remove(p, c);
+        if (c->ufd >= 0)
+                close(c->ufd);
+        close(c->cfd);
+        free(c->in);
+        free(c);
+        return NULL;
+}
+
+static void reject_busy(int fd) {
+        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                                   "Content-Length: 47\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+                                   "the preview proxy has too many connections now\n";
+        _Static_assert(sizeof("the preview proxy has too many connections now\n") - 1 == 47, "fix the Content-Length");
+
+        (void) send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        close(fd);
+}
+
+/* Registers and starts a thread for the accepted client fd; on failure closes it. */
+static void conn_start(struct proxy *p, int fd, const struct sockaddr_in *peer) {
+        struct conn_start *st = malloc(sizeof(*st));
+        struct pconn *c = calloc(1, sizeof(*c));
+        pthread_attr_t attr;
+        pthread_t t;
+        char ip[INET_ADDRSTRLEN] = "?";
+        int r;
+
+        if (!st || !c || !(c->in = malloc(PROXY_IN_MAX))) {
+                free(st);
+                if (c)
+                        free(c->in);
+                free(c);
+                close(fd);
+                return;
+        }
+        *c = (struct pconn){.eng = p->eng, .cfd = fd, .ufd = -1, .in = c->in};
+        inet_ntop(AF_INET, &peer->sin_addr, ip, sizeof(ip));
+        snprintf(c->client, sizeof(c->client), "%s:%u", ip, (unsigned) ntohs(peer->sin_port));
+        *st = (struct conn_start){.p = p, .c = c};
+
+        pthread_mutex_lock(&p->lock);
+        c->next = p->conns;
+        if (p->conns)
+                p->conns->prev = c;
+        p->conns = c;
+        p->n_conns++;
+        pthread_mutex_unlock(&p->lock);
+
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, THREAD_STACK);
+        r = pthread_create(&t, &attr, conn_main, st);
+        pthread_attr_destroy(&attr);
+        if (r != 0) {
+                log_warn("preview: cannot start a connection thread: %s, dropping the connection", strerror(r));
+                conns_remove(p, c);
+                close(fd);
+                free(c->in);
+                free(c);
+                free(st);
+        }
+}
+
+static void *acceptor_main(void *arg) {
+        struct proxy *p = arg;
+
+        for (;;) {
+                struct pollfd pfd[2] = {{.fd = p->listen_fd, .events = POLLIN}, {.fd = p->stop_fd, .events = POLLIN}};
+                struct sockaddr_in peer;
+                socklen_t len = sizeof(peer);
+                unsigned n;
+                int fd;
+
+                if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+                        break;
+                if (pfd[1].revents)
+                        break;
+                if (!(pfd[0].revents & POLLIN))
+                        continue;
+                fd = accept4(p->listen_fd, (struct sockaddr *) &peer, &len, SOCK_CLOEXEC);
+                if (fd < 0) {
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                                usleep(10000); /* out of fds or memory: let connections end */
+                        continue;
+                }
+                pthread_mutex_lock(&p->lock);
+                n = p->n_conns;
+                pthread_mutex_unlock(&p->lock);
+                if (n >= MAX_CONNECTIONS)
+                        reject_busy(fd);
+                else
+                        conn_start(p, fd, &peer);
+        }
+        return NULL;
+}
+
+int proxy_start(struct engine *eng, struct proxy **ret, struct error *e) {
+        struct sockaddr_in sa;
+        struct proxy *p;
+        int one = 1, r;
+
+        *ret = NULL;
+        if (streq(eng->cfg.preview_listen, "off") || !*eng->cfg.preview_listen)
+                return 0;
+        r = net_parse_listen(eng->cfg.preview_listen, "preview-listen", &sa, e);
+        if (r < 0)
+                return r;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        *p = (struct proxy){.eng = eng, .listen_fd = -1, .stop_fd = -1};
+        pthread_mutex_init(&p->lock, NULL);
+        p->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        p->stop_fd = eventfd(0, EFD_CLOEXEC);
+        if (p->listen_fd < 0 || p->stop_fd < 0)
+                r = error_set(e, errno, ERR_INTERNAL, "preview proxy: cannot make a socket: %s", strerror(errno));
+        else if (setsockopt(p->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+                 bind(p->listen_fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(p->listen_fd, 1024) < 0)
+                r = error_set(e, errno, ERR_INTERNAL, "cannot listen on %s for the preview proxy: %s (set preview-listen, or off)",
+                              eng->cfg.preview_listen, strerror(errno));
+        else if ((r = pthread_create(&p->acceptor, NULL, acceptor_main, p)) != 0)
+                r = error_set(e, r, ERR_INTERNAL, "preview proxy: cannot start a thread: %s", strerror(r));
+        if (r < 0) {
+                if (p->listen_fd >= 0)
+                        close(p->listen_fd);
+                if (p->stop_fd >= 0)
+                        close(p->stop_fd);
+                pthread_mutex_destroy(&p->lock);
+                free(p);
+                return r;
+        }
+        *ret = p;
+        return 0;
+}
+
+void proxy_stop(struct proxy *p) {
+        int64_t deadline = mono_ms() + STOP_WAIT_MS;
+        uint64_t one = 1;
+        unsigned n;
+
+        if (!p)
+                return;
+        if (write(p->stop_fd, &one, sizeof(one)) < 0)
+                log_warn("preview proxy: cannot signal its thread: %m, ignoring");
+        pthread_join(p->acceptor, NULL);
+        close(p->listen_fd);
+        pthread_mutex_lock(&p->lock);
+        for (struct pconn *c = p->conns; c; c = c->next)
+                (void) shutdown(c->cfd, SHUT_RDWR); /* every wait of its thread ends */
+        pthread_mutex_unlock(&p->lock);
+        do {
+                pthread_mutex_lock(&p->lock);
+                n = p->n_conns;
+                pthread_mutex_unlock(&p->lock);
+                if (n > 0)
+                        usleep(10000);
+        } while (n > 0 && mono_ms() < deadline);
+        if (n > 0) {
+                log_warn("preview proxy: %u connections still closing at stop", n);
+                return; /* their threads still use p */
+        }
+        close(p->stop_fd);
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+}

@@ -1,0 +1,203 @@
+/* relay.c — one preview connection once its tunnel is open.
+ *
+ * Client → sandbox: bytes are looked at before they go: each request head is checked
+ * (route_check) and sent without the traffic token, then its body is passed on by its
+ * framing (Content-Length, or chunked, followed through http_chunked_decode so that the next
+ * head is found where the server will find it). A request with an Upgrade header makes the
+ * rest of the connection raw bytes. Sandbox → client: a pump (splice, no copy).
+ *
+ * A request that fails its check is answered by the proxy when nothing of an earlier answer
+ * is still on its way (clients do not pipeline), and the connection ends.
+ */
+#include "proxy/proxy-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "pump.h"
+#include "sandbox/sandbox.h"
+#include "timeutil.h"
+
+#define IDLE_MS (10 * 60 * 1000) /* nothing either way for this long ends a connection */
+#define TOUCH_EVERY_MS 1000      /* activity is written at most this often */
+
+enum mode { MODE_HEAD, MODE_LENGTH, MODE_CHUNKED, MODE_RAW };
+
+struct relay {
+        struct pconn *c;
+        enum mode mode;
+        uint64_t left;            /* MODE_LENGTH: body bytes still to pass */
+        struct http_chunked chunked;
+        bool client_eof, up_shut;
+        struct perr fail;         /* a request failed its check: answer this, then end */
+        bool failed;
+};
+
+/* Checks and rewrites the head at c->in + c->fwd, which is complete. */
+static int take_head(struct relay *rl) {
+        struct pconn *c = rl->c;
+        struct http_request req = {0};
+        size_t head_len, new_len;
+        int r;
+
+        r = http_request_parse_head(&req, c->in + c->fwd, c->len - c->fwd, &head_len);
+        if (r == 0)
+                return c->len - c->fwd >= HTTP_MAX_HEAD
+                               ? perr_set(&rl->fail, 431, "head_too_large", "the request head is over %d bytes or %d fields",
+                                          HTTP_MAX_HEAD, HTTP_MAX_HEADERS)
+                               : 0;
+        if (r < 0) {
+                int status = http_status_from_errno(r);
+                return perr_set(&rl->fail, status, "bad_request", "malformed HTTP request (%s)",
+                                status == 431 ? "head too large" : status == 505 ? "not HTTP/1.x" : status == 501 ? "unsupported Transfer-Encoding" : "syntax");
+        }
+        r = route_check(c, &req, false, &rl->fail);
+        if (r >= 0) {
+                if (http_request_header(&req, "Upgrade"))
+                        rl->mode = MODE_RAW;
+                else if (req.chunked) {
+                        rl->mode = MODE_CHUNKED;
+                        rl->chunked = (struct http_chunked){0};
+                } else if (req.content_length > 0) {
+                        rl->mode = MODE_LENGTH;
+                        rl->left = req.content_length;
+                }
+                new_len = head_strip_token(c->in + c->fwd, c->in + c->fwd, head_len);
+                memmove(c->in + c->fwd + new_len, c->in + c->fwd + head_len, c->len - c->fwd - head_len);
+                c->len -= head_len - new_len;
+                c->fwd += new_len;
+                r = 1;
+        }
+        http_request_done(&req);
+        return r;
+}
+
+/* Looks at what the client sent, as far as it can; sets rl->failed on a bad request. */
+static void look(struct relay *rl) {
+        struct pconn *c = rl->c;
+
+        while (c->fwd < c->len && !rl->failed) {
+                size_t avail = c->len - c->fwd, used, data_len;
+                int r;
+
+                switch (rl->mode) {
+                case MODE_HEAD:
+                        r = take_head(rl);
+                        if (r < 0)
+                                rl->failed = true;
+                        if (r <= 0)
+                                return;
+                        break;
+                case MODE_LENGTH:
+                        used = avail < rl->left ? avail : (size_t) rl->left;
+                        c->fwd += used;
+                        rl->left -= used;
+                        if (rl->left == 0)
+                                rl->mode = MODE_HEAD;
+                        break;
+                case MODE_CHUNKED:
+                        r = http_chunked_decode(&rl->chunked, c->in + c->fwd, avail, SIZE_MAX, &used, &data_len);
+                        c->fwd += used;
+                        if (r < 0) {
+                                perr_set(&rl->fail, 400, "bad_request", "malformed chunked request body");
+                                rl->failed = true;
+                        } else if (r == 1)
+                                rl->mode = MODE_HEAD;
+                        break;
+                case MODE_RAW:
+                        c->fwd = c->len;
+                        break;
+                }
+        }
+}
+
+/* Sends what is due upstream. Returns bytes sent, or -errno. */
+static ssize_t push(struct pconn *c) {
+        ssize_t k;
+
+        if (c->fwd == 0)
+                return 0;
+        k = send(c->ufd, c->in, c->fwd, MSG_NOSIGNAL);
+        if (k < 0)
+                return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+        memmove(c->in, c->in + k, c->len - (size_t) k);
+        c->len -= (size_t) k;
+        c->fwd -= (size_t) k;
+        return k;
+}
+
+/* Reads from the client. Returns bytes read, 0 if none now, -errno; sets client_eof. */
+static ssize_t pull(struct relay *rl) {
+        struct pconn *c = rl->c;
+        ssize_t k;
+
+        if (rl->client_eof || c->len == PROXY_IN_MAX)
+                return 0;
+        k = recv(c->cfd, c->in + c->len, PROXY_IN_MAX - c->len, 0);
+        if (k == 0)
+                rl->client_eof = true;
+        if (k < 0)
+                return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+        c->len += (size_t) k;
+        return k;
+}
+
+void relay_run(struct pconn *c) {
+        struct relay rl = {.c = c};
+        struct pump down;
+        int64_t now, last_io = mono_ms(), last_touch = 0;
+
+        if (pump_init(&down, c->ufd, c->cfd) < 0)
+                return;
+        (void) fcntl(c->cfd, F_SETFL, fcntl(c->cfd, F_GETFL) | O_NONBLOCK);
+        (void) fcntl(c->ufd, F_SETFL, fcntl(c->ufd, F_GETFL) | O_NONBLOCK);
+        for (;;) {
+                ssize_t a, b, d;
+
+                look(&rl);
+                if (rl.failed && c->fwd == 0) {
+                        /* Everything before the bad request is upstream; answer it if no
+                         * earlier answer is half-way to the client. */
+                        if (down.in_pipe == 0)
+                                proxy_send_error(c, &rl.fail);
+                        break;
+                }
+                if (rl.client_eof && c->fwd == 0 && !rl.up_shut) {
+                        (void) shutdown(c->ufd, SHUT_WR); /* what was left unlooked-at is a cut request */
+                        rl.up_shut = true;
+                }
+                if (down.done)
+                        break; /* the server ended the connection: so does the proxy */
+
+                struct pollfd pfd[2] = {
+                        {.fd = c->cfd, .events = pump_events_to(&down)},
+                        {.fd = c->ufd, .events = pump_events_from(&down)},
+                };
+                if (!rl.client_eof && !rl.failed && c->len < PROXY_IN_MAX)
+                        pfd[0].events |= POLLIN;
+                if (c->fwd > 0)
+                        pfd[1].events |= POLLOUT;
+                if (poll(pfd, 2, 1000) < 0 && errno != EINTR)
+                        break;
+                a = pull(&rl);
+                b = push(c);
+                d = pump_step(&down);
+                if (a < 0 || b < 0 || d < 0)
+                        break;
+                now = mono_ms();
+                if (a > 0 || b > 0 || d > 0) {
+                        last_io = now;
+                        if (now - last_touch >= TOUCH_EVERY_MS) {
+                                sandbox_touch(c->eng, c->id);
+                                last_touch = now;
+                        }
+                } else if (now - last_io >= IDLE_MS)
+                        break;
+        }
+        pump_done(&down);
+}

@@ -1,0 +1,187 @@
+/* route.c — which sandbox and port a preview request is for, whether it may go there, and
+ * the tunnel to it. */
+#include "proxy/proxy-internal.h"
+#include "proxy/proxy.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "sandbox/agent_stream.h"
+#include "sandbox/sandbox.h"
+
+#define TOKEN_HEADER "X-Ai2in-Traffic-Token"
+#define TUNNEL_ANSWER_MS 10000
+
+int perr_set(struct perr *pe, int status, const char *code, const char *fmt, ...) {
+        va_list ap;
+
+        pe->status = status;
+        pe->code = code;
+        va_start(ap, fmt);
+        vsnprintf(pe->message, sizeof(pe->message), fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+int preview_host_parse(const char *host, uint16_t *ret_port, char ret_id[SANDBOX_ID_LEN + 1]) {
+        char label[64];
+        size_t n = strcspn(host, ".:");
+        unsigned long port = 0;
+        size_t i;
+
+        if (n == 0 || n >= sizeof(label))
+                return -EINVAL;
+        for (i = 0; i < n; i++)
+                label[i] = (char) tolower((unsigned char) host[i]);
+        label[n] = 0;
+        /* "{port}-": 1 to 5 digits, no leading zero. */
+        for (i = 0; isdigit((unsigned char) label[i]) && i < 6; i++)
+                port = port * 10 + (unsigned long) (label[i] - '0');
+        if (i == 0 || i > 5 || label[i] != '-' || label[0] == '0' || port > 65535)
+                return -EINVAL;
+        if (!sandbox_id_valid(label + i + 1))
+                return -EINVAL;
+        *ret_port = (uint16_t) port;
+        memcpy(ret_id, label + i + 1, SANDBOX_ID_LEN + 1);
+        return 0;
+}
+
+/* The sandbox's state, as a preview request sees it. Keeps its token in c. */
+static int lookup(struct pconn *c, struct perr *pe) {
+        struct sandbox_rec rec;
+        struct error e = {0};
+        int r;
+
+        r = store_sandbox_get(c->eng->store, c->id, &rec, &e);
+        if (r == -ENOENT)
+                return perr_set(pe, 404, "not_found", "no sandbox %s: it does not exist or was killed", c->id);
+        if (r < 0)
+                return perr_set(pe, 500, "internal", "%s", e.message);
+        snprintf(c->token, sizeof(c->token), "%s", rec.traffic_token);
+        switch (rec.state) {
+        case SANDBOX_RUNNING:
+                r = 0;
+                break;
+        case SANDBOX_KILLED:
+                r = perr_set(pe, 404, "not_found", "no sandbox %s: it does not exist or was killed", c->id);
+                break;
+        case SANDBOX_PAUSED:
+        case SANDBOX_PAUSING:
+                r = perr_set(pe, 409, "paused", "sandbox %s is paused: resume it to reach port %u", c->id, (unsigned) c->port);
+                break;
+        case SANDBOX_CREATING:
+        case SANDBOX_RESUMING:
+                r = perr_set(pe, 503, "starting", "sandbox %s is starting: try again in a moment", c->id);
+                break;
+        default:
+                r = perr_set(pe, 502, "sandbox_error", "sandbox %s has failed: %s", c->id, *rec.error ? rec.error : "unknown error");
+        }
+        sandbox_rec_done(&rec);
+        return r;
+}
+
+static bool token_ok(const char *want, const char *got) {
+        size_t n = strlen(want);
+
+        return got && strlen(got) == n && CRYPTO_memcmp(want, got, n) == 0;
+}
+
+int route_check(struct pconn *c, const struct http_request *req, bool first, struct perr *pe) {
+        const char *host = http_request_header(req, "Host");
+        char id[SANDBOX_ID_LEN + 1];
+        uint16_t port;
+        int r;
+
+        if (!host || preview_host_parse(host, &port, id) < 0)
+                return perr_set(pe, 400, "bad_host",
+                                "'%.200s' is not a preview host: preview URLs look like http://{port}-{sandbox id}.{domain}/",
+                                host ? host : "(no Host header)");
+        if (first) {
+                memcpy(c->id, id, sizeof(c->id));
+                c->port = port;
+                r = lookup(c, pe);
+                /* A secure sandbox's state is not told without its token. */
+                if (*c->token && !token_ok(c->token, http_request_header(req, TOKEN_HEADER)))
+                        return perr_set(pe, 403, "forbidden", "sandbox %s is secure: send its traffic token in the %s header",
+                                        c->id, TOKEN_HEADER);
+                return r;
+        }
+        if (port != c->port || !streq(id, c->id))
+                return perr_set(pe, 421, "misdirected",
+                                "this connection is for port %u of %s; open another connection for another preview host",
+                                (unsigned) c->port, c->id);
+        if (*c->token && !token_ok(c->token, http_request_header(req, TOKEN_HEADER)))
+                return perr_set(pe, 403, "forbidden", "sandbox %s is secure: send its traffic token in the %s header", c->id,
+                                TOKEN_HEADER);
+        return 0;
+}
+
+/* The agent's message from its JSON error answer, else a generic one. */
+static void agent_error(struct agent_stream *s, char *out, size_t n) {
+        _cleanup_free_ char *body = NULL;
+        json_t *doc, *msg;
+        size_t len;
+
+        snprintf(out, n, "the sandbox's agent refused the connection (HTTP %d)", agent_stream_status(s));
+        if (agent_stream_read_all(s, 4096, &body, &len) < 0 || !(doc = json_loads(body, 0, NULL)))
+                return;
+        msg = json_object_get(json_object_get(doc, "error"), "message");
+        if (json_is_string(msg))
+                snprintf(out, n, "%s", json_string_value(msg));
+        json_decref(doc);
+}
+
+int route_connect(struct pconn *c, struct perr *pe) {
+        _cleanup_agent_stream_ struct agent_stream *s = NULL;
+        _cleanup_buf_ struct buf pending = {0};
+        struct error e = {0};
+        char path[4200], target[64], why[400];
+        int r;
+
+        sandbox_socket_path(c->eng, c->id, path, sizeof(path));
+        snprintf(target, sizeof(target), "/tunnel?port=%u", (unsigned) c->port);
+        r = agent_stream_open(path, "GET", target, NULL, 0, c->cfd, &s, &e);
+        if (r >= 0)
+                r = agent_stream_finish(s, TUNNEL_ANSWER_MS, &e);
+        if (r < 0)
+                return perr_set(pe, e.status == 503 ? 503 : 502, "sandbox_unreachable", "sandbox %s: %s", c->id, e.message);
+        if (agent_stream_status(s) != 101) {
+                agent_error(s, why, sizeof(why));
+                return perr_set(pe, agent_stream_status(s) == 503 ? 503 : 502, "port_closed", "sandbox %s: %s", c->id, why);
+        }
+        r = agent_stream_detach(s, &pending);
+        if (r < 0)
+                return perr_set(pe, 500, "internal", "out of memory");
+        c->ufd = r;
+        if (pending.len > 0 && send(c->cfd, pending.data, pending.len, MSG_NOSIGNAL) != (ssize_t) pending.len)
+                return perr_set(pe, 502, "client_gone", "the client went away");
+        return 0;
+}
+
+size_t head_strip_token(char *dst, const char *src, size_t head_len) {
+        const size_t name_len = strlen(TOKEN_HEADER);
+        size_t in = 0, out = 0;
+
+        while (in < head_len) {
+                const char *eol = memmem(src + in, head_len - in, "\r\n", 2);
+                size_t line = eol ? (size_t) (eol - (src + in)) + 2 : head_len - in;
+                bool drop = line > name_len && src[in + name_len] == ':' && strncasecmp(src + in, TOKEN_HEADER, name_len) == 0;
+
+                if (!drop) {
+                        memmove(dst + out, src + in, line);
+                        out += line;
+                }
+                in += line;
+        }
+        return out;
+}
