@@ -11,7 +11,8 @@ packages=(
   libbsd-dev libmd-dev
   runc mmdebstrap iproute2 iptables util-linux
   python3 python3-pytest python3-setuptools python3-pip
-  curl
+  curl wrk
+  chromium
 )
 
 missing=()
