@@ -14,11 +14,13 @@
 /* One client connection. */
 struct pconn {
         struct engine *eng;
+        struct proxy *proxy;
         int cfd;                   /* the client, non-blocking */
         int ufd;                   /* the tunnel to the sandbox's port, or -1 */
         char client[64];           /* "ip:port", for the log */
         char id[SANDBOX_ID_LEN + 1];
         uint16_t port;
+        bool tunnel;               /* counted among its sandbox's tunnels (under the proxy's lock) */
         char token[48];            /* the sandbox's traffic token ("" = open) */
         char *in;                  /* PROXY_IN_MAX bytes: [0, fwd) checked and due upstream, [fwd, len) not yet looked at */
         size_t len, fwd;

@@ -21,6 +21,9 @@
 #include "timeutil.h"
 
 #define MAX_CONNECTIONS 4000
+/* Tunnels into one sandbox at once: below the agent's own cap (512 connections), so that
+ * strangers with a preview URL cannot take every connection the owner's calls need. */
+#define MAX_PER_SANDBOX 256
 #define FIRST_HEAD_TIMEOUT_S 30 /* a client has this long to send its first request head */
 #define SEND_ERROR_MS 5000
 #define DRAIN_MS 2000           /* after an error answer, the unread request is read and dropped for this long... */
@@ -96,6 +99,21 @@ void proxy_send_error(struct pconn *c, const struct perr *pe) {
         drain(c->cfd);
 }
 
+/* Counts c among its sandbox's tunnels, unless there are MAX_PER_SANDBOX already (503). */
+static int claim_slot(struct pconn *c, struct perr *pe) {
+        struct proxy *p = c->proxy;
+        unsigned n = 0;
+
+        pthread_mutex_lock(&p->lock);
+        for (struct pconn *o = p->conns; o; o = o->next)
+                n += o->tunnel && streq(o->id, c->id);
+        c->tunnel = n < MAX_PER_SANDBOX;
+        pthread_mutex_unlock(&p->lock);
+        return c->tunnel ? 0
+                         : perr_set(pe, 503, "busy", "sandbox %s has %d preview connections open, the most there can be at once",
+                                    c->id, MAX_PER_SANDBOX);
+}
+
 /* Reads the first request head (blocking, FIRST_HEAD_TIMEOUT_S), checks it and opens the
  * tunnel; answers the client itself when any of that fails. */
 static int conn_open(struct pconn *c) {
@@ -104,7 +122,11 @@ static int conn_open(struct pconn *c) {
         size_t head_len;
         int r = 0;
 
+        int64_t deadline = mono_ms() + FIRST_HEAD_TIMEOUT_S * 1000;
+
         for (;;) {
+                if (mono_ms() >= deadline)
+                        return -ETIMEDOUT; /* a head sent a byte at a time */
                 ssize_t k = recv(c->cfd, c->in + c->len, PROXY_IN_MAX - c->len, 0);
                 if (k < 0 && errno == EINTR)
                         continue;
@@ -123,6 +145,8 @@ static int conn_open(struct pconn *c) {
                          status == 431 ? "head too large" : status == 505 ? "not HTTP/1.x" : status == 501 ? "unsupported Transfer-Encoding" : "syntax");
         } else {
                 r = route_check(c, &req, true, &pe);
+                if (r >= 0)
+                        r = claim_slot(c, &pe);
                 if (r >= 0)
                         r = route_connect(c, &pe);
         }
@@ -194,7 +218,7 @@ static void conn_start(struct proxy *p, int fd, const struct sockaddr_in *peer) 
                 close(fd);
                 return;
         }
-        *c = (struct pconn){.eng = p->eng, .cfd = fd, .ufd = -1, .in = c->in};
+        *c = (struct pconn){.eng = p->eng, .proxy = p, .cfd = fd, .ufd = -1, .in = c->in};
         inet_ntop(AF_INET, &peer->sin_addr, ip, sizeof(ip));
         snprintf(c->client, sizeof(c->client), "%s:%u", ip, (unsigned) ntohs(peer->sin_port));
         *st = (struct conn_start){.p = p, .c = c};

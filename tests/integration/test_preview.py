@@ -228,6 +228,25 @@ def test_errors_a_person_can_read(engine: Engine, served: Sandbox) -> None:
         conn.close()
 
 
+def test_connections_per_sandbox_are_capped(engine: Engine, served: Sandbox) -> None:
+    host = served.get_host(PORT)
+    conns = []
+    try:
+        for _ in range(256):
+            c = http.client.HTTPConnection("127.0.0.1", engine.preview_port, timeout=30)
+            assert request(engine, host, conn=c)[0] == 200
+            conns.append(c)
+        status, headers, body = request(engine, host)
+        assert status == 503 and b"256 preview connections open" in body
+        assert headers["retry-after"] == "1"
+        # The owner's own calls still get through the agent.
+        assert served.commands.run("echo still-mine").stdout == "still-mine\n"
+    finally:
+        for c in conns:
+            c.close()
+    assert wait_until(lambda: request(engine, host)[0] == 200, 10, 0.2)
+
+
 def test_bad_request_framing_is_400(engine: Engine, served: Sandbox) -> None:
     with socket.create_connection(("127.0.0.1", engine.preview_port), timeout=20) as s:
         s.sendall(f"POST /sha HTTP/1.1\r\nHost: {served.get_host(PORT)}\r\nContent-Length: 3\r\n"
