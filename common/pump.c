@@ -33,6 +33,8 @@ ssize_t pump_step(struct pump *p) {
                                 progress = true;
                         } else if (k == 0)
                                 p->eof = true;
+                        else if (errno == EAGAIN && p->in_pipe > 0)
+                                p->full = true; /* or `from` had nothing: either way, wait for `to` */
                         else if (errno != EAGAIN && errno != EINTR)
                                 return -errno;
                 }
@@ -40,6 +42,7 @@ ssize_t pump_step(struct pump *p) {
                         k = splice(p->pipe[0], NULL, p->to, NULL, p->in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                         if (k > 0) {
                                 p->in_pipe -= (size_t) k;
+                                p->full = false;
                                 p->moved += (uint64_t) k;
                                 moved += k;
                                 progress = true;
@@ -47,7 +50,8 @@ ssize_t pump_step(struct pump *p) {
                                 return -errno;
                 }
                 if (p->eof && p->in_pipe == 0) {
-                        (void) shutdown(p->to, SHUT_WR);
+                        if (!p->keep_open)
+                                (void) shutdown(p->to, SHUT_WR);
                         p->done = true;
                         return moved;
                 }
@@ -57,7 +61,7 @@ ssize_t pump_step(struct pump *p) {
 }
 
 short pump_events_from(const struct pump *p) {
-        return !p->done && !p->eof && p->in_pipe < PIPE_SIZE ? POLLIN : 0;
+        return !p->done && !p->eof && !p->full && p->in_pipe < PIPE_SIZE ? POLLIN : 0;
 }
 
 short pump_events_to(const struct pump *p) {
@@ -85,15 +89,23 @@ int pump_relay(int a, int b, long idle_ms) {
         else
                 down = (struct pump){.pipe = {-1, -1}};
         while (r >= 0 && !(up.done && down.done)) {
+                /* a is always watched, for its hang-up; b only when something waits on it. */
                 struct pollfd pfd[2] = {
                         {.fd = a, .events = pump_events_from(&up) | pump_events_to(&down)},
                         {.fd = b, .events = pump_events_from(&down) | pump_events_to(&up)},
                 };
                 ssize_t k1, k2;
-                int n = poll(pfd, 2, idle_ms < 0 ? -1 : 1000);
+                int n;
 
+                if (pfd[1].events == 0)
+                        pfd[1].fd = -1;
+                n = poll(pfd, 2, idle_ms < 0 ? -1 : 1000);
                 if (n < 0 && errno != EINTR) {
                         r = -errno;
+                        break;
+                }
+                if ((pfd[0].revents & (POLLHUP | POLLERR)) || (pfd[1].revents & POLLERR)) {
+                        r = pfd[0].revents & POLLHUP ? -ECONNRESET : -EPIPE;
                         break;
                 }
                 k1 = pump_step(&up);

@@ -19,8 +19,11 @@ struct pump {
         int from, to;     /* borrowed, non-blocking */
         int pipe[2];      /* owned */
         size_t in_pipe;   /* bytes taken from `from` and not yet given to `to` */
+        bool full;        /* the pipe took nothing more: its slots (one per packet) may be used up
+                           * before PIPE_SIZE bytes; cleared when `to` takes some */
         bool eof;         /* `from` has ended */
-        bool done;        /* eof, pipe drained and `to` shut down for writing */
+        bool done;        /* eof, pipe drained and `to` shut down for writing (unless keep_open) */
+        bool keep_open;   /* set by the caller: `to` is not shut down at the end */
         uint64_t moved;   /* bytes given to `to` so far */
 };
 
@@ -34,7 +37,8 @@ int pump_init(struct pump *p, int from, int to);
 ssize_t pump_step(struct pump *p);
 
 /* The poll() events that would let p move on: POLLIN for `from` when the pipe has room,
- * POLLOUT for `to` when the pipe holds bytes. */
+ * POLLOUT for `to` when the pipe holds bytes. An fd with no events must be left out of
+ * poll() (fd -1), or its hang-up would wake the caller for ever. */
 short pump_events_from(const struct pump *p);
 short pump_events_to(const struct pump *p);
 
@@ -42,6 +46,7 @@ short pump_events_to(const struct pump *p);
 void pump_done(struct pump *p);
 
 /* Relays between a and b both ways until both directions have ended, either side fails,
- * or nothing moves for idle_ms (< 0: never). Returns 0 when both ended, -ETIMEDOUT, or the
- * -errno of the failure. Makes a and b non-blocking. */
+ * a hangs up entirely (closed, not only shut down for writing: nothing can reach it any
+ * more), or nothing moves for idle_ms (< 0: never). Returns 0 when both ended, -ECONNRESET
+ * when a hung up, -ETIMEDOUT, or the -errno of the failure. Makes a and b non-blocking. */
 int pump_relay(int a, int b, long idle_ms);

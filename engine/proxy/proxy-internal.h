@@ -21,6 +21,8 @@ struct pconn {
         char id[SANDBOX_ID_LEN + 1];
         uint16_t port;
         bool tunnel;               /* counted among its sandbox's tunnels (under the proxy's lock) */
+        bool waiting;              /* has not sent its first head yet (under the proxy's lock) */
+        uint32_t addr;             /* the client's IPv4 address, network order */
         char token[48];            /* the sandbox's traffic token ("" = open) */
         char *in;                  /* PROXY_IN_MAX bytes: [0, fwd) checked and due upstream, [fwd, len) not yet looked at */
         size_t len, fwd;
@@ -35,6 +37,9 @@ struct perr {
 };
 
 int perr_set(struct perr *pe, int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Fills pe for a request the parser refused with err (http_request_parse_head). */
+int perr_from_parse(struct perr *pe, int err);
 
 /* Sends the error pe as a plain-text answer and ends the connection's sending side. */
 void proxy_send_error(struct pconn *c, const struct perr *pe);

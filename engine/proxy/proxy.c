@@ -24,6 +24,10 @@
 /* Tunnels into one sandbox at once: below the agent's own cap (512 connections), so that
  * strangers with a preview URL cannot take every connection the owner's calls need. */
 #define MAX_PER_SANDBOX 256
+/* Connections that have not sent their first head yet, from one address and in all: idle
+ * connections opened by the thousand (slowloris) cannot crowd out the others. */
+#define MAX_WAITING_PER_ADDRESS 64
+#define MAX_WAITING 1000
 #define FIRST_HEAD_TIMEOUT_S 30 /* a client has this long to send its first request head */
 #define SEND_ERROR_MS 5000
 #define DRAIN_MS 2000           /* after an error answer, the unread request is read and dropped for this long... */
@@ -116,34 +120,51 @@ static int claim_slot(struct pconn *c, struct perr *pe) {
 
 /* Reads the first request head (blocking, FIRST_HEAD_TIMEOUT_S), checks it and opens the
  * tunnel; answers the client itself when any of that fails. */
+/* Reads until the first request head is complete (1, req filled), malformed (< 0 from the
+ * parser), or the client goes away or takes over FIRST_HEAD_TIMEOUT_S in all (-ECONNRESET:
+ * nothing to answer). */
+static int read_first_head(struct pconn *c, struct http_request *req) {
+        int64_t deadline = mono_ms() + FIRST_HEAD_TIMEOUT_S * 1000;
+        size_t head_len;
+        int r;
+
+        for (;;) {
+                int64_t left = deadline - mono_ms();
+                struct pollfd pfd = {.fd = c->cfd, .events = POLLIN};
+                ssize_t k;
+
+                if (left <= 0)
+                        return -ECONNRESET; /* also a head sent a byte at a time */
+                r = poll(&pfd, 1, (int) left);
+                if (r < 0 && errno != EINTR)
+                        return -ECONNRESET;
+                if (r <= 0)
+                        continue;
+                k = recv(c->cfd, c->in + c->len, PROXY_IN_MAX - c->len, MSG_DONTWAIT);
+                if (k < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                if (k <= 0)
+                        return -ECONNRESET;
+                c->len += (size_t) k;
+                r = http_request_parse_head(req, c->in, c->len, &head_len);
+                if (r != 0)
+                        return r;
+        }
+}
+
+/* Reads the first request head, checks it and opens the tunnel; answers the client itself
+ * when any of that fails. */
 static int conn_open(struct pconn *c) {
         struct http_request req = {0};
         struct perr pe = {0};
-        size_t head_len;
-        int r = 0;
+        int r;
 
-        int64_t deadline = mono_ms() + FIRST_HEAD_TIMEOUT_S * 1000;
-
-        for (;;) {
-                if (mono_ms() >= deadline)
-                        return -ETIMEDOUT; /* a head sent a byte at a time */
-                ssize_t k = recv(c->cfd, c->in + c->len, PROXY_IN_MAX - c->len, 0);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k == 0 || (k < 0 && (errno == EAGAIN || errno == ECONNRESET)))
-                        return -ECONNRESET; /* went away, or sent no head in time: nothing to answer */
-                if (k < 0)
-                        return -errno;
-                c->len += (size_t) k;
-                r = http_request_parse_head(&req, c->in, c->len, &head_len);
-                if (r != 0)
-                        break;
-        }
-        if (r < 0) {
-                int status = http_status_from_errno(r);
-                perr_set(&pe, status, "bad_request", "malformed HTTP request (%s)",
-                         status == 431 ? "head too large" : status == 505 ? "not HTTP/1.x" : status == 501 ? "unsupported Transfer-Encoding" : "syntax");
-        } else {
+        r = read_first_head(c, &req);
+        if (r == -ECONNRESET)
+                return r;
+        if (r < 0)
+                perr_from_parse(&pe, r);
+        else {
                 r = route_check(c, &req, true, &pe);
                 if (r >= 0)
                         r = claim_slot(c, &pe);
@@ -172,13 +193,19 @@ static void *conn_main(void *arg) {
         struct conn_start *st = arg;
         struct proxy *p = st->p;
         struct pconn *c = st->c;
-        struct timeval tv = {.tv_sec = FIRST_HEAD_TIMEOUT_S};
-        int one = 1;
+        struct timeval tv = {.tv_sec = SEND_ERROR_MS / 1000};
+        int one = 1, r;
 
         free(st);
-        (void) setsockopt(c->cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        /* Blocking until relay_run: sends are bounded (an answer of the proxy, bytes the
+         * tunnel brought along), reads are bounded in conn_open. */
+        (void) setsockopt(c->cfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         (void) setsockopt(c->cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (conn_open(c) >= 0) {
+        r = conn_open(c);
+        pthread_mutex_lock(&p->lock);
+        c->waiting = false;
+        pthread_mutex_unlock(&p->lock);
+        if (r >= 0) {
                 log_debug("preview %u-%s from %s: open", (unsigned) c->port, c->id, c->client);
                 relay_run(c);
         }
@@ -197,7 +224,12 @@ static void reject_busy(int fd) {
                                    "the preview proxy has too many connections now\n";
         _Static_assert(sizeof("the preview proxy has too many connections now\n") - 1 == 47, "fix the Content-Length");
 
+        char junk[4096];
+
         (void) send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void) shutdown(fd, SHUT_WR);
+        while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0) /* what came already: a close */
+                ;                                              /* with it unread would reset */
         close(fd);
 }
 
@@ -218,7 +250,8 @@ static void conn_start(struct proxy *p, int fd, const struct sockaddr_in *peer) 
                 close(fd);
                 return;
         }
-        *c = (struct pconn){.eng = p->eng, .proxy = p, .cfd = fd, .ufd = -1, .in = c->in};
+        *c = (struct pconn){.eng = p->eng, .proxy = p, .cfd = fd, .ufd = -1, .in = c->in, .addr = peer->sin_addr.s_addr,
+                            .waiting = true};
         inet_ntop(AF_INET, &peer->sin_addr, ip, sizeof(ip));
         snprintf(c->client, sizeof(c->client), "%s:%u", ip, (unsigned) ntohs(peer->sin_port));
         *st = (struct conn_start){.p = p, .c = c};
@@ -246,6 +279,22 @@ static void conn_start(struct proxy *p, int fd, const struct sockaddr_in *peer) 
         }
 }
 
+/* Whether one more connection from addr fits the limits. */
+static bool admissible(struct proxy *p, uint32_t addr) {
+        unsigned waiting = 0, same = 0;
+        bool ok;
+
+        pthread_mutex_lock(&p->lock);
+        for (struct pconn *c = p->conns; c; c = c->next)
+                if (c->waiting) {
+                        waiting++;
+                        same += c->addr == addr;
+                }
+        ok = p->n_conns < MAX_CONNECTIONS && waiting < MAX_WAITING && same < MAX_WAITING_PER_ADDRESS;
+        pthread_mutex_unlock(&p->lock);
+        return ok;
+}
+
 static void *acceptor_main(void *arg) {
         struct proxy *p = arg;
 
@@ -253,7 +302,6 @@ static void *acceptor_main(void *arg) {
                 struct pollfd pfd[2] = {{.fd = p->listen_fd, .events = POLLIN}, {.fd = p->stop_fd, .events = POLLIN}};
                 struct sockaddr_in peer;
                 socklen_t len = sizeof(peer);
-                unsigned n;
                 int fd;
 
                 if (poll(pfd, 2, -1) < 0 && errno != EINTR)
@@ -268,10 +316,7 @@ static void *acceptor_main(void *arg) {
                                 usleep(10000); /* out of fds or memory: let connections end */
                         continue;
                 }
-                pthread_mutex_lock(&p->lock);
-                n = p->n_conns;
-                pthread_mutex_unlock(&p->lock);
-                if (n >= MAX_CONNECTIONS)
+                if (!admissible(p, peer.sin_addr.s_addr))
                         reject_busy(fd);
                 else
                         conn_start(p, fd, &peer);

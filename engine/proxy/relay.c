@@ -3,11 +3,14 @@
  * Client → sandbox: bytes are looked at before they go: each request head is checked
  * (route_check) and sent without the traffic token, then its body is passed on by its
  * framing (Content-Length, or chunked, followed through http_chunked_decode so that the next
- * head is found where the server will find it). A request with an Upgrade header makes the
- * rest of the connection raw bytes. Sandbox → client: a pump (splice, no copy).
+ * head is found where the server will find it). After a request with an Upgrade header
+ * nothing more goes up until the server's answer starts: "101" makes the rest of the
+ * connection raw bytes, anything else keeps checking requests. Sandbox → client: a pump
+ * (splice, no copy).
  *
- * A request that fails its check is answered by the proxy when nothing of an earlier answer
- * is still on its way (clients do not pipeline), and the connection ends.
+ * A request that fails its check goes no further: the server's side is shut for writing,
+ * its answers to the earlier requests pass on until it closes (5 s at most), then the proxy
+ * answers the failed request itself and the connection ends.
  */
 #include "proxy/proxy-internal.h"
 
@@ -16,6 +19,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -25,8 +29,12 @@
 
 #define IDLE_MS (10 * 60 * 1000) /* nothing either way for this long ends a connection */
 #define TOUCH_EVERY_MS 1000      /* activity is written at most this often */
+#define FAIL_DRAIN_MS 5000       /* a failed request waits this long at most for the answers before it */
 
-enum mode { MODE_HEAD, MODE_LENGTH, MODE_CHUNKED, MODE_RAW };
+/* HEAD: expecting a request head; LENGTH, CHUNKED: inside its body; UPGRADE: an Upgrade
+ * request went up, nothing more does until the answer's status says 101 (RAW: bytes both
+ * ways from then on) or not (HEAD again). */
+enum mode { MODE_HEAD, MODE_LENGTH, MODE_CHUNKED, MODE_UPGRADE, MODE_RAW };
 
 struct relay {
         struct pconn *c;
@@ -47,19 +55,13 @@ static int take_head(struct relay *rl) {
 
         r = http_request_parse_head(&req, c->in + c->fwd, c->len - c->fwd, &head_len);
         if (r == 0)
-                return c->len - c->fwd >= HTTP_MAX_HEAD
-                               ? perr_set(&rl->fail, 431, "head_too_large", "the request head is over %d bytes or %d fields",
-                                          HTTP_MAX_HEAD, HTTP_MAX_HEADERS)
-                               : 0;
-        if (r < 0) {
-                int status = http_status_from_errno(r);
-                return perr_set(&rl->fail, status, "bad_request", "malformed HTTP request (%s)",
-                                status == 431 ? "head too large" : status == 505 ? "not HTTP/1.x" : status == 501 ? "unsupported Transfer-Encoding" : "syntax");
-        }
+                return 0; /* more to come (the parser refuses a head over HTTP_MAX_HEAD itself) */
+        if (r < 0)
+                return perr_from_parse(&rl->fail, r);
         r = route_check(c, &req, false, &rl->fail);
         if (r >= 0) {
                 if (http_request_header(&req, "Upgrade"))
-                        rl->mode = MODE_RAW;
+                        rl->mode = MODE_UPGRADE;
                 else if (req.chunked) {
                         rl->mode = MODE_CHUNKED;
                         rl->chunked = (struct http_chunked){0};
@@ -109,6 +111,8 @@ static void look(struct relay *rl) {
                         } else if (r == 1)
                                 rl->mode = MODE_HEAD;
                         break;
+                case MODE_UPGRADE:
+                        return; /* held until the server has answered */
                 case MODE_RAW:
                         c->fwd = c->len;
                         break;
@@ -147,46 +151,84 @@ static ssize_t pull(struct relay *rl) {
         return k;
 }
 
+/* After an Upgrade request: the first bytes of the server's answer say whether the
+ * connection is now the server's own protocol (101) or still HTTP. They are peeked at, not
+ * taken, before the pump passes them on. 1 when decided, 0 to wait for more. */
+static int upgrade_decide(struct relay *rl) {
+        char status[13];
+        ssize_t k = recv(rl->c->ufd, status, 12, MSG_PEEK | MSG_DONTWAIT);
+
+        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                return 0;
+        if (k > 0 && k < 12)
+                return 0;
+        status[k > 0 ? k : 0] = 0;
+        /* "HTTP/1.1 101": raw from now on; anything else (or the end): the requests go on. */
+        rl->mode = k == 12 && strncmp(status, "HTTP/1.", 7) == 0 && strncmp(status + 8, " 101", 4) == 0 ? MODE_RAW : MODE_HEAD;
+        return 1;
+}
+
 void relay_run(struct pconn *c) {
         struct relay rl = {.c = c};
         struct pump down;
-        int64_t now, last_io = mono_ms(), last_touch = 0;
+        int64_t now, last_io = mono_ms(), last_touch = 0, fail_deadline = 0;
 
         if (pump_init(&down, c->ufd, c->cfd) < 0)
                 return;
         (void) fcntl(c->cfd, F_SETFL, fcntl(c->cfd, F_GETFL) | O_NONBLOCK);
         (void) fcntl(c->ufd, F_SETFL, fcntl(c->ufd, F_GETFL) | O_NONBLOCK);
         for (;;) {
+                bool deciding;
                 ssize_t a, b, d;
 
                 look(&rl);
-                if (rl.failed && c->fwd == 0) {
-                        /* Everything before the bad request is upstream; answer it if no
-                         * earlier answer is half-way to the client. */
+                /* Nothing comes down until the answer to an Upgrade request is known. */
+                deciding = rl.mode == MODE_UPGRADE;
+                if (deciding && upgrade_decide(&rl) > 0)
+                        continue;
+                if ((rl.client_eof || rl.failed) && c->fwd == 0 && !rl.up_shut) {
+                        /* A cut request, or one that failed its check: nothing more goes up.
+                         * The server finishes what it answers and closes. */
+                        (void) shutdown(c->ufd, SHUT_WR);
+                        rl.up_shut = true;
+                        if (rl.failed) {
+                                fail_deadline = mono_ms() + FAIL_DRAIN_MS;
+                                down.keep_open = true; /* the client still gets the proxy's answer */
+                        }
+                }
+                if (rl.failed && c->fwd == 0 && (down.done || mono_ms() >= fail_deadline)) {
+                        /* The earlier answers are out (or the server keeps the connection
+                         * open regardless): the failed request gets its answer. */
                         if (down.in_pipe == 0)
                                 proxy_send_error(c, &rl.fail);
                         break;
                 }
-                if (rl.client_eof && c->fwd == 0 && !rl.up_shut) {
-                        (void) shutdown(c->ufd, SHUT_WR); /* what was left unlooked-at is a cut request */
-                        rl.up_shut = true;
-                }
-                if (down.done)
+                if (down.done && !rl.failed)
                         break; /* the server ended the connection: so does the proxy */
 
+                /* The client is always watched, for its hang-up (a reset while the server is
+                 * silent); the tunnel only when something waits on it. */
                 struct pollfd pfd[2] = {
-                        {.fd = c->cfd, .events = pump_events_to(&down)},
-                        {.fd = c->ufd, .events = pump_events_from(&down)},
+                        {.fd = c->cfd, .events = deciding ? 0 : pump_events_to(&down)},
+                        {.fd = c->ufd, .events = deciding ? POLLIN : pump_events_from(&down)},
                 };
-                if (!rl.client_eof && !rl.failed && c->len < PROXY_IN_MAX)
+                if (!rl.client_eof && !rl.failed && c->len < PROXY_IN_MAX && !deciding)
                         pfd[0].events |= POLLIN;
                 if (c->fwd > 0)
                         pfd[1].events |= POLLOUT;
+                if (pfd[1].events == 0)
+                        pfd[1].fd = -1;
                 if (poll(pfd, 2, 1000) < 0 && errno != EINTR)
                         break;
+                if ((pfd[0].revents & (POLLHUP | POLLERR)) || (pfd[1].revents & POLLERR))
+                        break; /* the client is gone for good, or the tunnel broke */
+                if (deciding && (pfd[1].revents & (POLLIN | POLLHUP)) && upgrade_decide(&rl) == 0) {
+                        struct timespec ts = {.tv_nsec = 1000000}; /* the rest of a status line split in two */
+                        nanosleep(&ts, NULL);
+                }
                 a = pull(&rl);
                 b = push(c);
-                d = pump_step(&down);
+                d = deciding ? 0 : pump_step(&down);
                 if (a < 0 || b < 0 || d < 0)
                         break;
                 now = mono_ms();

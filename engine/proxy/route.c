@@ -33,6 +33,16 @@ int perr_set(struct perr *pe, int status, const char *code, const char *fmt, ...
         return -EINVAL;
 }
 
+int perr_from_parse(struct perr *pe, int err) {
+        int status = http_status_from_errno(err);
+
+        return perr_set(pe, status, "bad_request", "malformed HTTP request (%s)",
+                        status == 431   ? "head over 16 KiB or 64 fields"
+                        : status == 505 ? "not HTTP/1.x"
+                        : status == 501 ? "a Transfer-Encoding other than chunked"
+                                        : "syntax");
+}
+
 int preview_host_parse(const char *host, uint16_t *ret_port, char ret_id[SANDBOX_ID_LEN + 1]) {
         char label[64];
         size_t n = strcspn(host, ".:");
@@ -133,6 +143,7 @@ static void agent_error(struct agent_stream *s, char *out, size_t n) {
         size_t len;
 
         snprintf(out, n, "the sandbox's agent refused the connection (HTTP %d)", agent_stream_status(s));
+        agent_stream_set_read_timeout(s, TUNNEL_ANSWER_MS); /* a sandbox frozen meanwhile must not hold the thread */
         if (agent_stream_read_all(s, 4096, &body, &len) < 0 || !(doc = json_loads(body, 0, NULL)))
                 return;
         msg = json_object_get(json_object_get(doc, "error"), "message");
@@ -150,7 +161,9 @@ int route_connect(struct pconn *c, struct perr *pe) {
 
         sandbox_socket_path(c->eng, c->id, path, sizeof(path));
         snprintf(target, sizeof(target), "/tunnel?port=%u", (unsigned) c->port);
-        r = agent_stream_open(path, "GET", target, NULL, 0, c->cfd, &s, &e);
+        /* Not watching the client: one that shut its sending side after the request (it is
+         * waiting for the answer) is not gone. Every wait here is bounded anyway. */
+        r = agent_stream_open(path, "GET", target, NULL, 0, -1, &s, &e);
         if (r >= 0)
                 r = agent_stream_finish(s, TUNNEL_ANSWER_MS, &e);
         if (r < 0)

@@ -37,6 +37,7 @@ struct agent_stream {
         uint64_t remaining; /* of the Content-Length body, or of the current chunk */
         bool in_chunk;      /* chunked: inside a chunk's data */
         bool done;
+        long read_timeout_ms; /* each wait for body bytes; -1: none */
         char *in;           /* bytes read from the socket, in[pos..len) unconsumed */
         size_t pos, len;
 };
@@ -121,6 +122,7 @@ int agent_stream_open(const char *socket_path, const char *method, const char *t
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         }
         s->content_length = -1;
+        s->read_timeout_ms = -1;
         s->watch_fd = watch_fd;
         s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         r = s->fd < 0 ? -errno : connect_agent(s, &sa);
@@ -296,7 +298,7 @@ int64_t agent_stream_content_length(const struct agent_stream *s) {
 static ssize_t need(struct agent_stream *s, int watch_fd) {
         if (s->pos < s->len)
                 return 1;
-        return fill(s, watch_fd, -1);
+        return fill(s, watch_fd, s->read_timeout_ms);
 }
 
 /* Chunked: reads "SIZE[;ext]\r\n" (after the CRLF that ends the previous chunk's data). */
@@ -394,6 +396,10 @@ int agent_stream_read_all(struct agent_stream *s, size_t max, char **ret, size_t
         *ret_len = b.len;
         *ret = buf_steal(&b);
         return *ret ? 0 : -ENOMEM;
+}
+
+void agent_stream_set_read_timeout(struct agent_stream *s, long timeout_ms) {
+        s->read_timeout_ms = timeout_ms;
 }
 
 int agent_stream_detach(struct agent_stream *s, struct buf *ret_pending) {

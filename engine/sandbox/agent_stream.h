@@ -45,6 +45,10 @@ int64_t agent_stream_content_length(const struct agent_stream *s);
  * -EPROTO when the agent broke the framing or went away mid-body. */
 ssize_t agent_stream_read(struct agent_stream *s, void *buf, size_t len, int watch_fd);
 
+/* Bounds each wait of agent_stream_read() for more body bytes to timeout_ms (-ETIMEDOUT
+ * then); the default is to wait as long as the watched client stays. */
+void agent_stream_set_read_timeout(struct agent_stream *s, long timeout_ms);
+
 /* Reads the whole (small) body, at most max bytes, into a NUL-terminated malloc'd string. */
 int agent_stream_read_all(struct agent_stream *s, size_t max, char **ret, size_t *ret_len);
 

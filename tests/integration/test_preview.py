@@ -311,6 +311,88 @@ def test_secure_must_be_a_boolean(engine: Engine, module_key: str) -> None:
     assert status == 400 and "secure must be true or false" in doc["error"]["message"]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a host process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_half_closed_then_reset_clients_do_not_spin(engine: Engine, served: Sandbox) -> None:
+    """A client that sends a request, shuts its side, then resets while the server stays
+    silent; and clients that never read a big answer: the engine must not busy-loop."""
+    host = served.get_host(PORT)
+    socks = []
+    for i in range(4):
+        s = socket.create_connection(("127.0.0.1", engine.preview_port), timeout=10)
+        s.sendall(f"GET /silent HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        s.shutdown(socket.SHUT_WR)
+        socks.append(s)
+    for i in range(4):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", engine.preview_port))
+        s.sendall(f"GET /big?n={8 << 20} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        socks.append(s)
+    time.sleep(1)
+    for s in socks[:4]:  # reset
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    time.sleep(0.5)
+    before = cpu_seconds(engine.pid())
+    time.sleep(3)
+    used = cpu_seconds(engine.pid()) - before
+    for s in socks[4:]:
+        s.close()
+    assert used < 0.5, f"the engine used {used:.2f} s of CPU in 3 s with only stalled preview clients"
+    # ... and the sandbox's agent let go of the reset ones: its own calls still work at once.
+    assert served.commands.run("echo ok", timeout=10).stdout == "ok\n"
+
+
+def test_refused_upgrade_keeps_checking_requests(engine: Engine, module_key: str) -> None:
+    sbx = engine.sandbox(module_key, secure=True)
+    start_server(sbx)
+    host = sbx.get_host(PORT)
+    good = {"X-Ai2in-Traffic-Token": sbx.traffic_access_token or ""}
+    assert wait_until(lambda: request(engine, host, headers=good)[0] == 200, 20, 0.2)
+    conn = http.client.HTTPConnection("127.0.0.1", engine.preview_port, timeout=30)
+    try:
+        # The server answers 200, not 101: the connection stays HTTP, and checked.
+        status, _, _ = request(engine, host, conn=conn,
+                               headers={**good, "Upgrade": "h2c", "Connection": "Upgrade"})
+        assert status == 200
+        status, _, body = request(engine, host, path="/headers", conn=conn)
+        assert status == 403 and b"traffic token" in body
+    finally:
+        conn.close()
+    sbx.kill()
+
+
+def test_client_that_half_closes_after_its_request(engine: Engine, served: Sandbox) -> None:
+    with socket.create_connection(("127.0.0.1", engine.preview_port), timeout=20) as s:
+        s.sendall(f"GET /hello HTTP/1.1\r\nHost: {served.get_host(PORT)}\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        s.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 200") or answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert answer.endswith(b"hello from the sandbox")
+
+
+def test_idle_connections_from_one_address_are_capped(engine: Engine, served: Sandbox) -> None:
+    idle = [socket.create_connection(("127.0.0.1", engine.preview_port), timeout=10) for _ in range(64)]
+    try:
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", engine.preview_port), timeout=10) as s:
+            answer = s.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 503 "), answer
+    finally:
+        for s in idle:
+            s.close()
+    assert wait_until(lambda: request(engine, served.get_host(PORT))[0] == 200, 10, 0.2)
+
+
 IDLE = 4
 
 

@@ -10,6 +10,7 @@ Routes:
     POST /sha         the sha256 and length of the body (Content-Length or chunked)
     GET  /sse?n=N     N server-sent events, 0.5 s apart, each "data: event-i"
     GET  /ws          a WebSocket that echoes text and binary messages
+    GET  /silent      never answers
 HTTP/1.1 with keep-alive; one thread per connection.
 """
 
@@ -70,6 +71,8 @@ class Handler(BaseHTTPRequestHandler):
             self.sse(int(q.get("n", ["3"])[0]))
         elif url.path == "/ws":
             self.websocket()
+        elif url.path == "/silent":
+            time.sleep(3600)
         else:
             self.reply(404, b"no such route")
 
