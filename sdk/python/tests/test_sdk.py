@@ -179,6 +179,20 @@ def test_create_classmethod_and_connect(fake: Fake) -> None:
     assert str(ei.value) == "sandbox sbx_zzzzzzzzzzzzzzzzzzzz not found"
 
 
+def test_get_host_and_secure(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AI2IN_DOMAIN", raising=False)
+    sbx = Sandbox(secure=True)
+    assert fake.requests[-1][3] == {"secure": True}
+    assert sbx.get_host(8000) == f"8000-{sbx.id}.localhost:7301"
+    monkeypatch.setenv("AI2IN_DOMAIN", "preview.example.com")
+    again = Sandbox.connect(sbx.id)
+    assert again.get_host(3000) == f"3000-{sbx.id}.preview.example.com"
+    assert Sandbox.connect(sbx.id, domain="x.test").get_host(1) == f"1-{sbx.id}.x.test"
+    for bad in (0, 65536, "80", 80.0, True, None):
+        with pytest.raises(InvalidArgumentError):
+            sbx.get_host(bad)  # type: ignore[arg-type]
+
+
 def test_commands(fake: Fake) -> None:
     sbx = Sandbox()
     r = sbx.commands.run("echo hi", envs={"X": "y"}, cwd="/tmp", user="sandbox", timeout=5)
