@@ -196,10 +196,12 @@ int main(int argc, char **argv) {
         }
         if (argi < argc && (streq(argv[argi], "--help") || streq(argv[argi], "help"))) {
                 usage(stdout);
+                config_free(&eng.cfg);
                 return 0;
         }
         if (log_level_from_string(eng.cfg.log_level, &level) < 0) {
                 fprintf(stderr, "ai2ind: log-level must be debug, info, warn or error\n");
+                config_free(&eng.cfg);
                 return 2;
         }
         log_setup("ai2ind", level);

@@ -15,6 +15,12 @@ packages=(
   chromium
 )
 
+# Node.js ≥ 18 and npm for the JS SDK: whatever node the machine has (e.g. NodeSource's,
+# which bundles npm and conflicts with Debian's npm package), else Debian's.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

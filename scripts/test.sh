@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make test` (and CI): installs what is missing, builds the normal and sanitizer builds,
-# runs the C unit tests of both and the SDK's offline tests, makes sure the base template
-# exists, then runs the pytest integration suite against the real engine, once with the
-# sanitizer build and once with the normal one.
+# runs the C unit tests of both and the Python SDK's offline tests, makes sure the base
+# template exists, runs the JS SDK's tests (against the real engine), then the pytest
+# integration suite against the real engine, once with the sanitizer build and once with the
+# normal one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -13,6 +14,8 @@ build/bin/ai2ind template build base
   || /usr/bin/python3 -m pip install --quiet --no-build-isolation --no-deps ./sdk/python
 echo "== Python SDK unit tests (offline)"
 /usr/bin/python3 -m pytest -q -p no:cacheprovider sdk/python/tests
+echo "== JS SDK (npm ci, build, typecheck, node --test against the real engine, packed-tarball consumer check)"
+sdk/js/scripts/test.sh
 echo "== integration tests (sanitizer build)"
 AI2IND=build-san/bin/ai2ind /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 echo "== integration tests"

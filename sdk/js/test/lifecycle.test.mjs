@@ -1,0 +1,218 @@
+// Sandbox lifecycle against the real engine: create, getInfo, timeouts, list, connect, pause
+// and resume, kill, preview hosts.
+import assert from "node:assert/strict";
+import http from "node:http";
+import { after, before, test } from "node:test";
+
+import { ConflictError, InvalidArgumentError, NotFoundError, Sandbox } from "../dist/esm/index.js";
+import { useEngine } from "./helpers/engine.mjs";
+import { secondsUntil, waitFor } from "./helpers/util.mjs";
+
+const env = useEngine(before, after);
+
+const ID = /^sbx_[a-z0-9]{20}$/;
+
+test("create returns a running sandbox; getInfo is the API's plain JSON object", async () => {
+  const sbx = await Sandbox.create(env.opts);
+  assert.match(sbx.id, ID);
+  assert.equal(sbx.sandboxId, sbx.id);
+  assert.equal(sbx.apiUrl, env.url);
+  assert.equal(sbx.trafficAccessToken, undefined);
+  const info = await sbx.getInfo();
+  assert.equal(Object.getPrototypeOf(info), Object.prototype, "a plain object");
+  assert.equal(info.id, sbx.id);
+  assert.equal(info.state, "running");
+  assert.equal(info.template, "base");
+  assert.equal(info.timeout, null);
+  assert.equal(typeof info.end_at, "string", "end_at: when it dies of idleness");
+  assert.ok(Math.abs(secondsUntil(info.end_at) - info.idle_timeout) < 10, JSON.stringify(info));
+  assert.equal(await sbx.isRunning(), true);
+  assert.equal(await sbx.kill(), true);
+});
+
+test("timeoutMs sets a hard lifetime; setTimeout moves it to now + t; over 24 h the engine says no", async () => {
+  const sbx = await Sandbox.create({ ...env.opts, timeoutMs: 300_000 });
+  let info = await sbx.getInfo();
+  assert.equal(info.timeout, 300);
+  assert.ok(Math.abs(secondsUntil(info.end_at) - 300) < 5, info.end_at);
+  assert.equal(info.deadline, info.end_at);
+  await sbx.setTimeout(3_600_000);
+  info = await sbx.getInfo();
+  assert.equal(info.timeout, 3600);
+  // end_at is the earlier of the deadline and the idle reaping (30 min by default).
+  assert.ok(Math.abs(secondsUntil(info.deadline) - 3600) < 5, info.deadline);
+  await sbx.setTimeout(120_000);
+  assert.ok(Math.abs(secondsUntil((await sbx.getInfo()).end_at) - 120) < 5, "a shorter timeout shortens the life");
+  await sbx.setTimeout(86_400_000);
+  assert.equal((await sbx.getInfo()).timeout, 86400, "24 h is the most");
+  await assert.rejects(sbx.setTimeout(86_401_000), (e) => {
+    assert.ok(e instanceof InvalidArgumentError, String(e));
+    assert.equal(e.status, 400);
+    assert.equal(e.code, "bad_request");
+    assert.match(e.message, /86400/, "the server's message names the limit");
+    return true;
+  });
+  await sbx.kill();
+});
+
+test("create options: template, metadata, envs, cpuCount, memoryMb reach the engine", async () => {
+  const sbx = await Sandbox.create("base", {
+    ...env.opts,
+    metadata: { user: "alice", run: "lifecycle" },
+    envs: { GREETING: "hello from envs" },
+    cpuCount: 0.5,
+    memoryMb: 256,
+  });
+  const info = await sbx.getInfo();
+  assert.deepEqual(info.metadata, { user: "alice", run: "lifecycle" });
+  assert.equal(info.cpu_count, 0.5);
+  assert.equal(info.memory_mb, 256);
+  assert.equal(info.envs, undefined, "envs are never echoed back");
+  assert.equal((await sbx.commands.run("echo $GREETING")).stdout, "hello from envs\n");
+  await sbx.kill();
+});
+
+test("list: the team's sandboxes, filters by state and metadata, follows pages", async () => {
+  const key = env.engine.makeKey();
+  const o = { apiKey: key, apiUrl: env.url };
+  const a = await Sandbox.create({ ...o, metadata: { role: "a" } });
+  const b = await Sandbox.create({ ...o, metadata: { role: "b" } });
+  const c = await Sandbox.create({ ...o, metadata: { role: "b" } });
+  await c.pause();
+  let all = await Sandbox.list(o);
+  assert.deepEqual(all.map((s) => s.id), [a.id, b.id, c.id], "oldest first, running and paused");
+  assert.equal(all[2].state, "paused");
+  all = await Sandbox.list({ ...o, pageSize: 1 });
+  assert.deepEqual(all.map((s) => s.id), [a.id, b.id, c.id], "pages are followed to the end");
+  assert.deepEqual((await Sandbox.list({ ...o, state: "running" })).map((s) => s.id), [a.id, b.id]);
+  assert.deepEqual((await Sandbox.list({ ...o, state: ["paused"] })).map((s) => s.id), [c.id]);
+  assert.deepEqual((await Sandbox.list({ ...o, metadata: { role: "b" } })).map((s) => s.id), [b.id, c.id]);
+  await assert.rejects(Sandbox.list({ ...o, state: "sleeping" }), InvalidArgumentError);
+  // Another team sees none of them.
+  assert.deepEqual(await Sandbox.list(env.opts).then((l) => l.filter((s) => [a.id, b.id, c.id].includes(s.id))), []);
+  for (const s of [a, b, c]) await s.kill();
+  assert.deepEqual(await Sandbox.list(o), []);
+});
+
+test("connect attaches by id; unknown and malformed ids are errors with the server's message", async () => {
+  const sbx = await Sandbox.create(env.opts);
+  const again = await Sandbox.connect(sbx.id, env.opts);
+  assert.equal(again.id, sbx.id);
+  await sbx.files.write("/tmp/shared.txt", "written through one object");
+  assert.equal(await again.files.read("/tmp/shared.txt"), "written through one object");
+  await assert.rejects(Sandbox.connect("sbx_00000000000000000000", env.opts), (e) => {
+    assert.ok(e instanceof NotFoundError);
+    assert.equal(e.status, 404);
+    assert.match(e.message, /sbx_00000000000000000000/);
+    return true;
+  });
+  await assert.rejects(Sandbox.connect("nope", env.opts), (e) => e instanceof InvalidArgumentError && e.status === 400);
+  // Another team's sandbox answers exactly like a missing one.
+  const other = { apiKey: env.engine.makeKey(), apiUrl: env.url };
+  await assert.rejects(Sandbox.connect(sbx.id, other), NotFoundError);
+  await sbx.kill();
+});
+
+test("pause keeps the filesystem, stops the processes; resume starts it again", async () => {
+  const sbx = await Sandbox.create(env.opts);
+  await sbx.files.write("/home/sandbox/notes.txt", "still here");
+  await sbx.runCode("kept_in_memory = 1");
+  assert.deepEqual(await sbx.pause(), { status: "paused" });
+  let info = await sbx.getInfo();
+  assert.equal(info.state, "paused");
+  assert.equal(info.pause_kind, "filesystem");
+  assert.equal(info.end_at, null, "the reaper never touches a paused sandbox");
+  assert.equal(await sbx.isRunning(), false);
+  assert.deepEqual(await sbx.pause(), { status: "paused" }, "pausing a paused sandbox changes nothing");
+  await assert.rejects(sbx.commands.run("true"), (e) => {
+    assert.ok(e instanceof ConflictError, String(e));
+    assert.equal(e.status, 409);
+    assert.match(e.message, /paused/);
+    return true;
+  });
+
+  const connected = await Sandbox.connect(sbx.id, env.opts);
+  assert.deepEqual(await connected.resume(), { status: "running" });
+  info = await sbx.getInfo();
+  assert.equal(info.state, "running");
+  assert.equal(info.pause_kind, null);
+  const ex = await connected.runCode("print(open('/home/sandbox/notes.txt').read())");
+  assert.equal(ex.logs.stdout.join(""), "still here\n");
+  const lost = await connected.runCode("kept_in_memory");
+  assert.equal(lost.error?.name, "NameError", "in-memory state is lost by a pause");
+  assert.deepEqual(await sbx.resume(), { status: "running" }, "resuming a running sandbox changes nothing");
+
+  await sbx.pause({ keepMemory: true });
+  assert.equal((await sbx.getInfo()).pause_kind, "memory");
+  await sbx.resume({ timeoutMs: 600_000 });
+  info = await sbx.getInfo();
+  assert.equal(info.timeout, 600, "resume's timeout becomes the hard lifetime");
+  assert.ok(Math.abs(secondsUntil(info.deadline) - 600) < 5);
+  await sbx.kill();
+});
+
+test("kill is idempotent: true, then false; the sandbox is gone", async () => {
+  const sbx = await Sandbox.create(env.opts);
+  assert.equal(await sbx.kill(), true);
+  assert.equal(await sbx.kill(), false);
+  await assert.rejects(sbx.getInfo(), (e) => e instanceof NotFoundError && e.message.includes(sbx.id));
+  assert.equal(await sbx.isRunning(), false);
+  await assert.rejects(Sandbox.connect(sbx.id, env.opts), NotFoundError);
+  // A paused sandbox can be killed too.
+  const p = await Sandbox.create(env.opts);
+  await p.pause();
+  assert.equal(await p.kill(), true);
+  await assert.rejects(p.getInfo(), NotFoundError);
+});
+
+test("getHost names the port and the sandbox under the preview domain", async () => {
+  const sbx = await Sandbox.create(env.opts);
+  const saved = process.env.AI2IN_DOMAIN;
+  try {
+    delete process.env.AI2IN_DOMAIN;
+    assert.equal(sbx.getHost(8000), `8000-${sbx.id}.localhost:7301`);
+    const custom = await Sandbox.connect(sbx.id, { ...env.opts, domain: "preview.example.test" });
+    assert.equal(custom.getHost(3000), `3000-${sbx.id}.preview.example.test`);
+    process.env.AI2IN_DOMAIN = "from-env.test:8443";
+    const fromEnv = await Sandbox.connect(sbx.id, env.opts);
+    assert.equal(fromEnv.getHost(80), `80-${sbx.id}.from-env.test:8443`);
+    assert.throws(() => sbx.getHost(0), TypeError);
+  } finally {
+    if (saved === undefined) delete process.env.AI2IN_DOMAIN;
+    else process.env.AI2IN_DOMAIN = saved;
+  }
+  await sbx.kill();
+});
+
+/** GET http://127.0.0.1:port/path with a Host header (fetch may not set one). */
+function getVia(port, host, path) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: "127.0.0.1", port, path, headers: { Host: host }, timeout: 5000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d) => { body += d; });
+      res.on("end", () => resolve({ status: res.statusCode, body }));
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+  });
+}
+
+test("getHost(port) names a host the engine's preview proxy routes to that port", async (t) => {
+  if (!env.engine.helpText.includes("--preview-listen")) {
+    t.skip("this engine has no preview proxy");
+    return;
+  }
+  const port = env.engine.previewPort;
+  const sbx = await Sandbox.create({ ...env.opts, domain: `localhost:${port}` });
+  await sbx.files.write("/tmp/www/hello.txt", "hi via preview");
+  const server = await sbx.commands.run("python3 -m http.server 8000", { background: true, cwd: "/tmp/www" });
+  const host = sbx.getHost(8000);
+  assert.equal(host, `8000-${sbx.id}.localhost:${port}`);
+  await waitFor(async () => {
+    const r = await getVia(port, host, "/hello.txt").catch(() => null);
+    return r?.status === 200 && r.body === "hi via preview";
+  }, 15_000, `GET http://${host}/hello.txt through the preview proxy`);
+  await server.kill();
+  await sbx.kill();
+});
