@@ -13,7 +13,7 @@ import {
   RunCodeOpts,
 } from "./code.js";
 import { Commands } from "./commands.js";
-import { NotFoundError, SandboxError, isObject } from "./errors.js";
+import { InvalidArgumentError, NotFoundError, SandboxError, isObject } from "./errors.js";
 import { Files } from "./files.js";
 import { Pty } from "./pty.js";
 import {
@@ -63,8 +63,10 @@ export interface SandboxInfo {
   error: string | null;
   /** `"filesystem"` or `"memory"` while paused, else null. */
   pause_kind: "filesystem" | "memory" | null;
-  /** With `secure: true`: the token preview requests carry in `X-Ai2in-Traffic-Token`. */
-  traffic_access_token?: string;
+  /** Created with `secure: true`: preview requests must carry `traffic_access_token`. */
+  secure: boolean;
+  /** A secure sandbox's token for the `X-Ai2in-Traffic-Token` header; null otherwise. */
+  traffic_access_token: string | null;
 }
 
 /** Options of `Sandbox.create`. */
@@ -270,7 +272,7 @@ export class Sandbox {
    */
   getHost(port: number): string {
     if (!Number.isInteger(port) || port < 1 || port > 65535) {
-      throw new TypeError(`port must be an integer 1..65535, not ${String(port)}`);
+      throw new InvalidArgumentError(`port must be an integer in 1..65535, got ${String(port)}`);
     }
     return `${port}-${this._id}.${this.domain}`;
   }

@@ -161,6 +161,12 @@ export class Link {
     }
   }
 
+  /** Stops the watchdog's clock until the next `touch()` (the transfer waits on the caller). */
+  hold(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
   /** Stops the watchdog. */
   disarm(): void {
     this.timeoutMs = 0;
@@ -328,7 +334,8 @@ export class Transport {
 
   /**
    * Sends a request whose answer is raw bytes; returns its body as a stream whose reads
-   * restart the request's watchdog, and whose cancel closes the connection.
+   * are each bounded by the request timeout (the time between reads is the caller's), and
+   * whose cancel closes the connection.
    */
   async openDownload(method: string, path: string, opts: SendOpts = {}): Promise<ReadableStream<Uint8Array>> {
     const { response, link, what } = await this.open(method, path, opts);
@@ -341,13 +348,16 @@ export class Transport {
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
         try {
+          // The watchdog runs only while waiting on the engine, not while the caller takes
+          // its time between reads (an abandoned download is closed by the engine).
+          link.touch();
           const { value, done } = await reader.read();
           if (done) {
             link.dispose();
             controller.close();
             return;
           }
-          link.touch();
+          link.hold();
           controller.enqueue(value);
         } catch (e) {
           link.dispose();

@@ -88,6 +88,19 @@ test("a cancelled download stream stops early", async () => {
   assert.equal(await sbx.files.read("/home/sandbox/a.txt"), "héllo", "the sandbox still answers");
 });
 
+test("a download stream read slowly is not cut by the request timeout", async () => {
+  const data = new Uint8Array(3 << 20).map((_, i) => (i * 7) & 255);
+  await sbx.files.write("/tmp/slow.bin", data);
+  const stream = await sbx.files.read("/tmp/slow.bin", { format: "stream", requestTimeoutMs: 1000 });
+  const parts = [];
+  let n = 0;
+  for await (const chunk of stream) {
+    parts.push(chunk);
+    if (n++ < 2) await sleep(1500); // longer than the request timeout, twice
+  }
+  assert.equal(sha(Buffer.concat(parts)), sha(data));
+});
+
 test("write([...]) and writeFiles write several files", async () => {
   const entries = await sbx.files.write([{ path: "/tmp/m/1.txt", data: "one" }, { path: "/tmp/m/2.txt", data: new Uint8Array([50]) }]);
   assert.deepEqual(entries.map((e) => e.name), ["1.txt", "2.txt"]);

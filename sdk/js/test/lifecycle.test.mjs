@@ -176,7 +176,7 @@ test("getHost names the port and the sandbox under the preview domain", async ()
     process.env.AI2IN_DOMAIN = "from-env.test:8443";
     const fromEnv = await Sandbox.connect(sbx.id, env.opts);
     assert.equal(fromEnv.getHost(80), `80-${sbx.id}.from-env.test:8443`);
-    assert.throws(() => sbx.getHost(0), TypeError);
+    for (const bad of [0, 65536, 80.5, "80", NaN]) assert.throws(() => sbx.getHost(bad), InvalidArgumentError);
   } finally {
     if (saved === undefined) delete process.env.AI2IN_DOMAIN;
     else process.env.AI2IN_DOMAIN = saved;
@@ -185,9 +185,9 @@ test("getHost names the port and the sandbox under the preview domain", async ()
 });
 
 /** GET http://127.0.0.1:port/path with a Host header (fetch may not set one). */
-function getVia(port, host, path) {
+function getVia(port, host, path, headers = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: "127.0.0.1", port, path, headers: { Host: host }, timeout: 5000 }, (res) => {
+    const req = http.get({ host: "127.0.0.1", port, path, headers: { ...headers, Host: host }, timeout: 5000 }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (d) => { body += d; });
@@ -213,6 +213,39 @@ test("getHost(port) names a host the engine's preview proxy routes to that port"
     const r = await getVia(port, host, "/hello.txt").catch(() => null);
     return r?.status === 200 && r.body === "hi via preview";
   }, 15_000, `GET http://${host}/hello.txt through the preview proxy`);
+  await server.kill();
+  await sbx.kill();
+});
+
+test("secure: true gives a trafficAccessToken that preview requests must carry", async (t) => {
+  const plain = await Sandbox.create(env.opts);
+  const plainInfo = await plain.getInfo();
+  assert.equal(plainInfo.secure, false);
+  assert.equal(plainInfo.traffic_access_token, null);
+  await plain.kill();
+  const port = env.engine.previewPort;
+  const sbx = await Sandbox.create({ ...env.opts, secure: true, domain: `localhost:${port}` });
+  const token = sbx.trafficAccessToken;
+  assert.equal(typeof token, "string");
+  assert.ok(token.length >= 16, token);
+  const info = await sbx.getInfo();
+  assert.equal(info.secure, true);
+  assert.equal(info.traffic_access_token, token);
+  assert.equal((await Sandbox.connect(sbx.id, env.opts)).trafficAccessToken, token, "connect() has it too");
+  if (!env.engine.helpText.includes("--preview-listen")) {
+    await sbx.kill();
+    t.skip("this engine has no preview proxy");
+    return;
+  }
+  await sbx.files.write("/tmp/www/s.txt", "secret page");
+  const server = await sbx.commands.run("python3 -m http.server 8000", { background: true, cwd: "/tmp/www" });
+  const host = sbx.getHost(8000);
+  await waitFor(async () => {
+    const r = await getVia(port, host, "/s.txt", { "X-Ai2in-Traffic-Token": token }).catch(() => null);
+    return r?.status === 200 && r.body === "secret page";
+  }, 15_000, "the page with the token");
+  assert.equal((await getVia(port, host, "/s.txt")).status, 403, "without the token");
+  assert.equal((await getVia(port, host, "/s.txt", { "X-Ai2in-Traffic-Token": "wrong" })).status, 403, "with a wrong one");
   await server.kill();
   await sbx.kill();
 });

@@ -27,17 +27,25 @@ function manualBody() {
 }
 
 test("events split at every byte boundary parse the same, keepalives are consumed", async () => {
-  const text = '{"type":"start","pid":7}\n{"type":"keepalive"}\n\n{"type":"stdout","data":"aMOp"}\n{"type":"end","exit_code":0}';
+  // "héllo ✓ 😀" has 2-, 3- and 4-byte UTF-8 characters: every one of them gets cut somewhere.
+  const text = '{"type":"start","pid":7}\n{"type":"keepalive"}\n\n{"type":"stdout","data":"aMOp"}\n' +
+    '{"type":"stdout","text":"héllo ✓ 😀"}\n{"type":"end","exit_code":0}';
   const bytes = enc.encode(text);
-  for (let cut = 1; cut < bytes.length; cut += 3) {
-    const m = manualBody();
-    const s = new EventStream(m.body, new Link(undefined), "test", "http://x");
-    m.push(bytes.subarray(0, cut));
-    m.push(bytes.subarray(cut));
-    m.end();
-    const got = [];
-    for await (const ev of s) got.push(ev.type);
-    assert.deepEqual(got, ["start", "stdout", "end"], `cut at ${cut}`);
+  for (let cut = 1; cut < bytes.length; cut++) {
+    for (const cuts of [[cut], [cut, Math.min(cut + 1, bytes.length)]]) {
+      const m = manualBody();
+      const s = new EventStream(m.body, new Link(undefined), "test", "http://x");
+      let from = 0;
+      for (const c of cuts) {
+        m.push(bytes.subarray(from, c));
+        from = c;
+      }
+      m.push(bytes.subarray(from));
+      m.end();
+      const got = [];
+      for await (const ev of s) got.push(ev.type === "stdout" && ev.text ? ev.text : ev.type);
+      assert.deepEqual(got, ["start", "stdout", "héllo ✓ 😀", "end"], `cut at ${cuts}`);
+    }
   }
 });
 
