@@ -24,18 +24,21 @@ ssize_t pump_step(struct pump *p) {
         if (p->done)
                 return 0;
         for (;;) {
-                bool progress = false;
+                bool progress = false, drained = false;
 
-                if (!p->eof) {
+                if (!p->eof && !p->full) {
                         k = splice(p->from, NULL, p->pipe[1], NULL, PIPE_SIZE, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                         if (k > 0) {
                                 p->in_pipe += (size_t) k;
                                 progress = true;
+                                drained = k < PIPE_SIZE / 2; /* a short read: most likely all there was */
                         } else if (k == 0)
                                 p->eof = true;
                         else if (errno == EAGAIN && p->in_pipe > 0)
                                 p->full = true; /* or `from` had nothing: either way, wait for `to` */
-                        else if (errno != EAGAIN && errno != EINTR)
+                        else if (errno == EAGAIN)
+                                drained = true;
+                        else if (errno != EINTR)
                                 return -errno;
                 }
                 if (p->in_pipe > 0) {
@@ -55,7 +58,8 @@ ssize_t pump_step(struct pump *p) {
                         p->done = true;
                         return moved;
                 }
-                if (!progress)
+                /* Nothing moved, or all of a short read went on: poll() says when there is more. */
+                if (!progress || (drained && p->in_pipe == 0))
                         return moved;
         }
 }
@@ -108,8 +112,8 @@ int pump_relay(int a, int b, long idle_ms) {
                         r = pfd[0].revents & POLLHUP ? -ECONNRESET : -EPIPE;
                         break;
                 }
-                k1 = pump_step(&up);
-                k2 = pump_step(&down);
+                k1 = (pfd[0].revents & POLLIN) || (pfd[1].revents & (POLLOUT | POLLHUP)) ? pump_step(&up) : 0;
+                k2 = (pfd[1].revents & (POLLIN | POLLHUP)) || (pfd[0].revents & POLLOUT) ? pump_step(&down) : 0;
                 if (k1 < 0 || k2 < 0) {
                         r = k1 < 0 ? (int) k1 : (int) k2;
                         break;

@@ -24,6 +24,7 @@ struct pconn {
         bool waiting;              /* has not sent its first head yet (under the proxy's lock) */
         uint32_t addr;             /* the client's IPv4 address, network order */
         char token[48];            /* the sandbox's traffic token ("" = open) */
+        char ip[16];               /* the sandbox's address ("" if it has none) */
         char *in;                  /* PROXY_IN_MAX bytes: [0, fwd) checked and due upstream, [fwd, len) not yet looked at */
         size_t len, fwd;
         struct pconn *prev, *next; /* in the proxy's list of open connections */
@@ -50,8 +51,10 @@ void proxy_send_error(struct pconn *c, const struct perr *pe);
  * and its token kept in c. */
 int route_check(struct pconn *c, const struct http_request *req, bool first, struct perr *pe);
 
-/* Opens the tunnel to c's sandbox and port through the sandbox's agent: c->ufd. Bytes the
- * agent sent past its answer are written to the client. */
+/* Connects c to its sandbox's port: c->ufd. Straight to the sandbox's address when a server
+ * listens there (one relay: this one); else through a tunnel the sandbox's agent opens from
+ * inside (servers bound to 127.0.0.1; or nothing listening: the agent's 502 says so). Bytes
+ * the agent sent past its answer are written to the client. */
 int route_connect(struct pconn *c, struct perr *pe);
 
 /* Relays c until either side ends, the connection idles out, or a request fails a check

@@ -3,6 +3,7 @@
 #include "proxy/proxy-internal.h"
 #include "proxy/proxy.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
@@ -11,6 +12,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,6 +25,7 @@
 
 #define TOKEN_HEADER "X-Ai2in-Traffic-Token"
 #define TUNNEL_ANSWER_MS 10000
+#define DIRECT_CONNECT_MS 1000
 
 int perr_set(struct perr *pe, int status, const char *code, const char *fmt, ...) {
         va_list ap;
@@ -78,6 +83,7 @@ static int lookup(struct pconn *c, struct perr *pe) {
         if (r < 0)
                 return perr_set(pe, 500, "internal", "%s", e.message);
         snprintf(c->token, sizeof(c->token), "%s", rec.traffic_token);
+        snprintf(c->ip, sizeof(c->ip), "%s", rec.ip);
         switch (rec.state) {
         case SANDBOX_RUNNING:
                 r = 0;
@@ -152,7 +158,39 @@ static void agent_error(struct agent_stream *s, char *out, size_t n) {
         json_decref(doc);
 }
 
-int route_connect(struct pconn *c, struct perr *pe) {
+/* Connects to the port on the sandbox's own address (which the engine gave it and the
+ * sandbox cannot change), within DIRECT_CONNECT_MS. Returns the socket or -errno. */
+static int connect_direct(const struct pconn *c) {
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(c->port)};
+        struct pollfd pfd;
+        int fd, err = 0, one = 1;
+        socklen_t len = sizeof(err);
+
+        if (inet_pton(AF_INET, c->ip, &sa.sin_addr) != 1)
+                return -EADDRNOTAVAIL;
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 && errno != EINPROGRESS)
+                err = errno;
+        else {
+                pfd = (struct pollfd){.fd = fd, .events = POLLOUT};
+                if (poll(&pfd, 1, DIRECT_CONNECT_MS) <= 0)
+                        err = ETIMEDOUT;
+                else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+                        err = errno;
+        }
+        if (err) {
+                close(fd);
+                return -err;
+        }
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        return fd;
+}
+
+/* The tunnel through the sandbox's agent: it connects from inside, where a server bound to
+ * 127.0.0.1 can be reached. */
+static int connect_tunnel(struct pconn *c, struct perr *pe) {
         _cleanup_agent_stream_ struct agent_stream *s = NULL;
         _cleanup_buf_ struct buf pending = {0};
         struct error e = {0};
@@ -179,6 +217,18 @@ int route_connect(struct pconn *c, struct perr *pe) {
         if (pending.len > 0 && send(c->cfd, pending.data, pending.len, MSG_NOSIGNAL) != (ssize_t) pending.len)
                 return perr_set(pe, 502, "client_gone", "the client went away");
         return 0;
+}
+
+int route_connect(struct pconn *c, struct perr *pe) {
+        int fd = *c->ip ? connect_direct(c) : -EADDRNOTAVAIL;
+
+        if (fd >= 0) {
+                c->ufd = fd;
+                return 0;
+        }
+        /* Refused on the sandbox's address: maybe bound to loopback only, or nothing there
+         * (the agent then says which). */
+        return connect_tunnel(c, pe);
 }
 
 size_t head_strip_token(char *dst, const char *src, size_t head_len) {
