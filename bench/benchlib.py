@@ -14,6 +14,7 @@ import glob
 import http.client
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -454,6 +455,13 @@ def cleanup(tmp: str, cfg: BenchConfig, eng: Optional[Engine], rc: Optional[Runc
             subprocess.run(["umount", "-l", m], capture_output=True, timeout=30)
     if eng is not None and os.path.exists(f"/sys/class/net/{cfg.bridge}"):
         subprocess.run(["ip", "link", "del", cfg.bridge], capture_output=True, timeout=30)
+    if eng is not None:  # the engine's two INPUT rules for the bridge
+        rules = subprocess.run(["iptables", "-w", "-S", "INPUT"], capture_output=True, text=True,
+                               timeout=30).stdout
+        for line in rules.splitlines():
+            args = shlex.split(line)
+            if args[:1] == ["-A"] and f"ai2in:{cfg.bridge}" in args:
+                subprocess.run(["iptables", "-w", "-D"] + args[1:], capture_output=True, timeout=30)
     for parent in (cfg.cgroup_parent, cfg.runc_cgroup_parent):
         for d in sorted(cgroup_dirs(parent), key=len, reverse=True):
             try:

@@ -1,4 +1,6 @@
-/* proxy-internal.h — what the preview proxy's files (proxy.c, route.c, relay.c) share. */
+/* proxy-internal.h — what the preview proxy's files share: proxy.c (listener, a thread per
+ * connection until its tunnel is open), route.c (where a request goes), relay.c (one
+ * connection's relay, step by step), loop.c (the threads that drive the relays). */
 #pragma once
 
 #include <stdbool.h>
@@ -8,8 +10,36 @@
 #include "engine.h"
 #include "http-parse.h"
 #include "id.h"
+#include "pump.h"
 
 #define PROXY_IN_MAX (HTTP_MAX_HEAD + 64 * 1024) /* a head and some body bytes */
+
+/* HEAD: expecting a request head; LENGTH, CHUNKED: inside its body; UPGRADE: an Upgrade
+ * request went up, nothing more does until the answer's status says 101 (RAW: bytes both
+ * ways from then on) or not (HEAD again). */
+enum relay_mode { MODE_HEAD, MODE_LENGTH, MODE_CHUNKED, MODE_UPGRADE, MODE_RAW };
+
+/* A failure answered to the client by the proxy itself. */
+struct perr {
+        int status;
+        const char *code;
+        char message[512];
+};
+
+/* The relay state of a connection whose tunnel is open (relay.c). */
+struct relay {
+        enum relay_mode mode;
+        uint64_t left;             /* MODE_LENGTH: body bytes still to pass */
+        struct http_chunked chunked;
+        struct pump down;          /* sandbox → client */
+        bool client_eof, up_shut;
+        bool failed;               /* a request failed its check: answer fail, then end */
+        struct perr fail;
+        int64_t last_io, last_touch, fail_deadline, recheck_at;
+        uint32_t want_c, want_u;   /* what the connection waits for on each fd (poll events) */
+};
+
+struct loop;
 
 /* One client connection. */
 struct pconn {
@@ -28,13 +58,12 @@ struct pconn {
         char *in;                  /* PROXY_IN_MAX bytes: [0, fwd) checked and due upstream, [fwd, len) not yet looked at */
         size_t len, fwd;
         struct pconn *prev, *next; /* in the proxy's list of open connections */
-};
-
-/* A failure answered to the client by the proxy itself. */
-struct perr {
-        int status;
-        const char *code;
-        char message[512];
+        struct relay rl;
+        /* Owned by the loop that drives it (loop.c): */
+        struct pconn *lnext;
+        uint32_t reg_c, reg_u;     /* the events registered with the loop's epoll (UINT32_MAX: not registered) */
+        bool dead;                 /* ended: freed after the loop's batch of events */
+        bool answer;               /* ended with rl.fail to send to the client */
 };
 
 int perr_set(struct perr *pe, int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -57,9 +86,36 @@ int route_check(struct pconn *c, const struct http_request *req, bool first, str
  * the agent sent past its answer are written to the client. */
 int route_connect(struct pconn *c, struct perr *pe);
 
-/* Relays c until either side ends, the connection idles out, or a request fails a check
- * (answered, if it can be, then the connection ends). The first request is in c->in. */
-void relay_run(struct pconn *c);
+enum relay_result {
+        RELAY_GO_ON,   /* wait for c->rl.want_c / want_u, or the next tick */
+        RELAY_END,     /* close the connection */
+        RELAY_ANSWER,  /* send c->rl.fail to the client (it may block: not on a loop), then close */
+};
+
+/* Prepares c's relay once its tunnel is open; the first request is in c->in. -errno if no
+ * pipe could be made. */
+int relay_begin(struct pconn *c);
+
+/* Moves what the ready fds allow: crev and urev are the poll events that came on the
+ * client and the tunnel (0 and 0 for a timer tick, or the first step). Never blocks. */
+enum relay_result relay_step(struct pconn *c, uint32_t crev, uint32_t urev, int64_t now);
+
+/* Frees what relay_begin made. */
+void relay_end(struct pconn *c);
+
+/* The loops: threads with an epoll set each, which drive every open relay. */
+int loops_start(struct loop **ret, unsigned n);
+
+/* Stops the loops (after their connections have ended) and frees them. */
+void loops_stop(struct loop *loops, unsigned n);
+
+/* Hands c (relay begun, first step done, RELAY_GO_ON) over to one of the loops, which owns
+ * it from then on (and ends it if its fds cannot be registered). */
+void loop_add(struct loop *loops, unsigned n, struct pconn *c);
+
+/* Ends a connection: unregisters it from the proxy, closes its fds, frees it (proxy.c).
+ * With pe: sends that answer first (blocking, bounded). */
+void conn_finish(struct pconn *c, const struct perr *pe);
 
 /* Copies head (head_len bytes at src) to dst without its X-Ai2in-Traffic-Token lines;
  * dst may be src. Returns the new length. */

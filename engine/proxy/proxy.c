@@ -34,9 +34,12 @@
 #define DRAIN_MAX (4 << 20)     /* ... or up to this much, so that closing does not reset the answer away */
 #define STOP_WAIT_MS 3000
 #define THREAD_STACK (256 * 1024)
+#define LOOPS_MAX 4
 
 struct proxy {
         struct engine *eng;
+        struct loop *loops;
+        unsigned n_loops;
         int listen_fd, stop_fd;
         pthread_t acceptor;
         pthread_mutex_t lock;
@@ -189,6 +192,32 @@ static void conns_remove(struct proxy *p, struct pconn *c) {
         pthread_mutex_unlock(&p->lock);
 }
 
+void conn_finish(struct pconn *c, const struct perr *pe) {
+        if (pe)
+                proxy_send_error(c, pe);
+        conns_remove(c->proxy, c);
+        if (c->ufd >= 0)
+                close(c->ufd);
+        close(c->cfd);
+        free(c->in);
+        free(c);
+}
+
+/* Starts the relay of c, whose tunnel is open, and hands it to a loop; or ends it. */
+static void conn_relay(struct pconn *c) {
+        enum relay_result r = RELAY_END;
+
+        if (relay_begin(c) >= 0) {
+                r = relay_step(c, 0, 0, mono_ms());
+                if (r == RELAY_GO_ON) {
+                        loop_add(c->proxy->loops, c->proxy->n_loops, c);
+                        return;
+                }
+        }
+        relay_end(c);
+        conn_finish(c, r == RELAY_ANSWER ? &c->rl.fail : NULL);
+}
+
 static void *conn_main(void *arg) {
         struct conn_start *st = arg;
         struct proxy *p = st->p;
@@ -207,14 +236,9 @@ static void *conn_main(void *arg) {
         pthread_mutex_unlock(&p->lock);
         if (r >= 0) {
                 log_debug("preview %u-%s from %s: open", (unsigned) c->port, c->id, c->client);
-                relay_run(c);
-        }
-        conns_remove(p, c);
-        if (c->ufd >= 0)
-                close(c->ufd);
-        close(c->cfd);
-        free(c->in);
-        free(c);
+                conn_relay(c);
+        } else
+                conn_finish(c, NULL);
         return NULL;
 }
 
@@ -324,6 +348,14 @@ static void *acceptor_main(void *arg) {
         return NULL;
 }
 
+/* One loop per two CPUs, LOOPS_MAX at most: the loops share the CPUs with the sandboxes'
+ * servers and the clients; on 2 CPUs one loop relays more than two (bench/proxy). */
+static unsigned loops_count(void) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN) / 2;
+
+        return n < 1 ? 1 : n > LOOPS_MAX ? LOOPS_MAX : (unsigned) n;
+}
+
 int proxy_start(struct engine *eng, struct proxy **ret, struct error *e) {
         struct sockaddr_in sa;
         struct proxy *p;
@@ -338,7 +370,7 @@ int proxy_start(struct engine *eng, struct proxy **ret, struct error *e) {
         p = calloc(1, sizeof(*p));
         if (!p)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
-        *p = (struct proxy){.eng = eng, .listen_fd = -1, .stop_fd = -1};
+        *p = (struct proxy){.eng = eng, .listen_fd = -1, .stop_fd = -1, .n_loops = loops_count()};
         pthread_mutex_init(&p->lock, NULL);
         p->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         p->stop_fd = eventfd(0, EFD_CLOEXEC);
@@ -348,8 +380,12 @@ int proxy_start(struct engine *eng, struct proxy **ret, struct error *e) {
                  bind(p->listen_fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(p->listen_fd, 1024) < 0)
                 r = error_set(e, errno, ERR_INTERNAL, "cannot listen on %s for the preview proxy: %s (set preview-listen, or off)",
                               eng->cfg.preview_listen, strerror(errno));
-        else if ((r = pthread_create(&p->acceptor, NULL, acceptor_main, p)) != 0)
+        else if ((r = loops_start(&p->loops, p->n_loops)) < 0)
+                r = error_set(e, -r, ERR_INTERNAL, "preview proxy: cannot start its loops: %s", strerror(-r));
+        else if ((r = pthread_create(&p->acceptor, NULL, acceptor_main, p)) != 0) {
+                loops_stop(p->loops, p->n_loops);
                 r = error_set(e, r, ERR_INTERNAL, "preview proxy: cannot start a thread: %s", strerror(r));
+        }
         if (r < 0) {
                 if (p->listen_fd >= 0)
                         close(p->listen_fd);
@@ -389,6 +425,7 @@ void proxy_stop(struct proxy *p) {
                 log_warn("preview proxy: %u connections still closing at stop", n);
                 return; /* their threads still use p */
         }
+        loops_stop(p->loops, p->n_loops);
         close(p->stop_fd);
         pthread_mutex_destroy(&p->lock);
         free(p);

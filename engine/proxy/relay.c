@@ -19,7 +19,6 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -31,24 +30,9 @@
 #define TOUCH_EVERY_MS 1000      /* activity is written at most this often */
 #define FAIL_DRAIN_MS 5000       /* a failed request waits this long at most for the answers before it */
 
-/* HEAD: expecting a request head; LENGTH, CHUNKED: inside its body; UPGRADE: an Upgrade
- * request went up, nothing more does until the answer's status says 101 (RAW: bytes both
- * ways from then on) or not (HEAD again). */
-enum mode { MODE_HEAD, MODE_LENGTH, MODE_CHUNKED, MODE_UPGRADE, MODE_RAW };
-
-struct relay {
-        struct pconn *c;
-        enum mode mode;
-        uint64_t left;            /* MODE_LENGTH: body bytes still to pass */
-        struct http_chunked chunked;
-        bool client_eof, up_shut;
-        struct perr fail;         /* a request failed its check: answer this, then end */
-        bool failed;
-};
-
 /* Checks and rewrites the head at c->in + c->fwd, which is complete. */
-static int take_head(struct relay *rl) {
-        struct pconn *c = rl->c;
+static int take_head(struct pconn *c) {
+        struct relay *rl = &c->rl;
         struct http_request req = {0};
         size_t head_len, new_len;
         int r;
@@ -80,8 +64,8 @@ static int take_head(struct relay *rl) {
 }
 
 /* Looks at what the client sent, as far as it can; sets rl->failed on a bad request. */
-static void look(struct relay *rl) {
-        struct pconn *c = rl->c;
+static void look(struct pconn *c) {
+        struct relay *rl = &c->rl;
 
         while (c->fwd < c->len && !rl->failed) {
                 size_t avail = c->len - c->fwd, used, data_len;
@@ -89,7 +73,7 @@ static void look(struct relay *rl) {
 
                 switch (rl->mode) {
                 case MODE_HEAD:
-                        r = take_head(rl);
+                        r = take_head(c);
                         if (r < 0)
                                 rl->failed = true;
                         if (r <= 0)
@@ -136,8 +120,8 @@ static ssize_t push(struct pconn *c) {
 }
 
 /* Reads from the client. Returns bytes read, 0 if none now, -errno; sets client_eof. */
-static ssize_t pull(struct relay *rl) {
-        struct pconn *c = rl->c;
+static ssize_t pull(struct pconn *c) {
+        struct relay *rl = &c->rl;
         ssize_t k;
 
         if (rl->client_eof || c->len == PROXY_IN_MAX)
@@ -154,9 +138,9 @@ static ssize_t pull(struct relay *rl) {
 /* After an Upgrade request: the first bytes of the server's answer say whether the
  * connection is now the server's own protocol (101) or still HTTP. They are peeked at, not
  * taken, before the pump passes them on. 1 when decided, 0 to wait for more. */
-static int upgrade_decide(struct relay *rl) {
+static int upgrade_decide(struct relay *rl, int ufd) {
         char status[13];
-        ssize_t k = recv(rl->c->ufd, status, 12, MSG_PEEK | MSG_DONTWAIT);
+        ssize_t k = recv(ufd, status, 12, MSG_PEEK | MSG_DONTWAIT);
 
         if (k < 0 && (errno == EAGAIN || errno == EINTR))
                 return 0;
@@ -168,83 +152,89 @@ static int upgrade_decide(struct relay *rl) {
         return 1;
 }
 
-void relay_run(struct pconn *c) {
-        struct relay rl = {.c = c};
-        struct pump down;
-        int64_t now, last_io = mono_ms(), last_touch = 0, fail_deadline = 0;
+int relay_begin(struct pconn *c) {
+        int64_t now = mono_ms();
+        int r;
 
-        if (pump_init(&down, c->ufd, c->cfd) < 0)
-                return;
+        c->rl = (struct relay){.last_io = now};
+        r = pump_init(&c->rl.down, c->ufd, c->cfd);
+        if (r < 0)
+                return r;
         (void) fcntl(c->cfd, F_SETFL, fcntl(c->cfd, F_GETFL) | O_NONBLOCK);
         (void) fcntl(c->ufd, F_SETFL, fcntl(c->ufd, F_GETFL) | O_NONBLOCK);
-        for (;;) {
-                bool deciding;
-                ssize_t a, b, d;
+        look(c); /* the first request */
+        return 0;
+}
 
-                look(&rl);
-                /* Nothing comes down until the answer to an Upgrade request is known. */
-                deciding = rl.mode == MODE_UPGRADE;
-                if (deciding && upgrade_decide(&rl) > 0)
-                        continue;
-                if ((rl.client_eof || rl.failed) && c->fwd == 0 && !rl.up_shut) {
-                        /* A cut request, or one that failed its check: nothing more goes up.
-                         * The server finishes what it answers and closes. */
-                        (void) shutdown(c->ufd, SHUT_WR);
-                        rl.up_shut = true;
-                        if (rl.failed) {
-                                fail_deadline = mono_ms() + FAIL_DRAIN_MS;
-                                down.keep_open = true; /* the client still gets the proxy's answer */
-                        }
-                }
-                if (rl.failed && c->fwd == 0 && (down.done || mono_ms() >= fail_deadline)) {
-                        /* The earlier answers are out (or the server keeps the connection
-                         * open regardless): the failed request gets its answer. */
-                        if (down.in_pipe == 0)
-                                proxy_send_error(c, &rl.fail);
-                        break;
-                }
-                if (down.done && !rl.failed)
-                        break; /* the server ended the connection: so does the proxy */
+void relay_end(struct pconn *c) {
+        pump_done(&c->rl.down);
+}
 
-                /* The client is always watched, for its hang-up (a reset while the server is
-                 * silent); the tunnel only when something waits on it. */
-                struct pollfd pfd[2] = {
-                        {.fd = c->cfd, .events = deciding ? 0 : pump_events_to(&down)},
-                        {.fd = c->ufd, .events = deciding ? POLLIN : pump_events_from(&down)},
-                };
-                if (!rl.client_eof && !rl.failed && c->len < PROXY_IN_MAX && !deciding)
-                        pfd[0].events |= POLLIN;
-                if (c->fwd > 0)
-                        pfd[1].events |= POLLOUT;
-                if (pfd[1].events == 0)
-                        pfd[1].fd = -1;
-                if (poll(pfd, 2, 1000) < 0 && errno != EINTR)
-                        break;
-                if ((pfd[0].revents & (POLLHUP | POLLERR)) || (pfd[1].revents & POLLERR))
-                        break; /* the client is gone for good, or the tunnel broke */
-                if (deciding && (pfd[1].revents & (POLLIN | POLLHUP)) && upgrade_decide(&rl) == 0) {
-                        struct timespec ts = {.tv_nsec = 1000000}; /* the rest of a status line split in two */
-                        nanosleep(&ts, NULL);
-                }
-                /* Only what poll() said is ready: each syscall that would say EAGAIN costs as
-                 * much as the work on a small request. A request read is checked and sent on
-                 * at once. */
-                a = pfd[0].revents & POLLIN ? pull(&rl) : 0;
+/* What c waits for next, on each fd. */
+static void want(struct pconn *c, int64_t now) {
+        struct relay *rl = &c->rl;
+        bool deciding = rl->mode == MODE_UPGRADE;
+
+        rl->want_c = deciding ? 0 : pump_events_to(&rl->down);
+        if (!rl->client_eof && !rl->failed && c->len < PROXY_IN_MAX && !deciding)
+                rl->want_c |= POLLIN;
+        /* A status line that came in pieces is looked at again at the next tick, not at every
+         * wake-up its unread bytes would cause. */
+        rl->want_u = deciding ? (now >= rl->recheck_at ? POLLIN : 0) : pump_events_from(&rl->down);
+        if (c->fwd > 0)
+                rl->want_u |= POLLOUT;
+}
+
+enum relay_result relay_step(struct pconn *c, uint32_t crev, uint32_t urev, int64_t now) {
+        struct relay *rl = &c->rl;
+        ssize_t a = 0, b, d = 0;
+
+        if ((crev & (POLLHUP | POLLERR)) || (urev & POLLERR))
+                return RELAY_END; /* the client is gone for good, or the tunnel broke */
+        /* Only what is ready: each syscall that would say EAGAIN costs as much as the work on
+         * a small request. A request read is checked and sent on at once. */
+        if (crev & POLLIN) {
+                a = pull(c);
                 if (a > 0)
-                        look(&rl);
-                b = push(c);
-                d = !deciding && ((pfd[1].revents & (POLLIN | POLLHUP)) || (pfd[0].revents & POLLOUT)) ? pump_step(&down) : 0;
-                if (a < 0 || b < 0 || d < 0)
-                        break;
-                now = mono_ms();
-                if (a > 0 || b > 0 || d > 0) {
-                        last_io = now;
-                        if (now - last_touch >= TOUCH_EVERY_MS) {
-                                sandbox_touch(c->eng, c->id);
-                                last_touch = now;
-                        }
-                } else if (now - last_io >= IDLE_MS)
-                        break;
+                        look(c);
         }
-        pump_done(&down);
+        if (rl->mode == MODE_UPGRADE && c->fwd == 0 && ((urev & (POLLIN | POLLHUP)) || now >= rl->recheck_at)) {
+                /* Nothing comes down until the answer to an Upgrade request is known. */
+                if (upgrade_decide(rl, c->ufd) > 0)
+                        look(c); /* back to HEAD: what the client sent meanwhile */
+                else
+                        rl->recheck_at = now + 1;
+        }
+        b = push(c);
+        if (rl->mode != MODE_UPGRADE && ((urev & (POLLIN | POLLHUP)) || (crev & POLLOUT)))
+                d = pump_step(&rl->down);
+        if (a < 0 || b < 0 || d < 0)
+                return RELAY_END;
+        if (a > 0 || b > 0 || d > 0) {
+                rl->last_io = now;
+                if (now - rl->last_touch >= TOUCH_EVERY_MS) {
+                        sandbox_touch(c->eng, c->id);
+                        rl->last_touch = now;
+                }
+        } else if (now - rl->last_io >= IDLE_MS)
+                return RELAY_END;
+
+        if ((rl->client_eof || rl->failed) && c->fwd == 0 && !rl->up_shut) {
+                /* A cut request, or one that failed its check: nothing more goes up. The
+                 * server finishes what it answers and closes. */
+                (void) shutdown(c->ufd, SHUT_WR);
+                rl->up_shut = true;
+                if (rl->failed) {
+                        rl->fail_deadline = now + FAIL_DRAIN_MS;
+                        rl->down.keep_open = true; /* the client still gets the proxy's answer */
+                }
+        }
+        if (rl->failed && c->fwd == 0 && (rl->down.done || now >= rl->fail_deadline))
+                /* The earlier answers are out (or the server keeps the connection open
+                 * regardless): the failed request gets its answer, if nothing is half-way. */
+                return rl->down.in_pipe == 0 ? RELAY_ANSWER : RELAY_END;
+        if (rl->down.done && !rl->failed)
+                return RELAY_END; /* the server ended the connection: so does the proxy */
+        want(c, now);
+        return RELAY_GO_ON;
 }

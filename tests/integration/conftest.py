@@ -22,6 +22,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -356,6 +357,7 @@ class Engine:
             subprocess.run(["umount", "-l", m], capture_output=True, timeout=30)
         if os.path.exists(f"/sys/class/net/{self.bridge}"):
             subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, timeout=30)
+        remove_firewall_rules(self.bridge)
         for d in sorted(cgroup_dirs(self.cgroup_parent), key=len, reverse=True):
             try:
                 os.rmdir(d)
@@ -368,6 +370,18 @@ class Engine:
         else:
             shutil.rmtree(self.root, ignore_errors=True)
         return notes
+
+
+def remove_firewall_rules(bridge: str) -> None:
+    """Deletes the host INPUT rules the engine added for bridge (two, commented
+    "ai2in:<bridge>"): left behind, every test run would add two more, and each packet into
+    the host, loopback included, is checked against all of them."""
+    out = subprocess.run(["iptables", "-w", "-S", "INPUT"], capture_output=True, text=True,
+                         timeout=30).stdout
+    for line in out.splitlines():
+        args = shlex.split(line)
+        if args[:1] == ["-A"] and f"ai2in:{bridge}" in args:
+            subprocess.run(["iptables", "-w", "-D"] + args[1:], capture_output=True, timeout=30)
 
 
 def cgroup_dirs(parent: str) -> List[str]:

@@ -232,13 +232,17 @@ def test_connections_per_sandbox_are_capped(engine: Engine, served: Sandbox) -> 
     host = served.get_host(PORT)
     conns = []
     try:
-        for _ in range(256):
+        # Connections of earlier tests may still be closing: the cap is met at 256 or a few
+        # before, never after.
+        for _ in range(300):
             c = http.client.HTTPConnection("127.0.0.1", engine.preview_port, timeout=30)
-            assert request(engine, host, conn=c)[0] == 200
+            status, headers, body = request(engine, host, conn=c)
             conns.append(c)
-        status, headers, body = request(engine, host)
-        assert status == 503 and b"256 preview connections open" in body
+            if status != 200:
+                break
+        assert status == 503 and b"256 preview connections open" in body, (status, body)
         assert headers["retry-after"] == "1"
+        assert 250 <= len(conns) - 1 <= 256, len(conns)
         # The owner's own calls still get through the agent.
         assert served.commands.run("echo still-mine").stdout == "still-mine\n"
     finally:

@@ -314,6 +314,14 @@ export class Engine {
     if (fs.existsSync(`/sys/class/net/${this.bridge}`)) {
       spawnSync("ip", ["link", "del", this.bridge], { timeout: 30_000 });
     }
+    // The engine's two host INPUT rules for the bridge (commented "ai2in:<bridge>"): left
+    // behind, every run adds two, and each packet into the host is checked against them all.
+    const rules = spawnSync("iptables", ["-w", "-S", "INPUT"], { encoding: "utf8", timeout: 30_000 }).stdout ?? "";
+    for (const line of rules.split("\n")) {
+      if (!line.startsWith("-A ") || !line.includes(`ai2in:${this.bridge}`)) continue;
+      const args = line.slice(3).match(/"[^"]*"|\S+/g).map((a) => a.replace(/^"|"$/g, ""));
+      spawnSync("iptables", ["-w", "-D", ...args], { timeout: 30_000 });
+    }
     for (const d of cgroupDirs(this.cgroupParent).sort((a, b) => b.length - a.length)) {
       try {
         fs.rmdirSync(d);
