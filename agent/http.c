@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "thread.h"
 #include "utf8.h"
 
 #define CONN_IO_TIMEOUT_S 300
@@ -671,8 +672,6 @@ static void reject_busy(int fd) {
 
 static void conn_start(struct http_server *s, int fd) {
         struct http_conn *c;
-        pthread_attr_t attr;
-        pthread_t thread;
         int r;
 
         if (atomic_fetch_add(&s->n_connections, 1) >= s->max_connections) {
@@ -691,13 +690,9 @@ static void conn_start(struct http_server *s, int fd) {
         c->fd = fd;
         buf_init(&c->in, CONN_IN_MAX);
 
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, CONN_STACK_SIZE);
-        r = pthread_create(&thread, &attr, conn_main, c);
-        pthread_attr_destroy(&attr);
-        if (r != 0) {
-                log_warn_errno(r, "failed to start a connection thread, dropping the connection");
+        r = thread_start_detached(conn_main, c, CONN_STACK_SIZE);
+        if (r < 0) {
+                log_warn_errno(-r, "failed to start a connection thread, dropping the connection");
                 atomic_fetch_sub(&s->n_connections, 1);
                 close(fd);
                 free(c);

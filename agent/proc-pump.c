@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "thread.h"
 #include "timeutil.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -198,8 +199,6 @@ static void *pump_main(void *arg) {
 }
 
 int pump_start(void) {
-        pthread_attr_t attr;
-        pthread_t thread;
         int r;
 
         epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -212,10 +211,5 @@ int pump_start(void) {
         if (r < 0)
                 return r;
 
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, PUMP_STACK_SIZE);
-        r = pthread_create(&thread, &attr, pump_main, NULL);
-        pthread_attr_destroy(&attr);
-        return -r;
+        return thread_start_detached(pump_main, NULL, PUMP_STACK_SIZE);
 }

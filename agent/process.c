@@ -23,6 +23,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "thread.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -102,8 +103,6 @@ static void *reaper_main(void *arg) {
 }
 
 int process_reaper_start(void) {
-        pthread_attr_t attr;
-        pthread_t thread;
         sigset_t set;
         int r;
 
@@ -113,13 +112,9 @@ int process_reaper_start(void) {
         if (r != 0)
                 return -r;
 
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, 128 * 1024);
-        r = pthread_create(&thread, &attr, reaper_main, NULL);
-        pthread_attr_destroy(&attr);
-        if (r != 0)
-                return -r;
+        r = thread_start_detached(reaper_main, NULL, 128 * 1024);
+        if (r < 0)
+                return r;
 
         /* Children that exited before the thread existed left a SIGCHLD pending; it is
          * still pending for sigwaitinfo(), so nothing is lost. */

@@ -5,8 +5,6 @@
 #include <errno.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,35 +13,10 @@
 #include "macro.h"
 #include "pump.h"
 #include "query.h"
+#include "sockutil.h"
 
 #define CONNECT_TIMEOUT_MS 5000
 #define TUNNEL_IDLE_MS (60 * 60 * 1000) /* the engine closes idle preview connections sooner */
-
-/* Connects to sa within CONNECT_TIMEOUT_MS; returns the socket or -errno. */
-static int connect_to(const struct sockaddr *sa, socklen_t len) {
-        int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), err = 0, one = 1;
-        socklen_t errlen = sizeof(err);
-        struct pollfd pfd;
-
-        if (fd < 0)
-                return -errno;
-        if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) {
-                err = errno;
-                close(fd);
-                return -err;
-        }
-        pfd = (struct pollfd){.fd = fd, .events = POLLOUT};
-        if (poll(&pfd, 1, CONNECT_TIMEOUT_MS) <= 0) {
-                close(fd);
-                return -ETIMEDOUT;
-        }
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen) < 0 || err) {
-                close(fd);
-                return -(err ? err : EIO);
-        }
-        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        return fd;
-}
 
 /* Loopback first (v4, v6), then every address of the sandbox's own interfaces. Returns the
  * connected socket, or the error of the loopback attempt (the telling one). */
@@ -53,10 +26,10 @@ static int connect_port(uint16_t port) {
         struct ifaddrs *ifs = NULL;
         int fd, first;
 
-        first = fd = connect_to((struct sockaddr *) &v4, sizeof(v4));
+        first = fd = tcp_connect((struct sockaddr *) &v4, sizeof(v4), CONNECT_TIMEOUT_MS);
         if (fd >= 0 || fd == -ETIMEDOUT)
                 return fd;
-        fd = connect_to((struct sockaddr *) &v6, sizeof(v6));
+        fd = tcp_connect((struct sockaddr *) &v6, sizeof(v6), CONNECT_TIMEOUT_MS);
         if (fd >= 0 || getifaddrs(&ifs) < 0)
                 return fd >= 0 ? fd : first;
         fd = first;
@@ -67,7 +40,7 @@ static int connect_port(uint16_t port) {
                 if (a.sin_addr.s_addr == htonl(INADDR_LOOPBACK))
                         continue;
                 a.sin_port = htons(port);
-                fd = connect_to((struct sockaddr *) &a, sizeof(a));
+                fd = tcp_connect((struct sockaddr *) &a, sizeof(a), CONNECT_TIMEOUT_MS);
         }
         freeifaddrs(ifs);
         return fd >= 0 ? fd : first;

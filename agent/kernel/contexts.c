@@ -33,6 +33,7 @@
 #include "ctx-stream.h"
 #include "kernel.h"
 #include "log.h"
+#include "thread.h"
 #include "../login-env.h"
 #include "../proc-spawn.h"
 #include "../users.h"
@@ -598,19 +599,14 @@ static void *start_default_python(void *arg) {
 
 int contexts_init(void) {
         struct context *ctx = default_get(&kernel_python_ops);
-        pthread_attr_t attr;
-        pthread_t thread;
         int r;
 
         if (!ctx)
                 return -ENOMEM;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        r = pthread_create(&thread, &attr, start_default_python, ctx);
-        pthread_attr_destroy(&attr);
-        if (r != 0) {
+        r = thread_start_detached(start_default_python, ctx, 0);
+        if (r < 0) {
                 context_unref(ctx);
-                return -r;
+                return r;
         }
         return 0;
 }

@@ -23,9 +23,11 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "thread.h"
 #include "timeutil.h"
 
 #define TICK_MS 1000
+#define ANSWER_STACK (256 * 1024)
 #define EVENTS_MAX 128
 #define UNREGISTERED UINT32_MAX
 #define TAG_STOP 0 /* epoll data of the eventfds; connections are pointers, never this small */
@@ -98,8 +100,6 @@ static void *answer_main(void *arg) {
 /* Frees the connections that ended; one that must be answered first gets a thread. */
 static void reap(struct loop *l) {
         struct pconn **pp = &l->conns, *c;
-        pthread_attr_t attr;
-        pthread_t t;
 
         while ((c = *pp)) {
                 if (!c->dead) {
@@ -112,12 +112,8 @@ static void reap(struct loop *l) {
                         conn_finish(c, NULL);
                         continue;
                 }
-                pthread_attr_init(&attr);
-                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-                pthread_attr_setstacksize(&attr, 256 * 1024);
-                if (pthread_create(&t, &attr, answer_main, c) != 0)
+                if (thread_start_detached(answer_main, c, ANSWER_STACK) < 0)
                         conn_finish(c, NULL);
-                pthread_attr_destroy(&attr);
         }
 }
 

@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "log.h"
 #include "proxy/proxy-internal.h"
+#include "thread.h"
 #include "timeutil.h"
 
 #define MAX_CONNECTIONS 4000
@@ -46,11 +47,6 @@ struct proxy {
         struct pconn *conns; /* open connections */
         unsigned n_conns;
         bool stopping;
-};
-
-struct conn_start {
-        struct proxy *p;
-        struct pconn *c;
 };
 
 /* Sends all of data within SEND_ERROR_MS (fd may be non-blocking). */
@@ -219,14 +215,12 @@ static void conn_relay(struct pconn *c) {
 }
 
 static void *conn_main(void *arg) {
-        struct conn_start *st = arg;
-        struct proxy *p = st->p;
-        struct pconn *c = st->c;
+        struct pconn *c = arg;
+        struct proxy *p = c->proxy;
         struct timeval tv = {.tv_sec = SEND_ERROR_MS / 1000};
         int one = 1, r;
 
-        free(st);
-        /* Blocking until relay_run: sends are bounded (an answer of the proxy, bytes the
+        /* Blocking until the relay starts: sends are bounded (an answer of the proxy, bytes the
          * tunnel brought along), reads are bounded in conn_open. */
         (void) setsockopt(c->cfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         (void) setsockopt(c->cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -259,15 +253,11 @@ static void reject_busy(int fd) {
 
 /* Registers and starts a thread for the accepted client fd; on failure closes it. */
 static void conn_start(struct proxy *p, int fd, const struct sockaddr_in *peer) {
-        struct conn_start *st = malloc(sizeof(*st));
         struct pconn *c = calloc(1, sizeof(*c));
-        pthread_attr_t attr;
-        pthread_t t;
         char ip[INET_ADDRSTRLEN] = "?";
         int r;
 
-        if (!st || !c || !(c->in = malloc(PROXY_IN_MAX))) {
-                free(st);
+        if (!c || !(c->in = malloc(PROXY_IN_MAX))) {
                 if (c)
                         free(c->in);
                 free(c);
@@ -278,7 +268,6 @@ static void conn_start(struct proxy *p, int fd, const struct sockaddr_in *peer) 
                             .waiting = true};
         inet_ntop(AF_INET, &peer->sin_addr, ip, sizeof(ip));
         snprintf(c->client, sizeof(c->client), "%s:%u", ip, (unsigned) ntohs(peer->sin_port));
-        *st = (struct conn_start){.p = p, .c = c};
 
         pthread_mutex_lock(&p->lock);
         c->next = p->conns;
@@ -288,18 +277,10 @@ static void conn_start(struct proxy *p, int fd, const struct sockaddr_in *peer) 
         p->n_conns++;
         pthread_mutex_unlock(&p->lock);
 
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, THREAD_STACK);
-        r = pthread_create(&t, &attr, conn_main, st);
-        pthread_attr_destroy(&attr);
-        if (r != 0) {
-                log_warn("preview: cannot start a connection thread: %s, dropping the connection", strerror(r));
-                conns_remove(p, c);
-                close(fd);
-                free(c->in);
-                free(c);
-                free(st);
+        r = thread_start_detached(conn_main, c, THREAD_STACK);
+        if (r < 0) {
+                log_warn("preview: cannot start a connection thread: %s, dropping the connection", strerror(-r));
+                conn_finish(c, NULL);
         }
 }
 

@@ -7,14 +7,12 @@
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,6 +20,7 @@
 #include "log.h"
 #include "sandbox/agent_stream.h"
 #include "sandbox/sandbox.h"
+#include "sockutil.h"
 
 #define TOKEN_HEADER "X-Ai2in-Traffic-Token"
 #define TUNNEL_ANSWER_MS 10000
@@ -106,17 +105,22 @@ static int lookup(struct pconn *c, struct perr *pe) {
         return r;
 }
 
-static bool token_ok(const char *want, const char *got) {
-        size_t n = strlen(want);
+/* A secure sandbox's request must carry its token (compared in constant time): else 403. */
+static int check_token(const struct pconn *c, const struct http_request *req, struct perr *pe) {
+        const char *got = http_request_header(req, TOKEN_HEADER);
+        size_t n = strlen(c->token);
 
-        return got && strlen(got) == n && CRYPTO_memcmp(want, got, n) == 0;
+        if (n == 0 || (got && strlen(got) == n && CRYPTO_memcmp(c->token, got, n) == 0))
+                return 0;
+        return perr_set(pe, 403, "forbidden", "sandbox %s is secure: send its traffic token in the %s header", c->id,
+                        TOKEN_HEADER);
 }
 
 int route_check(struct pconn *c, const struct http_request *req, bool first, struct perr *pe) {
         const char *host = http_request_header(req, "Host");
         char id[SANDBOX_ID_LEN + 1];
         uint16_t port;
-        int r;
+        int r, t;
 
         if (!host || preview_host_parse(host, &port, id) < 0)
                 return perr_set(pe, 400, "bad_host",
@@ -127,19 +131,14 @@ int route_check(struct pconn *c, const struct http_request *req, bool first, str
                 c->port = port;
                 r = lookup(c, pe);
                 /* A secure sandbox's state is not told without its token. */
-                if (*c->token && !token_ok(c->token, http_request_header(req, TOKEN_HEADER)))
-                        return perr_set(pe, 403, "forbidden", "sandbox %s is secure: send its traffic token in the %s header",
-                                        c->id, TOKEN_HEADER);
-                return r;
+                t = check_token(c, req, pe);
+                return t < 0 ? t : r;
         }
         if (port != c->port || !streq(id, c->id))
                 return perr_set(pe, 421, "misdirected",
                                 "this connection is for port %u of %s; open another connection for another preview host",
                                 (unsigned) c->port, c->id);
-        if (*c->token && !token_ok(c->token, http_request_header(req, TOKEN_HEADER)))
-                return perr_set(pe, 403, "forbidden", "sandbox %s is secure: send its traffic token in the %s header", c->id,
-                                TOKEN_HEADER);
-        return 0;
+        return check_token(c, req, pe);
 }
 
 /* The agent's message from its JSON error answer, else a generic one. */
@@ -162,30 +161,10 @@ static void agent_error(struct agent_stream *s, char *out, size_t n) {
  * sandbox cannot change), within DIRECT_CONNECT_MS. Returns the socket or -errno. */
 static int connect_direct(const struct pconn *c) {
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(c->port)};
-        struct pollfd pfd;
-        int fd, err = 0, one = 1;
-        socklen_t len = sizeof(err);
 
         if (inet_pton(AF_INET, c->ip, &sa.sin_addr) != 1)
                 return -EADDRNOTAVAIL;
-        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return -errno;
-        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 && errno != EINPROGRESS)
-                err = errno;
-        else {
-                pfd = (struct pollfd){.fd = fd, .events = POLLOUT};
-                if (poll(&pfd, 1, DIRECT_CONNECT_MS) <= 0)
-                        err = ETIMEDOUT;
-                else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-                        err = errno;
-        }
-        if (err) {
-                close(fd);
-                return -err;
-        }
-        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        return fd;
+        return tcp_connect((struct sockaddr *) &sa, sizeof(sa), DIRECT_CONNECT_MS);
 }
 
 /* The tunnel through the sandbox's agent: it connects from inside, where a server bound to
