@@ -14,7 +14,6 @@ import glob
 import http.client
 import json
 import os
-import shlex
 import shutil
 import signal
 import socket
@@ -154,16 +153,20 @@ class Engine:
         self.live: Dict[str, None] = {}  # ids of sandboxes created and not (yet) killed
         self.lock = threading.Lock()
 
-    def start(self) -> None:
+    def command(self, *args: str) -> List[str]:
+        """ai2ind with this engine's settings, then args (a subcommand)."""
         cfg = self.cfg
+        return [str(cfg.ai2ind), "--config", self.conf, "--state-dir", self.state_dir,
+                "--run-dir", self.run_dir, "--template-dir", TEMPLATE_DIR,
+                "--listen", f"127.0.0.1:{self.port}", "--bridge", cfg.bridge,
+                "--net-pool", cfg.net_pool, "--cgroup-parent", cfg.cgroup_parent,
+                "--max-running", str(cfg.max_running), *args]
+
+    def start(self) -> None:
         os.makedirs(self.state_dir)
         os.makedirs(self.run_dir)
         Path(self.conf).touch()
-        cmd = [str(cfg.ai2ind), "--config", self.conf, "--state-dir", self.state_dir,
-               "--run-dir", self.run_dir, "--template-dir", TEMPLATE_DIR,
-               "--listen", f"127.0.0.1:{self.port}", "--bridge", cfg.bridge,
-               "--net-pool", cfg.net_pool, "--cgroup-parent", cfg.cgroup_parent,
-               "--max-running", str(cfg.max_running), "serve"]
+        cmd = self.command("serve")
         logf = open(self.log_path, "ab")
         # Own session: a Ctrl-C in the terminal reaches only us, and we kill the sandboxes
         # through the API before stopping the engine.
@@ -182,8 +185,7 @@ class Engine:
                 raise RuntimeError(f"ai2ind did not answer GET /v1/health within "
                                    f"{START_TIMEOUT:g} s:\n" + self.log_tail())
             time.sleep(0.05)
-        p = subprocess.run([str(cfg.ai2ind), "--config", self.conf, "--state-dir",
-                            self.state_dir, "keys", "create", "--team", "bench"],
+        p = subprocess.run(self.command("keys", "create", "--team", "bench"),
                            capture_output=True, text=True, timeout=30, env=clean_env())
         lines = p.stdout.splitlines()
         if p.returncode != 0 or not lines or not lines[0].strip():
@@ -453,15 +455,9 @@ def cleanup(tmp: str, cfg: BenchConfig, eng: Optional[Engine], rc: Optional[Runc
     for m in sorted(mounts_under(tmp), key=len, reverse=True):
         if subprocess.run(["umount", m], capture_output=True, timeout=30).returncode != 0:
             subprocess.run(["umount", "-l", m], capture_output=True, timeout=30)
-    if eng is not None and os.path.exists(f"/sys/class/net/{cfg.bridge}"):
-        subprocess.run(["ip", "link", "del", cfg.bridge], capture_output=True, timeout=30)
-    if eng is not None:  # the engine's two INPUT rules for the bridge
-        rules = subprocess.run(["iptables", "-w", "-S", "INPUT"], capture_output=True, text=True,
-                               timeout=30).stdout
-        for line in rules.splitlines():
-            args = shlex.split(line)
-            if args[:1] == ["-A"] and f"ai2in:{cfg.bridge}" in args:
-                subprocess.run(["iptables", "-w", "-D"] + args[1:], capture_output=True, timeout=30)
+    if eng is not None:  # the bridge and the engine's two host INPUT rules for it
+        subprocess.run(eng.command("net", "remove", "--force"), capture_output=True, timeout=60,
+                       env=clean_env())
     for parent in (cfg.cgroup_parent, cfg.runc_cgroup_parent):
         for d in sorted(cgroup_dirs(parent), key=len, reverse=True):
             try:

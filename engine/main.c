@@ -28,7 +28,8 @@ static void usage(FILE *f) {
                 "  keys list                     list keys (ids and teams, never the keys)\n"
                 "  keys revoke KEY_ID            revoke a key\n"
                 "  template build NAME [--force] build a template (NAME: base)\n"
-                "  template list                 list templates\n\n"
+                "  template list                 list templates\n"
+                "  net remove [--force]          remove the bridge and its firewall rules (once no sandbox runs)\n\n"
                 "options (also AI2IN_<NAME> environment variables and lines of the config file):\n");
         config_help(f);
 }
@@ -213,6 +214,9 @@ int main(int argc, char **argv) {
                 r = cmd_keys(&eng, argc - argi - 1, argv + argi + 1, &e);
         else if (streq(argv[argi], "template"))
                 r = cmd_template(&eng, argc - argi - 1, argv + argi + 1, &e);
+        else if (streq(argv[argi], "net") && argi + 2 <= argc && argi + 3 >= argc && streq(argv[argi + 1], "remove") &&
+                 (argi + 2 == argc || streq(argv[argi + 2], "--force")))
+                r = net_remove(eng.cfg.bridge, argi + 3 == argc, &e);
         else {
                 usage(stderr);
                 r = error_set(&e, EINVAL, ERR_BAD_REQUEST, "unknown command '%s'", argv[argi]);

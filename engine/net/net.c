@@ -66,12 +66,18 @@ static int run(char *const argv[], struct error *e, const char *what) {
         return 0;
 }
 
+/* The bridge's two host INPUT rules, replies to connections the host opened accepted, the
+ * rest dropped, as iptables argv with op ("-C", "-A", "-D") at [2]; comment names the bridge. */
+#define FIREWALL_RULES(bridge, comment)                                                                                  \
+        char *est[] = {"iptables", "-w", "-C", "INPUT", "-i", (char *) (bridge), "-m", "conntrack", "--ctstate",          \
+                       "ESTABLISHED,RELATED", "-m", "comment", "--comment", comment, "-j", "ACCEPT", NULL};              \
+        char *drop[] = {"iptables", "-w", "-C", "INPUT", "-i", (char *) (bridge), "-m", "comment", "--comment", comment, \
+                        "-j", "DROP", NULL}
+
 static int ensure_firewall(struct net *n, struct error *e) {
         char comment[64];
         snprintf(comment, sizeof(comment), "ai2in:%s", n->bridge);
-        char *est[] = {"iptables", "-w", "-C", "INPUT", "-i", n->bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED",
-                       "-m", "comment", "--comment", comment, "-j", "ACCEPT", NULL};
-        char *drop[] = {"iptables", "-w", "-C", "INPUT", "-i", n->bridge, "-m", "comment", "--comment", comment, "-j", "DROP", NULL};
+        FIREWALL_RULES(n->bridge, comment);
 
         /* -C checks; on absence append (drop first in file order means: established, then drop). */
         if (spawn_check(drop, NULL, 0) < 0) {
@@ -423,5 +429,36 @@ int net_parse_listen(const char *s, const char *name, struct sockaddr_in *sa, st
         *sa = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
         if (*end || port < 1 || port > 65535 || inet_pton(AF_INET, streq(host, "localhost") ? "127.0.0.1" : host, &sa->sin_addr) != 1)
                 return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s address '%s' must be IPv4-HOST:PORT", name, s);
+        return 0;
+}
+
+int net_remove(const char *bridge, bool force, struct error *e) {
+        char comment[64], path[128];
+        struct stat st;
+        int ports = 0;
+        DIR *d;
+
+        snprintf(path, sizeof(path), "/sys/class/net/%s/brif", bridge);
+        d = opendir(path);
+        if (d) {
+                for (struct dirent *de; (de = readdir(d));)
+                        ports += de->d_name[0] != '.';
+                closedir(d);
+        }
+        if (ports > 0 && !force)
+                return error_set(e, EBUSY, ERR_CONFLICT, "bridge %s still has %d sandbox%s attached: kill them first (or --force)",
+                                 bridge, ports, ports == 1 ? "" : "es");
+        snprintf(comment, sizeof(comment), "ai2in:%s", bridge);
+        FIREWALL_RULES(bridge, comment);
+        est[2] = drop[2] = "-D";
+        while (spawn_check(est, NULL, 0) >= 0) /* every copy, if something added more */
+                ;
+        while (spawn_check(drop, NULL, 0) >= 0)
+                ;
+        snprintf(path, sizeof(path), "/sys/class/net/%s", bridge);
+        if (stat(path, &st) == 0) {
+                char *del[] = {"ip", "link", "del", (char *) bridge, NULL};
+                return run(del, e, "cannot remove the bridge");
+        }
         return 0;
 }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -40,6 +41,11 @@ void net_slot_release(struct net *n, const struct net_slot *slot);
 
 /* Removes namespaces and veths of this engine whose sandbox id is not in live (n_live). */
 void net_remove_orphans(struct net *n, char **live, unsigned n_live);
+
+/* Removes what net_new() left on the host for bridge: its two INPUT rules and the bridge
+ * itself (missing parts are fine). -EBUSY (409) while sandboxes are attached to it, unless
+ * force. For uninstalling, and for tests and benches that make a bridge of their own. */
+int net_remove(const char *bridge, bool force, struct error *e);
 
 /* Parses a listen address "HOST:PORT" (IPv4, or "localhost") into sa; name is the
  * setting's name, for the message. */

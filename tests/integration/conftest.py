@@ -22,7 +22,6 @@ import json
 import os
 import random
 import re
-import shlex
 import shutil
 import signal
 import socket
@@ -355,9 +354,12 @@ class Engine:
         for m in sorted(mounts_under(self.root), key=len, reverse=True):
             notes.append(f"mount {m} left")
             subprocess.run(["umount", "-l", m], capture_output=True, timeout=30)
-        if os.path.exists(f"/sys/class/net/{self.bridge}"):
-            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, timeout=30)
-        remove_firewall_rules(self.bridge)
+        # The bridge and the engine's two host INPUT rules for it: left behind, every run would
+        # add two rules, and each packet into the host, loopback included, walks them all.
+        p = subprocess.run([str(self.binary)] + self.base_args() + ["net", "remove", "--force"],
+                           capture_output=True, text=True, timeout=60, env=self.env())
+        if p.returncode != 0:
+            notes.append(f"ai2ind net remove failed: {p.stderr.strip()}")
         for d in sorted(cgroup_dirs(self.cgroup_parent), key=len, reverse=True):
             try:
                 os.rmdir(d)
@@ -370,18 +372,6 @@ class Engine:
         else:
             shutil.rmtree(self.root, ignore_errors=True)
         return notes
-
-
-def remove_firewall_rules(bridge: str) -> None:
-    """Deletes the host INPUT rules the engine added for bridge (two, commented
-    "ai2in:<bridge>"): left behind, every test run would add two more, and each packet into
-    the host, loopback included, is checked against all of them."""
-    out = subprocess.run(["iptables", "-w", "-S", "INPUT"], capture_output=True, text=True,
-                         timeout=30).stdout
-    for line in out.splitlines():
-        args = shlex.split(line)
-        if args[:1] == ["-A"] and f"ai2in:{bridge}" in args:
-            subprocess.run(["iptables", "-w", "-D"] + args[1:], capture_output=True, timeout=30)
 
 
 def cgroup_dirs(parent: str) -> List[str]:

@@ -311,17 +311,12 @@ export class Engine {
       notes.push(`mount ${m} left`);
       spawnSync("umount", ["-l", m], { timeout: 30_000 });
     }
-    if (fs.existsSync(`/sys/class/net/${this.bridge}`)) {
-      spawnSync("ip", ["link", "del", this.bridge], { timeout: 30_000 });
-    }
-    // The engine's two host INPUT rules for the bridge (commented "ai2in:<bridge>"): left
-    // behind, every run adds two, and each packet into the host is checked against them all.
-    const rules = spawnSync("iptables", ["-w", "-S", "INPUT"], { encoding: "utf8", timeout: 30_000 }).stdout ?? "";
-    for (const line of rules.split("\n")) {
-      if (!line.startsWith("-A ") || !line.includes(`ai2in:${this.bridge}`)) continue;
-      const args = line.slice(3).match(/"[^"]*"|\S+/g).map((a) => a.replace(/^"|"$/g, ""));
-      spawnSync("iptables", ["-w", "-D", ...args], { timeout: 30_000 });
-    }
+    // The bridge and the engine's two host INPUT rules for it: left behind, every run would
+    // add two rules, and each packet into the host, loopback included, walks them all.
+    const net = spawnSync(this.binary, [...this.baseArgs(), "net", "remove", "--force"], {
+      encoding: "utf8", timeout: 60_000, env: this.env(),
+    });
+    if (net.status !== 0) notes.push(`ai2ind net remove failed: ${(net.stderr ?? "").trim()}`);
     for (const d of cgroupDirs(this.cgroupParent).sort((a, b) => b.length - a.length)) {
       try {
         fs.rmdirSync(d);
