@@ -80,7 +80,7 @@ static int parse_request_line(struct http_request *req, char *line) {
         return 0;
 }
 
-static int parse_header_line(struct http_request *req, char *line) {
+static int parse_header_line(struct http_header *headers, size_t *n_headers, char *line) {
         char *colon = strchr(line, ':'), *value, *end;
 
         if (!colon)
@@ -95,9 +95,9 @@ static int parse_header_line(struct http_request *req, char *line) {
                 *--end = 0;
         if (!is_field_value(value))
                 return -EBADMSG;
-        if (req->n_headers >= HTTP_MAX_HEADERS)
+        if (*n_headers >= HTTP_MAX_HEADERS)
                 return -E2BIG;
-        req->headers[req->n_headers++] = (struct http_header){.name = line, .value = value};
+        headers[(*n_headers)++] = (struct http_header){.name = line, .value = value};
         return 0;
 }
 
@@ -175,31 +175,45 @@ static int apply_headers(struct http_request *req) {
         return 0;
 }
 
+/* Finds the end of the head at the start of data and copies the head, NUL-terminated, to
+ * *ret_head (malloc'd). 0: not complete yet; 1: copied; -E2BIG over HTTP_MAX_HEAD; -EBADMSG
+ * a NUL byte in it. */
+static int head_copy(const char *data, size_t len, char **ret_head, size_t *ret_len) {
+        const char *end = memmem(data, MIN(len, (size_t) HTTP_MAX_HEAD), "\r\n\r\n", 4);
+        size_t n;
+
+        if (!end)
+                return len >= HTTP_MAX_HEAD ? -E2BIG : 0;
+        n = (size_t) (end - data) + 4;
+        if (memchr(data, 0, n))
+                return -EBADMSG;
+        *ret_head = malloc(n + 1);
+        if (!*ret_head)
+                return -ENOMEM;
+        memcpy(*ret_head, data, n);
+        (*ret_head)[n] = 0;
+        *ret_len = n;
+        return 1;
+}
+
 int http_request_parse_head(struct http_request *req, const char *data, size_t len, size_t *ret_head_len) {
         struct http_request r = {};
-        const char *end;
         size_t head_len;
         char *p, *line;
         int k;
 
-        end = memmem(data, MIN(len, (size_t) HTTP_MAX_HEAD), "\r\n\r\n", 4);
-        if (!end)
-                return len >= HTTP_MAX_HEAD ? -E2BIG : 0;
-        head_len = (size_t) (end - data) + 4;
-        if (memchr(data, 0, head_len))
-                return -EBADMSG;
-
-        r.head = malloc(head_len + 1);
-        if (!r.head)
-                return -ENOMEM;
-        memcpy(r.head, data, head_len);
-        r.head[head_len] = 0;
+        /* Every output is set on every path (see the chunked decoder). */
+        *req = (struct http_request){};
+        *ret_head_len = 0;
+        k = head_copy(data, len, &r.head, &head_len);
+        if (k <= 0)
+                return k;
 
         p = r.head;
         line = next_line(&p);
         k = parse_request_line(&r, line);
         while (k >= 0 && (line = next_line(&p)) && *line)
-                k = parse_header_line(&r, line);
+                k = parse_header_line(r.headers, &r.n_headers, line);
         if (k >= 0)
                 k = apply_headers(&r);
         if (k < 0) {
@@ -224,7 +238,88 @@ const char *http_request_header(const struct http_request *req, const char *name
         return NULL;
 }
 
-/* ---- chunked request bodies ---- */
+/* ---- response heads ---- */
+
+/* "HTTP/1.x SSS[ reason]": the reason phrase is text without control bytes but HTAB. */
+static int parse_status_line(struct http_response *resp, const char *line) {
+        if (strncmp(line, "HTTP/1.", 7) != 0 || line[7] < '0' || line[7] > '9' || line[8] != ' ')
+                return -EBADMSG;
+        for (int i = 9; i < 12; i++)
+                if (line[i] < '0' || line[i] > '9')
+                        return -EBADMSG;
+        if (line[12] != 0 && line[12] != ' ')
+                return -EBADMSG;
+        if (line[12] && !is_field_value(line + 13))
+                return -EBADMSG;
+        resp->minor_version = line[7] - '0';
+        resp->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+        return resp->status >= 100 ? 0 : -EBADMSG;
+}
+
+/* The same framing rules as for requests: one Content-Length value, "chunked" alone and
+ * never beside a Content-Length; any other Transfer-Encoding cannot be read. */
+static int apply_response_headers(struct http_response *resp) {
+        bool have_length = false;
+        uint64_t length;
+
+        for (size_t i = 0; i < resp->n_headers; i++) {
+                const char *name = resp->headers[i].name, *value = resp->headers[i].value;
+
+                if (strcasecmp(name, "Content-Length") == 0) {
+                        if (parse_content_length(value, &length) < 0 || length > INT64_MAX ||
+                            (have_length && (int64_t) length != resp->content_length))
+                                return -EBADMSG;
+                        resp->content_length = (int64_t) length;
+                        have_length = true;
+                } else if (strcasecmp(name, "Transfer-Encoding") == 0) {
+                        if (strcasecmp(value, "chunked") != 0 || resp->chunked)
+                                return -EBADMSG;
+                        resp->chunked = true;
+                }
+        }
+        return resp->chunked && have_length ? -EBADMSG : 0;
+}
+
+int http_response_parse_head(struct http_response *resp, const char *data, size_t len, size_t *ret_head_len) {
+        struct http_response r = {.content_length = -1};
+        size_t head_len;
+        char *p, *line;
+        int k;
+
+        *resp = (struct http_response){.content_length = -1};
+        *ret_head_len = 0;
+        k = head_copy(data, len, &r.head, &head_len);
+        if (k <= 0)
+                return k;
+        p = r.head;
+        line = next_line(&p);
+        k = parse_status_line(&r, line);
+        while (k >= 0 && (line = next_line(&p)) && *line)
+                k = parse_header_line(r.headers, &r.n_headers, line);
+        if (k >= 0)
+                k = apply_response_headers(&r);
+        if (k < 0) {
+                free(r.head);
+                return k;
+        }
+        *resp = r;
+        *ret_head_len = head_len;
+        return 1;
+}
+
+void http_response_done(struct http_response *resp) {
+        free(resp->head);
+        *resp = (struct http_response){.content_length = -1};
+}
+
+const char *http_response_header(const struct http_response *resp, const char *name) {
+        for (size_t i = 0; i < resp->n_headers; i++)
+                if (strcasecmp(resp->headers[i].name, name) == 0)
+                        return resp->headers[i].value;
+        return NULL;
+}
+
+/* ---- chunked bodies ---- */
 
 enum {
         CH_SIZE,         /* hex digits of a chunk size */
@@ -239,6 +334,7 @@ enum {
         CH_TRAILER_LF,
         CH_END_LF,       /* the LF of the final CRLF */
         CH_DONE,
+        CH_ERROR,        /* malformed: every later call fails too */
 };
 
 static bool is_hex(unsigned char ch, unsigned *ret) {
@@ -343,6 +439,12 @@ int http_chunked_decode(struct http_chunked *d, const char *in, size_t len, size
         size_t i = 0, n = 0;
         int r;
 
+        /* Every output is set on every path: a caller that reads them after an error
+         * must find "nothing consumed", never a stale or uninitialised length. */
+        *ret_used = 0;
+        *ret_data_len = 0;
+        if (d->state == CH_ERROR)
+                return -EBADMSG;
         while (i < len && d->state != CH_DONE) {
                 if (d->state == CH_DATA) {
                         n = (size_t) MIN((uint64_t) MIN(len - i, max_data), d->size);
@@ -353,8 +455,10 @@ int http_chunked_decode(struct http_chunked *d, const char *in, size_t len, size
                         break; /* hand the data out before decoding further */
                 }
                 r = chunked_step(d, (unsigned char) in[i]);
-                if (r < 0)
+                if (r < 0) {
+                        d->state = CH_ERROR; /* stays failed: a later call cannot resume mid-line */
                         return r;
+                }
                 i++;
         }
         *ret_used = i;

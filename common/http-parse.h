@@ -1,7 +1,11 @@
-/* http-parse.h — HTTP/1.1 request heads and chunked bodies, parsed strictly: pure functions
- * on bytes shared by the agent's server (agent/http.c) and the engine's preview proxy
- * (engine/proxy/), so that both read requests the same way and neither can be smuggled past
- * the other.
+/* http-parse.h — HTTP/1.1 request and answer heads and chunked bodies, parsed strictly:
+ * pure functions on bytes shared by the agent's server (agent/http.c), the engine's preview
+ * proxy (engine/proxy/) and the engine's client of the agents (sandbox/agent_stream.c), so
+ * that every byte crossing a trust boundary is read by one parser, and none can be smuggled
+ * past another.
+ *
+ * Every function sets every output on every return path; lengths it returns are bounded by
+ * the input it was given (the fuzzers in tests/fuzz/ check both).
  */
 #pragma once
 
@@ -43,8 +47,33 @@ struct http_request {
  * malformed (400; also a Transfer-Encoding together with a Content-Length, or in
  * HTTP/1.0), -E2BIG head over HTTP_MAX_HEAD or too many headers (431), -EPROTONOSUPPORT
  * not HTTP/1.x (505), -EOPNOTSUPP a Transfer-Encoding other than "chunked" (501). On
- * error req holds nothing that needs freeing. */
+ * every return but 1, *req is zeroed (nothing to free) and *ret_head_len is 0. */
 int http_request_parse_head(struct http_request *req, const char *data, size_t len, size_t *ret_head_len);
+
+/* An answer's head, from a peer the engine does not trust (a sandbox's agent). */
+struct http_response {
+        char *head; /* owned copy of the head; the header strings point into it */
+        int status; /* 100-999 */
+        int minor_version;
+        struct http_header headers[HTTP_MAX_HEADERS];
+        size_t n_headers;
+        int64_t content_length; /* -1: none given */
+        bool chunked;           /* Transfer-Encoding: chunked */
+};
+
+/* Parses the answer head at the start of data with the request parser's rules (CRLF lines,
+ * token names, no control bytes in values, one Content-Length value, "chunked" alone and
+ * never with a Content-Length). Returns 1 with *resp and *ret_head_len set (release with
+ * http_response_done), 0 when the head is not complete yet, -EBADMSG malformed (also any
+ * other Transfer-Encoding), -E2BIG over HTTP_MAX_HEAD or HTTP_MAX_HEADERS fields, -ENOMEM.
+ * On every return but 1, *resp holds nothing (content_length -1) and *ret_head_len is 0. */
+int http_response_parse_head(struct http_response *resp, const char *data, size_t len, size_t *ret_head_len);
+
+/* Frees what the parser put in resp; leaves it empty. */
+void http_response_done(struct http_response *resp);
+
+/* The value of the first header of resp called name (case-insensitive), or NULL. */
+const char *http_response_header(const struct http_response *resp, const char *name);
 
 /* The state of a chunked-body decoder; start from a zeroed struct. */
 struct http_chunked {
@@ -62,7 +91,9 @@ struct http_chunked {
  * of the body (the last chunk and the blank line after the trailers) has been consumed,
  * 0 when more input is needed or data was handed out, -EBADMSG on malformed framing, a
  * size line over HTTP_CHUNK_LINE_MAX, trailers over HTTP_MAX_TRAILERS or a chunk size
- * over 2^64 - 1. */
+ * over 2^64 - 1. Always *ret_used <= len and *ret_data_len <= MIN(*ret_used, max_data);
+ * on error both are 0 (nothing of this call may be passed on), and the decoder stays
+ * failed: every later call returns -EBADMSG. */
 int http_chunked_decode(struct http_chunked *d, const char *in, size_t len, size_t max_data, size_t *ret_used,
                         size_t *ret_data_len);
 

@@ -42,7 +42,15 @@ static int take_head(struct pconn *c) {
                 return 0; /* more to come (the parser refuses a head over HTTP_MAX_HEAD itself) */
         if (r < 0)
                 return perr_from_parse(&rl->fail, r);
+        if (head_len > c->len - c->fwd) { /* the parser's contract; checked, not trusted */
+                http_request_done(&req);
+                return perr_set(&rl->fail, 500, "internal", "request head longer than what was read");
+        }
         r = route_check(c, &req, false, &rl->fail);
+        if (r >= 0 && http_request_header(&req, "Upgrade") && (req.chunked || req.content_length > 0))
+                /* Its body would be read by the server but not followed here while the
+                 * proxy waits for the answer's status. */
+                r = perr_set(&rl->fail, 400, "bad_request", "an Upgrade request cannot have a body");
         if (r >= 0) {
                 if (http_request_header(&req, "Upgrade"))
                         rl->mode = MODE_UPGRADE;
@@ -88,11 +96,15 @@ static void look(struct pconn *c) {
                         break;
                 case MODE_CHUNKED:
                         r = http_chunked_decode(&rl->chunked, c->in + c->fwd, avail, SIZE_MAX, &used, &data_len);
-                        c->fwd += used;
-                        if (r < 0) {
+                        if (r < 0 || used > avail) {
+                                /* Nothing of the bad framing goes up: the server has the request
+                                 * up to the last good byte, then its end. */
                                 perr_set(&rl->fail, 400, "bad_request", "malformed chunked request body");
                                 rl->failed = true;
-                        } else if (r == 1)
+                                return;
+                        }
+                        c->fwd += used;
+                        if (r == 1)
                                 rl->mode = MODE_HEAD;
                         break;
                 case MODE_UPGRADE:
@@ -110,6 +122,8 @@ static ssize_t push(struct pconn *c) {
 
         if (c->fwd == 0)
                 return 0;
+        if (c->fwd > c->len || c->len > PROXY_IN_MAX)
+                return -EFAULT; /* never sends or moves past what was read */
         k = send(c->ufd, c->in, c->fwd, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (k < 0)
                 return errno == EAGAIN || errno == EINTR ? 0 : -errno;

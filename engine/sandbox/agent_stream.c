@@ -1,6 +1,7 @@
-/* agent_stream.c — see agent_stream.h. The answer parser is strict and bounded: a head of
- * at most HEAD_MAX bytes, chunk-size lines of at most 64 bytes, sizes checked for
- * overflow; anything else is -EPROTO. */
+/* agent_stream.c — see agent_stream.h. The sandbox's agent is not trusted: its answer is
+ * read with the strict shared parser (common/http-parse.h: the head, then a chunked body
+ * through the same decoder the agent and the preview proxy use); anything malformed is
+ * -EPROTO, and memory per exchange stays one fixed buffer. */
 #include "sandbox/agent_stream.h"
 
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "http-parse.h"
 #include "log.h"
 #include "macro.h"
 #include "timeutil.h"
@@ -34,8 +36,8 @@ struct agent_stream {
         char content_type[128];
         int64_t content_length;
         enum framing framing;
-        uint64_t remaining; /* of the Content-Length body, or of the current chunk */
-        bool in_chunk;      /* chunked: inside a chunk's data */
+        uint64_t remaining; /* of the Content-Length body */
+        struct http_chunked dec; /* of a chunked body */
         bool done;
         long read_timeout_ms; /* each wait for body bytes; -1: none */
         char *in;           /* bytes read from the socket, in[pos..len) unconsumed */
@@ -206,46 +208,28 @@ static ssize_t fill(struct agent_stream *s, int watch_fd, long timeout_ms) {
         return k;
 }
 
-static void parse_header(struct agent_stream *s, char *line, bool *chunked) {
-        char *colon = strchr(line, ':'), *v;
+/* Takes what the engine needs of the answer's head: status, Content-Type, framing. */
+static void take_head(struct agent_stream *s, const struct http_response *resp) {
+        const char *type = http_response_header(resp, "Content-Type");
 
-        if (!colon)
-                return;
-        *colon = 0;
-        for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
-                ;
-        if (strcasecmp(line, "Content-Type") == 0)
-                snprintf(s->content_type, sizeof(s->content_type), "%s", v);
-        else if (strcasecmp(line, "Content-Length") == 0)
-                s->content_length = strtoll(v, NULL, 10);
-        else if (strcasecmp(line, "Transfer-Encoding") == 0 && strcasecmp(v, "chunked") == 0)
-                *chunked = true;
-}
-
-static int parse_head(struct agent_stream *s, char *head) {
-        bool chunked = false;
-        char *line, *save = NULL;
-
-        line = strtok_r(head, "\r\n", &save);
-        if (!line || sscanf(line, "HTTP/1.%*d %d", &s->status) != 1 || s->status < 100 || s->status > 599)
-                return -EPROTO;
-        while ((line = strtok_r(NULL, "\r\n", &save)))
-                parse_header(s, line, &chunked);
-        if (chunked) {
+        s->status = resp->status;
+        snprintf(s->content_type, sizeof(s->content_type), "%s", type ? type : "");
+        if (resp->chunked) {
                 s->framing = FRAMING_CHUNKED;
                 s->content_length = -1;
-        } else if (s->content_length >= 0) {
+        } else if (resp->content_length >= 0) {
                 s->framing = FRAMING_LENGTH;
-                s->remaining = (uint64_t) s->content_length;
+                s->content_length = resp->content_length;
+                s->remaining = (uint64_t) resp->content_length;
                 s->done = s->remaining == 0;
         } else
                 s->framing = FRAMING_CLOSE;
-        return 0;
 }
 
 int agent_stream_finish(struct agent_stream *s, long timeout_ms, struct error *e) {
         int64_t deadline = mono_ms() + timeout_ms;
-        char *end;
+        struct http_response resp;
+        size_t head_len;
         ssize_t k;
         int r;
 
@@ -257,12 +241,12 @@ int agent_stream_finish(struct agent_stream *s, long timeout_ms, struct error *e
                         s->send_error = -r;
         }
         for (;;) {
-                s->in[s->len] = 0; /* in has IN_SIZE + 1 bytes */
-                end = s->len > 0 ? strstr(s->in, "\r\n\r\n") : NULL;
-                if (end)
+                r = http_response_parse_head(&resp, s->in + s->pos, s->len - s->pos, &head_len);
+                if (r > 0)
                         break;
-                if (s->len >= HEAD_MAX)
-                        return error_set(e, EPROTO, ERR_SANDBOX, "the sandbox's agent sent an oversized answer head");
+                if (r < 0)
+                        return error_set(e, EPROTO, ERR_SANDBOX, "the sandbox's agent sent an unreadable answer (%s)",
+                                         r == -E2BIG ? "head too large" : "malformed head");
                 k = fill(s, s->watch_fd, MAX(deadline - mono_ms(), 1));
                 if (k == -ECONNRESET)
                         return error_set(e, ECONNRESET, ERR_BAD_REQUEST, "the client went away before the answer");
@@ -274,11 +258,9 @@ int agent_stream_finish(struct agent_stream *s, long timeout_ms, struct error *e
                 if (k <= 0)
                         return error_set(e, k < 0 ? (int) -k : EPIPE, ERR_SANDBOX, "the sandbox's agent closed the connection without an answer");
         }
-        *end = 0;
-        r = parse_head(s, s->in);
-        if (r < 0)
-                return error_set(e, EPROTO, ERR_SANDBOX, "the sandbox's agent sent an unreadable answer");
-        s->pos = (size_t) (end + 4 - s->in);
+        take_head(s, &resp);
+        http_response_done(&resp);
+        s->pos += head_len;
         return 0;
 }
 
@@ -301,56 +283,25 @@ static ssize_t need(struct agent_stream *s, int watch_fd) {
         return fill(s, watch_fd, s->read_timeout_ms);
 }
 
-/* Chunked: reads "SIZE[;ext]\r\n" (after the CRLF that ends the previous chunk's data). */
-static int read_chunk_size(struct agent_stream *s, int watch_fd) {
-        char line[64];
-        size_t n = 0;
-        uint64_t size = 0;
-        ssize_t k;
+/* Chunked: decodes what is buffered into buf (framing skipped by the shared decoder). */
+static ssize_t read_chunked(struct agent_stream *s, void *buf, size_t len) {
+        size_t used, data_len;
+        int r;
 
-        for (;;) {
-                k = need(s, watch_fd);
-                if (k <= 0)
-                        return k < 0 ? (int) k : -EPROTO;
-                char ch = s->in[s->pos++];
-                if (ch == '\n')
-                        break;
-                if (n + 1 >= sizeof(line))
-                        return -EPROTO;
-                line[n++] = ch;
-        }
-        line[n] = 0;
-        if (n > 0 && line[n - 1] == '\r')
-                line[--n] = 0;
-        if (n == 0) /* the CRLF after a chunk's data */
-                return 1;
-        for (char *p = line; *p && *p != ';'; p++) {
-                int d = *p >= '0' && *p <= '9' ? *p - '0' : (*p | 0x20) >= 'a' && (*p | 0x20) <= 'f' ? (*p | 0x20) - 'a' + 10 : -1;
-                if (d < 0 || size > (UINT64_MAX >> 4))
-                        return -EPROTO;
-                size = size << 4 | (uint64_t) d;
-        }
-        if (size == 0) {
-                s->done = true; /* trailers are not used by the agent; the connection closes */
-                return 0;
-        }
-        s->remaining = size;
-        s->in_chunk = true;
-        return 0;
+        r = http_chunked_decode(&s->dec, s->in + s->pos, s->len - s->pos, len, &used, &data_len);
+        if (r < 0)
+                return -EPROTO;
+        memcpy(buf, s->in + s->pos + used - data_len, data_len);
+        s->pos += used;
+        s->done = r == 1;
+        return (ssize_t) data_len;
 }
 
 ssize_t agent_stream_read(struct agent_stream *s, void *buf, size_t len, int watch_fd) {
         size_t n;
         ssize_t k;
-        int r;
 
-        while (!s->done) {
-                if (s->framing == FRAMING_CHUNKED && !s->in_chunk) {
-                        r = read_chunk_size(s, watch_fd);
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
+        while (!s->done && len > 0) {
                 k = need(s, watch_fd);
                 if (k < 0)
                         return k;
@@ -359,20 +310,22 @@ ssize_t agent_stream_read(struct agent_stream *s, void *buf, size_t len, int wat
                                 s->done = true;
                                 return 0;
                         }
-                        return -EPROTO;
+                        return -EPROTO; /* the agent went away mid-body */
+                }
+                if (s->framing == FRAMING_CHUNKED) {
+                        k = read_chunked(s, buf, len);
+                        if (k != 0)
+                                return k;
+                        continue; /* framing only: read on */
                 }
                 n = MIN(len, s->len - s->pos);
-                if (s->framing != FRAMING_CLOSE)
+                if (s->framing == FRAMING_LENGTH)
                         n = (size_t) MIN((uint64_t) n, s->remaining);
                 memcpy(buf, s->in + s->pos, n);
                 s->pos += n;
-                if (s->framing != FRAMING_CLOSE) {
+                if (s->framing == FRAMING_LENGTH) {
                         s->remaining -= n;
-                        if (s->remaining == 0) {
-                                if (s->framing == FRAMING_LENGTH)
-                                        s->done = true;
-                                s->in_chunk = false;
-                        }
+                        s->done = s->remaining == 0;
                 }
                 return (ssize_t) n;
         }

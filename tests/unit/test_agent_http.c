@@ -223,6 +223,38 @@ static void test_chunked_decode(void **state) {
         assert_true(http_chunked_data_left(&d) == UINT64_MAX - 2);
 }
 
+/* Issue 11: a caller that read *ret_used after an error advanced by garbage. Every output
+ * is set on every path: on error nothing is consumed, and the decoder stays failed. */
+static void test_chunked_error_outputs(void **state) {
+        static const char *const cases[] = {"-5\r\nhello\r\n0\r\n\r\n", "0\r\nX: \x01\r\n\r\n", "5\nhello"};
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct http_chunked d = {};
+                size_t used = 12345, data_len = 678;
+
+                assert_int_equal(http_chunked_decode(&d, cases[i], strlen(cases[i]), SIZE_MAX, &used, &data_len), -EBADMSG);
+                assert_int_equal(used, 0);
+                assert_int_equal(data_len, 0);
+                used = data_len = 99;
+                assert_int_equal(http_chunked_decode(&d, "0\r\n\r\n", 5, SIZE_MAX, &used, &data_len), -EBADMSG);
+                assert_int_equal(used, 0);
+                assert_int_equal(data_len, 0);
+        }
+
+        /* The head parser: outputs zeroed when incomplete or malformed. */
+        struct http_request req;
+        size_t head_len = 777;
+        memset(&req, 0x5a, sizeof(req));
+        assert_int_equal(http_request_parse_head(&req, "GET / HTTP/1.1\r\n", 16, &head_len), 0);
+        assert_int_equal(head_len, 0);
+        assert_null(req.head);
+        head_len = 777;
+        memset(&req, 0x5a, sizeof(req));
+        assert_int_equal(http_request_parse_head(&req, "GET x HTTP/1.1\r\n\r\n", 18, &head_len), -EBADMSG);
+        assert_int_equal(head_len, 0);
+        assert_null(req.head);
+}
+
 static void test_chunked_errors(void **state) {
         static const char *const cases[] = {
                 "\r\n",                        /* no size */
@@ -636,7 +668,7 @@ int main(void) {
                 cmocka_unit_test(test_parse_incomplete), cmocka_unit_test(test_parse_errors),
                 cmocka_unit_test(test_parse_limits), cmocka_unit_test(test_status),
                 cmocka_unit_test(test_parse_chunked_header), cmocka_unit_test(test_chunked_decode),
-                cmocka_unit_test(test_chunked_errors), cmocka_unit_test(test_server_streamed_bodies),
+                cmocka_unit_test(test_chunked_errors), cmocka_unit_test(test_chunked_error_outputs), cmocka_unit_test(test_server_streamed_bodies),
                 cmocka_unit_test(test_server_unread_bodies), cmocka_unit_test(test_server_body_errors),
                 cmocka_unit_test(test_server_fixed_length),
                 cmocka_unit_test(test_utf8),        cmocka_unit_test(test_users),

@@ -182,6 +182,38 @@ static void test_broken_answers(void **state) {
         }
 }
 
+/* Heads the old loose parser took (strtok, sscanf, strtoll) and the shared strict one refuses:
+ * the answer is unreadable (502), not half-understood. */
+static void test_malformed_heads(void **state) {
+        static const char *const bad[] = {
+                "HTTP/1.1 200 OK\nContent-Length: 2\n\nok",                              /* bare LF */
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",  /* two lengths */
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nok",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok",
+                "HTTP/1.1 2000 OK\r\n\r\n",
+                "HTTP/2 200\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Type: a\x01b\r\n\r\n",                   /* control byte */
+                "HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+        };
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                struct fake_agent f;
+                struct agent_stream *s = NULL;
+                struct error e = {0};
+
+                fake_start(&f, bad[i]);
+                assert_int_equal(agent_stream_open(f.path, "GET", "/x", NULL, 0, -1, &s, &e), 0);
+                if (agent_stream_finish(s, 5000, &e) >= 0)
+                        fail_msg("case %zu accepted: %s", i, bad[i]);
+                assert_int_equal(e.status, 502);
+                /* (a head of bare LFs never ends: the agent closing is what is reported) */
+                assert_non_null(strstr(e.message, strstr(bad[i], "\r\n\r\n") ? "unreadable answer" : "without an answer"));
+                agent_stream_free(s);
+                fake_stop(&f);
+        }
+}
+
 static void test_no_answer(void **state) {
         struct fake_agent f;
         struct agent_stream *s = NULL;
@@ -206,7 +238,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_content_length), cmocka_unit_test(test_chunked_answer),
                 cmocka_unit_test(test_chunked_upload), cmocka_unit_test(test_close_delimited),
-                cmocka_unit_test(test_broken_answers), cmocka_unit_test(test_no_answer),
+                cmocka_unit_test(test_broken_answers), cmocka_unit_test(test_malformed_heads),
+                cmocka_unit_test(test_no_answer),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
