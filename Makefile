@@ -37,7 +37,18 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 # Everything of the engine but main.c, for linking unit tests against.
 ENGINE_LIB_OBJ := $(filter-out $(OBJ)/engine/engine/main.o,$(ENGINE_OBJ))
 
-.PHONY: all deps run test unit integration clean template format
+# libFuzzer harnesses (tests/fuzz/, scripts/fuzz.sh): clang with ASan + UBSan into build-fuzz/.
+FUZZ_DIR := build-fuzz
+FUZZ_CC := clang
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -ftrivial-auto-var-init=pattern
+FUZZ_CFLAGS := -std=gnu17 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $(filter-out -Wno-format-truncation,$(WARN)) -Wno-format-nonliteral -I. -Icommon -Iengine -Iagent \
+	-DJUPYTER_LAZY_STREAM_MIN=256 -DJUPYTER_STREAM_EVENT_MAX=64 $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_COMMON := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(COMMON_SRC))
+FUZZ_ENGINE := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(filter-out engine/main.c,$(ENGINE_SRC)))
+FUZZ_TARGETS := http_head chunked relay agent_http jupyter
+FUZZ_BIN := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
+
+.PHONY: all deps run test unit integration clean template format fuzz
 all: $(BIN)/ai2ind $(BIN)/ai2in-agent
 
 $(BIN)/ai2ind: $(ENGINE_OBJ)
@@ -61,7 +72,25 @@ $(BUILD)/tests/%: tests/unit/%.c $(ENGINE_LIB_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Iagent $(SAN) -MMD -MP -MF $@.d -o $@ $< $(ENGINE_LIB_OBJ) $(ENGINE_LIBS) -lcmocka
 
--include $(shell find $(BUILD)/obj $(BUILD)/tests -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/tests $(FUZZ_DIR) -name '*.d' 2>/dev/null)
+
+fuzz: $(FUZZ_BIN)
+
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -MF $@.d -o $@ $(filter %.c %.o,$^) $(FUZZ_LIBS)
+
+$(FUZZ_DIR)/fuzz_http_head $(FUZZ_DIR)/fuzz_chunked: $(FUZZ_COMMON)
+$(FUZZ_DIR)/fuzz_relay: $(FUZZ_COMMON) $(FUZZ_ENGINE)
+$(FUZZ_DIR)/fuzz_relay: FUZZ_LIBS := $(ENGINE_LIBS)
+$(FUZZ_DIR)/fuzz_agent_http: $(FUZZ_COMMON) $(FUZZ_DIR)/obj/agent/http.o $(FUZZ_DIR)/obj/agent/utf8.o
+$(FUZZ_DIR)/fuzz_agent_http: FUZZ_LIBS := -ljansson -lpthread
+$(FUZZ_DIR)/fuzz_jupyter: $(FUZZ_COMMON) $(FUZZ_DIR)/obj/agent/kernel/jupyter.o $(FUZZ_DIR)/obj/agent/utf8.o
+$(FUZZ_DIR)/fuzz_jupyter: FUZZ_LIBS := -ljansson -lsodium -lpthread
 
 deps:
 	scripts/install-deps.sh
@@ -83,4 +112,4 @@ format:
 	clang-format -i $(COMMON_SRC) $(ENGINE_SRC) $(AGENT_SRC) $(wildcard */*.h */*/*.h)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz

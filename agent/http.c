@@ -640,8 +640,8 @@ static bool conn_serve_one(struct http_conn *c) {
         return !c->close && !c->broken;
 }
 
-static void *conn_main(void *arg) {
-        struct http_conn *c = arg;
+/* Serves c's requests until the connection ends, then closes it and frees c. */
+static void conn_serve(struct http_conn *c) {
         struct timeval tv = {.tv_sec = CONN_IO_TIMEOUT_S};
         int one = 1;
 
@@ -654,9 +654,30 @@ static void *conn_main(void *arg) {
 
         close(c->fd);
         buf_free(&c->in);
-        atomic_fetch_sub(&c->server->n_connections, 1);
         free(c);
+}
+
+static void *conn_main(void *arg) {
+        struct http_conn *c = arg;
+        struct http_server *s = c->server;
+
+        conn_serve(c);
+        atomic_fetch_sub(&s->n_connections, 1);
         return NULL;
+}
+
+int http_serve_connection(struct http_server *s, int fd) {
+        struct http_conn *c = calloc(1, sizeof(*c));
+
+        if (!c) {
+                close(fd);
+                return -ENOMEM;
+        }
+        c->server = s;
+        c->fd = fd;
+        buf_init(&c->in, CONN_IN_MAX);
+        conn_serve(c);
+        return 0;
 }
 
 #define BUSY_BODY "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many connections\"}}"

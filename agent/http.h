@@ -96,6 +96,12 @@ struct http_server {
         atomic_uint n_connections;    /* internal */
 };
 
+/* Serves the connection fd (a connected stream socket, which it takes and closes) on the
+ * calling thread until it ends, with s's handler; s->listen_fd and the connection count are
+ * not used. For the fuzzer (tests/fuzz/), which drives the server through a socketpair.
+ * Returns 0, or -ENOMEM (fd closed). */
+int http_serve_connection(struct http_server *s, int fd);
+
 /* Accepts connections on s->listen_fd and serves each on a new thread until stop_fd (a
  * signalfd, say) becomes readable; returns 0 then, or -errno if accepting fails for
  * good. Connections still being served keep running: s must stay alive until the

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test` (and CI): installs what is missing, builds the normal and sanitizer builds,
-# runs the C unit tests of both and the Python SDK's offline tests, makes sure the base
+# runs the C unit tests of both, a short run of every fuzzer (scripts/fuzz.sh; set
+# AI2IN_FUZZ_SECONDS for longer) and the Python SDK's offline tests, makes sure the base
 # template exists, runs the JS SDK's tests (against the real engine), then the pytest
 # integration suite against the real engine, once with the sanitizer build and once with the
 # normal one.
@@ -9,6 +10,8 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 make -j"$(nproc)" all unit
 make -j"$(nproc)" SANITIZE=1 all unit
+echo "== fuzzing (libFuzzer + ASan/UBSan: seed corpora, then ${AI2IN_FUZZ_SECONDS:-30} s per target)"
+scripts/fuzz.sh "${AI2IN_FUZZ_SECONDS:-30}"
 build/bin/ai2ind template build base
 /usr/bin/python3 -m pip install --quiet --no-build-isolation --no-deps --break-system-packages ./sdk/python >/dev/null 2>&1 \
   || /usr/bin/python3 -m pip install --quiet --no-build-isolation --no-deps ./sdk/python

@@ -80,7 +80,9 @@ void jupyter_outgoing_done(struct jupyter_outgoing *m);
 /* A stream message whose content frame is larger than this is not loaded whole with jansson
  * (which would hold the text two or three times over): its text is decoded from the frame
  * piece by piece when it is turned into events. */
+#ifndef JUPYTER_LAZY_STREAM_MIN /* the fuzzer's build lowers both, to reach their code with small inputs */
 #define JUPYTER_LAZY_STREAM_MIN (1024 * 1024)
+#endif
 
 /* A received message, parsed. The parts are JSON objects, except that content is NULL for a
  * large stream message (see above); the strings point into them. */
@@ -108,7 +110,9 @@ void jupyter_message_done(struct jupyter_message *m);
 
 /* The longest text one stdout/stderr event carries: longer stream output is split, on
  * character boundaries, into several events. */
+#ifndef JUPYTER_STREAM_EVENT_MAX
 #define JUPYTER_STREAM_EVENT_MAX (1024 * 1024)
+#endif
 
 /* Receives each event in order (borrowed); returns 0, or < 0 to stop. */
 typedef int (*jupyter_event_fn)(void *userdata, json_t *ev);
