@@ -51,6 +51,13 @@ FUZZ_BIN := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
 .PHONY: all deps run test unit integration clean template format fuzz
 all: $(BIN)/ai2ind $(BIN)/ai2in-agent
 
+# Every target that compiles first installs what is missing (scripts/install-deps.sh; a
+# no-op when everything is there), once per build directory: `make`, `make run`,
+# `make SANITIZE=1` and `make fuzz` work on a machine that has only Debian, git and make.
+$(BUILD)/.deps-installed $(FUZZ_DIR)/.deps-installed: scripts/install-deps.sh
+	scripts/install-deps.sh
+	@mkdir -p $(@D) && touch $@
+
 $(BIN)/ai2ind: $(ENGINE_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^ $(ENGINE_LIBS)
@@ -59,16 +66,16 @@ $(BIN)/ai2in-agent: $(AGENT_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(AGENT_SAN) -static -o $@ $^ $(AGENT_LIBS)
 
-$(OBJ)/engine/%.o: %.c
+$(OBJ)/engine/%.o: %.c | $(BUILD)/.deps-installed
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -MMD -MP -c -o $@ $<
 
-$(OBJ)/agent/%.o: %.c
+$(OBJ)/agent/%.o: %.c | $(BUILD)/.deps-installed
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Iagent $(AGENT_SAN) -MMD -MP -c -o $@ $<
 
 # -MMD: a test that #includes agent sources is rebuilt when they change.
-$(BUILD)/tests/%: tests/unit/%.c $(ENGINE_LIB_OBJ)
+$(BUILD)/tests/%: tests/unit/%.c $(ENGINE_LIB_OBJ) | $(BUILD)/.deps-installed
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Iagent $(SAN) -MMD -MP -MF $@.d -o $@ $< $(ENGINE_LIB_OBJ) $(ENGINE_LIBS) -lcmocka
 
@@ -76,11 +83,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(ENGINE_LIB_OBJ)
 
 fuzz: $(FUZZ_BIN)
 
-$(FUZZ_DIR)/obj/%.o: %.c
+$(FUZZ_DIR)/obj/%.o: %.c | $(FUZZ_DIR)/.deps-installed
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
 
-$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c | $(FUZZ_DIR)/.deps-installed
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -MF $@.d -o $@ $(filter %.c %.o,$^) $(FUZZ_LIBS)
 

@@ -148,6 +148,8 @@ class Engine:
         self.log_path = os.path.join(tmp, "ai2ind.log")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Its own preview port too: the default 127.0.0.1:7301 belongs to `make run`'s engine.
+        self.preview_port = free_port()
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.key: Optional[str] = None
         self.live: Dict[str, None] = {}  # ids of sandboxes created and not (yet) killed
@@ -158,7 +160,8 @@ class Engine:
         cfg = self.cfg
         return [str(cfg.ai2ind), "--config", self.conf, "--state-dir", self.state_dir,
                 "--run-dir", self.run_dir, "--template-dir", TEMPLATE_DIR,
-                "--listen", f"127.0.0.1:{self.port}", "--bridge", cfg.bridge,
+                "--listen", f"127.0.0.1:{self.port}", "--preview-listen", f"127.0.0.1:{self.preview_port}",
+                "--bridge", cfg.bridge,
                 "--net-pool", cfg.net_pool, "--cgroup-parent", cfg.cgroup_parent,
                 "--max-running", str(cfg.max_running), *args]
 

@@ -11,7 +11,7 @@ packages=(
   libzmq3-dev libsodium-dev libpgm-dev libnorm-dev libxml2-dev libicu-dev zlib1g-dev liblzma-dev
   libbsd-dev libmd-dev
   runc mmdebstrap iproute2 iptables util-linux
-  python3 python3-pytest python3-setuptools python3-pip
+  python3 python3-pytest python3-setuptools python3-pip python3-venv
   curl wrk
   chromium
 )
@@ -29,6 +29,11 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
   exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps: missing Debian packages: ${missing[*]}" >&2
+  echo "install-deps: install them as root: sudo $0   (or run make as root)" >&2
+  exit 1
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
