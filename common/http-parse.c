@@ -22,7 +22,7 @@ static bool is_tchar(unsigned char ch) {
                (ch && strchr("!#$%&'*+-.^_`|~", ch));
 }
 
-static bool is_token(const char *s) {
+bool http_is_token(const char *s) {
         if (!*s)
                 return false;
         for (; *s; s++)
@@ -58,7 +58,7 @@ static int parse_request_line(struct http_request *req, char *line) {
         method = strsep(&line, " ");
         target = strsep(&line, " ");
         version = line;
-        if (!target || !version || !is_token(method))
+        if (!target || !version || !http_is_token(method))
                 return -EBADMSG;
         if (target[0] != '/')
                 return -EBADMSG; /* origin-form only */
@@ -86,7 +86,7 @@ static int parse_header_line(struct http_header *headers, size_t *n_headers, cha
         if (!colon)
                 return -EBADMSG;
         *colon = 0;
-        if (!is_token(line)) /* also rejects "Name :" and obs-fold continuation lines */
+        if (!http_is_token(line)) /* also rejects "Name :" and obs-fold continuation lines */
                 return -EBADMSG;
         value = colon + 1;
         value += strspn(value, " \t");
@@ -101,7 +101,7 @@ static int parse_header_line(struct http_header *headers, size_t *n_headers, cha
         return 0;
 }
 
-static int parse_content_length(const char *s, uint64_t *ret) {
+int http_parse_content_length(const char *s, uint64_t *ret) {
         uint64_t v = 0;
 
         if (!*s)
@@ -153,7 +153,7 @@ static int apply_headers(struct http_request *req) {
                 const char *name = req->headers[i].name, *value = req->headers[i].value;
 
                 if (strcasecmp(name, "Content-Length") == 0) {
-                        r = parse_content_length(value, &length);
+                        r = http_parse_content_length(value, &length);
                         if (r < 0 || (have_length && length != req->content_length))
                                 return -EBADMSG;
                         req->content_length = length;
@@ -266,7 +266,7 @@ static int apply_response_headers(struct http_response *resp) {
                 const char *name = resp->headers[i].name, *value = resp->headers[i].value;
 
                 if (strcasecmp(name, "Content-Length") == 0) {
-                        if (parse_content_length(value, &length) < 0 || length > INT64_MAX ||
+                        if (http_parse_content_length(value, &length) < 0 || length > INT64_MAX ||
                             (have_length && (int64_t) length != resp->content_length))
                                 return -EBADMSG;
                         resp->content_length = (int64_t) length;

@@ -112,3 +112,11 @@ const char *http_status_text(int status);
 /* The HTTP status a negative errno from http_request_parse_head or body reading maps to. */
 int http_status_from_errno(int err);
 
+/* Whether s is a non-empty token (RFC 9110 5.6.2): what a method or a header name must be. */
+bool http_is_token(const char *s);
+
+/* Parses a Content-Length value: plain decimal digits, at least one, no sign or whitespace,
+ * no value near 2^64 that could overflow. Returns 0 with *ret set, or -EBADMSG (then *ret
+ * is untouched). */
+int http_parse_content_length(const char *s, uint64_t *ret);
+

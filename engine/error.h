@@ -23,6 +23,7 @@ struct error {
 #define ERR_TOO_LARGE 413, "payload_too_large"
 #define ERR_LIMIT 429, "limit_exceeded"
 #define ERR_INTERNAL 500, "internal"
+#define ERR_NOT_IMPLEMENTED 501, "not_implemented"
 #define ERR_SANDBOX 502, "sandbox_error"
 #define ERR_UNAVAILABLE 503, "unavailable"
 

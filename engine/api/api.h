@@ -29,6 +29,7 @@ struct api_response {
         int status;
         json_t *body;              /* owned */
         struct MHD_Response *mhd;  /* owned; when set, queued as is (a forwarded stream) */
+        bool close;                /* close the connection after this answer (JSON bodies) */
 };
 
 /* Starts the API server on the configured address. */

@@ -1,6 +1,7 @@
-/* server.c — HTTP plumbing of the API: body accumulation with a 1 MiB cap, API-key
- * authentication (SHA-256 compared in constant time; keys are never logged), routing, and
- * error bodies. */
+/* server.c — HTTP plumbing of the API: request framing checks (one unambiguous body
+ * length, or the connection is refused and closed), body accumulation with a 1 MiB cap,
+ * API-key authentication (SHA-256 compared in constant time; keys are never logged),
+ * routing, and error bodies. */
 #include "api/api.h"
 
 #include <errno.h>
@@ -11,8 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "buf.h"
+#include "http-parse.h"
 #include "id.h"
 #include "log.h"
 #include "timeutil.h"
@@ -207,7 +210,7 @@ static int dispatch(struct api_request *req, struct api_response *resp, struct e
         return r < 0 ? r : rt->fn(req, resp, e);
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body) {
+static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body, bool close) {
         char *text = json_dumps(body, JSON_COMPACT);
         struct MHD_Response *r;
         enum MHD_Result ret;
@@ -219,9 +222,25 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t
         text[n] = 0;
         r = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
         MHD_add_response_header(r, "Content-Type", "application/json");
+        if (close)
+                MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
         ret = MHD_queue_response(conn, (unsigned) status, r);
         MHD_destroy_response(r);
         return ret;
+}
+
+/* The JSON body of the error e. Its message may quote bytes of the request that are not
+ * UTF-8, which jansson refuses: those become '?'. */
+static json_t *error_body(struct error *e) {
+        const char *code = e->code ? e->code : "internal";
+        json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", e->message);
+
+        if (j)
+                return j;
+        for (char *p = e->message; *p; p++)
+                if ((unsigned char) *p >= 0x80)
+                        *p = '?';
+        return json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", e->message);
 }
 
 /* Queues resp, or the error in e when r < 0; frees what resp holds. */
@@ -230,9 +249,8 @@ static enum MHD_Result respond(struct MHD_Connection *conn, const char *method, 
         enum MHD_Result ret;
 
         if (r < 0) {
-                json_t *err = json_pack("{s:{s:s, s:s}}", "error", "code", e->code ? e->code : "internal", "message", e->message);
                 resp->status = e->status ? e->status : 500;
-                resp->body = err;
+                resp->body = error_body(e);
                 if (resp->status >= 500)
                         log_warn("%s %s -> %d: %s", method, url, resp->status, e->message);
         }
@@ -242,10 +260,75 @@ static enum MHD_Result respond(struct MHD_Connection *conn, const char *method, 
                 MHD_destroy_response(resp->mhd);
                 resp->mhd = NULL;
         } else
-                ret = send_json(conn, resp->status, resp->body);
+                ret = send_json(conn, resp->status, resp->body, resp->close);
         json_decref(resp->body);
         resp->body = NULL;
         return ret;
+}
+
+/* The framing headers of a request, gathered by framing_header. */
+struct framing {
+        struct error *e;
+        int r;                /* < 0 once a header was refused (e says why) */
+        const char *length;   /* the first Content-Length */
+        uint64_t length_value;
+        const char *encoding; /* the Transfer-Encoding */
+};
+
+static int framing_length(struct framing *f, const char *value) {
+        uint64_t n;
+
+        if (http_parse_content_length(value, &n) < 0)
+                return error_set(f->e, EINVAL, ERR_BAD_REQUEST, "Content-Length '%.40s' is not a number of bytes", value);
+        if (f->length && n != f->length_value)
+                return error_set(f->e, EINVAL, ERR_BAD_REQUEST, "conflicting Content-Length headers (%.40s and %.40s)", f->length,
+                                 value);
+        if (!f->length) {
+                f->length = value;
+                f->length_value = n;
+        }
+        return 0;
+}
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *name, const char *value) {
+        struct framing *f = cls;
+
+        /* libmicrohttpd 0.9.75 keeps "Content-Length : 5" as a header named "Content-Length "
+         * and reads no body; a proxy in front may read 5 bytes. */
+        if (!http_is_token(name))
+                f->r = error_set(f->e, EINVAL, ERR_BAD_REQUEST,
+                                 "header name '%.40s' is not a token (no whitespace may come before the colon)", name);
+        else if (strcasecmp(name, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+                f->r = framing_length(f, value);
+        else if (strcasecmp(name, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+                if (f->encoding)
+                        f->r = error_set(f->e, EINVAL, ERR_BAD_REQUEST, "a request cannot have two Transfer-Encoding headers");
+                f->encoding = value;
+        }
+        return f->r < 0 ? MHD_NO : MHD_YES;
+}
+
+/* Refuses, before any of its body is read, a request whose body length two HTTP parsers
+ * could read differently (request smuggling through a proxy in front). libmicrohttpd
+ * 0.9.75 reads the first Content-Length and ignores the others, lets Transfer-Encoding
+ * win over Content-Length, and takes any other coding as a body that ends with the
+ * connection. The same rules as common/http-parse.c. */
+static int check_framing(struct MHD_Connection *conn, const char *version, struct error *e) {
+        struct framing f = {.e = e};
+
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_header, &f);
+        if (f.r < 0 || !f.encoding)
+                return f.r;
+        if (f.length)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "a request cannot have both Content-Length and Transfer-Encoding");
+        if (streq(version, MHD_HTTP_VERSION_1_0))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "an HTTP/1.0 request cannot have a Transfer-Encoding");
+        if (strcasecmp(f.encoding, "chunked") != 0)
+                return error_set(e, EOPNOTSUPP, ERR_NOT_IMPLEMENTED,
+                                 "Transfer-Encoding '%.40s' is not supported: send the body with Content-Length or "
+                                 "Transfer-Encoding: chunked",
+                                 f.encoding);
+        return 0;
 }
 
 static bool is_upload_route(const char *method, const char *url) {
@@ -309,6 +392,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 ctx->started = mono_ms();
                 ctx->upload_route = is_upload_route(method, url);
                 *con_cls = ctx;
+                r = check_framing(conn, version, &e);
+                if (r < 0) {
+                        /* Closed even where libmicrohttpd would keep it alive (a first
+                         * Content-Length of 0): the rest is no request of its own. */
+                        resp.close = true;
+                        return respond(conn, method, url, ctx->started, r, &resp, &e);
+                }
                 if (url_had_nul) {
                         url_had_nul = false;
                         r = error_set(&e, EINVAL, ERR_BAD_REQUEST, "the URL contains a NUL byte (%%00), which no path or value may hold");

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import http.client
 import json
-from typing import Any, Iterator, Optional
+import socket
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 from conftest import Engine, free_port
@@ -231,3 +232,152 @@ def test_encoded_crlf_in_a_forwarded_path_cannot_forge_an_agent_request(engine: 
     assert sbx.files.exists("/etc/hostname")  # the smuggled DELETE never ran
     status, doc, raw = engine.raw("GET", f"/v1/sandboxes/{sbx.id}/files/info?path=%00", key=key)
     assert status == 400 and "NUL" in doc["error"]["message"], raw
+
+
+# -- request framing (request smuggling) ---------------------------------------------------------
+#
+# A request whose body length two HTTP parsers could read differently is refused before any
+# of its body is read, and its connection closed, so that no byte after it is ever read as
+# a request of its own. Each case is followed on the same connection by a pipelined
+# GET /v1/health that must go unanswered.
+
+HEALTH = b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def exchange(engine: Engine, data: bytes, quiet: float = 3.0
+             ) -> Tuple[int, Dict[str, str], bytes, bytes, bool]:
+    """Sends data on one connection and reads until the engine closes it or stays quiet for
+    `quiet` s. Returns (status of the first answer or 0 if none, its headers lower-cased,
+    its body, every byte after that answer, whether the engine closed the connection)."""
+    with socket.create_connection(("127.0.0.1", engine.port), timeout=quiet) as s:
+        s.sendall(data)
+        got, closed = b"", False
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            got += chunk
+    head, sep, rest = got.partition(b"\r\n\r\n")
+    if not sep:
+        return 0, {}, b"", got, closed
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    n = int(headers.get("content-length", "0"))
+    return int(lines[0].split()[1]), headers, rest[:n], rest[n:], closed
+
+
+def expect_refused(engine: Engine, request: bytes, status: int, code: str, mentions: str) -> None:
+    st, headers, body, after, closed = exchange(engine, request + HEALTH)
+    assert st == status, f"expected {status}, got {st} {headers} {body[:300]!r} then {after[:300]!r}"
+    doc = json.loads(body)
+    assert doc["error"]["code"] == code, doc
+    assert mentions.lower() in doc["error"]["message"].lower(), doc
+    assert headers.get("connection") == "close", headers
+    assert after == b"", f"the bytes after the refused request were answered: {after[:300]!r}"
+    assert closed, "the connection stayed open after the refused request"
+    assert engine.healthy()
+
+
+def request(method: str, path: str, headers: List[str], body: bytes = b"",
+            version: str = "1.1") -> bytes:
+    """The bytes of a request (latin-1, so that "\\xff" in a header is the byte 0xff)."""
+    head = [f"{method} {path} HTTP/{version}", "Host: x"] + headers
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+def post(path: str, headers: List[str], body: bytes = b"", version: str = "1.1") -> bytes:
+    return request("POST", path, headers, body, version)
+
+
+FRAMING = [
+    ("cl_conflict", ["Content-Length: 10", "Content-Length: 11"], b'{"a": 123}x',
+     400, "bad_request", "conflicting Content-Length headers (10 and 11)"),
+    # libmicrohttpd keeps a connection alive after an early answer when the first length is 0.
+    ("cl_zero_then_five", ["Content-Length: 0", "Content-Length: 5"], b"hello",
+     400, "bad_request", "conflicting Content-Length headers (0 and 5)"),
+    ("cl_not_digits", ["Content-Length: 2", "Content-Length: 2x"], b"{}",
+     400, "bad_request", "Content-Length '2x' is not a number"),
+    ("cl_and_te", ["Content-Length: 5", "Transfer-Encoding: chunked"], b"0\r\n\r\n",
+     400, "bad_request", "both Content-Length and Transfer-Encoding"),
+    ("te_and_cl", ["Transfer-Encoding: chunked", "Content-Length: 5"], b"0\r\n\r\n",
+     400, "bad_request", "both Content-Length and Transfer-Encoding"),
+    ("te_twice", ["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"], b"0\r\n\r\n",
+     400, "bad_request", "two Transfer-Encoding headers"),
+    ("te_gzip", ["Transfer-Encoding: gzip"], b"",
+     501, "not_implemented", "Transfer-Encoding 'gzip' is not supported"),
+    ("te_gzip_chunked", ["Transfer-Encoding: gzip, chunked"], b"0\r\n\r\n",
+     501, "not_implemented", "Transfer-Encoding 'gzip, chunked' is not supported"),
+    ("te_not_utf8", ["Transfer-Encoding: gzip\xff"], b"",
+     501, "not_implemented", "Transfer-Encoding 'gzip?' is not supported"),
+    ("name_space_before_colon", ["Content-Length : 5"], b"hello",
+     400, "bad_request", "'Content-Length ' is not a token"),
+]
+
+
+@pytest.mark.parametrize("headers,body,status,code,mentions", [c[1:] for c in FRAMING],
+                         ids=[c[0] for c in FRAMING])
+def test_ambiguous_framing_is_refused_and_closed(engine: Engine, headers: List[str], body: bytes,
+                                                 status: int, code: str, mentions: str) -> None:
+    expect_refused(engine, post("/v1/sandboxes", headers, body), status, code, mentions)
+
+
+def test_chunked_in_http10_is_refused(engine: Engine) -> None:
+    expect_refused(engine, post("/v1/sandboxes", ["Transfer-Encoding: chunked"], b"0\r\n\r\n",
+                                version="1.0"),
+                   400, "bad_request", "HTTP/1.0 request cannot have a Transfer-Encoding")
+
+
+def test_ambiguous_framing_with_a_valid_key_creates_nothing(engine: Engine, fresh_key: str) -> None:
+    body = b'{"metadata": {"k": "v"}}'
+    auth = [f"X-API-Key: {fresh_key}", "Content-Type: application/json"]
+    expect_refused(engine, post("/v1/sandboxes", auth + [f"Content-Length: {len(body)}",
+                                                         f"Content-Length: {len(body) + 1}"],
+                                body + b" "),
+                   400, "bad_request", f"({len(body)} and {len(body) + 1})")
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    expect_refused(engine, post("/v1/sandboxes", auth + [f"Content-Length: {len(chunked)}",
+                                                         "Transfer-Encoding: chunked"], chunked),
+                   400, "bad_request", "both Content-Length and Transfer-Encoding")
+    assert engine.list(fresh_key) == [], "a refused create left a sandbox"
+
+
+def test_ambiguous_framing_on_the_upload_route_writes_nothing(engine: Engine, module_key: str,
+                                                             sbx: Sandbox) -> None:
+    path = f"/v1/sandboxes/{sbx.id}/files?path=/tmp/smuggled"
+    auth = [f"X-API-Key: {module_key}"]
+    expect_refused(engine, request("PUT", path, auth + ["Content-Length: 5", "Content-Length: 11"],
+                                   b"hello world"),
+                   400, "bad_request", "conflicting Content-Length headers (5 and 11)")
+    expect_refused(engine, request("PUT", path, auth + ["Transfer-Encoding: chunked",
+                                                        "Content-Length: 10"],
+                                   b"5\r\nhello\r\n0\r\n\r\n"),
+                   400, "bad_request", "both Content-Length and Transfer-Encoding")
+    assert not sbx.files.exists("/tmp/smuggled"), "a refused upload wrote the file"
+
+
+def test_unambiguous_framing_keeps_the_connection(engine: Engine, fresh_key: str) -> None:
+    """Repeated identical Content-Length values are one length (RFC 9110 8.6) and chunked
+    alone is fine: the body is read as the body and the next request is answered."""
+    body = b'{"bogus": 1}'
+    auth = [f"X-API-Key: {fresh_key}", "Content-Type: application/json"]
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    for req in [post("/v1/sandboxes", auth + [f"Content-Length: {len(body)}"] * 2, body),
+                post("/v1/sandboxes", auth + ["Transfer-Encoding: chunked"], chunked)]:
+        st, headers, raw, after, closed = exchange(engine, req + HEALTH)
+        assert st == 400 and "bogus" in json.loads(raw)["error"]["message"], (st, raw)
+        assert after.startswith(b"HTTP/1.1 200 ") and b'"status":"ok"' in after, after
+        assert not closed
+    assert engine.list(fresh_key) == []
+
+
+def test_error_message_quoting_bytes_that_are_not_utf8(engine: Engine) -> None:
+    st, doc, raw = engine.raw("GET", "/v1/%ff")
+    assert st == 404 and doc["error"]["code"] == "not_found", raw
+    assert doc["error"]["message"] == "no route GET /v1/?", raw
