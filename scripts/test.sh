@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+scripts/check-deps.py   # install-deps.sh lists every library linked and program run
 make -j"$(nproc)" all unit
 make -j"$(nproc)" SANITIZE=1 all unit
 echo "== fuzzing (libFuzzer + ASan/UBSan: seed corpora, then ${AI2IN_FUZZ_SECONDS:-30} s per target)"
@@ -15,8 +16,8 @@ scripts/fuzz.sh "${AI2IN_FUZZ_SECONDS:-30}"
 build/bin/ai2ind template build base
 /usr/bin/python3 -m pip install --quiet --no-build-isolation --no-deps --break-system-packages ./sdk/python >/dev/null 2>&1 \
   || /usr/bin/python3 -m pip install --quiet --no-build-isolation --no-deps ./sdk/python
-echo "== Python SDK unit tests (offline)"
-/usr/bin/python3 -m pytest -q -p no:cacheprovider sdk/python/tests
+echo "== Python SDK unit tests (offline), the dependency check's tests"
+/usr/bin/python3 -m pytest -q -p no:cacheprovider sdk/python/tests tests/tools
 echo "== JS SDK (npm ci, build, typecheck, node --test against the real engine, packed-tarball consumer check)"
 sdk/js/scripts/test.sh
 echo "== integration tests (sanitizer build)"
