@@ -26,8 +26,19 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Preview URLs (http://{port}-{id}.localhost:7301/) from every program, not only curl and
+# Chromium: *.localhost resolved by glibc (libnss-myhostname; undo: localhost-names.sh disable).
+localhost_names() {
+  if [ "$(id -u)" = 0 ]; then
+    "$(dirname "$0")/localhost-names.sh" enable
+  elif ! "$(dirname "$0")/localhost-names.sh" status; then
+    echo "install-deps: note: *.localhost does not resolve for all programs; as root: $(dirname "$0")/localhost-names.sh enable" >&2
+  fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
+  localhost_names
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -39,3 +50,4 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+localhost_names
