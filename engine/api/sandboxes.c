@@ -28,14 +28,16 @@ static json_t *time_or_null(int64_t ms) {
 json_t *sandbox_to_json(const struct sandbox_rec *r) {
         json_t *meta = json_loads(r->metadata ? r->metadata : "{}", 0, NULL);
         const char *kind = r->state == SANDBOX_RUNNING ? NULL : pause_kind_to_string(r->pause_kind);
+        const char *end_reason = sandbox_end_reason(r);
         json_t *j;
 
-        j = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:f, s:I, s:o, s:o}", "id", r->id, "template",
+        j = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:f, s:I, s:o, s:o}", "id", r->id, "template",
                          r->template_name, "state", sandbox_state_to_string(r->state), "created_at", time_or_null(r->created_at),
                          "started_at", time_or_null(r->started_at), "timeout",
                          r->timeout > 0 ? json_integer(r->timeout) : json_null(), "deadline", time_or_null(r->deadline),
                          "idle_timeout", (json_int_t) r->idle_timeout, "last_activity_at", time_or_null(r->last_activity),
-                         "end_at", time_or_null(sandbox_end_at(r)), "metadata", meta ? meta : json_object(), "cpu_count",
+                         "end_at", time_or_null(sandbox_end_at(r)), "end_reason", end_reason ? json_string(end_reason) : json_null(),
+                         "metadata", meta ? meta : json_object(), "cpu_count",
                          r->cpu_count, "memory_mb", (json_int_t) r->memory_mb, "error",
                          *r->error ? json_string(r->error) : json_null(), "pause_kind", kind ? json_string(kind) : json_null());
         /* The token is the owning team's to hand to its users; other teams never see the sandbox. */
@@ -61,6 +63,11 @@ static int check_fields(json_t *body, const char *const *allowed, size_t n, stru
         return 0;
 }
 
+/* The value of a JSON number; NaN for anything else. */
+static double number_or_nan(json_t *v) {
+        return json_is_integer(v) ? (double) json_integer_value(v) : json_is_real(v) ? json_real_value(v) : NAN;
+}
+
 /* An integer field in lo..hi; absent or null leaves *ret alone. */
 static int get_int(json_t *body, const char *name, int64_t lo, int64_t hi, const char *unit, int64_t *ret, struct error *e) {
         json_t *v = json_object_get(body, name);
@@ -68,7 +75,7 @@ static int get_int(json_t *body, const char *name, int64_t lo, int64_t hi, const
 
         if (!v || json_is_null(v))
                 return 0;
-        d = json_is_integer(v) ? (double) json_integer_value(v) : json_is_real(v) ? json_real_value(v) : NAN;
+        d = number_or_nan(v);
         if (isnan(d) || d != floor(d))
                 return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s must be a whole number of %s between %lld and %lld", name, unit,
                                  (long long) lo, (long long) hi);
@@ -76,6 +83,28 @@ static int get_int(json_t *body, const char *name, int64_t lo, int64_t hi, const
                 return error_set(e, EINVAL, ERR_BAD_REQUEST, "%s must be between %lld and %lld %s, got %.0f", name, (long long) lo,
                                  (long long) hi, unit, d);
         *ret = (int64_t) d;
+        return 0;
+}
+
+/* The "timeout" field of create, set_timeout and resume: whole seconds, at least 1; a longer
+ * one than SANDBOX_MAX_TIMEOUT is capped to it, not refused (the seed's "max 24h"), so the
+ * answer shows the deadline that applies. Absent or null leaves *ret alone. */
+static int get_timeout(json_t *body, int64_t *ret, struct error *e) {
+        json_t *v = json_object_get(body, "timeout");
+        double d;
+
+        if (!v || json_is_null(v))
+                return 0;
+        d = number_or_nan(v);
+        if (isnan(d) || d != floor(d))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "timeout must be a whole number of seconds, at least 1 (at most %d, 24 h: longer ones are capped to it)",
+                                 SANDBOX_MAX_TIMEOUT);
+        if (d < 1)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "timeout must be at least 1 second, got %.0f (at most %d, 24 h: longer ones are capped to it)", d,
+                                 SANDBOX_MAX_TIMEOUT);
+        *ret = d > SANDBOX_MAX_TIMEOUT ? SANDBOX_MAX_TIMEOUT : (int64_t) d;
         return 0;
 }
 
@@ -126,7 +155,7 @@ static int parse_create(json_t *body, struct sandbox_create_opts *o, char **meta
                         return error_set(e, EINVAL, ERR_BAD_REQUEST, "template must be a string");
                 o->template_name = json_string_value(v);
         }
-        if ((r = get_int(body, "timeout", 1, SANDBOX_MAX_TIMEOUT, "seconds", &o->timeout, e)) < 0 ||
+        if ((r = get_timeout(body, &o->timeout, e)) < 0 ||
             (r = get_int(body, "memory_mb", 64, 65536, "MiB", &o->memory_mb, e)) < 0 ||
             (r = api_string_map(body, "metadata", MAX_METADATA, false, meta, e)) < 0 ||
             (r = api_string_map(body, "envs", MAX_ENVS, true, envs, e)) < 0)
@@ -310,17 +339,20 @@ int api_sandbox_timeout(struct api_request *req, struct api_response *resp, stru
         static const char *const fields[] = {"timeout"};
         struct sandbox_rec rec;
         int64_t timeout = -1;
-        json_t *body;
+        json_t *body, *v;
         int r;
 
         r = api_body_object(req, &body, e);
         if (r < 0)
                 return r;
         r = check_fields(body, fields, 1, e);
-        if (r >= 0 && !json_object_get(body, "timeout"))
-                r = error_set(e, EINVAL, ERR_BAD_REQUEST, "timeout is required (seconds from now, 1..%d)", SANDBOX_MAX_TIMEOUT);
+        v = json_object_get(body, "timeout");
+        if (r >= 0 && (!v || json_is_null(v)))
+                r = error_set(e, EINVAL, ERR_BAD_REQUEST,
+                              "timeout is required (seconds from now, at least 1, at most %d: longer ones are capped to it)",
+                              SANDBOX_MAX_TIMEOUT);
         if (r >= 0)
-                r = get_int(body, "timeout", 1, SANDBOX_MAX_TIMEOUT, "seconds", &timeout, e);
+                r = get_timeout(body, &timeout, e);
         json_decref(body);
         if (r < 0)
                 return r;
@@ -380,7 +412,7 @@ int api_sandbox_resume(struct api_request *req, struct api_response *resp, struc
         r = transition_body(req, fields, ELEMENTSOF(fields), &body, e);
         if (r < 0)
                 return r;
-        r = get_int(body, "timeout", 1, SANDBOX_MAX_TIMEOUT, "seconds", &timeout, e);
+        r = get_timeout(body, &timeout, e);
         json_decref(body);
         if (r >= 0)
                 r = sandbox_resume(req->eng, req->team_id, req->id, timeout, &rec, e);

@@ -1,7 +1,8 @@
-/* reaper.c — one thread that kills sandboxes past their hard deadline or idle for longer than
- * their idle timeout (unless a stream is open on them), and purges day-old tombstones of
- * killed sandboxes. Paused sandboxes are never touched: the store query selects running ones,
- * and sandbox_reap checks again under the sandbox's lock (a pause may come in between). */
+/* reaper.c — one thread that kills sandboxes past their end_at (sandbox_end_at): their hard
+ * deadline if they have one, active or not; else idle for longer than their idle timeout
+ * (unless a stream is open on them). It also purges day-old tombstones of killed sandboxes.
+ * Paused sandboxes are never touched: the store query selects running ones, and
+ * sandbox_reap checks again under the sandbox's lock (a pause may come in between). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>

@@ -1,4 +1,6 @@
-/* sandbox.c — create, get, kill, set_timeout and exec (see sandbox.h).
+/* sandbox.c — create, get, kill, set_timeout and exec (see sandbox.h), and the lifetime rule
+ * that get_info shows and the reaper applies: a hard deadline if the sandbox has one, else
+ * its idle limit (sandbox_end_at, sandbox_end_reason, reap_reason).
  *
  * A sandbox on the host is: a row in the store; STATE/sandboxes/<id>/{upper,work,rootfs,
  * bundle,agent.log} with the overlay mounted on rootfs; RUN/sandboxes/<id>/agent.sock; a
@@ -34,13 +36,16 @@ void sandbox_socket_path(struct engine *eng, const char *id, char *out, size_t n
         snprintf(out, n, "%s/%s/agent.sock", eng->run_sandboxes_dir, id);
 }
 
-int64_t sandbox_end_at(const struct sandbox_rec *r) {
-        int64_t idle_end;
-
+const char *sandbox_end_reason(const struct sandbox_rec *r) {
         if (r->state != SANDBOX_RUNNING && r->state != SANDBOX_CREATING)
+                return NULL;
+        return r->deadline > 0 ? "timeout" : "idle";
+}
+
+int64_t sandbox_end_at(const struct sandbox_rec *r) {
+        if (!sandbox_end_reason(r))
                 return 0;
-        idle_end = r->last_activity + r->idle_timeout * 1000;
-        return r->deadline > 0 && r->deadline < idle_end ? r->deadline : idle_end;
+        return r->deadline > 0 ? r->deadline : r->last_activity + r->idle_timeout * 1000;
 }
 
 static bool template_name_valid(const char *s) {
@@ -380,15 +385,14 @@ int sandbox_kill(struct engine *eng, int64_t team_id, const char *id, const char
         return r;
 }
 
-/* Why the reaper should kill the sandbox of r at now, or NULL. An open stream is activity:
- * the sandbox is touched instead of being reaped as idle. */
+/* Why the reaper should kill the sandbox of r at now, or NULL: it is running and past its
+ * end_at. An open stream is activity: a sandbox without a deadline is touched instead of
+ * being reaped as idle (one with a deadline dies at it, streams or not). */
 static const char *reap_reason(struct engine *eng, const struct sandbox_rec *r, int64_t now) {
-        if (r->state != SANDBOX_RUNNING)
+        if (r->state != SANDBOX_RUNNING || sandbox_end_at(r) > now)
                 return NULL;
-        if (r->deadline > 0 && r->deadline <= now)
+        if (r->deadline > 0)
                 return "its timeout passed";
-        if (r->last_activity + r->idle_timeout * 1000 > now)
-                return NULL;
         if (sandbox_streams(eng, r->id) > 0) {
                 sandbox_touch(eng, r->id);
                 return NULL;
@@ -419,6 +423,7 @@ int sandbox_reap(struct engine *eng, const char *id, int64_t now, struct error *
 int sandbox_set_timeout(struct engine *eng, int64_t team_id, const char *id, int64_t timeout, struct sandbox_rec *ret, struct error *e) {
         int r;
 
+        /* The API caps longer ones; anything else out of range is a caller's mistake. */
         if (timeout < 1 || timeout > SANDBOX_MAX_TIMEOUT)
                 return error_set(e, EINVAL, ERR_BAD_REQUEST, "timeout must be between 1 and %d seconds (24 h), got %lld",
                                  SANDBOX_MAX_TIMEOUT, (long long) timeout);

@@ -14,11 +14,13 @@
 #include "error.h"
 #include "store/store.h"
 
+/* The longest hard lifetime, in seconds (the seed's "max 24h"): the API caps a longer
+ * timeout to it rather than refuse it. Every timeout below is 1..SANDBOX_MAX_TIMEOUT. */
 #define SANDBOX_MAX_TIMEOUT 86400
 
 struct sandbox_create_opts {
         const char *template_name; /* "base" when NULL */
-        int64_t timeout;           /* s, 0 = none */
+        int64_t timeout;           /* s, 0 = none (reaped when idle instead) */
         const char *metadata;      /* JSON object text or NULL */
         const char *envs;          /* JSON object text or NULL */
         double cpu_count;          /* 0 = 1 */
@@ -72,7 +74,8 @@ int sandbox_resume(struct engine *eng, int64_t team_id, const char *id, int64_t 
  * the store. */
 void sandbox_pause_reconcile(struct engine *eng, struct sandbox_rec *rec);
 
-/* Sets the hard deadline to now + timeout seconds (1..SANDBOX_MAX_TIMEOUT); on a paused
+/* Sets the hard deadline to now + timeout seconds (1..SANDBOX_MAX_TIMEOUT), which replaces
+ * the idle limit: the sandbox then lives until the deadline, active or not. On a paused
  * sandbox, sets the timeout that its resume arms. */
 int sandbox_set_timeout(struct engine *eng, int64_t team_id, const char *id, int64_t timeout, struct sandbox_rec *ret, struct error *e);
 
@@ -87,7 +90,13 @@ json_t *sandbox_envs_merged(const struct sandbox_rec *rec, json_t *request_envs)
  * sandbox paused meanwhile is -EBUSY (409) with e saying it is paused. */
 int sandbox_check_alive(struct engine *eng, const char *id, struct error *e);
 
-/* When a sandbox will end if nothing happens (ms; 0 = never). */
+/* Which rule ends a creating or running sandbox: "timeout" when it has a hard deadline (it
+ * lives until it, active or not, and is never reaped as idle), else "idle" (reaped after
+ * idle_timeout s of inactivity). NULL in every other state: a paused sandbox ends by neither. */
+const char *sandbox_end_reason(const struct sandbox_rec *r);
+
+/* When a sandbox will end if nothing happens (ms; 0 = never, with sandbox_end_reason NULL):
+ * its deadline if it has one, else last activity + idle timeout, which activity moves. */
 int64_t sandbox_end_at(const struct sandbox_rec *r);
 
 /* Paths of a sandbox's parts. */
@@ -113,8 +122,9 @@ int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct erro
 void sandbox_stop_parts(struct engine *eng, const char *id, const char *ip);
 
 /* Kills a sandbox the reaper found expired at now, if it still is once its lock is held:
- * running, and past its deadline or idle for longer than its idle timeout. One idle with a
- * stream open is touched instead (an open stream is activity). 0 when nothing was to do. */
+ * running and past its sandbox_end_at (its deadline if it has one, else its idle limit).
+ * One idle with a stream open is touched instead (an open stream is activity). 0 when
+ * nothing was to do. */
 int sandbox_reap(struct engine *eng, const char *id, int64_t now, struct error *e);
 
 /* Starts the reaper thread (deadlines, idle timeouts, purge of old tombstones). */

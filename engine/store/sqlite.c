@@ -517,8 +517,8 @@ int store_sandbox_expired(struct store *s, int64_t now, char ***ret, unsigned *r
         char **ids = NULL;
         unsigned n = 0;
         int r = prepare(s,
-                        "SELECT id FROM sandboxes WHERE state = 'running' AND ((deadline > 0 AND deadline <= ?1)"
-                        " OR last_activity + idle_timeout * 1000 <= ?1) LIMIT 1000",
+                        "SELECT id FROM sandboxes WHERE state = 'running' AND CASE WHEN deadline > 0 THEN deadline"
+                        " ELSE last_activity + idle_timeout * 1000 END <= ?1 LIMIT 1000",
                         &st, e);
 
         if (r < 0)

@@ -50,7 +50,7 @@ struct sandbox_rec {
         char error[512];
         int64_t created_at, started_at, killed_at;
         int64_t timeout;       /* s; 0 = no hard lifetime */
-        int64_t deadline;      /* ms; 0 = none */
+        int64_t deadline;      /* ms; 0 = none (reaped when idle instead); always 0 while paused */
         int64_t idle_timeout;  /* s */
         int64_t last_activity; /* ms */
         char *metadata;        /* JSON object text, owned */
@@ -126,8 +126,9 @@ struct sandbox_filter {
 int store_sandbox_foreach(struct store *s, const struct sandbox_filter *f, int (*fn)(void *data, const struct sandbox_rec *r),
                           void *data, struct error *e);
 
-/* Collects ids of running sandboxes whose deadline or idle limit has passed at now. ret is
- * a malloc'd array of malloc'd strings; *ret_n its length. */
+/* Collects ids of running sandboxes whose end has passed at now: their deadline if they
+ * have one (the idle limit does not apply to them), else their idle limit (last_activity +
+ * idle_timeout). ret is a malloc'd array of malloc'd strings; *ret_n its length. */
 int store_sandbox_expired(struct store *s, int64_t now, char ***ret, unsigned *ret_n, struct error *e);
 
 /* Deletes killed sandboxes killed before the given instant. */

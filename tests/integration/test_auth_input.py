@@ -91,7 +91,7 @@ BAD_CREATES = [
     (json.dumps({"bogus": 1}).encode(), "bogus"),
     (json.dumps({"timeout": -1}).encode(), "timeout"),
     (json.dumps({"timeout": 0}).encode(), "timeout"),
-    (json.dumps({"timeout": 10**12}).encode(), "timeout"),
+    (json.dumps({"timeout": -10**12}).encode(), "timeout"),
     (json.dumps({"timeout": "abc"}).encode(), "timeout"),
     (json.dumps({"timeout": 1.5}).encode(), "timeout"),
     (json.dumps({"memory_mb": 10**9}).encode(), "memory_mb"),

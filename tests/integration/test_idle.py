@@ -1,4 +1,5 @@
-"""Idle reaping with a short --idle-timeout."""
+"""Idle reaping with a short --idle-timeout, and hard lifetimes that replace it: a sandbox
+with a timeout lives until its deadline, active or not; one without is reaped when idle."""
 
 from __future__ import annotations
 
@@ -46,6 +47,30 @@ def test_untouched_sandbox_is_reaped(idle_engine: Engine, idle_key: str) -> None
     assert not sbx.is_running()
 
 
+def test_hard_lifetime_outlives_the_idle_timeout(idle_engine: Engine, idle_key: str) -> None:
+    """timeout at create and set_timeout both give a deadline longer than the idle timeout:
+    left idle, the sandboxes survive the idle timeout and die at their deadline."""
+    life = 4 * IDLE
+    at_create = idle_engine.sandbox(idle_key, timeout=life)
+    extended = idle_engine.sandbox(idle_key)
+    extended.set_timeout(life)
+    t0 = time.monotonic()
+    # Idle (listing is no activity) for twice the idle timeout: both are still there.
+    assert not wait_until(lambda: not listed(idle_engine, idle_key, at_create.id)
+                          or not listed(idle_engine, idle_key, extended.id), 2 * IDLE, 0.2), \
+        f"a sandbox with a {life} s timeout was reaped as idle after {time.monotonic() - t0:.1f} s"
+    for sbx in (at_create, extended):
+        info = sbx.get_info()
+        assert info["timeout"] == life, info
+        assert info["end_at"] == info["deadline"], info
+        assert info["end_reason"] == "timeout", info
+    assert wait_until(lambda: not listed(idle_engine, idle_key, at_create.id)
+                      and not listed(idle_engine, idle_key, extended.id), life + 4, 0.2), \
+        f"still alive {time.monotonic() - t0:.1f} s after a {life} s timeout"
+    took = time.monotonic() - t0
+    assert took >= life - 1, f"killed after {took:.1f} s, before its {life} s deadline"
+
+
 def test_active_sandbox_survives(idle_engine: Engine, idle_key: str) -> None:
     sbx = idle_engine.sandbox(idle_key)
     t0 = time.monotonic()
@@ -64,6 +89,7 @@ def test_end_at_follows_last_activity(idle_engine: Engine, idle_key: str) -> Non
     info = sbx.get_info()
     assert info["idle_timeout"] == IDLE
     assert info["deadline"] is None
+    assert info["end_reason"] == "idle", info
     last = parse_ts(info["last_activity_at"])
     assert close(parse_ts(info["end_at"]), last + timedelta(seconds=IDLE)), info
     time.sleep(1)
@@ -72,12 +98,18 @@ def test_end_at_follows_last_activity(idle_engine: Engine, idle_key: str) -> Non
     last2 = parse_ts(info2["last_activity_at"])
     assert last2 > last, "a command must move last_activity_at"
     assert close(parse_ts(info2["end_at"]), last2 + timedelta(seconds=IDLE)), info2
+    assert info2["end_reason"] == "idle", info2
 
 
-def test_deadline_earlier_than_idle_wins(idle_engine: Engine, idle_key: str) -> None:
+def test_deadline_replaces_the_idle_limit(idle_engine: Engine, idle_key: str) -> None:
+    """A deadline later than the idle limit is when the sandbox ends (not the idle limit),
+    and activity does not move it."""
     sbx = idle_engine.sandbox(idle_key, timeout=60)
     info = sbx.get_info()
-    # Deadline 60 s away, idle end 3 s away: end_at is the idle one.
-    assert close(parse_ts(info["end_at"]),
-                 parse_ts(info["last_activity_at"]) + timedelta(seconds=IDLE)), info
+    assert info["end_reason"] == "timeout" and info["end_at"] == info["deadline"], info
+    time.sleep(0.5)
+    sbx.commands.run("true")
+    info2 = sbx.get_info()
+    assert parse_ts(info2["last_activity_at"]) > parse_ts(info["last_activity_at"])
+    assert info2["end_at"] == info["end_at"], "activity must not move a hard deadline"
     sbx.kill()

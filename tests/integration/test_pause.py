@@ -272,7 +272,7 @@ def test_bad_bodies(engine: Engine, module_key: str) -> None:
         ("/pause", {"keep_memory": "yes"}, "keep_memory"),
         ("/pause", {"memory": True}, "unknown field"),
         ("/resume", {"timeout": 0}, "timeout"),
-        ("/resume", {"timeout": 86401}, "timeout"),
+        ("/resume", {"timeout": 1.5}, "timeout"),
         ("/resume", {"timeout": "10"}, "timeout"),
         ("/resume", [], "object"),
     ]:
@@ -379,38 +379,55 @@ def test_reaper_and_deadline_ignore_paused(idle_engine: Engine) -> None:
     k = e.make_key("pause-time")
     short = e.sandbox(k, timeout=2)
     plain = e.sandbox(k)
-    short.pause()
-    plain.pause()
-    time.sleep(IDLE + 2.5)  # past the timeout and the idle limit of both
-    for s in (short, plain):
+    idle = e.sandbox(k)
+    for s in (short, plain, idle):
+        s.pause()
+    time.sleep(IDLE + 2.5)  # past the timeout and the idle limit of all
+    for s in (short, plain, idle):
         info = s.get_info()
         assert info["state"] == "paused" and info["end_at"] is None, info
+        assert "end_reason" in info and info["end_reason"] is None, info
     assert short.get_info()["timeout"] == 2 and short.get_info()["deadline"] is None
+    # Resumed without a timeout, the idle limit applies again.
+    idle.resume()
+    info = idle.get_info()
+    assert info["end_reason"] == "idle" and info["deadline"] is None, info
+    assert abs(ts(info["end_at"]) - (ts(info["last_activity_at"]) + IDLE)) < 0.01, info
+    t_idle = time.time()
     # Resumed, the deadline is the same length again, from now.
     t0 = time.time()
     short.resume()
     info = short.get_info()
     assert abs(ts(info["deadline"]) - (t0 + 2)) < 1.0, info
+    assert info["end_at"] == info["deadline"] and info["end_reason"] == "timeout", info
     assert wait_until(lambda: _gone(e, k, short), 5, 0.2), "the re-armed deadline did not kill it"
     assert time.time() - t0 >= 1.5, "killed before its re-armed deadline"
-    # resume(timeout=) sets a new length; the idle limit applies again after a resume.
+    assert wait_until(lambda: _gone(e, k, idle), IDLE + 4 - (time.time() - t_idle), 0.2), \
+        "idle reaping stopped after resume"
+    # resume(timeout=) sets a new length, which replaces the idle limit.
     t0 = time.time()
     plain.resume(timeout=60)
     info = plain.get_info()
     assert info["timeout"] == 60 and abs(ts(info["deadline"]) - (t0 + 60)) < 1.0, info
-    assert ts(info["end_at"]) < t0 + IDLE + 1
+    assert info["end_at"] == info["deadline"] and info["end_reason"] == "timeout", info
     # set_timeout while paused sets the length its resume arms, no deadline meanwhile.
     plain.pause()
-    plain.set_timeout(30)
+    life = 2 * IDLE
+    plain.set_timeout(life)
     info = plain.get_info()
-    assert info["timeout"] == 30 and info["deadline"] is None and info["end_at"] is None, info
+    assert info["timeout"] == life and info["deadline"] is None and info["end_at"] is None, info
+    assert info["end_reason"] is None, info
     time.sleep(IDLE + 1)
     assert plain.get_info()["state"] == "paused"
     t0 = time.time()
     plain.resume()
-    assert abs(ts(plain.get_info()["deadline"]) - (t0 + 30)) < 1.0
-    assert wait_until(lambda: _gone(e, k, plain), IDLE + 4, 0.2), \
-        "idle reaping stopped after resume"
+    assert abs(ts(plain.get_info()["deadline"]) - (t0 + life)) < 1.0
+    # Idle past the idle limit, it lives until its deadline.
+    assert not wait_until(lambda: _gone(e, k, plain), IDLE + 1.5, 0.2), \
+        "a resumed sandbox with a timeout was reaped as idle"
+    assert wait_until(lambda: _gone(e, k, plain), life + 3 - (time.time() - t0), 0.2), \
+        "the re-armed deadline did not kill it"
+    assert time.time() - t0 >= life - 1, "killed before its re-armed deadline"
 
 
 def _gone(e: Engine, k: str, s: Sandbox) -> bool:

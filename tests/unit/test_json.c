@@ -1,4 +1,4 @@
-/* test_json.c — the JSON form of a sandbox and end_at, as every route returns them. */
+/* test_json.c — the JSON form of a sandbox, end_at and end_reason, as every route returns them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,12 +23,28 @@ static void test_end_at(void **state) {
         struct sandbox_rec r = rec();
 
         assert_int_equal(sandbox_end_at(&r), 10000 + 1800 * 1000); /* idle limit */
+        assert_string_equal(sandbox_end_reason(&r), "idle");
+        r.last_activity = 20000;
+        assert_int_equal(sandbox_end_at(&r), 20000 + 1800 * 1000); /* moved by activity */
+        /* A hard deadline replaces the idle limit, earlier or later than it. */
         r.deadline = 50000;
-        assert_int_equal(sandbox_end_at(&r), 50000); /* the earlier: the hard deadline */
-        r.deadline = 10000 + 1800 * 1000 + 1;
-        assert_int_equal(sandbox_end_at(&r), 10000 + 1800 * 1000);
-        r.state = SANDBOX_PAUSED;
-        assert_int_equal(sandbox_end_at(&r), 0); /* paused sandboxes never end by themselves */
+        assert_int_equal(sandbox_end_at(&r), 50000);
+        assert_string_equal(sandbox_end_reason(&r), "timeout");
+        r.deadline = 20000 + 3600 * 1000;
+        assert_int_equal(sandbox_end_at(&r), 20000 + 3600 * 1000);
+        r.last_activity = 30000;
+        assert_int_equal(sandbox_end_at(&r), 20000 + 3600 * 1000); /* not moved by activity */
+        assert_string_equal(sandbox_end_reason(&r), "timeout");
+        r.state = SANDBOX_CREATING;
+        assert_string_equal(sandbox_end_reason(&r), "timeout");
+        /* Paused sandboxes never end by themselves; nor do killed or broken ones. */
+        for (enum sandbox_state st = 0; st < _SANDBOX_STATE_MAX; st++) {
+                if (st == SANDBOX_RUNNING || st == SANDBOX_CREATING)
+                        continue;
+                r.state = st;
+                assert_int_equal(sandbox_end_at(&r), 0);
+                assert_null(sandbox_end_reason(&r));
+        }
 }
 
 static void test_sandbox_json(void **state) {
@@ -43,10 +59,17 @@ static void test_sandbox_json(void **state) {
         assert_string_equal(json_string_value(json_object_get(j, "state")), "running");
         assert_int_equal(json_integer_value(json_object_get(j, "timeout")), 300);
         assert_string_equal(json_string_value(json_object_get(j, "deadline")), "2026-11-27T01:02:03.456Z");
-        assert_string_equal(json_string_value(json_object_get(j, "end_at")), "1970-01-01T00:30:10.000Z");
+        assert_string_equal(json_string_value(json_object_get(j, "end_at")), "2026-11-27T01:02:03.456Z");
+        assert_string_equal(json_string_value(json_object_get(j, "end_reason")), "timeout");
         assert_string_equal(json_string_value(json_object_get(json_object_get(j, "metadata"), "user")), "alice");
         assert_null(json_object_get(j, "envs")); /* envs may hold secrets: never echoed */
         assert_true(json_is_null(json_object_get(j, "error")));
+        json_decref(j);
+
+        r.deadline = 0;
+        j = sandbox_to_json(&r);
+        assert_string_equal(json_string_value(json_object_get(j, "end_at")), "1970-01-01T00:30:10.000Z");
+        assert_string_equal(json_string_value(json_object_get(j, "end_reason")), "idle");
         json_decref(j);
 
         r.timeout = 0;
@@ -56,6 +79,7 @@ static void test_sandbox_json(void **state) {
         j = sandbox_to_json(&r);
         assert_true(json_is_null(json_object_get(j, "timeout")));
         assert_true(json_is_null(json_object_get(j, "end_at")));
+        assert_true(json_is_null(json_object_get(j, "end_reason"))); /* present, null */
         assert_string_equal(json_string_value(json_object_get(j, "error")), "its container stopped");
         json_decref(j);
 }

@@ -113,32 +113,49 @@ static void test_cap_and_list(void **state) {
         assert_int_equal(store_sandbox_get(s, "sbx_a", &r, &e), -ENOENT);
 }
 
-static void test_expired(void **state) {
-        struct store *s = *state;
-        struct sandbox_rec r;
+static unsigned expired_at(struct store *s, int64_t now) {
         struct error e = {0};
         char **ids;
         unsigned n;
 
+        assert_int_equal(store_sandbox_expired(s, now, &ids, &n, &e), 0);
+        for (unsigned i = 0; i < n; i++) {
+                assert_string_equal(ids[i], "sbx_b");
+                free(ids[i]);
+        }
+        free(ids);
+        return n;
+}
+
+static void test_expired(void **state) {
+        struct store *s = *state;
+        struct sandbox_rec r;
+        struct error e = {0};
+        int64_t now = now_ms();
+
         assert_int_equal(store_sandbox_get(s, "sbx_b", &r, &e), 0);
         r.state = SANDBOX_RUNNING;
-        r.deadline = now_ms() + 100000;
+        r.last_activity = now;
+        /* Without a deadline: idle for longer than idle_timeout (60 s). */
         assert_int_equal(store_sandbox_update(s, &r, &e), 0);
-        assert_int_equal(store_sandbox_expired(s, now_ms(), &ids, &n, &e), 0);
-        assert_int_equal(n, 0);
-        free(ids);
-        /* Idle for longer than idle_timeout (60 s). */
-        assert_int_equal(store_sandbox_expired(s, now_ms() + 61000, &ids, &n, &e), 0);
-        assert_int_equal(n, 1);
-        assert_string_equal(ids[0], "sbx_b");
-        free(ids[0]);
-        free(ids);
+        assert_int_equal(expired_at(s, now + 59000), 0);
+        assert_int_equal(expired_at(s, now + 61000), 1);
+        /* A deadline replaces the idle limit: later than it, the sandbox outlives it... */
+        r.deadline = now + 100000;
+        assert_int_equal(store_sandbox_update(s, &r, &e), 0);
+        assert_int_equal(expired_at(s, now), 0);
+        assert_int_equal(expired_at(s, now + 61000), 0);
+        assert_int_equal(expired_at(s, now + 100000), 1);
+        /* ...and earlier than it, the sandbox ends at the deadline. */
+        r.deadline = now + 10000;
+        assert_int_equal(store_sandbox_update(s, &r, &e), 0);
+        assert_int_equal(expired_at(s, now + 9000), 0);
+        assert_int_equal(expired_at(s, now + 10000), 1);
         /* A paused sandbox is never expired. */
         r.state = SANDBOX_PAUSED;
+        r.deadline = 0;
         assert_int_equal(store_sandbox_update(s, &r, &e), 0);
-        assert_int_equal(store_sandbox_expired(s, now_ms() + 10000000, &ids, &n, &e), 0);
-        assert_int_equal(n, 0);
-        free(ids);
+        assert_int_equal(expired_at(s, now + 10000000), 0);
         sandbox_rec_done(&r);
 }
 

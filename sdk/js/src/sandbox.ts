@@ -47,15 +47,28 @@ export interface SandboxInfo {
   created_at: string;
   /** When it last started: created, or resumed. */
   started_at: string | null;
-  /** Hard lifetime in seconds set at create or by `setTimeout`, or null. */
+  /**
+   * Hard lifetime in seconds set at create, by `setTimeout` or at resume (the engine caps
+   * more than 86400, 24 h, to 86400), or null.
+   */
   timeout: number | null;
   /** The hard deadline, or null (always null while paused). */
   deadline: string | null;
-  /** Seconds of inactivity before the engine reaps the sandbox. */
+  /** Seconds of inactivity before the engine reaps a sandbox without a deadline. */
   idle_timeout: number;
   last_activity_at: string | null;
-  /** When it will die if nothing else happens; null unless creating or running. */
+  /**
+   * When it will die if nothing else happens: its `deadline` if it has one, else
+   * `last_activity_at` + `idle_timeout` (moved by activity). Null unless creating or running.
+   */
   end_at: string | null;
+  /**
+   * Which rule ends it at `end_at`: `"timeout"`, its hard deadline (it lives until then,
+   * active or not, and is never reaped as idle), or `"idle"`, the idle timeout (no
+   * deadline). Null, like `end_at`, unless creating or running (a paused sandbox ends by
+   * neither).
+   */
+  end_reason: "timeout" | "idle" | null;
   metadata: Record<string, string>;
   cpu_count: number;
   memory_mb: number;
@@ -74,8 +87,9 @@ export interface SandboxOpts extends ConnectionOpts {
   /** Template name (the engine's default is `"base"`). */
   template?: string;
   /**
-   * Hard lifetime in milliseconds (sent as whole seconds, rounded up; at most 24 h). Left
-   * out, the sandbox lives until killed or idle-reaped.
+   * Hard lifetime in milliseconds (sent as whole seconds, rounded up; the engine caps more
+   * than 24 h to 24 h): the sandbox lives until then, active or not. Left out, it lives until
+   * killed or idle-reaped.
    */
   timeoutMs?: number;
   /** String → string labels, echoed by `getInfo()` and filterable in `Sandbox.list()`. */
@@ -123,7 +137,10 @@ export interface PauseOpts extends CallOpts {
 
 /** Options of `resume`. */
 export interface ResumeOpts extends CallOpts {
-  /** A new hard lifetime in milliseconds counted from now; left out, the sandbox's own. */
+  /**
+   * A new hard lifetime in milliseconds counted from now (the engine caps more than 24 h to
+   * 24 h); left out, the sandbox's own.
+   */
   timeoutMs?: number;
 }
 
@@ -279,7 +296,8 @@ export class Sandbox {
 
   /**
    * The engine's sandbox object, as a plain object with its snake_case fields
-   * (`(await sbx.getInfo()).end_at`).
+   * (`(await sbx.getInfo()).end_at`; `end_reason` says whether the hard deadline or the idle
+   * timeout ends it).
    *
    * @throws NotFoundError the sandbox is gone.
    */
@@ -298,10 +316,12 @@ export class Sandbox {
   }
 
   /**
-   * Sets the hard deadline to now + `timeoutMs` (sent as whole seconds, rounded up; 1 s ..
-   * 24 h), extending or shortening the sandbox's life.
+   * Sets the hard deadline to now + `timeoutMs` (sent as whole seconds, rounded up),
+   * extending or shortening the sandbox's life; it then lives until the deadline, active or
+   * not. More than 24 h is capped to 24 h by the engine, not refused: `getInfo()` shows the
+   * deadline that applies. On a paused sandbox it sets the lifetime `resume()` arms.
    *
-   * @throws InvalidArgumentError `timeoutMs` is out of range (the engine's message names it).
+   * @throws InvalidArgumentError `timeoutMs` is 0 or negative (the engine's message says so).
    * @throws NotFoundError the sandbox is gone.
    */
   async setTimeout(timeoutMs: number, opts: CallOpts = {}): Promise<void> {

@@ -26,32 +26,65 @@ test("create returns a running sandbox; getInfo is the API's plain JSON object",
   assert.equal(info.timeout, null);
   assert.equal(typeof info.end_at, "string", "end_at: when it dies of idleness");
   assert.ok(Math.abs(secondsUntil(info.end_at) - info.idle_timeout) < 10, JSON.stringify(info));
+  assert.equal(info.end_reason, "idle");
   assert.equal(await sbx.isRunning(), true);
   assert.equal(await sbx.kill(), true);
 });
 
-test("timeoutMs sets a hard lifetime; setTimeout moves it to now + t; over 24 h the engine says no", async () => {
+test("timeoutMs sets a hard lifetime; setTimeout moves it to now + t; end_at is the deadline", async () => {
   const sbx = await Sandbox.create({ ...env.opts, timeoutMs: 300_000 });
   let info = await sbx.getInfo();
   assert.equal(info.timeout, 300);
   assert.ok(Math.abs(secondsUntil(info.end_at) - 300) < 5, info.end_at);
   assert.equal(info.deadline, info.end_at);
+  assert.equal(info.end_reason, "timeout");
   await sbx.setTimeout(3_600_000);
   info = await sbx.getInfo();
   assert.equal(info.timeout, 3600);
-  // end_at is the earlier of the deadline and the idle reaping (30 min by default).
+  // The deadline replaces the idle reaping (30 min by default): end_at is an hour away.
   assert.ok(Math.abs(secondsUntil(info.deadline) - 3600) < 5, info.deadline);
+  assert.equal(info.end_at, info.deadline);
+  assert.equal(info.end_reason, "timeout");
   await sbx.setTimeout(120_000);
   assert.ok(Math.abs(secondsUntil((await sbx.getInfo()).end_at) - 120) < 5, "a shorter timeout shortens the life");
   await sbx.setTimeout(86_400_000);
   assert.equal((await sbx.getInfo()).timeout, 86400, "24 h is the most");
-  await assert.rejects(sbx.setTimeout(86_401_000), (e) => {
-    assert.ok(e instanceof InvalidArgumentError, String(e));
-    assert.equal(e.status, 400);
-    assert.equal(e.code, "bad_request");
-    assert.match(e.message, /86400/, "the server's message names the limit");
-    return true;
-  });
+  await sbx.kill();
+});
+
+test("over 24 h is capped to 24 h, at create, setTimeout and resume; 0 or less is an InvalidArgumentError", async () => {
+  const capped = (info) => {
+    assert.equal(info.timeout, 86400, JSON.stringify(info));
+    assert.ok(Math.abs(secondsUntil(info.end_at) - 86400) < 5, info.end_at);
+    assert.equal(info.end_at, info.deadline);
+    assert.equal(info.end_reason, "timeout");
+  };
+  const sbx = await Sandbox.create({ ...env.opts, timeoutMs: 100_000_000 });
+  capped(await sbx.getInfo());
+  await sbx.setTimeout(60_000);
+  await sbx.setTimeout(86_401_000);
+  capped(await sbx.getInfo());
+  await sbx.setTimeout(100_000_000_000);
+  capped(await sbx.getInfo());
+  await sbx.pause();
+  let info = await sbx.getInfo();
+  assert.equal(info.end_at, null);
+  assert.equal(info.end_reason, null, "a paused sandbox ends by neither rule");
+  await sbx.resume({ timeoutMs: 100_000_000 });
+  capped(await sbx.getInfo());
+
+  for (const bad of [0, -1000]) {
+    await assert.rejects(sbx.setTimeout(bad), (e) => {
+      assert.ok(e instanceof InvalidArgumentError, String(e));
+      assert.equal(e.status, 400);
+      assert.equal(e.code, "bad_request");
+      assert.match(e.message, /timeout must be at least 1/, "the server's message says why");
+      return true;
+    });
+    await assert.rejects(Sandbox.create({ ...env.opts, timeoutMs: bad }), InvalidArgumentError);
+  }
+  info = await sbx.getInfo();
+  assert.equal(info.timeout, 86400, "a refused setTimeout changes nothing");
   await sbx.kill();
 });
 
@@ -122,6 +155,7 @@ test("pause keeps the filesystem, stops the processes; resume starts it again", 
   assert.equal(info.state, "paused");
   assert.equal(info.pause_kind, "filesystem");
   assert.equal(info.end_at, null, "the reaper never touches a paused sandbox");
+  assert.equal(info.end_reason, null);
   assert.equal(await sbx.isRunning(), false);
   assert.deepEqual(await sbx.pause(), { status: "paused" }, "pausing a paused sandbox changes nothing");
   await assert.rejects(sbx.commands.run("true"), (e) => {
@@ -148,6 +182,8 @@ test("pause keeps the filesystem, stops the processes; resume starts it again", 
   info = await sbx.getInfo();
   assert.equal(info.timeout, 600, "resume's timeout becomes the hard lifetime");
   assert.ok(Math.abs(secondsUntil(info.deadline) - 600) < 5);
+  assert.equal(info.end_at, info.deadline);
+  assert.equal(info.end_reason, "timeout");
   await sbx.kill();
 });
 

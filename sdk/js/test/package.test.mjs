@@ -67,6 +67,7 @@ await Sandbox.list();
 
 // The rest of the surface, with the types a user relies on.
 const endAt: string | null = (await s2.getInfo()).end_at;
+const endReason: "timeout" | "idle" | null = (await s2.getInfo()).end_reason;
 const all: SandboxInfo[] = await Sandbox.list({ state: ["running", "paused"], metadata: { a: "b" } });
 const ac = new AbortController();
 const ex: Execution = await sbx.runCode("1 + 1", {
@@ -101,7 +102,7 @@ try { await sbx.kill(); } catch (err) {
   if (err instanceof SandboxError) console.log(err.status, err.code, err.message);
   void [AuthenticationError, NotFoundError, RateLimitError, TimeoutError];
 }
-void [endAt, all, text, count, r, done, e, s, b, bl, host, token];
+void [endAt, endReason, all, text, count, r, done, e, s, b, bl, host, token];
 
 // Mistakes a user could make are type errors.
 // @ts-expect-error getInfo() is the API's JSON: snake_case

@@ -115,7 +115,8 @@ test("seed, Lifetime & timeouts: timeoutMs, setTimeout, getInfo().end_at", async
   const info = JSON.parse(out[0]);
   assert.equal(info.timeout, 3600);
   assert.ok(Math.abs(secondsUntil(info.deadline) - 3600) < 10, info.deadline);
-  assert.equal(typeof info.end_at, "string");
+  assert.equal(info.end_at, info.deadline, "end_at: when it will die, an hour from now");
+  assert.equal(info.end_reason, "timeout");
 });
 
 test("seed, Reconnect from anywhere: Sandbox.connect(id) and resume", async () => {

@@ -412,7 +412,8 @@ class AsyncSandbox:
         return self._sync.get_host(port)
 
     async def get_info(self) -> Dict[str, Any]:
-        """Returns the engine's sandbox object as a plain dict."""
+        """Returns the engine's sandbox object as a plain dict (``end_at``, ``end_reason``, …;
+        see ``Sandbox.get_info``)."""
         return await asyncio.to_thread(self._sync.get_info)
 
     async def is_running(self) -> bool:
@@ -420,7 +421,8 @@ class AsyncSandbox:
         return await asyncio.to_thread(self._sync.is_running)
 
     async def set_timeout(self, timeout: int) -> None:
-        """Sets the hard deadline to now + ``timeout`` seconds (1..86400)."""
+        """Sets the hard deadline to now + ``timeout`` seconds (more than 86400 is capped to
+        86400); see ``Sandbox.set_timeout``."""
         await asyncio.to_thread(self._sync.set_timeout, timeout)
 
     async def pause(self, keep_memory: bool = False) -> Dict[str, Any]:

@@ -53,8 +53,9 @@ class Sandbox:
 
         Args:
             api_key: the team's key; defaults to ``$AI2IN_API_KEY``.
-            timeout: hard lifetime in seconds (1..86400); None for none (the sandbox then
-                lives until killed or idle-reaped).
+            timeout: hard lifetime in seconds (at least 1; the engine caps more than 86400,
+                24 h, to 86400): the sandbox lives until then, active or not. None for none
+                (the sandbox then lives until killed or idle-reaped).
             template: template name (the engine's default is ``"base"``).
             metadata: string → string labels, echoed by get_info() and filterable in list().
             envs: environment variables set in every command (never echoed back).
@@ -165,6 +166,14 @@ class Sandbox:
     def get_info(self) -> Dict[str, Any]:
         """Returns the engine's sandbox object as a plain dict (``get_info()["end_at"]``).
 
+        Among its keys: ``state``; ``timeout`` (seconds, or None); ``deadline``; ``end_at``,
+        when the sandbox will end if nothing else happens, and ``end_reason``, which rule
+        ends it: ``"timeout"`` (its hard deadline: ``end_at`` is ``deadline`` and it lives
+        until then, active or not) or ``"idle"`` (no deadline: ``end_at`` is
+        ``last_activity_at`` + ``idle_timeout`` and moves with activity). Both are None
+        while the sandbox is paused (neither rule ends it then). The timestamps are RFC 3339
+        strings.
+
         Raises:
             NotFoundError: the sandbox is gone.
         """
@@ -180,11 +189,14 @@ class Sandbox:
             return False
 
     def set_timeout(self, timeout: int) -> None:
-        """Sets the hard deadline to now + ``timeout`` seconds (1..86400), extending or
-        shortening the sandbox's life.
+        """Sets the hard deadline to now + ``timeout`` seconds, extending or shortening the
+        sandbox's life; it then lives until the deadline, active or not (the idle timeout no
+        longer applies). More than 86400 (24 h) is capped to 86400 by the engine, not refused:
+        ``get_info()["end_at"]`` shows the deadline that applies. On a paused sandbox it sets
+        the lifetime that ``resume()`` arms.
 
         Raises:
-            InvalidArgumentError: ``timeout`` is out of range.
+            InvalidArgumentError: ``timeout`` is less than 1 or not a whole number.
             NotFoundError: the sandbox is gone.
         """
         info = self._transport.request("POST", sandbox_path(self._id, "/timeout"),
@@ -228,8 +240,8 @@ class Sandbox:
         that many seconds from now. Resuming a running sandbox changes nothing.
 
         Args:
-            timeout: a new hard lifetime in seconds (1..86400) counted from now; None keeps
-                the sandbox's own.
+            timeout: a new hard lifetime in seconds counted from now (at least 1; more than
+                86400 is capped to 86400); None keeps the sandbox's own.
 
         Returns:
             The engine's answer, ``{"status": "running"}``.

@@ -104,9 +104,13 @@ def make_handler(fake: Fake) -> type:
                 del fake.sandboxes[sid]
                 return self.reply(200, {"status": "killed"})
             if parts[3:] == ["timeout"]:
-                if not 1 <= body["timeout"] <= 86400:
-                    return self.err(400, "bad_request", "timeout must be 1..86400")
+                # As the engine: at least 1; longer than 24 h is capped, not refused.
+                if body["timeout"] < 1:
+                    return self.err(400, "bad_request", "timeout must be at least 1 second, "
+                                    f"got {body['timeout']} (at most 86400)")
+                s["timeout"] = min(body["timeout"], 86400)
                 s["end_at"] = "later"
+                s["end_reason"] = "timeout"
                 return self.reply(200, s)
             if parts[3:] == ["processes"]:  # a whole NDJSON stream with Content-Length
                 events = [{"type": "start", "pid": 7},
@@ -226,8 +230,12 @@ def test_errors_map(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
         Sandbox()
     assert ei.value.status == 429 and "5" in ei.value.message
     sbx = Sandbox.list()[0]
-    with pytest.raises(InvalidArgumentError, match="86400"):
-        Sandbox.connect(sbx["id"]).set_timeout(10**6)
+    with pytest.raises(InvalidArgumentError, match="at least 1"):
+        Sandbox.connect(sbx["id"]).set_timeout(0)
+    # Over 24 h is the engine's to cap: the SDK sends it as it is and does not refuse it.
+    Sandbox.connect(sbx["id"]).set_timeout(10**6)
+    assert fake.requests[-1][3] == {"timeout": 10**6}
+    assert Sandbox.connect(sbx["id"]).get_info()["timeout"] == 86400
     with pytest.raises(AuthenticationError) as ai:
         Sandbox(api_key="wrong")
     assert ai.value.status == 401 and ai.value.code == "unauthorized"
