@@ -32,6 +32,8 @@ static const struct opt opts[] = {
         S("run-dir", run_dir, "/run/ai2in", "runtime state: runc root, netns, agent sockets"),
         S("listen", listen, "127.0.0.1:7300", "API address HOST:PORT"),
         S("preview-listen", preview_listen, "127.0.0.1:7301", "preview proxy address HOST:PORT, or off"),
+        S("preview-domain", preview_domain, "", "domain of preview URLs {port}-{id}.DOMAIN (default localhost:PREVIEW-PORT)"),
+        S("preview-scheme", preview_scheme, "http", "scheme of preview URLs: http, or https behind a TLS proxy"),
         S("runtime", runtime, "runc", "OCI runtime binary"),
         S("agent", agent, "", "ai2in-agent binary (default: beside ai2ind)"),
         S("bridge", bridge, "ai2in0", "bridge the sandboxes' veths attach to"),
@@ -182,8 +184,30 @@ static int load_flags(struct config *c, int argc, char **argv, bool config_only,
         return 0;
 }
 
+/* The preview URLs' domain defaults to localhost with the proxy's port: *.localhost is
+ * loopback (RFC 6761), so the URLs work on the engine's machine with no DNS set-up. */
+static int fill_preview(struct config *c, struct error *e) {
+        const char *colon = strrchr(c->preview_listen, ':');
+        char buf[128];
+
+        if (!streq(c->preview_scheme, "http") && !streq(c->preview_scheme, "https"))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "preview-scheme must be http or https, not '%.32s'",
+                                 c->preview_scheme);
+        for (const char *p = c->preview_domain; *p; p++)
+                if (!isalnum((unsigned char) *p) && !strchr(".-:[]", *p))
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                         "preview-domain '%.64s' is not a host name (with an optional :port)", c->preview_domain);
+        if (*c->preview_domain || !colon)
+                return 0;
+        snprintf(buf, sizeof(buf), "localhost:%s", colon + 1);
+        free(c->preview_domain);
+        c->preview_domain = strdup(buf);
+        return c->preview_domain ? 0 : error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+}
+
 static int fill_derived(struct config *c, struct error *e) {
         char buf[PATH_MAX];
+        int r;
 
         if (!*c->template_dir) {
                 snprintf(buf, sizeof(buf), "%s/templates", c->state_dir);
@@ -203,6 +227,9 @@ static int fill_derived(struct config *c, struct error *e) {
         }
         if (!c->template_dir || !c->agent)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        r = fill_preview(c, e);
+        if (r < 0)
+                return r;
         if (strlen(c->bridge) > 15 || strlen(c->bridge) == 0)
                 return error_set(e, EINVAL, ERR_BAD_REQUEST, "bridge name '%s' must be 1..15 characters", c->bridge);
         return 0;

@@ -18,6 +18,8 @@ struct config {
         char *run_dir;       /* /run/ai2in */
         char *listen;        /* 127.0.0.1:7300 */
         char *preview_listen; /* 127.0.0.1:7301; "off" for none */
+        char *preview_domain; /* what preview hosts end in; default "localhost:PORT" of preview_listen */
+        char *preview_scheme; /* http, or https behind a TLS-terminating proxy */
         char *runtime;       /* runc */
         char *agent;         /* ai2in-agent beside the ai2ind binary */
         char *bridge;        /* ai2in0 */

@@ -169,8 +169,8 @@ static int cmd_serve(struct engine *eng, struct error *e) {
         }
         printf("ai2ind listening on http://%s\n", eng->cfg.listen);
         if (preview)
-                printf("preview URLs: http://{port}-{sandbox id}.localhost:%s/ (proxy on %s)\n",
-                       strrchr(eng->cfg.preview_listen, ':') + 1, eng->cfg.preview_listen);
+                printf("preview URLs: %s://{port}-{sandbox id}.%s/ (proxy on %s)\n", eng->cfg.preview_scheme,
+                       eng->cfg.preview_domain, eng->cfg.preview_listen);
         printf("make an API key with: ai2ind --state-dir %s keys create --team NAME\n", eng->cfg.state_dir);
         fflush(stdout);
         log_info("engine ready (runtime %s, bridge %s, pool %s, idle timeout %llds, cap %lld per team)", eng->cfg.runtime,

@@ -12,7 +12,7 @@ packages=(
   libbsd-dev libmd-dev
   runc mmdebstrap iproute2 iptables util-linux
   python3 python3-pytest python3-setuptools python3-pip python3-venv
-  curl wrk
+  curl wget wrk python3-requests
   chromium
 )
 

@@ -72,5 +72,6 @@ void api_upload_free(struct api_upload *u);
  * the object's compact text. */
 int api_string_map(json_t *body, const char *name, size_t max, bool env_keys, char **ret, struct error *e);
 
-/* The JSON form of a sandbox, as every route returns it. */
-json_t *sandbox_to_json(const struct sandbox_rec *r);
+/* The JSON form of a sandbox, as every route returns it; cfg (may be NULL) gives its
+ * "preview" object (where preview URLs live). */
+json_t *sandbox_to_json(const struct config *cfg, const struct sandbox_rec *r);

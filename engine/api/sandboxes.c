@@ -25,7 +25,15 @@ static json_t *time_or_null(int64_t ms) {
         return json_string(s);
 }
 
-json_t *sandbox_to_json(const struct sandbox_rec *r) {
+/* Where this engine's preview URLs live, for the SDKs' get_host / get_url; null without a
+ * preview proxy. */
+static json_t *preview_json(const struct config *cfg) {
+        if (!cfg || streq(cfg->preview_listen, "off") || !*cfg->preview_listen)
+                return json_null();
+        return json_pack("{s:s, s:s}", "scheme", cfg->preview_scheme, "domain", cfg->preview_domain);
+}
+
+json_t *sandbox_to_json(const struct config *cfg, const struct sandbox_rec *r) {
         json_t *meta = json_loads(r->metadata ? r->metadata : "{}", 0, NULL);
         const char *kind = r->state == SANDBOX_RUNNING ? NULL : pause_kind_to_string(r->pause_kind);
         const char *end_reason = sandbox_end_reason(r);
@@ -41,7 +49,8 @@ json_t *sandbox_to_json(const struct sandbox_rec *r) {
                          r->cpu_count, "memory_mb", (json_int_t) r->memory_mb, "error",
                          *r->error ? json_string(r->error) : json_null(), "pause_kind", kind ? json_string(kind) : json_null());
         /* The token is the owning team's to hand to its users; other teams never see the sandbox. */
-        if (j && (json_object_set_new(j, "secure", json_boolean(*r->traffic_token)) < 0 ||
+        if (j && (json_object_set_new(j, "preview", preview_json(cfg)) < 0 ||
+                  json_object_set_new(j, "secure", json_boolean(*r->traffic_token)) < 0 ||
                   json_object_set_new(j, "traffic_access_token", *r->traffic_token ? json_string(r->traffic_token) : json_null()) < 0)) {
                 json_decref(j);
                 return NULL;
@@ -194,12 +203,13 @@ int api_sandbox_create(struct api_request *req, struct api_response *resp, struc
         if (r < 0)
                 return r;
         resp->status = 201;
-        resp->body = sandbox_to_json(&rec);
+        resp->body = sandbox_to_json(&req->eng->cfg, &rec);
         sandbox_rec_done(&rec);
         return 0;
 }
 
 struct list_ctx {
+        const struct config *cfg;
         json_t *array;
         int64_t last_seq;
         unsigned count, limit;
@@ -209,7 +219,7 @@ static int list_add(void *data, const struct sandbox_rec *r) {
         struct list_ctx *l = data;
 
         if (l->count < l->limit) {
-                json_array_append_new(l->array, sandbox_to_json(r));
+                json_array_append_new(l->array, sandbox_to_json(l->cfg, r));
                 l->last_seq = r->seq;
         }
         l->count++;
@@ -293,6 +303,7 @@ int api_sandbox_list(struct api_request *req, struct api_response *resp, struct 
         f.n_meta = m.n;
         f.after_seq = after;
         f.limit = (unsigned) limit + 1; /* one more tells whether a next page exists */
+        l.cfg = &req->eng->cfg;
         l.array = json_array();
         l.limit = (unsigned) limit;
         r = store_sandbox_foreach(req->eng->store, &f, list_add, &l, e);
@@ -320,7 +331,7 @@ int api_sandbox_get(struct api_request *req, struct api_response *resp, struct e
         if (rec.state == SANDBOX_RUNNING)
                 sandbox_touch(req->eng, req->id);
         resp->status = 200;
-        resp->body = sandbox_to_json(&rec);
+        resp->body = sandbox_to_json(&req->eng->cfg, &rec);
         sandbox_rec_done(&rec);
         return 0;
 }
@@ -360,7 +371,7 @@ int api_sandbox_timeout(struct api_request *req, struct api_response *resp, stru
         if (r < 0)
                 return r;
         resp->status = 200;
-        resp->body = sandbox_to_json(&rec);
+        resp->body = sandbox_to_json(&req->eng->cfg, &rec);
         sandbox_rec_done(&rec);
         return 0;
 }

@@ -63,7 +63,38 @@ static void test_errors(void **state) {
         config_free(&c);
 }
 
+/* Preview URLs: the domain follows the proxy's port unless set; the scheme is http or https. */
+static void test_preview(void **state) {
+        struct config c;
+        struct error e = {0};
+        int argi;
+
+        char *dflt[] = {"ai2ind", "--config", "/dev/null", "--preview-listen", "127.0.0.1:9301", NULL};
+        assert_int_equal(config_load(&c, 5, dflt, &argi, &e), 0);
+        assert_string_equal(c.preview_domain, "localhost:9301");
+        assert_string_equal(c.preview_scheme, "http");
+        config_free(&c);
+
+        char *set[] = {"ai2ind", "--config", "/dev/null", "--preview-domain", "preview.example.com", "--preview-scheme",
+                       "https", NULL};
+        assert_int_equal(config_load(&c, 7, set, &argi, &e), 0);
+        assert_string_equal(c.preview_domain, "preview.example.com");
+        assert_string_equal(c.preview_scheme, "https");
+        config_free(&c);
+
+        char *bad_scheme[] = {"ai2ind", "--config", "/dev/null", "--preview-scheme", "ftp", NULL};
+        assert_true(config_load(&c, 5, bad_scheme, &argi, &e) < 0);
+        assert_non_null(strstr(e.message, "preview-scheme"));
+        config_free(&c);
+
+        char *bad_domain[] = {"ai2ind", "--config", "/dev/null", "--preview-domain", "a/b", NULL};
+        assert_true(config_load(&c, 5, bad_domain, &argi, &e) < 0);
+        assert_non_null(strstr(e.message, "preview-domain"));
+        config_free(&c);
+}
+
 int main(void) {
-        const struct CMUnitTest tests[] = {cmocka_unit_test(test_precedence), cmocka_unit_test(test_errors)};
+        const struct CMUnitTest tests[] = {cmocka_unit_test(test_precedence), cmocka_unit_test(test_errors),
+                                           cmocka_unit_test(test_preview)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

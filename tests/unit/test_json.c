@@ -53,7 +53,7 @@ static void test_sandbox_json(void **state) {
 
         r.timeout = 300;
         r.deadline = 1795741323456LL;
-        j = sandbox_to_json(&r);
+        j = sandbox_to_json(NULL, &r);
         assert_non_null(j);
         assert_string_equal(json_string_value(json_object_get(j, "id")), "sbx_0123456789abcdefghij");
         assert_string_equal(json_string_value(json_object_get(j, "state")), "running");
@@ -67,7 +67,7 @@ static void test_sandbox_json(void **state) {
         json_decref(j);
 
         r.deadline = 0;
-        j = sandbox_to_json(&r);
+        j = sandbox_to_json(NULL, &r);
         assert_string_equal(json_string_value(json_object_get(j, "end_at")), "1970-01-01T00:30:10.000Z");
         assert_string_equal(json_string_value(json_object_get(j, "end_reason")), "idle");
         json_decref(j);
@@ -76,7 +76,7 @@ static void test_sandbox_json(void **state) {
         r.deadline = 0;
         r.state = SANDBOX_ERROR;
         strcpy(r.error, "its container stopped");
-        j = sandbox_to_json(&r);
+        j = sandbox_to_json(NULL, &r);
         assert_true(json_is_null(json_object_get(j, "timeout")));
         assert_true(json_is_null(json_object_get(j, "end_at")));
         assert_true(json_is_null(json_object_get(j, "end_reason"))); /* present, null */

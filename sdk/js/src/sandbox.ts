@@ -80,6 +80,11 @@ export interface SandboxInfo {
   secure: boolean;
   /** A secure sandbox's token for the `X-Ai2in-Traffic-Token` header; null otherwise. */
   traffic_access_token: string | null;
+  /**
+   * Where the engine serves preview URLs (its `preview-scheme` and `preview-domain`), or
+   * null when it runs no preview proxy.
+   */
+  preview: { scheme: "http" | "https"; domain: string } | null;
 }
 
 /** Options of `Sandbox.create`. */
@@ -183,13 +188,16 @@ export class Sandbox {
   private readonly _id: string;
   private readonly transport: Transport;
   private readonly domain: string;
+  private readonly scheme: "http" | "https";
   private readonly code: CodeApi;
 
   /** @internal Use `Sandbox.create` or `Sandbox.connect`. */
   constructor(info: SandboxInfo, transport: Transport, domain: string | undefined) {
     this._id = info.id;
     this.transport = transport;
-    this.domain = resolveDomain(domain);
+    const preview = info.preview && typeof info.preview === "object" ? info.preview : null;
+    this.domain = resolveDomain(domain, typeof preview?.domain === "string" ? preview.domain : undefined);
+    this.scheme = preview?.scheme === "https" ? "https" : "http";
     const token = info.traffic_access_token;
     this.trafficAccessToken = typeof token === "string" ? token : undefined;
     this.commands = new Commands(this._id, transport);
@@ -285,13 +293,22 @@ export class Sandbox {
   /**
    * The host at which `port` inside the sandbox is reachable through the engine's preview
    * proxy: `${port}-${id}.${domain}`, with the domain from the `domain` option, else
-   * `AI2IN_DOMAIN`, else `localhost:7301`.
+   * `AI2IN_DOMAIN`, else the engine's (`preview-domain`, by default `localhost:7301`).
    */
   getHost(port: number): string {
     if (!Number.isInteger(port) || port < 1 || port > 65535) {
       throw new InvalidArgumentError(`port must be an integer in 1..65535, got ${String(port)}`);
     }
     return `${port}-${this._id}.${this.domain}`;
+  }
+
+  /**
+   * The preview URL of `port`: `${scheme}://${getHost(port)}/`, e.g.
+   * `http://8000-sbx_….localhost:7301/`, with the scheme the engine serves preview URLs on
+   * (`preview-scheme`). Opens with `fetch`, curl or a browser on the engine's machine.
+   */
+  getUrl(port: number): string {
+    return `${this.scheme}://${this.getHost(port)}/`;
   }
 
   /**

@@ -42,8 +42,8 @@ export interface ConnectionOpts {
    */
   requestTimeoutMs?: number;
   /**
-   * The domain of preview hosts (`getHost`); defaults to `AI2IN_DOMAIN`, else
-   * `localhost:7301`.
+   * The domain of preview hosts (`getHost`, `getUrl`); defaults to `AI2IN_DOMAIN`, else
+   * the engine's `preview-domain` (by default `localhost:` + its preview port).
    */
   domain?: string;
 }
@@ -95,9 +95,9 @@ export function resolveApiUrl(apiUrl: string | undefined): string {
   return (apiUrl || env("AI2IN_API_URL") || DEFAULT_API_URL).replace(/\/+$/, "");
 }
 
-/** `domain`, else `AI2IN_DOMAIN`, else `localhost:7301`. */
-export function resolveDomain(domain: string | undefined): string {
-  return domain || env("AI2IN_DOMAIN") || DEFAULT_DOMAIN;
+/** `domain`, else `AI2IN_DOMAIN`, else the engine's, else `localhost:7301`. */
+export function resolveDomain(domain: string | undefined, engineDomain?: string): string {
+  return domain || env("AI2IN_DOMAIN") || engineDomain || DEFAULT_DOMAIN;
 }
 
 /** `/v1/sandboxes/{id}{suffix}` with the id percent-encoded. */

@@ -202,17 +202,24 @@ test("kill is idempotent: true, then false; the sandbox is gone", async () => {
 });
 
 test("getHost names the port and the sandbox under the preview domain", async () => {
-  const sbx = await Sandbox.create(env.opts);
   const saved = process.env.AI2IN_DOMAIN;
+  delete process.env.AI2IN_DOMAIN;
+  const sbx = await Sandbox.create(env.opts);
   try {
-    delete process.env.AI2IN_DOMAIN;
-    assert.equal(sbx.getHost(8000), `8000-${sbx.id}.localhost:7301`);
+    // Neither the option nor AI2IN_DOMAIN: the engine's own preview domain.
+    assert.deepEqual((await sbx.getInfo()).preview, { scheme: "http", domain: `localhost:${env.engine.previewPort}` });
+    assert.equal(sbx.getHost(8000), `8000-${sbx.id}.localhost:${env.engine.previewPort}`);
+    assert.equal(sbx.getUrl(8000), `http://8000-${sbx.id}.localhost:${env.engine.previewPort}/`);
     const custom = await Sandbox.connect(sbx.id, { ...env.opts, domain: "preview.example.test" });
     assert.equal(custom.getHost(3000), `3000-${sbx.id}.preview.example.test`);
     process.env.AI2IN_DOMAIN = "from-env.test:8443";
     const fromEnv = await Sandbox.connect(sbx.id, env.opts);
     assert.equal(fromEnv.getHost(80), `80-${sbx.id}.from-env.test:8443`);
-    for (const bad of [0, 65536, 80.5, "80", NaN]) assert.throws(() => sbx.getHost(bad), InvalidArgumentError);
+    assert.equal(fromEnv.getUrl(80), `http://80-${sbx.id}.from-env.test:8443/`);
+    for (const bad of [0, 65536, 80.5, "80", NaN]) {
+      assert.throws(() => sbx.getHost(bad), InvalidArgumentError);
+      assert.throws(() => sbx.getUrl(bad), InvalidArgumentError);
+    }
   } finally {
     if (saved === undefined) delete process.env.AI2IN_DOMAIN;
     else process.env.AI2IN_DOMAIN = saved;
@@ -251,6 +258,32 @@ test("getHost(port) names a host the engine's preview proxy routes to that port"
   }, 15_000, `GET http://${host}/hello.txt through the preview proxy`);
   await server.kill();
   await sbx.kill();
+});
+
+test("getUrl(port) opens with Node's fetch as written (*.localhost resolves to loopback)", async (t) => {
+  if (!env.engine.helpText.includes("--preview-listen")) {
+    t.skip("this engine has no preview proxy");
+    return;
+  }
+  const saved = process.env.AI2IN_DOMAIN;
+  delete process.env.AI2IN_DOMAIN;
+  try {
+    const sbx = await Sandbox.create(env.opts); // no domain: the engine says where its proxy is
+    await sbx.files.write("/tmp/www/hello.txt", "hi via fetch");
+    const server = await sbx.commands.run("python3 -m http.server 8000", { background: true, cwd: "/tmp/www" });
+    const url = sbx.getUrl(8000) + "hello.txt";
+    let body = null;
+    await waitFor(async () => {
+      const r = await fetch(url).catch(() => null);
+      body = r && r.status === 200 ? await r.text() : null;
+      return body === "hi via fetch";
+    }, 15_000, `fetch(${url})`);
+    assert.equal(body, "hi via fetch");
+    await server.kill();
+    await sbx.kill();
+  } finally {
+    if (saved !== undefined) process.env.AI2IN_DOMAIN = saved;
+  }
 });
 
 test("secure: true gives a trafficAccessToken that preview requests must carry", async (t) => {

@@ -411,6 +411,10 @@ class AsyncSandbox:
         """The preview host of ``port``: ``"{port}-{id}.{domain}"`` (see Sandbox.get_host)."""
         return self._sync.get_host(port)
 
+    def get_url(self, port: int) -> str:
+        """The preview URL of ``port``: ``"{scheme}://{host}/"`` (see Sandbox.get_url)."""
+        return self._sync.get_url(port)
+
     async def get_info(self) -> Dict[str, Any]:
         """Returns the engine's sandbox object as a plain dict (``end_at``, ``end_reason``, …;
         see ``Sandbox.get_info``)."""

@@ -22,13 +22,21 @@ S = TypeVar("S", bound="Sandbox")
 
 _LIST_PAGE_SIZE = 100
 
-#: Where preview URLs live when neither ``domain=`` nor ``$AI2IN_DOMAIN`` says: the engine's
-#: preview proxy on this machine (``*.localhost`` resolves to loopback in browsers and curl).
+#: Where preview URLs live when neither ``domain=``, ``$AI2IN_DOMAIN`` nor the engine says:
+#: the preview proxy on this machine (``*.localhost`` is loopback).
 DEFAULT_DOMAIN = "localhost:7301"
 
 
-def _domain(domain: Optional[str]) -> str:
-    return domain or os.environ.get("AI2IN_DOMAIN", "") or DEFAULT_DOMAIN
+def _domain(domain: Optional[str], info: Dict[str, Any]) -> str:
+    """``domain=``, else ``$AI2IN_DOMAIN``, else the engine's (its ``preview-domain``)."""
+    preview = info.get("preview") if isinstance(info.get("preview"), dict) else {}
+    return (domain or os.environ.get("AI2IN_DOMAIN", "") or str(preview.get("domain") or "")
+            or DEFAULT_DOMAIN)
+
+
+def _scheme(info: Dict[str, Any]) -> str:
+    preview = info.get("preview") if isinstance(info.get("preview"), dict) else {}
+    return "https" if preview.get("scheme") == "https" else "http"
 
 
 class Sandbox:
@@ -94,7 +102,8 @@ class Sandbox:
     def _attach(self, info: Dict[str, Any], transport: Transport,
                 domain: Optional[str] = None) -> None:
         self._transport = transport
-        self._domain = _domain(domain)
+        self._domain = _domain(domain, info)
+        self._scheme = _scheme(info)
         self._id: str = info["id"]
         self._info: Dict[str, Any] = info
         self.commands: Commands = Commands(self._id, transport)
@@ -162,6 +171,17 @@ class Sandbox:
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise InvalidArgumentError(f"port must be an integer in 1..65535, got {port!r}")
         return f"{port}-{self._id}.{self._domain}"
+
+    def get_url(self, port: int) -> str:
+        """The preview URL of ``port``: ``"{scheme}://{get_host(port)}/"``, e.g.
+        ``http://8000-sbx_….localhost:7301/``, with the scheme the engine serves preview
+        URLs on (its ``preview-scheme``). Opens from a browser, curl, ``urllib`` or
+        ``fetch`` on the engine's machine (``*.localhost`` is loopback).
+
+        Raises:
+            InvalidArgumentError: port is not in 1..65535.
+        """
+        return f"{self._scheme}://{self.get_host(port)}/"
 
     def get_info(self) -> Dict[str, Any]:
         """Returns the engine's sandbox object as a plain dict (``get_info()["end_at"]``).

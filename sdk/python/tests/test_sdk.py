@@ -192,9 +192,20 @@ def test_get_host_and_secure(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> Non
     again = Sandbox.connect(sbx.id)
     assert again.get_host(3000) == f"3000-{sbx.id}.preview.example.com"
     assert Sandbox.connect(sbx.id, domain="x.test").get_host(1) == f"1-{sbx.id}.x.test"
+    assert sbx.get_url(8000) == f"http://8000-{sbx.id}.localhost:7301/"
     for bad in (0, 65536, "80", 80.0, True, None):
         with pytest.raises(InvalidArgumentError):
             sbx.get_host(bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError):
+            sbx.get_url(bad)  # type: ignore[arg-type]
+    # The engine says where its preview proxy is: used unless domain= or AI2IN_DOMAIN says.
+    fake.sandboxes[sbx.id]["preview"] = {"scheme": "https", "domain": "p.example.org"}
+    monkeypatch.delenv("AI2IN_DOMAIN")
+    told = Sandbox.connect(sbx.id)
+    assert told.get_url(443) == f"https://443-{sbx.id}.p.example.org/"
+    assert Sandbox.connect(sbx.id, domain="x.test").get_url(1) == f"https://1-{sbx.id}.x.test/"
+    monkeypatch.setenv("AI2IN_DOMAIN", "env.test")
+    assert Sandbox.connect(sbx.id).get_host(2) == f"2-{sbx.id}.env.test"
 
 
 def test_commands(fake: Fake) -> None:
