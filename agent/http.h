@@ -1,6 +1,6 @@
 /* http.h — the agent's HTTP/1.1 server: request parser, response writer, connections.
  *
- * The engine (through libcurl) is the only client, over a unix socket in production, so
+ * The engine (sandbox/agent_stream.c) is the only client, over a unix socket in production, so
  * this is a small, strict server: origin-form targets, keep-alive, "Expect: 100-continue",
  * request bodies framed by Content-Length or "Transfer-Encoding: chunked", responses with
  * a Content-Length (whole, or streamed from a file) or chunked for event streams. Each

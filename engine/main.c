@@ -1,6 +1,5 @@
 /* main.c — ai2ind's entry point: wiring only. Parses the configuration, then runs one of the
  * subcommands: serve (the engine), keys (API keys), template (root filesystems). */
-#include <curl/curl.h>
 #include <errno.h>
 #include <openssl/sha.h>
 #include <signal.h>
@@ -206,7 +205,6 @@ int main(int argc, char **argv) {
                 return 2;
         }
         log_setup("ai2ind", level);
-        curl_global_init(CURL_GLOBAL_ALL);
 
         if (argi >= argc || streq(argv[argi], "serve"))
                 r = cmd_serve(&eng, &e);
@@ -228,6 +226,5 @@ int main(int argc, char **argv) {
         store_close(eng.store);
         locks_free(eng.locks);
         config_free(&eng.cfg);
-        curl_global_cleanup();
         return r < 0 ? 1 : 0;
 }

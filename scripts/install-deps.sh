@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   gcc make pkg-config
-  libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
+  libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev
   libcmocka-dev
   clang libclang-rt-14-dev
   libzmq3-dev libsodium-dev libpgm-dev libnorm-dev libxml2-dev libicu-dev zlib1g-dev liblzma-dev

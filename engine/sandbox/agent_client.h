@@ -7,7 +7,9 @@
 
 #include "error.h"
 
-/* Sends method path with body (may be NULL) and waits up to timeout_ms; on success *ret_json
- * holds the parsed answer (object) and *ret_status the HTTP status. */
+/* Sends method path with body (may be NULL) and waits up to timeout_ms in all; on success
+ * *ret_json holds the parsed answer (a JSON object of at most 1 MiB) and *ret_status the
+ * HTTP status. Errors: not reachable → 502, no answer in time → 504, anything but a JSON
+ * object → 502. */
 int agent_call(const char *socket_path, const char *method, const char *path, json_t *body, long timeout_ms, json_t **ret_json,
                long *ret_status, struct error *e);

@@ -1,12 +1,13 @@
-/* agent_stream.h — one streamed HTTP/1.1 exchange with a sandbox's agent over its unix
- * socket, for the routes the engine forwards (processes, PTYs, files).
+/* agent_stream.h — one HTTP/1.1 exchange with a sandbox's agent over its unix socket: the
+ * engine's only client of the agents (the routes it forwards — processes, PTYs, files — and
+ * the small JSON calls of agent_client.h).
  *
- * libcurl (agent_client.h) suits small JSON calls; forwarding needs the opposite shape:
- * the engine pulls the agent's answer a block at a time when its own client is ready for
- * more (libmicrohttpd's content reader), and pushes an upload to the agent as it arrives.
- * So this is a small blocking client: send a head, send the body (Content-Length or
- * chunked), read the answer's head, then read the body (Content-Length, chunked, or up to
- * the end of the connection) block by block. Memory per exchange is a fixed buffer.
+ * Forwarding shapes it: the engine pulls the agent's answer a block at a time when its own
+ * client is ready for more (libmicrohttpd's content reader), and pushes an upload to the
+ * agent as it arrives. So this is a small blocking client: send a head, send the body
+ * (Content-Length or chunked), read the answer's head, then read the body (Content-Length,
+ * chunked, or up to the end of the connection) block by block, all with the strict shared
+ * parser. Memory per exchange is a fixed buffer.
  */
 #pragma once
 
