@@ -4,7 +4,7 @@
 # AI2IN_FUZZ_SECONDS for longer) and the Python SDK's offline tests, makes sure the base
 # template exists, runs the JS SDK's tests (against the real engine), then the pytest
 # integration suite against the real engine, once with the sanitizer build and once with the
-# normal one.
+# normal one, and the isolation suite (tests/security).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -24,3 +24,5 @@ echo "== integration tests (sanitizer build)"
 AI2IND=build-san/bin/ai2ind /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 echo "== integration tests"
 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+echo "== isolation suite (probes from inside real sandboxes)"
+/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/security
