@@ -3,7 +3,8 @@ that a boundary holds or a shared resource is bounded. It runs the real engine e
 the integration suite, whose fixtures and helpers it shares: tests/integration/conftest.py is
 loaded here as the module `it` (a test imports from it: `from it import Engine, …`).
 
-Run as its own pytest session (`make test` does): `pytest tests/security`.
+Run as its own pytest session (`make test` does): `pytest tests/security`; in one session
+with tests/integration, `from conftest import …` there would find this module.
 """
 
 from __future__ import annotations
