@@ -1,100 +1,172 @@
-/* spawn.c — see spawn.h. fork+exec with a pipe for output and a poll loop for the timeout. */
+/* spawn.c — see spawn.h. fork + execve, a pipe for the child's output, and a wait on the pipe
+ * and a pidfd under one deadline; past it the child's whole process group is killed.
+ *
+ * The engine is multi-threaded, so after fork the child may call only async-signal-safe
+ * functions (another thread may have held malloc's lock at fork time): everything it needs —
+ * the program's path, /dev/null — is prepared by the parent, and the child does dup2,
+ * close_range, sigprocmask, setpgid, execve, write and _exit only. Descriptors: the pipe and
+ * /dev/null are O_CLOEXEC, and the child closes everything above its stdio (and fd 3 when it
+ * passes one) before execve, whatever the rest of the process opened without O_CLOEXEC.
+ */
 #include "spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "timeutil.h"
 
-static _noreturn_ void child_exec(char *const argv[], const struct spawn_opts *o, int out_w) {
-        int null = open("/dev/null", O_RDWR);
-        sigset_t all;
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-        sigemptyset(&all);
-        sigprocmask(SIG_SETMASK, &all, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        if (null < 0)
+extern char **environ;
+
+/* Finds name on $PATH (or takes it as a path when it has a '/'), before fork. */
+static int resolve(const char *name, char *out, size_t n) {
+        const char *path = getenv("PATH");
+        struct stat st;
+
+        if (strchr(name, '/'))
+                return snprintf(out, n, "%s", name) < (int) n ? 0 : -ENAMETOOLONG;
+        for (const char *p = path && *path ? path : DEFAULT_PATH; *p;) {
+                size_t len = strcspn(p, ":");
+                if (len > 0 && snprintf(out, n, "%.*s/%s", (int) len, p, name) < (int) n && stat(out, &st) == 0 &&
+                    S_ISREG(st.st_mode) && access(out, X_OK) == 0)
+                        return 0;
+                p += len + (p[len] == ':');
+        }
+        return -ENOENT;
+}
+
+static void say(const char *s) {
+        (void) !write(2, s, strlen(s));
+}
+
+static _noreturn_ void child_exec(const char *path, char *const argv[], const struct spawn_opts *o, int null_fd, int out_w) {
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        sigset_t none;
+        int first_closed = 3;
+
+        sigemptyset(&none);
+        (void) sigaction(SIGPIPE, &dfl, NULL);
+        (void) setpgid(0, 0); /* its own group: a deadline kills whatever it started too */
+        if (dup2(null_fd, 0) < 0)
                 _exit(127);
-        if (o && o->extra_fd >= 0) {
-                if (o->extra_fd == 3)
-                        fcntl(3, F_SETFD, 0);
-                else if (dup2(o->extra_fd, 3) < 0)
+        if (!o->passthrough && dup2(o->stdio_fd >= 0 ? o->stdio_fd : out_w, 1) < 0)
+                _exit(127);
+        if (!o->passthrough && dup2(1, 2) < 0)
+                _exit(127);
+        if (o->extra_fd >= 0) {
+                if (o->extra_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(o->extra_fd, 3) < 0)
                         _exit(127);
+                first_closed = 4;
         }
-        dup2(null, 0);
-        if (o && o->passthrough) {
-                /* keep the parent's stdout and stderr */
-        } else if (o && o->stdio_fd >= 0) {
-                dup2(o->stdio_fd, 1);
-                dup2(o->stdio_fd, 2);
-        } else {
-                dup2(out_w, 1);
-                dup2(out_w, 2);
-        }
-        execvp(argv[0], argv);
-        dprintf(2, "cannot execute %s: %s\n", argv[0], strerror(errno));
+        (void) syscall(SYS_close_range, first_closed, ~0U, 0);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve(path, argv, environ);
+        say("cannot execute ");
+        say(path);
+        say("\n");
         _exit(127);
 }
 
-int spawn_run(char *const argv[], const struct spawn_opts *o, int *ret_status, struct buf *output) {
-        int pipefd[2], status;
-        int64_t deadline = o && o->timeout_ms > 0 ? mono_ms() + o->timeout_ms : 0;
-        bool timed_out = false;
-        pid_t pid;
-
-        if (pipe2(pipefd, O_CLOEXEC) < 0)
-                return -errno;
-        pid = fork();
-        if (pid < 0) {
-                int r = -errno;
-                close(pipefd[0]);
-                close(pipefd[1]);
-                return r;
-        }
-        if (pid == 0)
-                child_exec(argv, o, pipefd[1]);
-        close(pipefd[1]);
+/* Waits for pid to end, reading its output from out_r (-1 once it ended) into output, until
+ * deadline (0: none). Returns 0 or -ETIMEDOUT (the child's group then killed and reaped). */
+static int wait_child(pid_t pid, int out_r, int64_t deadline, struct buf *output, int *ret_status) {
+        int pidfd = (int) syscall(SYS_pidfd_open, pid, 0), status, r = 0;
+        char chunk[4096];
 
         for (;;) {
-                struct pollfd p = {.fd = pipefd[0], .events = POLLIN};
-                int wait = -1, n;
-                char chunk[4096];
+                struct pollfd p[2] = {{.fd = out_r, .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
+                int64_t left = deadline ? deadline - mono_ms() : -1;
+                ssize_t k;
 
-                if (deadline) {
-                        int64_t left = deadline - mono_ms();
-                        if (left <= 0) {
-                                kill(pid, SIGKILL);
-                                timed_out = true;
-                                break;
-                        }
-                        wait = (int) left;
+                if (deadline && left <= 0) {
+                        (void) kill(-pid, SIGKILL);
+                        (void) kill(pid, SIGKILL);
+                        r = -ETIMEDOUT;
+                        break;
                 }
-                n = poll(&p, 1, wait);
-                if (n < 0 && errno == EINTR)
+                if (out_r < 0 && pidfd < 0) { /* no pidfd (old kernel): poll for the end */
+                        if (waitpid(pid, &status, WNOHANG) == pid)
+                                goto reaped;
+                        (void) poll(NULL, 0, left < 0 || left > 10 ? 10 : (int) left);
                         continue;
-                if (n <= 0)
+                }
+                if (poll(p, 2, left < 0 || left > INT_MAX ? -1 : (int) left) <= 0)
                         continue;
-                ssize_t k = read(pipefd[0], chunk, sizeof(chunk));
-                if (k < 0 && errno == EINTR)
+                if (p[1].revents)
+                        break; /* ended (its output, if any is left, is read below) */
+                if (!p[0].revents)
                         continue;
+                k = read(out_r, chunk, sizeof(chunk));
+                if (k < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                if (k <= 0)
+                        out_r = -1; /* closed: it may still run (a daemonising child) */
+                else if (output)
+                        (void) buf_append(output, chunk, (size_t) k); /* past the cap: dropped */
+        }
+        while (r == 0 && out_r >= 0) { /* what it wrote last (non-blocking: a daemon it left may hold the pipe) */
+                ssize_t k = read(out_r, chunk, sizeof(chunk));
                 if (k <= 0)
                         break;
                 if (output)
-                        (void) buf_append(output, chunk, (size_t) k); /* past the cap: dropped */
+                        (void) buf_append(output, chunk, (size_t) k);
+        }
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR) {
+                        r = r ? r : -errno;
+                        break;
+                }
+reaped:
+        if (pidfd >= 0)
+                close(pidfd);
+        if (r == 0)
+                *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return r;
+}
+
+int spawn_run(char *const argv[], const struct spawn_opts *o, int *ret_status, struct buf *output) {
+        struct spawn_opts dflt = {.extra_fd = -1, .stdio_fd = -1};
+        int timeout_ms, pipefd[2], null_fd, r;
+        char path[PATH_MAX];
+        pid_t pid;
+
+        o = o ? o : &dflt;
+        timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : SPAWN_DEFAULT_TIMEOUT_MS;
+        r = resolve(argv[0], path, sizeof(path));
+        if (r < 0)
+                return r;
+        null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null_fd < 0)
+                return -errno;
+        if (pipe2(pipefd, O_CLOEXEC) < 0) {
+                r = -errno;
+                close(null_fd);
+                return r;
+        }
+        (void) fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
+        pid = fork();
+        if (pid == 0)
+                child_exec(path, argv, o, null_fd, pipefd[1]);
+        r = pid < 0 ? -errno : 0;
+        close(pipefd[1]);
+        close(null_fd);
+        if (r == 0) {
+                (void) setpgid(pid, pid); /* as the child does: whichever runs first */
+                r = wait_child(pid, pipefd[0], mono_ms() + timeout_ms, output, ret_status);
         }
         close(pipefd[0]);
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
-        if (timed_out)
-                return -ETIMEDOUT;
-        *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        return 0;
+        return r;
 }
 
 int spawn_check(char *const argv[], char *err, size_t errlen) {
@@ -106,7 +178,8 @@ int spawn_check(char *const argv[], char *err, size_t errlen) {
         r = spawn_run(argv, &o, &status, &out);
         if (r < 0) {
                 if (err)
-                        snprintf(err, errlen, "%s: %s", argv[0], strerror(-r));
+                        snprintf(err, errlen, "%s: %s", argv[0],
+                                 r == -ETIMEDOUT ? "did not finish in time, killed" : strerror(-r));
                 return r;
         }
         if (status != 0) {

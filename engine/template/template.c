@@ -77,7 +77,8 @@ static int write_meta(const char *dir, const char *name, int64_t uid_base, unsig
 
 int template_build(const char *template_dir, const char *name, bool force, int64_t uid_base, struct error *e) {
         char dest[4096], tmp[4200], rootfs[4300], old[4200], hook[1024];
-        struct spawn_opts o = {.extra_fd = -1, .stdio_fd = -1, .passthrough = true};
+        /* mmdebstrap takes a minute or two; an hour means something hangs (a dead mirror). */
+        struct spawn_opts o = {.extra_fd = -1, .stdio_fd = -1, .passthrough = true, .timeout_ms = 60 * 60 * 1000};
         unsigned long files = 0;
         unsigned long long size = 0;
         int64_t t0 = mono_ms();
