@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "macro.h"
 
@@ -32,54 +33,68 @@ int mkdir_p(const char *path, mode_t mode) {
         return 0;
 }
 
-/* Empties the directory open as dfd (which it takes over), staying on device dev. */
-static int rm_rf_children(int dfd, dev_t dev, unsigned depth) {
-        DIR *d;
-        struct dirent *de;
-        int r = 0;
+/* Directories deeper than this below the top are not descended into: they are moved up to
+ * the top (a rename within the file system, relative to fds held) and removed in a later
+ * pass. So neither the stack nor the open descriptors grow with a tree's depth, which the
+ * sandbox chooses (5000 levels used to stop the walk and leave the tree on the host). */
+#define RM_RF_DEPTH 64
 
-        if (depth > 4096) {
-                close(dfd);
-                return -ELOOP;
+struct rm_walk {
+        int top;          /* the directory being emptied */
+        dev_t dev;
+        unsigned hoisted; /* directories moved up to the top in this pass */
+        unsigned long serial;
+};
+
+static int rm_rf_children(struct rm_walk *w, int dfd, unsigned depth);
+
+/* Removes the entry name of the directory open as dfd (at depth). */
+static int rm_entry(struct rm_walk *w, int dfd, const char *name, unsigned depth) {
+        char hoist[64];
+        struct stat st;
+        int cfd, r;
+
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISDIR(st.st_mode))
+                return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+        if (st.st_dev != w->dev)
+                return -EBUSY; /* a mount point: left alone */
+        if (unlinkat(dfd, name, AT_REMOVEDIR) == 0)
+                return 0; /* was empty */
+        if (depth >= RM_RF_DEPTH) {
+                snprintf(hoist, sizeof(hoist), ".ai2in-rm-%lu", w->serial++);
+                if (renameat(dfd, name, w->top, hoist) < 0)
+                        return errno == ENOENT ? 0 : -errno;
+                w->hoisted++;
+                return 0;
         }
-        d = fdopendir(dfd);
+        cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (cfd < 0)
+                return errno == ENOENT ? 0 : -errno;
+        r = rm_rf_children(w, cfd, depth + 1);
+        if (unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
+                r = -errno;
+        return r;
+}
+
+/* Empties the directory open as dfd (which it takes over). */
+static int rm_rf_children(struct rm_walk *w, int dfd, unsigned depth) {
+        struct dirent *de;
+        DIR *d = fdopendir(dfd);
+        int r = 0, q;
+
         if (!d) {
                 r = -errno;
                 close(dfd);
                 return r;
         }
         while ((errno = 0, de = readdir(d))) {
-                struct stat st;
-                int cfd, q;
-
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
                         continue;
-                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                        if (errno != ENOENT && r == 0)
-                                r = -errno;
-                        continue;
-                }
-                if (!S_ISDIR(st.st_mode)) {
-                        if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT && r == 0)
-                                r = -errno;
-                        continue;
-                }
-                if (st.st_dev != dev) {
-                        if (r == 0)
-                                r = -EBUSY;
-                        continue;
-                }
-                cfd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (cfd < 0) {
-                        if (errno != ENOENT && r == 0)
-                                r = -errno;
-                        continue;
-                }
-                q = rm_rf_children(cfd, dev, depth + 1);
+                q = rm_entry(w, dirfd(d), de->d_name, depth);
                 if (q < 0 && r == 0)
                         r = q;
-                if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
-                        r = -errno;
         }
         if (errno && r == 0)
                 r = -errno;
@@ -88,17 +103,26 @@ static int rm_rf_children(int dfd, dev_t dev, unsigned depth) {
 }
 
 int rm_rf(const char *path) {
+        struct rm_walk w = {0};
         struct stat st;
-        int fd, r;
+        int r;
 
         if (lstat(path, &st) < 0)
                 return errno == ENOENT ? 0 : -errno;
         if (!S_ISDIR(st.st_mode))
                 return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
-        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
+        w.top = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (w.top < 0)
                 return -errno;
-        r = rm_rf_children(fd, st.st_dev, 0);
+        w.dev = st.st_dev;
+        /* Each pass removes at least RM_RF_DEPTH levels of whatever it hoists, so the passes
+         * end; a failure (not hoisting) ends them too. */
+        do {
+                int dfd = openat(w.top, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                w.hoisted = 0;
+                r = dfd < 0 ? -errno : rm_rf_children(&w, dfd, 0);
+        } while (r == 0 && w.hoisted > 0);
+        close(w.top);
         if (rmdir(path) < 0 && errno != ENOENT && r == 0)
                 r = -errno;
         return r;

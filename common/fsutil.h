@@ -13,7 +13,8 @@
 int mkdir_p(const char *path, mode_t mode);
 
 /* Removes path and everything under it without following symlinks and without crossing
- * into other file systems (mount points are left alone and reported as -EBUSY).
+ * into other file systems (mount points are left alone and reported as -EBUSY), whatever
+ * the tree's depth, with a bounded stack and a bounded number of open descriptors.
  * A missing path is success. */
 int rm_rf(const char *path);
 

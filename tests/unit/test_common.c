@@ -4,6 +4,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -107,6 +110,32 @@ static void test_rm_rf_no_follow(void **state) {
         assert_int_equal(rm_rf("/tmp/ai2in-does-not-exist"), 0);
 }
 
+/* Issue 13: a tree 5000 levels deep (made inside a sandbox) survived kill on the host. Any
+ * depth goes, with files at every level, and with few descriptors open. */
+static void test_rm_rf_any_depth(void **state) {
+        char dir[] = "/tmp/ai2in-deep-XXXXXX";
+        struct rlimit saved, low;
+        int fd, next;
+
+        assert_non_null(mkdtemp(dir));
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        for (int i = 0; i < 5000; i++) {
+                assert_int_equal(mkdirat(fd, "d", 0700), 0);
+                close(openat(fd, "f", O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+                next = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                assert_true(next >= 0);
+                close(fd);
+                fd = next;
+        }
+        close(fd);
+        getrlimit(RLIMIT_NOFILE, &saved);
+        low = (struct rlimit){.rlim_cur = 128, .rlim_max = saved.rlim_max}; /* depth must not cost descriptors */
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+        assert_int_equal(rm_rf(dir), 0);
+        setrlimit(RLIMIT_NOFILE, &saved);
+        assert_int_equal(access(dir, F_OK), -1);
+}
+
 static void test_log_escapes_controls(void **state) {
         int p[2], saved = dup(STDERR_FILENO);
         char got[512] = {0};
@@ -130,7 +159,7 @@ static void test_log_escapes_controls(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sandbox_id), cmocka_unit_test(test_api_key), cmocka_unit_test(test_log_escapes_controls), cmocka_unit_test(test_rfc3339),
-                cmocka_unit_test(test_buf_cap), cmocka_unit_test(test_last_line), cmocka_unit_test(test_rm_rf_no_follow),
+                cmocka_unit_test(test_buf_cap), cmocka_unit_test(test_last_line), cmocka_unit_test(test_rm_rf_no_follow), cmocka_unit_test(test_rm_rf_any_depth),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
