@@ -224,6 +224,9 @@ int main(int argc, char **argv) {
         if (r <= 0)
                 return r < 0 ? 2 : 0;
         log_setup("ai2in-agent", o.log_level);
+        /* Its log is a file on the host that the sandbox can provoke lines into (a kernel
+         * sending badly signed messages): at most 20 lines a second after a burst. */
+        log_set_rate_limit(200, 20);
 
         signal_fd = setup_signals();
         if (signal_fd < 0)

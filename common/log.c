@@ -4,7 +4,9 @@
  * that nothing a user or a sandbox sends can forge a log line or drive a terminal. */
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -12,6 +14,53 @@
 static const char *log_program = "ai2in";
 static enum log_level log_min = LOG_LVL_INFO;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+/* The rate limit: a bucket of `burst` lines refilled at `per_sec`; lines past it are
+ * counted and said in one line once there is room again (0: no limit). */
+static struct {
+        pthread_mutex_t lock;
+        unsigned burst, per_sec;
+        double tokens;
+        struct timespec last;
+        unsigned long suppressed;
+} rate = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void log_set_rate_limit(unsigned burst, unsigned per_sec) {
+        pthread_mutex_lock(&rate.lock);
+        rate.burst = burst;
+        rate.per_sec = per_sec;
+        rate.tokens = burst;
+        clock_gettime(CLOCK_MONOTONIC, &rate.last);
+        pthread_mutex_unlock(&rate.lock);
+}
+
+/* Whether a line may be written now; *ret_suppressed: lines dropped since the last one. */
+static bool rate_take(unsigned long *ret_suppressed) {
+        struct timespec now;
+        bool ok;
+
+        *ret_suppressed = 0;
+        pthread_mutex_lock(&rate.lock);
+        if (rate.burst == 0) {
+                pthread_mutex_unlock(&rate.lock);
+                return true;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        rate.tokens += ((double) (now.tv_sec - rate.last.tv_sec) + (double) (now.tv_nsec - rate.last.tv_nsec) / 1e9) *
+                       rate.per_sec;
+        if (rate.tokens > rate.burst)
+                rate.tokens = rate.burst;
+        rate.last = now;
+        ok = rate.tokens >= 1;
+        if (ok) {
+                rate.tokens -= 1;
+                *ret_suppressed = rate.suppressed;
+                rate.suppressed = 0;
+        } else
+                rate.suppressed++;
+        pthread_mutex_unlock(&rate.lock);
+        return ok;
+}
 
 void log_setup(const char *program, enum log_level min_level) {
         log_program = program;
@@ -53,11 +102,19 @@ static size_t escape_controls(const char *in, size_t len, char *out, size_t max)
 
 static void log_emit(enum log_level level, const char *suffix, const char *fmt, va_list ap) {
         char line[2048], out[2048 * 4 + 1];
+        unsigned long suppressed;
         struct timespec ts;
         struct tm tm;
         size_t n;
         int k;
 
+        if (!rate_take(&suppressed))
+                return;
+        if (suppressed > 0) {
+                k = snprintf(out, sizeof(out), "%s warn: %lu log messages suppressed (over %u a second)\n", log_program,
+                             suppressed, rate.per_sec);
+                (void) !write(STDERR_FILENO, out, (size_t) k);
+        }
         clock_gettime(CLOCK_REALTIME, &ts);
         gmtime_r(&ts.tv_sec, &tm);
         n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);

@@ -12,6 +12,11 @@ enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
 /* Sets the program name printed on each line and the lowest level printed. */
 void log_setup(const char *program, enum log_level min_level);
 
+/* Limits the lines written to a burst of `burst`, then `per_sec` a second; the lines dropped
+ * are counted and reported in one line when there is room again. 0, 0: no limit (the
+ * default). So that whatever provokes messages (a sandbox) cannot fill a disk with them. */
+void log_set_rate_limit(unsigned burst, unsigned per_sec);
+
 /* Parses "debug", "info", "warn", "error"; returns -EINVAL otherwise. */
 int log_level_from_string(const char *s, enum log_level *ret);
 

@@ -205,6 +205,7 @@ int main(int argc, char **argv) {
                 return 2;
         }
         log_setup("ai2ind", level);
+        log_set_rate_limit(2000, 200); /* sandboxes and clients can provoke lines too */
 
         if (argi >= argc || streq(argv[argi], "serve"))
                 r = cmd_serve(&eng, &e);

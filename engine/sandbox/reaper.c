@@ -2,7 +2,8 @@
  * deadline if they have one, active or not; else idle for longer than their idle timeout
  * (unless a stream is open on them). It also purges day-old tombstones of killed sandboxes.
  * Paused sandboxes are never touched: the store query selects running ones, and
- * sandbox_reap checks again under the sandbox's lock (a pause may come in between). */
+ * sandbox_reap checks again under the sandbox's lock (a pause may come in between). Every few
+ * seconds it also keeps the agents' logs under their cap (agentlog.c). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "timeutil.h"
 
 #define TOMBSTONE_MS (24LL * 3600 * 1000)
+#define AGENTLOG_EVERY_MS 5000
 
 static pthread_mutex_t stop_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t stop_cond = PTHREAD_COND_INITIALIZER;
@@ -40,6 +42,7 @@ static void reap_pass(struct engine *eng) {
 
 static void *reaper_main(void *arg) {
         struct engine *eng = arg;
+        int64_t logs_at = 0;
 
         pthread_mutex_lock(&stop_mutex);
         while (!eng->stopping) {
@@ -47,6 +50,10 @@ static void *reaper_main(void *arg) {
 
                 pthread_mutex_unlock(&stop_mutex);
                 reap_pass(eng);
+                if (mono_ms() >= logs_at) {
+                        agentlog_rotate_all(eng);
+                        logs_at = mono_ms() + AGENTLOG_EVERY_MS;
+                }
                 pthread_mutex_lock(&stop_mutex);
                 clock_gettime(CLOCK_REALTIME, &ts);
                 ts.tv_sec += eng->cfg.reap_interval;

@@ -128,6 +128,9 @@ void sandbox_stop_parts(struct engine *eng, const char *id, const char *ip);
 int sandbox_reap(struct engine *eng, const char *id, int64_t now, struct error *e);
 
 /* Starts the reaper thread (deadlines, idle timeouts, purge of old tombstones). */
+/* Keeps every sandbox's agent.log under its cap (agentlog.c); called by the reaper. */
+void agentlog_rotate_all(struct engine *eng);
+
 int reaper_start(struct engine *eng, struct error *e);
 void reaper_stop(struct engine *eng);
 
