@@ -166,6 +166,7 @@ int files_handle_list(struct http_conn *c, const struct http_request *req, const
         r = list_dir(&l, fd, p.display, (unsigned) depth);
         if (r < 0)
                 return r;
-        qsort(l.items, l.n, sizeof(*l.items), compare_items);
+        if (l.n > 1) /* an empty directory has no items array: qsort(NULL, 0) is undefined */
+                qsort(l.items, l.n, sizeof(*l.items), compare_items);
         return send_listing(c, &l);
 }

@@ -182,6 +182,15 @@ def test_nul_in_a_path_is_rejected(sbx: Sandbox) -> None:
     assert sbx.files.read(f"{HOME}/a") == "must stay"
 
 
+def test_list_an_empty_directory(sbx: Sandbox) -> None:
+    """An empty directory lists as [] (the agent once sorted a NULL array for it, which the
+    sanitizer build's agent trapped on: the sandbox died)."""
+    sbx.commands.run(f"mkdir -p {HOME}/empty")
+    assert sbx.files.list(f"{HOME}/empty") == []
+    assert sbx.files.list(f"{HOME}/empty", depth=3) == []
+    assert sbx.commands.run("echo alive").stdout == "alive\n"
+
+
 def test_bad_paths_get_clear_errors(sbx: Sandbox) -> None:
     with pytest.raises(InvalidArgumentError) as ei:
         sbx.files.read(HOME)
