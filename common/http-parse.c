@@ -31,14 +31,17 @@ bool http_is_token(const char *s) {
         return true;
 }
 
-/* Field values: visible ASCII, space, tab, and obs-text (bytes >= 0x80). */
-static bool is_field_value(const char *s) {
-        for (; *s; s++) {
-                unsigned char ch = (unsigned char) *s;
+bool http_is_field_value(const char *s, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char) s[i];
                 if (ch != '\t' && (ch < 0x20 || ch == 0x7f))
                         return false;
         }
         return true;
+}
+
+static bool is_field_value(const char *s) {
+        return http_is_field_value(s, strlen(s));
 }
 
 /* Cuts the line starting at *p (ended by CRLF) off in place and advances *p past it. */
@@ -145,16 +148,20 @@ static int apply_transfer_encoding(struct http_request *req, const char *value) 
 
 /* Applies the headers that shape how the request is read and answered. */
 static int apply_headers(struct http_request *req) {
-        bool have_length = false, close = false, keep_alive = false;
+        bool have_length = false, have_host = false, close = false, keep_alive = false;
         uint64_t length;
         int r;
 
         for (size_t i = 0; i < req->n_headers; i++) {
                 const char *name = req->headers[i].name, *value = req->headers[i].value;
 
-                if (strcasecmp(name, "Content-Length") == 0) {
+                if (strcasecmp(name, "Host") == 0) {
+                        if (have_host)
+                                return -EBADMSG; /* RFC 9112 3.2: two Hosts are a 400 */
+                        have_host = true;
+                } else if (strcasecmp(name, "Content-Length") == 0) {
                         r = http_parse_content_length(value, &length);
-                        if (r < 0 || (have_length && length != req->content_length))
+                        if (r < 0 || length > INT64_MAX || (have_length && length != req->content_length))
                                 return -EBADMSG;
                         req->content_length = length;
                         have_length = true;
@@ -411,10 +418,17 @@ static int chunked_step(struct http_chunked *d, unsigned char ch) {
                 d->state = CH_SIZE;
                 return 0;
         case CH_TRAILER:
+                /* A trailer field is `token ":" value`, as a header: a line that is not one
+                 * could be read by a lax server as a request line. */
                 d->state = ch == '\r' ? CH_END_LF : CH_TRAILER_LINE;
-                return ch == '\r' || is_line_byte(ch) ? 0 : -EBADMSG;
+                d->trailer_value = false;
+                return ch == '\r' || is_tchar(ch) ? 0 : -EBADMSG;
         case CH_TRAILER_LINE:
-                if (ch == '\r')
+                if (!d->trailer_value && ch == ':')
+                        d->trailer_value = true;
+                else if (!d->trailer_value && !is_tchar(ch))
+                        return -EBADMSG; /* also a CR before any colon */
+                else if (ch == '\r')
                         d->state = CH_TRAILER_LF;
                 else if (!is_line_byte(ch))
                         return -EBADMSG;

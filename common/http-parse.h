@@ -45,7 +45,7 @@ struct http_request {
  * when the head is not complete yet, 1 when it parsed, with its length in
  * *ret_head_len and req filled in (release with http_request_done). Errors: -EBADMSG
  * malformed (400; also a Transfer-Encoding together with a Content-Length, or in
- * HTTP/1.0), -E2BIG head over HTTP_MAX_HEAD or too many headers (431), -EPROTONOSUPPORT
+ * HTTP/1.0, two Host headers, a Content-Length over 2^63 - 1), -E2BIG head over HTTP_MAX_HEAD or too many headers (431), -EPROTONOSUPPORT
  * not HTTP/1.x (505), -EOPNOTSUPP a Transfer-Encoding other than "chunked" (501). On
  * every return but 1, *req is zeroed (nothing to free) and *ret_head_len is 0. */
 int http_request_parse_head(struct http_request *req, const char *data, size_t len, size_t *ret_head_len);
@@ -82,6 +82,7 @@ struct http_chunked {
         size_t line_len;    /* bytes of the current size line so far */
         size_t trailer_len; /* bytes of trailers so far */
         bool digits;        /* the size line has a digit */
+        bool trailer_value; /* past the colon of the current trailer field */
 };
 
 /* Decodes the next piece of a chunked body from in (len bytes): consumes framing (size
@@ -114,6 +115,11 @@ int http_status_from_errno(int err);
 
 /* Whether s is a non-empty token (RFC 9110 5.6.2): what a method or a header name must be. */
 bool http_is_token(const char *s);
+
+/* Whether the n bytes at s may be a field value: visible ASCII, space, HTAB and obs-text
+ * (bytes >= 0x80); no other control byte (a CR or a NUL inside a value is how one parser
+ * is made to see a header another does not). */
+bool http_is_field_value(const char *s, size_t n);
 
 /* Parses a Content-Length value: plain decimal digits, at least one, no sign or whitespace,
  * no value near 2^64 that could overflow. Returns 0 with *ret set, or -EBADMSG (then *ret

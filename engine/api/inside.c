@@ -160,7 +160,7 @@ static int forward_open(const struct api_request *req, int64_t body_len, struct 
         }
         f->counted = true;
         sandbox_socket_path(req->eng, req->id, sock, sizeof(sock));
-        r = agent_stream_open(sock, req->method, target.data, ctype, body_len, f->client_fd, &f->s, e);
+        r = agent_stream_open(sock, req->method, target.data, ctype, body_len, f->client_fd, -1, &f->s, e);
         if (r < 0) {
                 sandbox_check_alive(req->eng, req->id, e);
                 forward_free(f);

@@ -290,14 +290,19 @@ static int framing_length(struct framing *f, const char *value) {
         return 0;
 }
 
-static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *name, const char *value) {
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *name, size_t name_len,
+                                      const char *value, size_t value_len) {
         struct framing *f = cls;
 
         /* libmicrohttpd 0.9.75 keeps "Content-Length : 5" as a header named "Content-Length "
-         * and reads no body; a proxy in front may read 5 bytes. */
-        if (!http_is_token(name))
+         * and reads no body (a proxy in front may read 5 bytes); it keeps a bare CR inside a
+         * value ("X: a\rContent-Length: 37": a proxy that splits lines there sees a length).
+         * (It also ends a value at a NUL, length included: that cannot be seen from here.) */
+        if (!http_is_token(name) || strlen(name) != name_len)
                 f->r = error_set(f->e, EINVAL, ERR_BAD_REQUEST,
                                  "header name '%.40s' is not a token (no whitespace may come before the colon)", name);
+        else if (!value || strlen(value) != value_len || !http_is_field_value(value, value_len))
+                f->r = error_set(f->e, EINVAL, ERR_BAD_REQUEST, "the value of header %.40s holds a control byte", name);
         else if (strcasecmp(name, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
                 f->r = framing_length(f, value);
         else if (strcasecmp(name, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
@@ -316,7 +321,7 @@ static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const 
 static int check_framing(struct MHD_Connection *conn, const char *version, struct error *e) {
         struct framing f = {.e = e};
 
-        MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_header, &f);
+        MHD_get_connection_values_n(conn, MHD_HEADER_KIND, framing_header, &f);
         if (f.r < 0 || !f.encoding)
                 return f.r;
         if (f.length)

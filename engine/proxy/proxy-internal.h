@@ -29,6 +29,7 @@ struct perr {
 /* The relay state of a connection whose tunnel is open (relay.c). */
 struct relay {
         enum relay_mode mode;
+        unsigned requests;         /* heads passed on so far */
         uint64_t left;             /* MODE_LENGTH: body bytes still to pass */
         struct http_chunked chunked;
         struct pump down;          /* sandbox → client */

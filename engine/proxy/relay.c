@@ -4,8 +4,9 @@
  * (route_check) and sent without the traffic token, then its body is passed on by its
  * framing (Content-Length, or chunked, followed through http_chunked_decode so that the next
  * head is found where the server will find it). After a request with an Upgrade header
- * nothing more goes up until the server's answer starts: "101" makes the rest of the
- * connection raw bytes, anything else keeps checking requests. Sandbox → client: a pump
+ * (only as the first request, and without a body) nothing more goes up until the server's
+ * answer starts: "101" makes the rest of the connection raw bytes, anything else keeps
+ * checking requests. Sandbox → client: a pump
  * (splice, no copy).
  *
  * A request that fails its check goes no further: the server's side is shut for writing,
@@ -30,6 +31,19 @@
 #define TOUCH_EVERY_MS 1000      /* activity is written at most this often */
 #define FAIL_DRAIN_MS 5000       /* a failed request waits this long at most for the answers before it */
 
+/* The proxy learns whether an Upgrade took by peeking at the start of the server's next
+ * answer, so that answer must be the Upgrade's own: only as the connection's first request
+ * (clients open a connection of its own for a WebSocket anyway); and with no body, which the
+ * server would read but the proxy would not follow while it waits. */
+static int check_upgrade(struct relay *rl, const struct http_request *req) {
+        if (rl->requests > 0)
+                return perr_set(&rl->fail, 400, "bad_request",
+                                "an Upgrade request must be the first on its connection: open a new connection for it");
+        if (req->chunked || req->content_length > 0)
+                return perr_set(&rl->fail, 400, "bad_request", "an Upgrade request cannot have a body");
+        return 0;
+}
+
 /* Checks and rewrites the head at c->in + c->fwd, which is complete. */
 static int take_head(struct pconn *c) {
         struct relay *rl = &c->rl;
@@ -47,10 +61,8 @@ static int take_head(struct pconn *c) {
                 return perr_set(&rl->fail, 500, "internal", "request head longer than what was read");
         }
         r = route_check(c, &req, false, &rl->fail);
-        if (r >= 0 && http_request_header(&req, "Upgrade") && (req.chunked || req.content_length > 0))
-                /* Its body would be read by the server but not followed here while the
-                 * proxy waits for the answer's status. */
-                r = perr_set(&rl->fail, 400, "bad_request", "an Upgrade request cannot have a body");
+        if (r >= 0 && http_request_header(&req, "Upgrade"))
+                r = check_upgrade(rl, &req);
         if (r >= 0) {
                 if (http_request_header(&req, "Upgrade"))
                         rl->mode = MODE_UPGRADE;
@@ -61,6 +73,7 @@ static int take_head(struct pconn *c) {
                         rl->mode = MODE_LENGTH;
                         rl->left = req.content_length;
                 }
+                rl->requests++;
                 new_len = head_strip_token(c->in + c->fwd, c->in + c->fwd, head_len);
                 memmove(c->in + c->fwd + new_len, c->in + c->fwd + head_len, c->len - c->fwd - head_len);
                 c->len -= head_len - new_len;
@@ -193,8 +206,9 @@ static void want(struct pconn *c, int64_t now) {
         if (!rl->client_eof && !rl->failed && c->len < PROXY_IN_MAX && !deciding)
                 rl->want_c |= POLLIN;
         /* A status line that came in pieces is looked at again at the next tick, not at every
-         * wake-up its unread bytes would cause. */
-        rl->want_u = deciding ? (now >= rl->recheck_at ? POLLIN : 0) : pump_events_from(&rl->down);
+         * wake-up its unread bytes would cause; and only once the Upgrade request is all sent
+         * (relay_step looks at it only then: asking earlier would spin). */
+        rl->want_u = deciding ? (c->fwd == 0 && now >= rl->recheck_at ? POLLIN : 0) : pump_events_from(&rl->down);
         if (c->fwd > 0)
                 rl->want_u |= POLLOUT;
 }

@@ -105,10 +105,16 @@ static int lookup(struct pconn *c, struct perr *pe) {
         return r;
 }
 
-/* A secure sandbox's request must carry its token (compared in constant time): else 403. */
+/* A secure sandbox's request must carry its token (compared in constant time): else 403.
+ * Two of them are a 400: which one a server would see is not this proxy's guess to make. */
 static int check_token(const struct pconn *c, const struct http_request *req, struct perr *pe) {
         const char *got = http_request_header(req, TOKEN_HEADER);
-        size_t n = strlen(c->token);
+        size_t n = strlen(c->token), count = 0;
+
+        for (size_t i = 0; i < req->n_headers; i++)
+                count += strcasecmp(req->headers[i].name, TOKEN_HEADER) == 0;
+        if (count > 1)
+                return perr_set(pe, 400, "bad_request", "a request cannot carry two %s headers", TOKEN_HEADER);
 
         if (n == 0 || (got && strlen(got) == n && CRYPTO_memcmp(c->token, got, n) == 0))
                 return 0;
@@ -148,7 +154,6 @@ static void agent_error(struct agent_stream *s, char *out, size_t n) {
         size_t len;
 
         snprintf(out, n, "the sandbox's agent refused the connection (HTTP %d)", agent_stream_status(s));
-        agent_stream_set_read_timeout(s, TUNNEL_ANSWER_MS); /* a sandbox frozen meanwhile must not hold the thread */
         if (agent_stream_read_all(s, 4096, &body, &len) < 0 || !(doc = json_loads(body, 0, NULL)))
                 return;
         msg = json_object_get(json_object_get(doc, "error"), "message");
@@ -179,8 +184,9 @@ static int connect_tunnel(struct pconn *c, struct perr *pe) {
         sandbox_socket_path(c->eng, c->id, path, sizeof(path));
         snprintf(target, sizeof(target), "/tunnel?port=%u", (unsigned) c->port);
         /* Not watching the client: one that shut its sending side after the request (it is
-         * waiting for the answer) is not gone. Every wait here is bounded anyway. */
-        r = agent_stream_open(path, "GET", target, NULL, 0, -1, &s, &e);
+         * waiting for the answer) is not gone. The whole exchange, the agent's refusal
+         * included, is bounded by TUNNEL_ANSWER_MS instead. */
+        r = agent_stream_open(path, "GET", target, NULL, 0, -1, TUNNEL_ANSWER_MS, &s, &e);
         if (r >= 0)
                 r = agent_stream_finish(s, TUNNEL_ANSWER_MS, &e);
         if (r < 0)

@@ -16,14 +16,13 @@ int agent_call(const char *socket_path, const char *method, const char *path, js
                long *ret_status, struct error *e) {
         _cleanup_agent_stream_ struct agent_stream *s = NULL;
         _cleanup_free_ char *text = NULL, *answer = NULL;
-        int64_t deadline = mono_ms() + timeout_ms;
         size_t len;
         int r;
 
         if (body && !(text = json_dumps(body, JSON_COMPACT)))
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         r = agent_stream_open(socket_path, method, path, text ? "application/json" : NULL, text ? (int64_t) strlen(text) : 0,
-                              -1, &s, e);
+                              -1, timeout_ms, &s, e);
         if (r >= 0 && text)
                 r = agent_stream_send(s, text, strlen(text), e);
         if (r >= 0)
@@ -31,7 +30,6 @@ int agent_call(const char *socket_path, const char *method, const char *path, js
         if (r < 0)
                 return r;
         *ret_status = agent_stream_status(s);
-        agent_stream_set_read_timeout(s, MAX(deadline - mono_ms(), 1));
         r = agent_stream_read_all(s, AGENT_CALL_MAX, &answer, &len);
         if (r == -ETIMEDOUT)
                 return error_set(e, ETIMEDOUT, 504, "timeout", "the sandbox's agent did not answer within %ld ms", timeout_ms);

@@ -40,6 +40,8 @@ struct agent_stream {
         struct http_chunked dec; /* of a chunked body */
         bool done;
         long read_timeout_ms; /* each wait for body bytes; -1: none */
+        int64_t deadline;   /* mono ms by which the whole exchange must be over; 0: none */
+        uint64_t consumed;  /* bytes of the body taken out of in[] so far, framing included */
         char *in;           /* bytes read from the socket, in[pos..len) unconsumed */
         size_t pos, len;
 };
@@ -64,6 +66,18 @@ static int wait_fd(int fd, short events, int watch_fd, long timeout_ms) {
         }
 }
 
+/* timeout_ms, cut to what is left of the exchange's deadline (0 once it has passed). */
+static long bounded(const struct agent_stream *s, long timeout_ms) {
+        int64_t left;
+
+        if (!s->deadline)
+                return timeout_ms;
+        left = s->deadline - mono_ms();
+        if (left <= 0)
+                return 0;
+        return timeout_ms < 0 || timeout_ms > left ? (long) left : timeout_ms;
+}
+
 /* Sends all of data; gives up when the agent takes nothing for SEND_STALL_MS or the client
  * goes away, so that a sandbox that stops reading cannot hold an engine thread. */
 static int send_all(struct agent_stream *s, const void *data, size_t len) {
@@ -73,7 +87,7 @@ static int send_all(struct agent_stream *s, const void *data, size_t len) {
         while (len > 0) {
                 ssize_t k = send(s->fd, p, len, MSG_NOSIGNAL);
                 if (k < 0 && errno == EAGAIN) {
-                        r = wait_fd(s->fd, POLLOUT, s->watch_fd, SEND_STALL_MS);
+                        r = wait_fd(s->fd, POLLOUT, s->watch_fd, bounded(s, SEND_STALL_MS));
                         if (r < 0)
                                 return r;
                         continue;
@@ -92,7 +106,7 @@ static int send_all(struct agent_stream *s, const void *data, size_t len) {
 /* Connects without blocking: a unix socket whose backlog is full answers EAGAIN at once;
  * retry for at most CONNECT_TIMEOUT_MS. */
 static int connect_agent(struct agent_stream *s, const struct sockaddr_un *sa) {
-        int64_t deadline = mono_ms() + CONNECT_TIMEOUT_MS;
+        int64_t deadline = mono_ms() + bounded(s, CONNECT_TIMEOUT_MS);
 
         for (;;) {
                 if (connect(s->fd, (const struct sockaddr *) sa, sizeof(*sa)) == 0)
@@ -107,7 +121,7 @@ static int connect_agent(struct agent_stream *s, const struct sockaddr_un *sa) {
 }
 
 int agent_stream_open(const char *socket_path, const char *method, const char *target, const char *content_type,
-                      int64_t body_len, int watch_fd, struct agent_stream **ret, struct error *e) {
+                      int64_t body_len, int watch_fd, long total_ms, struct agent_stream **ret, struct error *e) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_buf_ struct buf head = {0};
         struct agent_stream *s;
@@ -126,6 +140,7 @@ int agent_stream_open(const char *socket_path, const char *method, const char *t
         s->content_length = -1;
         s->read_timeout_ms = -1;
         s->watch_fd = watch_fd;
+        s->deadline = total_ms >= 0 ? mono_ms() + total_ms : 0;
         s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         r = s->fd < 0 ? -errno : connect_agent(s, &sa);
         if (r == -EAGAIN) {
@@ -180,7 +195,9 @@ int agent_stream_send(struct agent_stream *s, const void *data, size_t len, stru
         return 0;
 }
 
-/* Reads more from the socket into in[]; returns bytes read, 0 at EOF. */
+/* Reads more from the socket into in[]; returns bytes read, 0 at EOF, -ETIMEDOUT past the
+ * exchange's deadline (also while bytes keep coming: an agent that dribbles an endless body
+ * must not hold the thread). */
 static ssize_t fill(struct agent_stream *s, int watch_fd, long timeout_ms) {
         ssize_t k;
         int r;
@@ -194,16 +211,18 @@ static ssize_t fill(struct agent_stream *s, int watch_fd, long timeout_ms) {
         }
         if (s->len == IN_SIZE)
                 return -E2BIG;
-        r = wait_fd(s->fd, POLLIN, watch_fd, timeout_ms);
-        if (r < 0)
-                return r;
-        do
+        for (;;) {
+                if (s->deadline && mono_ms() >= s->deadline)
+                        return -ETIMEDOUT;
+                r = wait_fd(s->fd, POLLIN, watch_fd, bounded(s, timeout_ms));
+                if (r < 0)
+                        return r;
                 k = read(s->fd, s->in + s->len, IN_SIZE - s->len);
-        while (k < 0 && errno == EINTR);
-        if (k < 0 && errno == EAGAIN) /* woken for nothing */
-                return fill(s, watch_fd, timeout_ms);
-        if (k < 0)
-                return -errno;
+                if (k >= 0)
+                        break;
+                if (errno != EINTR && errno != EAGAIN) /* EAGAIN: woken for nothing */
+                        return -errno;
+        }
         s->len += (size_t) k;
         return k;
 }
@@ -293,6 +312,7 @@ static ssize_t read_chunked(struct agent_stream *s, void *buf, size_t len) {
                 return -EPROTO;
         memcpy(buf, s->in + s->pos + used - data_len, data_len);
         s->pos += used;
+        s->consumed += used;
         s->done = r == 1;
         return (ssize_t) data_len;
 }
@@ -323,6 +343,7 @@ ssize_t agent_stream_read(struct agent_stream *s, void *buf, size_t len, int wat
                         n = (size_t) MIN((uint64_t) n, s->remaining);
                 memcpy(buf, s->in + s->pos, n);
                 s->pos += n;
+                s->consumed += n;
                 if (s->framing == FRAMING_LENGTH) {
                         s->remaining -= n;
                         s->done = s->remaining == 0;
@@ -334,6 +355,7 @@ ssize_t agent_stream_read(struct agent_stream *s, void *buf, size_t len, int wat
 
 int agent_stream_read_all(struct agent_stream *s, size_t max, char **ret, size_t *ret_len) {
         _cleanup_buf_ struct buf b;
+        uint64_t start = s->consumed;
         char tmp[4096];
         ssize_t k;
         int r;
@@ -343,6 +365,9 @@ int agent_stream_read_all(struct agent_stream *s, size_t max, char **ret, size_t
                 r = buf_append(&b, tmp, (size_t) k);
                 if (r < 0)
                         return r;
+                /* Chunk framing counts too: size lines of 4 KiB around 1-byte chunks. */
+                if (s->consumed - start > 2 * (uint64_t) max + 65536)
+                        return -EFBIG;
         }
         if (k < 0)
                 return (int) k;

@@ -24,10 +24,12 @@ struct agent_stream;
 /* Connects to the agent at socket_path and sends the request head. body_len is the
  * request body's length, or -1 for a chunked body of unknown length. watch_fd is the
  * engine's client socket (or -1): every wait of this exchange (connecting, sending, the
- * answer's head and body) ends when it hangs up. Errors: the agent not reachable → 502 in
- * e; its backlog full for 5 s → 503. Sending stalls of 60 s end the exchange. */
+ * answer's head and body) ends when it hangs up. total_ms (-1: none) bounds the whole
+ * exchange, body included, however the agent dribbles it: past it every call fails with
+ * -ETIMEDOUT (504 in e). Errors: the agent not reachable → 502 in e; its backlog full for
+ * 5 s → 503. Sending stalls of 60 s end the exchange. */
 int agent_stream_open(const char *socket_path, const char *method, const char *target, const char *content_type,
-                      int64_t body_len, int watch_fd, struct agent_stream **ret, struct error *e);
+                      int64_t body_len, int watch_fd, long total_ms, struct agent_stream **ret, struct error *e);
 
 /* Sends part of the request body (framed as a chunk for chunked bodies). */
 int agent_stream_send(struct agent_stream *s, const void *data, size_t len, struct error *e);
@@ -50,7 +52,8 @@ ssize_t agent_stream_read(struct agent_stream *s, void *buf, size_t len, int wat
  * then); the default is to wait as long as the watched client stays. */
 void agent_stream_set_read_timeout(struct agent_stream *s, long timeout_ms);
 
-/* Reads the whole (small) body, at most max bytes, into a NUL-terminated malloc'd string. */
+/* Reads the whole (small) body, at most max bytes, into a NUL-terminated malloc'd string.
+ * -E2BIG past max; -EFBIG when the agent sends more than 2 max + 64 KiB in all (framing). */
 int agent_stream_read_all(struct agent_stream *s, size_t max, char **ret, size_t *ret_len);
 
 /* Takes the connection out of s (for an answer "101 Switching Protocols", after which the

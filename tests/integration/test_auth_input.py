@@ -318,6 +318,10 @@ FRAMING = [
      501, "not_implemented", "Transfer-Encoding 'gzip?' is not supported"),
     ("name_space_before_colon", ["Content-Length : 5"], b"hello",
      400, "bad_request", "'Content-Length ' is not a token"),
+    # A bare CR inside a value: a proxy that splits lines there sees a Content-Length. (A NUL
+    # cannot be seen: libmicrohttpd 0.9.75 ends the value there, length included.)
+    ("cr_in_a_value", ["X-A: b\rContent-Length: 37"], b"",
+     400, "bad_request", "the value of header X-A holds a control byte"),
 ]
 
 

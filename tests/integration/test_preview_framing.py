@@ -151,3 +151,43 @@ def test_engine_serves_others_after_all_of_it(engine: Engine, rec: Sandbox) -> N
     code, _, _ = engine.raw("GET", "/v1/health")
     assert code == 200
     assert engine.running
+
+
+def get(host: str, path: str = "/", extra: str = "") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
+
+
+def assert_refused(got: bytes, mentions: bytes) -> None:
+    assert got.startswith(b"HTTP/1.1 400 ") and mentions in got, got[:400]
+
+
+def test_upgrade_only_as_the_first_request(engine: Engine, rec: Sandbox) -> None:
+    """The proxy learns whether an Upgrade took from the start of the server's next answer:
+    after another request that could be the middle of the earlier answer (a review made the
+    proxy pass a request for another sandbox, unchecked, this way)."""
+    host = rec.get_host(DIRECT)
+    first = get(host, "/one")
+    up = get(host, "/ws", "Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    got, recorded = exchange(engine, rec, DIRECT, first + up + get("9-sbx_otherotherotherother.localhost"))
+    assert_refused(got, b"must be the first on its connection")
+    assert recorded == first
+
+
+@pytest.mark.parametrize("name,extra,mentions", [
+    ("two Host headers", "Host: 8100-sbx_otherotherotherother.localhost\r\n", b"malformed HTTP request"),
+    ("two traffic tokens", "X-Ai2in-Traffic-Token: a\r\nX-Ai2in-Traffic-Token: b\r\n", b"two X-Ai2in-Traffic-Token"),
+])
+def test_ambiguous_heads_are_refused(engine: Engine, rec: Sandbox, name: str, extra: str, mentions: bytes) -> None:
+    host = rec.get_host(DIRECT)
+    first = get(host, "/ok")
+    got, recorded = exchange(engine, rec, DIRECT, first + get(host, "/bad", extra))
+    assert_refused(got, mentions)
+    assert recorded == first  # the refused head never reached the server
+
+
+def test_a_trailer_that_is_a_request_line_is_refused(engine: Engine, rec: Sandbox) -> None:
+    h = head(rec.get_host(DIRECT))
+    smuggled = f"GET /admin HTTP/1.1\r\nHost: {rec.get_host(DIRECT)}\r\n\r\n".encode()
+    got, recorded = exchange(engine, rec, DIRECT, h + b"5\r\nhello\r\n0\r\n" + smuggled)
+    assert_400(got)
+    assert b"/admin" not in recorded and recorded.startswith(h), recorded

@@ -118,6 +118,8 @@ static void test_parse_errors(void **state) {
                 {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", -EBADMSG},
                 {"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", -EBADMSG},
                 {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -EBADMSG},
+                {"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", -EBADMSG},     /* two Hosts */
+                {"POST / HTTP/1.1\r\nContent-Length: 9223372036854775808\r\n\r\n", -EBADMSG}, /* 2^63 */
         };
         struct http_request req = {};
         size_t len = 0;
@@ -272,6 +274,9 @@ static void test_chunked_errors(void **state) {
                 "fffffffffffffffff\r\n",
                 "0\r\nX: a\nb\r\n\r\n",        /* bare LF in a trailer */
                 "0\r\nX: \x7f\r\n\r\n",
+                "0\r\nGET /x HTTP/1.1\r\n\r\n",   /* a trailer that is not a field */
+                "0\r\n: v\r\n\r\n",              /* a trailer with no name */
+                "0\r\nBad Name: v\r\n\r\n",
                 "0\r\n\r\r",                   /* final CRLF broken */
                 "0\r\n\n",
         };

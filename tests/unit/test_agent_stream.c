@@ -18,12 +18,14 @@
 #include <unistd.h>
 
 #include "sandbox/agent_stream.h"
+#include "timeutil.h"
 
 struct fake_agent {
         char path[108];
         int listen_fd;
-        const char *answer; /* sent in 7-byte pieces */
-        size_t answer_len;
+        const char *answer; /* sent in pieces of `piece` bytes, delay_us apart */
+        size_t answer_len, piece;
+        unsigned delay_us;
         char request[8192]; /* what the client sent, up to the client's shutdown or 8 KiB */
         size_t request_len;
         pthread_t thread;
@@ -45,17 +47,17 @@ static void *serve(void *arg) {
                     (strstr(f->request, "Content-Length: 5") && strstr(f->request, "\r\n\r\nhello")))
                         break;
         }
-        for (size_t off = 0; off < f->answer_len; off += 7) {
-                size_t n = f->answer_len - off < 7 ? f->answer_len - off : 7;
+        for (size_t off = 0; off < f->answer_len; off += f->piece) {
+                size_t n = f->answer_len - off < f->piece ? f->answer_len - off : f->piece;
                 if (write(fd, f->answer + off, n) < 0)
                         break;
-                usleep(200);
+                usleep(f->delay_us);
         }
         close(fd);
         return NULL;
 }
 
-static void fake_start(struct fake_agent *f, const char *answer) {
+static void fake_start_n(struct fake_agent *f, const char *answer, size_t len, size_t piece, unsigned delay_us) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
         memset(f, 0, sizeof(*f));
@@ -67,8 +69,14 @@ static void fake_start(struct fake_agent *f, const char *answer) {
         assert_int_equal(bind(f->listen_fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
         assert_int_equal(listen(f->listen_fd, 1), 0);
         f->answer = answer;
-        f->answer_len = strlen(answer);
+        f->answer_len = len;
+        f->piece = piece;
+        f->delay_us = delay_us;
         assert_int_equal(pthread_create(&f->thread, NULL, serve, f), 0);
+}
+
+static void fake_start(struct fake_agent *f, const char *answer) {
+        fake_start_n(f, answer, strlen(answer), 7, 200);
 }
 
 static void fake_stop(struct fake_agent *f) {
@@ -92,7 +100,7 @@ static struct agent_stream *exchange(struct fake_agent *f, const char *method, c
         struct agent_stream *s = NULL;
         struct error e = {0};
 
-        assert_int_equal(agent_stream_open(f->path, method, "/files?path=%2Ftmp", "application/octet-stream", body_len, -1, &s, &e), 0);
+        assert_int_equal(agent_stream_open(f->path, method, "/files?path=%2Ftmp", "application/octet-stream", body_len, -1, -1, &s, &e), 0);
         if (body)
                 assert_int_equal(agent_stream_send(s, body, strlen(body), &e), 0);
         assert_int_equal(agent_stream_finish(s, 5000, &e), 0);
@@ -138,7 +146,7 @@ static void test_chunked_upload(void **state) {
         struct error e = {0};
 
         fake_start(&f, "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
-        assert_int_equal(agent_stream_open(f.path, "PUT", "/files?path=a", NULL, -1, -1, &s, &e), 0);
+        assert_int_equal(agent_stream_open(f.path, "PUT", "/files?path=a", NULL, -1, -1, -1, &s, &e), 0);
         assert_int_equal(agent_stream_send(s, "hello ", 6, &e), 0);
         assert_int_equal(agent_stream_send(s, "", 0, &e), 0); /* an empty piece must not end the body */
         assert_int_equal(agent_stream_send(s, "world, and more", 15, &e), 0);
@@ -203,7 +211,7 @@ static void test_malformed_heads(void **state) {
                 struct error e = {0};
 
                 fake_start(&f, bad[i]);
-                assert_int_equal(agent_stream_open(f.path, "GET", "/x", NULL, 0, -1, &s, &e), 0);
+                assert_int_equal(agent_stream_open(f.path, "GET", "/x", NULL, 0, -1, -1, &s, &e), 0);
                 if (agent_stream_finish(s, 5000, &e) >= 0)
                         fail_msg("case %zu accepted: %s", i, bad[i]);
                 assert_int_equal(e.status, 502);
@@ -214,13 +222,55 @@ static void test_malformed_heads(void **state) {
         }
 }
 
+/* A hostile agent that dribbles an endless body cannot hold the engine's thread past the
+ * exchange's deadline, nor make read_all read without end through chunk framing. */
+static void test_deadline_and_framing_cap(void **state) {
+        static const char head[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        _cleanup_buf_ struct buf big = {0};
+        struct fake_agent f;
+        struct agent_stream *s = NULL;
+        struct error e = {0};
+        char *text = NULL;
+        size_t len;
+        int64_t t0;
+
+        buf_init(&big, 64 << 20);
+        assert_int_equal(buf_append_str(&big, head), 0);
+        for (int i = 0; i < 100000; i++)
+                assert_int_equal(buf_append_str(&big, "1\r\nx\r\n"), 0);
+        fake_start_n(&f, big.data, big.len, 7, 200); /* ~35 KB/s: 17 s for all of it */
+        t0 = mono_ms();
+        assert_int_equal(agent_stream_open(f.path, "GET", "/x", NULL, 0, -1, 700, &s, &e), 0);
+        assert_int_equal(agent_stream_finish(s, 5000, &e), 0);
+        assert_int_equal(agent_stream_read_all(s, 1 << 20, &text, &len), -ETIMEDOUT);
+        assert_true(mono_ms() - t0 < 2000);
+        agent_stream_free(s);
+        fake_stop(&f);
+
+        /* 1-byte chunks behind 4000-digit size lines: 20 bytes of data, 80 KB on the wire. */
+        buf_reset(&big);
+        assert_int_equal(buf_append_str(&big, head), 0);
+        for (int i = 0; i < 20; i++) {
+                for (int z = 0; z < 4000; z++)
+                        assert_int_equal(buf_append_str(&big, "0"), 0);
+                assert_int_equal(buf_append_str(&big, "1\r\nx\r\n"), 0);
+        }
+        assert_int_equal(buf_append_str(&big, "0\r\n\r\n"), 0);
+        fake_start_n(&f, big.data, big.len, 65536, 0);
+        assert_int_equal(agent_stream_open(f.path, "GET", "/x", NULL, 0, -1, 5000, &s, &e), 0);
+        assert_int_equal(agent_stream_finish(s, 5000, &e), 0);
+        assert_int_equal(agent_stream_read_all(s, 64, &text, &len), -EFBIG);
+        agent_stream_free(s);
+        fake_stop(&f);
+}
+
 static void test_no_answer(void **state) {
         struct fake_agent f;
         struct agent_stream *s = NULL;
         struct error e = {0};
 
         fake_start(&f, "");
-        assert_int_equal(agent_stream_open(f.path, "GET", "/health", NULL, 0, -1, &s, &e), 0);
+        assert_int_equal(agent_stream_open(f.path, "GET", "/health", NULL, 0, -1, -1, &s, &e), 0);
         assert_true(agent_stream_finish(s, 5000, &e) < 0);
         assert_int_equal(e.status, 502);
         assert_non_null(strstr(e.message, "without an answer"));
@@ -228,7 +278,7 @@ static void test_no_answer(void **state) {
         fake_stop(&f);
 
         /* Nobody listening: a 502 that says the agent is not reachable. */
-        assert_true(agent_stream_open("/tmp/ai2in-no-such-agent.sock", "GET", "/health", NULL, 0, -1, &s, &e) < 0);
+        assert_true(agent_stream_open("/tmp/ai2in-no-such-agent.sock", "GET", "/health", NULL, 0, -1, -1, &s, &e) < 0);
         assert_int_equal(e.status, 502);
         assert_non_null(strstr(e.message, "not reachable"));
 }
@@ -239,7 +289,7 @@ int main(void) {
                 cmocka_unit_test(test_content_length), cmocka_unit_test(test_chunked_answer),
                 cmocka_unit_test(test_chunked_upload), cmocka_unit_test(test_close_delimited),
                 cmocka_unit_test(test_broken_answers), cmocka_unit_test(test_malformed_heads),
-                cmocka_unit_test(test_no_answer),
+                cmocka_unit_test(test_deadline_and_framing_cap), cmocka_unit_test(test_no_answer),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
