@@ -29,7 +29,7 @@
 #define MAX_ENVS 256
 #define BLOCK_SIZE (64 * 1024)
 #define HEAD_TIMEOUT_MS (300 * 1000)
-#define TARGET_MAX (16 * 1024)
+#define TARGET_MAX (15 * 1024) /* encoded; the agent takes heads of up to 16 KiB */
 #define DEATH_CHECKS 20
 #define DEATH_CHECK_INTERVAL_MS 50
 
@@ -86,13 +86,17 @@ static enum MHD_Result add_query_arg(void *cls, enum MHD_ValueKind kind, const c
 static int agent_target(const struct api_request *req, struct buf *b, struct error *e) {
         const char *path = req->url + strlen("/v1/sandboxes/") + strlen(req->id);
 
-        buf_init(b, TARGET_MAX);
+        /* Room past TARGET_MAX: a target that does not fit is seen as too long, never cut
+         * short by an append the cap refused. */
+        buf_init(b, 2 * TARGET_MAX);
         /* libmicrohttpd hands the path over decoded: encode it again, so that no byte of it
          * (a CR, an LF, a space) can change the request line sent to the agent. */
         percent_encode(b, path, strlen(path));
         MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, add_query_arg, b);
-        if (!b->data || b->len >= TARGET_MAX - 1)
-                return error_set(e, E2BIG, ERR_BAD_REQUEST, "the request's query is too long (at most %d bytes)", TARGET_MAX / 2);
+        if (!b->data || b->len > TARGET_MAX)
+                return error_set(e, E2BIG, ERR_BAD_REQUEST,
+                                 "the request's path and query are too long (%zu bytes percent-encoded, at most %d)",
+                                 b->data ? b->len : 0, TARGET_MAX);
         return 0;
 }
 

@@ -385,3 +385,17 @@ def test_error_message_quoting_bytes_that_are_not_utf8(engine: Engine) -> None:
     st, doc, raw = engine.raw("GET", "/v1/%ff")
     assert st == 404 and doc["error"]["code"] == "not_found", raw
     assert doc["error"]["message"] == "no route GET /v1/?", raw
+
+
+@pytest.mark.parametrize("n", [15 * 1024 - 40, 15 * 1024 + 100, 40 * 1024])
+def test_a_long_query_is_the_callers_error_not_the_sandboxes(engine: Engine, module_key: str, sbx: Sandbox,
+                                                              n: int) -> None:
+    """A target the agent could not take is a 400 that says so (it was a 502 "sandbox error"
+    between 15 and 16 KiB, and escapes at the cap were dropped silently)."""
+    path = f"/v1/sandboxes/{sbx.id}/files?path=/tmp/x&pad=" + "%20" * (n // 3)  # stays 3 bytes encoded
+    st, doc, raw = engine.raw("GET", path, key=module_key)
+    if n < 15 * 1024:
+        assert st == 400 and "unknown query parameter 'pad'" in doc["error"]["message"], raw[:300]  # the agent's
+    else:
+        assert st == 400 and "too long" in doc["error"]["message"], raw[:300]
+    assert sbx.commands.run("echo ok").stdout == "ok\n"
