@@ -33,12 +33,24 @@ static void usage(FILE *f) {
         config_help(f);
 }
 
+/* The state directory may be traversed (the sandboxes' root reaches its rootfs through it)
+ * but not listed; the store and its WAL are root's alone: they hold API key hashes, traffic
+ * tokens and sandboxes' environment variables (which may be secrets). Modes are set, not
+ * only created with: a state directory made by an older version was world-readable. */
 static int open_store(struct engine *eng, struct error *e) {
+        static const char *const files[] = {"state.db", "state.db-wal", "state.db-shm"};
         char path[4200];
         int r = mkdir_p(eng->cfg.state_dir, 0711);
 
         if (r < 0)
                 return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", eng->cfg.state_dir, strerror(-r));
+        if (chmod(eng->cfg.state_dir, 0711) < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot restrict %s: %s", eng->cfg.state_dir, strerror(errno));
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                snprintf(path, sizeof(path), "%s/%s", eng->cfg.state_dir, files[i]);
+                if (chmod(path, 0600) < 0 && errno != ENOENT)
+                        return error_set(e, errno, ERR_INTERNAL, "cannot restrict %s: %s", path, strerror(errno));
+        }
         snprintf(path, sizeof(path), "%s/state.db", eng->cfg.state_dir);
         return store_open(path, &eng->store, e);
 }
@@ -127,7 +139,10 @@ static int serve_setup(struct engine *eng, struct error *e) {
         snprintf(runc_root, sizeof(runc_root), "%s/runc", eng->cfg.run_dir);
         if ((r = check_prerequisites(eng, e)) < 0 || (r = open_store(eng, e)) < 0)
                 return r;
-        if ((r = mkdir_p(eng->sandboxes_dir, 0711)) < 0 || (r = mkdir_p(eng->run_sandboxes_dir, 0700)) < 0)
+        /* sandboxes/ passable (each sandbox's root reaches its own directory through it), not
+         * listable; set, not only created with (umask 077). */
+        if ((r = mkdir_p(eng->sandboxes_dir, 0711)) < 0 || (r = mkdir_p(eng->run_sandboxes_dir, 0700)) < 0 ||
+            (r = chmod(eng->sandboxes_dir, 0711) < 0 ? -errno : 0) < 0)
                 return error_set(e, r, ERR_INTERNAL, "cannot create the engine's directories: %s", strerror(-r));
         if ((r = locks_new(&eng->locks)) < 0)
                 return error_set(e, r, ERR_INTERNAL, "out of memory");
@@ -189,6 +204,9 @@ int main(int argc, char **argv) {
         int argi = 1, r;
 
         log_setup("ai2ind", LOG_LVL_INFO);
+        /* Nothing the engine makes is for other host users (the template's tree sets its own
+         * modes: template.c). */
+        umask(077);
         r = config_load(&eng.cfg, argc, argv, &argi, &e);
         if (r < 0) {
                 fprintf(stderr, "ai2ind: %s\n", e.message);

@@ -216,11 +216,18 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t
         enum MHD_Result ret;
         size_t n;
 
-        if (!text)
-                text = strdup("{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}");
-        n = strlen(text);
-        text[n] = 0;
-        r = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
+        if (!text) {
+                static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+                status = 500;
+                r = MHD_create_response_from_buffer(sizeof(oom) - 1, (void *) oom, MHD_RESPMEM_PERSISTENT);
+        } else {
+                n = strlen(text);
+                r = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
+                if (!r)
+                        free(text);
+        }
+        if (!r)
+                return MHD_NO; /* out of memory: the connection is closed without an answer */
         MHD_add_response_header(r, "Content-Type", "application/json");
         if (close)
                 MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");

@@ -140,8 +140,9 @@ int net_new(const char *bridge, const char *pool_cidr, const char *run_dir, stru
         n->used[0] = n->used[1] = n->used[n->size - 1] = 1; /* network, gateway, broadcast */
         r = mkdir_p(n->netns_dir, 0700);
         if (r < 0) {
-                net_free(n);
-                return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", n->netns_dir, strerror(-r));
+                error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", n->netns_dir, strerror(-r));
+                net_free(n); /* after the message: it names n's directory */
+                return r;
         }
         r = ensure_bridge(n, e);
         if (r < 0) {

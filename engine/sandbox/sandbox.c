@@ -84,10 +84,13 @@ static int make_dirs(struct engine *eng, const char *id, struct error *e) {
                 if (r < 0)
                         return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", path, strerror(-r));
         }
-        /* The upper layer's root is the sandbox's "/": owned by its root, world-readable. */
+        /* The upper layer's root is the sandbox's "/": owned by its root, world-readable inside.
+         * The sandbox's directory is its root's alone (runc init reaches rootfs through it as
+         * that uid, before it has taken the matching group) and nobody else's on the host: what
+         * a sandbox writes — setuid binaries included — is out of reach of other host users. */
         snprintf(path, sizeof(path), "%s/upper", dir);
         if (chown(path, (uid_t) eng->cfg.uid_base, (gid_t) eng->cfg.uid_base) < 0 || chmod(path, 0755) < 0 ||
-            chmod(dir, 0711) < 0)
+            chown(dir, (uid_t) eng->cfg.uid_base, (gid_t) eng->cfg.uid_base) < 0 || chmod(dir, 0700) < 0)
                 return error_set(e, errno, ERR_INTERNAL, "cannot prepare %s: %s", path, strerror(errno));
         snprintf(path, sizeof(path), "%s/%s", eng->run_sandboxes_dir, id);
         r = mkdir_p(path, 0700);
@@ -102,7 +105,7 @@ static int mount_rootfs(struct engine *eng, const char *id, const char *lower, s
         sandbox_dir(eng, id, dir, sizeof(dir));
         snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, dir, dir);
         snprintf(target, sizeof(target), "%s/rootfs", dir);
-        if (mount("overlay", target, "overlay", MS_NODEV, opts) < 0)
+        if (mount("overlay", target, "overlay", MS_NODEV | MS_NOSUID, opts) < 0) /* no_new_privs inside anyway */
                 return error_set(e, errno, ERR_INTERNAL, "cannot mount the overlay for %s: %s", id, strerror(errno));
         return 0;
 }

@@ -474,7 +474,10 @@ int store_sandbox_foreach(struct store *s, const struct sandbox_filter *f, int (
                 }
         buf_append_str(&sql, first ? "'')" : ")");
         for (unsigned i = 0; i < f->n_meta; i++)
-                buf_printf(&sql, " AND json_extract(metadata, '$.\"' || ?%u || '\"') IS ?%u", 3 + 2 * i, 4 + 2 * i);
+                /* json_each, not a JSON path: a key may hold any character (a '"' made the
+                 * path invalid and the list a 500). */
+                buf_printf(&sql, " AND EXISTS (SELECT 1 FROM json_each(metadata) WHERE key = ?%u AND value IS ?%u)", 3 + 2 * i,
+                           4 + 2 * i);
         buf_append_str(&sql, " ORDER BY seq");
         if (f->limit)
                 buf_printf(&sql, " LIMIT %u", f->limit);

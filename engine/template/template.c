@@ -87,6 +87,7 @@ int template_build(const char *template_dir, const char *name, bool force, int64
 
         if (!streq(name, "base"))
                 return error_set(e, ENOENT, ERR_NOT_FOUND, "no recipe for template '%s' (only 'base' can be built today)", name);
+        umask(022); /* a root file system's own modes, not the engine's 077 */
         snprintf(dest, sizeof(dest), "%s/%s", template_dir, name);
         if (stat(dest, &st) == 0 && !force) {
                 printf("template '%s' already exists at %s (use --force to rebuild)\n", name, dest);

@@ -134,6 +134,12 @@ def test_list_filters_and_pages(engine: Engine, fresh_key: str) -> None:
     assert [s["id"] for s in engine.list(k, metadata={"i": "1"})] == [ids[1]]
     assert [s["id"] for s in engine.list(k, metadata={"grp": "g", "i": "2"})] == [ids[2]]
     assert engine.list(k, metadata={"grp": "other"}) == []
+    # Any character in a key (a '"' made the store's JSON path invalid: a 500).
+    odd = engine.sandbox(k, metadata={'we"ird': "1", "a.b": "x", "$[0]": "y"}).id
+    assert [s["id"] for s in engine.list(k, metadata={'we"ird': "1"})] == [odd]
+    assert [s["id"] for s in engine.list(k, metadata={"a.b": "x", "$[0]": "y"})] == [odd]
+    assert engine.list(k, metadata={'we"ird': "2"}) == []
+    engine.connect(odd, k).kill()
     assert [s["id"] for s in engine.list(k, state="running")] == ids
     assert engine.list(k, state="paused") == []
     # The SDK follows next_token.
