@@ -1,6 +1,7 @@
-/* net.c — see net.h. Links and the bridge are made with iproute2 (`ip`); the namespace and
- * the in-namespace addresses are set up here directly (unshare + bind mount, setns + ioctl),
- * which avoids two program runs per sandbox. */
+/* net.c — see net.h. Links and the bridge are made with iproute2 (`ip`); the namespace, the
+ * in-namespace addresses and its sysfs are set up here directly (unshare + bind mount; one
+ * child that setns()es into it for the sysctls, ioctls and the sysfs mount), which avoids
+ * program runs per sandbox. The host's firewall rules are firewall.c's. */
 #include "net/net.h"
 
 #include <arpa/inet.h>
@@ -22,11 +23,14 @@
 
 #include "fsutil.h"
 #include "log.h"
+#include "net/firewall.h"
 #include "spawn.h"
 
 struct net {
         char bridge[IFNAMSIZ];
         char netns_dir[256];
+        char sysfs_dir[256];
+        bool ipv6;        /* the kernel has IPv6 (and so it must be turned off, everywhere) */
         uint32_t network; /* host order */
         unsigned prefix;
         uint32_t size;    /* addresses in the pool */
@@ -66,30 +70,26 @@ static int run(char *const argv[], struct error *e, const char *what) {
         return 0;
 }
 
-/* The bridge's two host INPUT rules, replies to connections the host opened accepted, the
- * rest dropped, as iptables argv with op ("-C", "-A", "-D") at [2]; comment names the bridge. */
-#define FIREWALL_RULES(bridge, comment)                                                                                  \
-        char *est[] = {"iptables", "-w", "-C", "INPUT", "-i", (char *) (bridge), "-m", "conntrack", "--ctstate",          \
-                       "ESTABLISHED,RELATED", "-m", "comment", "--comment", comment, "-j", "ACCEPT", NULL};              \
-        char *drop[] = {"iptables", "-w", "-C", "INPUT", "-i", (char *) (bridge), "-m", "comment", "--comment", comment, \
-                        "-j", "DROP", NULL}
+/* Turns IPv6 off on interface ifname (or "all", "default") of the caller's network namespace:
+ * /proc/sys/net shows the namespace of the process that opens it. */
+static int ipv6_off(const char *ifname) {
+        char path[128];
+        _cleanup_close_ int fd = -1;
 
-static int ensure_firewall(struct net *n, struct error *e) {
-        char comment[64];
-        snprintf(comment, sizeof(comment), "ai2in:%s", n->bridge);
-        FIREWALL_RULES(n->bridge, comment);
+        snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6", ifname);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (write(fd, "1", 1) != 1)
+                return errno ? -errno : -EIO;
+        return 0;
+}
 
-        /* -C checks; on absence append (drop first in file order means: established, then drop). */
-        if (spawn_check(drop, NULL, 0) < 0) {
-                drop[2] = "-A";
-                if (spawn_check(est, NULL, 0) < 0) {
-                        est[2] = "-A";
-                        int r = run(est, e, "cannot add firewall rule");
-                        if (r < 0)
-                                return r;
-                }
-                return run(drop, e, "cannot add firewall rule");
-        }
+static int host_ipv6_off(struct net *n, const char *ifname, struct error *e) {
+        int r = n->ipv6 ? ipv6_off(ifname) : 0;
+
+        if (r < 0)
+                return error_set(e, -r, ERR_INTERNAL, "cannot turn IPv6 off on %s: %s", ifname, strerror(-r));
         return 0;
 }
 
@@ -109,13 +109,19 @@ static int ensure_bridge(struct net *n, struct error *e) {
         }
         char *addr[] = {"ip", "addr", "replace", cidr, "dev", n->bridge, NULL};
         char *up[] = {"ip", "link", "set", n->bridge, "up", NULL};
-        r = run(addr, e, "cannot address bridge");
-        if (r < 0)
+        /* Before it is up, or it would get a link-local IPv6 address the sandboxes could use. */
+        if ((r = host_ipv6_off(n, n->bridge, e)) < 0 || (r = run(addr, e, "cannot address bridge")) < 0 ||
+            (r = run(up, e, "cannot bring bridge up")) < 0)
                 return r;
-        r = run(up, e, "cannot bring bridge up");
+        return firewall_ensure(n->bridge, n->ipv6, e);
+}
+
+static int make_dir(const char *dir, struct error *e) {
+        int r = mkdir_p(dir, 0700);
+
         if (r < 0)
-                return r;
-        return ensure_firewall(n, e);
+                return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", dir, strerror(-r));
+        return 0;
 }
 
 int net_new(const char *bridge, const char *pool_cidr, const char *run_dir, struct net **ret, struct error *e) {
@@ -127,6 +133,8 @@ int net_new(const char *bridge, const char *pool_cidr, const char *run_dir, stru
         pthread_mutex_init(&n->lock, NULL);
         snprintf(n->bridge, sizeof(n->bridge), "%s", bridge);
         snprintf(n->netns_dir, sizeof(n->netns_dir), "%s/netns", run_dir);
+        snprintf(n->sysfs_dir, sizeof(n->sysfs_dir), "%s/sysfs", run_dir);
+        n->ipv6 = access("/proc/sys/net/ipv6", F_OK) == 0;
         if (parse_cidr(pool_cidr, &n->network, &n->prefix) < 0) {
                 net_free(n);
                 return error_set(e, EINVAL, ERR_BAD_REQUEST, "net-pool '%s' is not an IPv4 CIDR with a prefix of 8..28", pool_cidr);
@@ -138,10 +146,8 @@ int net_new(const char *bridge, const char *pool_cidr, const char *run_dir, stru
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         }
         n->used[0] = n->used[1] = n->used[n->size - 1] = 1; /* network, gateway, broadcast */
-        r = mkdir_p(n->netns_dir, 0700);
-        if (r < 0) {
-                error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", n->netns_dir, strerror(-r));
-                net_free(n); /* after the message: it names n's directory */
+        if ((r = make_dir(n->netns_dir, e)) < 0 || (r = make_dir(n->sysfs_dir, e)) < 0) {
+                net_free(n);
                 return r;
         }
         r = ensure_bridge(n, e);
@@ -166,6 +172,7 @@ void net_slot_paths(struct net *n, const char *id, struct net_slot *s) {
 
         rand = rand ? rand + 1 : id;
         snprintf(s->netns_path, sizeof(s->netns_path), "%s/%s", n->netns_dir, id);
+        snprintf(s->sysfs_path, sizeof(s->sysfs_path), "%s/%s", n->sysfs_dir, id);
         snprintf(s->veth, sizeof(s->veth), "ai%.12s", rand);
 }
 
@@ -272,30 +279,78 @@ static int configure_inside(uint32_t ip, uint32_t mask, uint32_t gw) {
         return 0;
 }
 
-static int netns_configure(struct net *n, const char *path, const char *ip, struct error *e) {
-        struct in_addr in;
+/* What the child of netns_configure failed at, sent to the parent through a pipe. */
+enum inside_step { STEP_ENTER, STEP_IPV6, STEP_ADDRESS, STEP_SYSFS };
+
+struct inside_failure {
+        int step;
+        int err; /* positive errno; 0: no failure */
+};
+
+/* The child's work, in the namespace: IPv6 off before any link is up (so no address ever
+ * appears, not even ::1), then IPv4, then a sysfs of this namespace mounted read-only on the
+ * slot's sysfs path (in the host's mount namespace, which the child shares): sysfs shows
+ * the network devices of the namespace its mounter is in, and the sandbox gets this one as
+ * its /sys. The namespace is owned by the host's user namespace, so root inside the
+ * sandbox can change none of this (no CAP_NET_ADMIN over it). */
+static struct inside_failure configure_child(struct net *n, const struct net_slot *s, uint32_t ip, uint32_t mask) {
+        static const char *const ifs[] = {"all", "default", "lo", "eth0"};
+        int fd = open(s->netns_path, O_RDONLY | O_CLOEXEC), r;
+
+        if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
+                return (struct inside_failure){STEP_ENTER, errno};
+        for (size_t i = 0; n->ipv6 && i < ELEMENTSOF(ifs); i++)
+                if ((r = ipv6_off(ifs[i])) < 0)
+                        return (struct inside_failure){STEP_IPV6, -r};
+        if ((r = configure_inside(ip, mask, n->network + 1)) < 0)
+                return (struct inside_failure){STEP_ADDRESS, -r};
+        if (mount("sysfs", s->sysfs_path, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+                return (struct inside_failure){STEP_SYSFS, errno};
+        return (struct inside_failure){0, 0};
+}
+
+static int netns_configure(struct net *n, const struct net_slot *s, struct error *e) {
+        static const char *const what[] = {
+                [STEP_ENTER] = "cannot enter the sandbox's network namespace",
+                [STEP_IPV6] = "cannot turn IPv6 off in the sandbox's network namespace",
+                [STEP_ADDRESS] = "cannot configure the sandbox's network",
+                [STEP_SYSFS] = "cannot mount the sysfs of the sandbox's network namespace",
+        };
+        struct inside_failure f = {0, 0};
         uint32_t mask = 0xffffffffu << (32 - n->prefix);
-        int status;
+        struct in_addr in;
+        int pipefd[2], status = 0;
+        ssize_t k;
         pid_t pid;
 
-        inet_pton(AF_INET, ip, &in);
+        inet_pton(AF_INET, s->ip, &in);
+        if (mkdir(s->sysfs_path, 0700) < 0 && errno != EEXIST)
+                return error_set(e, errno, ERR_INTERNAL, "cannot create %s: %s", s->sysfs_path, strerror(errno));
+        if (pipe2(pipefd, O_CLOEXEC) < 0)
+                return error_set(e, errno, ERR_INTERNAL, "pipe: %s", strerror(errno));
         pid = fork();
-        if (pid < 0)
+        if (pid < 0) {
+                close(pipefd[0]);
+                close(pipefd[1]);
                 return error_set(e, errno, ERR_INTERNAL, "fork: %s", strerror(errno));
-        if (pid == 0) {
-                int fd = open(path, O_RDONLY | O_CLOEXEC), r;
-                if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
-                        _exit(errno & 0xff);
-                r = configure_inside(ntohl(in.s_addr), mask, n->network + 1);
-                _exit(-r & 0xff);
         }
+        if (pid == 0) {
+                f = configure_child(n, s, ntohl(in.s_addr), mask);
+                if (f.err)
+                        (void) !write(pipefd[1], &f, sizeof(f));
+                _exit(f.err ? 1 : 0);
+        }
+        close(pipefd[1]);
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
                         break;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                return error_set(e, EIO, ERR_INTERNAL, "cannot configure the sandbox's network: %s",
-                                 WIFEXITED(status) ? strerror(WEXITSTATUS(status)) : "helper crashed");
-        return 0;
+        k = read(pipefd[0], &f, sizeof(f)); /* the child has exited: whatever it wrote is there */
+        close(pipefd[0]);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                return 0;
+        if (k != (ssize_t) sizeof(f) || f.step < 0 || f.step > STEP_SYSFS)
+                return error_set(e, EIO, ERR_INTERNAL, "cannot configure the sandbox's network: its helper failed");
+        return error_set(e, f.err, ERR_INTERNAL, "%s: %s", what[f.step], strerror(f.err));
 }
 
 int net_slot_acquire(struct net *n, const char *id, struct net_slot *s, struct error *e) {
@@ -312,8 +367,10 @@ int net_slot_acquire(struct net *n, const char *id, struct net_slot *s, struct e
         char *add[] = {"ip", "link", "add", s->veth, "type", "veth", "peer", "name", "eth0", "netns", s->netns_path, NULL};
         char *attach[] = {"ip", "link", "set", s->veth, "master", n->bridge, "up", NULL};
         char *isolate[] = {"ip", "link", "set", s->veth, "type", "bridge_slave", "isolated", "on", NULL};
-        if ((r = run(add, e, "cannot create veth")) < 0 || (r = run(attach, e, "cannot attach veth")) < 0 ||
-            (r = run(isolate, e, "cannot isolate bridge port")) < 0 || (r = netns_configure(n, s->netns_path, s->ip, e)) < 0) {
+        /* The host end's IPv6 off before it is up, as for the bridge. */
+        if ((r = run(add, e, "cannot create veth")) < 0 || (r = host_ipv6_off(n, s->veth, e)) < 0 ||
+            (r = run(attach, e, "cannot attach veth")) < 0 || (r = run(isolate, e, "cannot isolate bridge port")) < 0 ||
+            (r = netns_configure(n, s, e)) < 0) {
                 net_slot_release(n, s);
                 return r;
         }
@@ -347,8 +404,18 @@ static void veth_delete(const char *veth) {
                 log_warn("cannot delete veth %s: %s, ignoring", veth, msg);
 }
 
+/* The sysfs mount holds a reference to the namespace: unmounted before the namespace goes,
+ * or the namespace would outlive the sandbox. */
+static void sysfs_remove(const char *path) {
+        if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+                log_warn_errno(errno, "cannot unmount %s, ignoring", path);
+        if (rmdir(path) < 0 && errno != ENOENT)
+                log_warn_errno(errno, "cannot remove %s, ignoring", path);
+}
+
 void net_slot_release(struct net *n, const struct net_slot *s) {
         veth_delete(s->veth);
+        sysfs_remove(s->sysfs_path);
         netns_remove(s->netns_path);
         ip_give(n, s->ip);
 }
@@ -360,22 +427,33 @@ static bool in_list(char **list, unsigned n, const char *s) {
         return false;
 }
 
-void net_remove_orphans(struct net *n, char **live, unsigned n_live) {
-        DIR *d = opendir(n->netns_dir);
+/* Calls remove_one on every entry of dir (named after a sandbox id) that is not in live. */
+static void remove_dead_entries(const char *dir, char **live, unsigned n_live, const char *what,
+                                void (*remove_one)(const char *)) {
+        DIR *d = opendir(dir);
         struct dirent *de;
-        char path[512], veths[64][16];
-        unsigned nv = 0;
+        char path[512];
 
-        /* Namespaces of sandboxes that are gone (their file name is the sandbox id). */
         while (d && (de = readdir(d))) {
                 if (de->d_name[0] == '.' || in_list(live, n_live, de->d_name))
                         continue;
-                snprintf(path, sizeof(path), "%s/%s", n->netns_dir, de->d_name);
-                log_info("removing orphaned network namespace %s", path);
-                netns_remove(path);
+                snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+                log_info("removing orphaned %s %s", what, path);
+                remove_one(path);
         }
         if (d)
                 closedir(d);
+}
+
+void net_remove_orphans(struct net *n, char **live, unsigned n_live) {
+        struct dirent *de;
+        char path[512], veths[64][16];
+        unsigned nv = 0;
+        DIR *d;
+
+        /* The sysfs views first: each holds its namespace. */
+        remove_dead_entries(n->sysfs_dir, live, n_live, "sysfs", sysfs_remove);
+        remove_dead_entries(n->netns_dir, live, n_live, "network namespace", netns_remove);
         /* Ports of the bridge that belong to no live sandbox. */
         snprintf(path, sizeof(path), "/sys/class/net/%s/brif", n->bridge);
         d = opendir(path);
@@ -434,7 +512,7 @@ int net_parse_listen(const char *s, const char *name, struct sockaddr_in *sa, st
 }
 
 int net_remove(const char *bridge, bool force, struct error *e) {
-        char comment[64], path[128];
+        char path[128];
         struct stat st;
         int ports = 0;
         DIR *d;
@@ -449,13 +527,7 @@ int net_remove(const char *bridge, bool force, struct error *e) {
         if (ports > 0 && !force)
                 return error_set(e, EBUSY, ERR_CONFLICT, "bridge %s still has %d sandbox%s attached: kill them first (or --force)",
                                  bridge, ports, ports == 1 ? "" : "es");
-        snprintf(comment, sizeof(comment), "ai2in:%s", bridge);
-        FIREWALL_RULES(bridge, comment);
-        est[2] = drop[2] = "-D";
-        while (spawn_check(est, NULL, 0) >= 0) /* every copy, if something added more */
-                ;
-        while (spawn_check(drop, NULL, 0) >= 0)
-                ;
+        firewall_remove(bridge);
         snprintf(path, sizeof(path), "/sys/class/net/%s", bridge);
         if (stat(path, &st) == 0) {
                 char *del[] = {"ip", "link", "del", (char *) bridge, NULL};

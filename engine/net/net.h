@@ -1,10 +1,15 @@
 /* net.h — sandbox networking: one bridge per engine, and per sandbox a "slot": a network
  * namespace (a file bind-mounted under RUN/netns), a veth pair whose host end is an
- * isolated port of the bridge, and an address from the pool.
+ * isolated port of the bridge, an address from the pool, and a read-only sysfs of that
+ * namespace mounted on RUN/sysfs/<id> (the sandbox's /sys: it lists the sandbox's own
+ * network devices, lo and eth0, and not the host's or other sandboxes').
  *
- * Bridge port isolation keeps sandboxes from reaching each other; an INPUT rule keeps them
- * from reaching the host's services. The namespace is owned by the host's user namespace,
- * so root inside a sandbox cannot change its own address or routes.
+ * IPv4 only: IPv6 is off in the namespace (all, default, lo, eth0), on the bridge and on the
+ * veths' host ends. Bridge port isolation keeps sandboxes from reaching each other; the
+ * engine's firewall rules (firewall.h) keep them from the host's services and from anything
+ * beyond the bridge, whatever the host's ip_forward. The namespace is owned by the host's
+ * user namespace, so root inside a sandbox can change none of this: not its addresses,
+ * routes or links, nor the namespace's sysctls (IPv6 stays off).
  */
 #pragma once
 
@@ -18,15 +23,18 @@ struct net;
 
 struct net_slot {
         char netns_path[256];
+        char sysfs_path[256]; /* the sysfs of the namespace, for the sandbox's /sys */
         char veth[16];
         char ip[16];
 };
 
-/* Prepares the bridge (creating it if missing), the host firewall rule and the pool. */
+/* Prepares the bridge (creating it if missing; IPv6 off), the host firewall rules and the
+ * pool. */
 int net_new(const char *bridge, const char *pool_cidr, const char *run_dir, struct net **ret, struct error *e);
 void net_free(struct net *n);
 
-/* Makes the namespace, veth and address for sandbox id. On failure nothing is left. */
+/* Makes the namespace, veth, address and sysfs mount for sandbox id. On failure nothing is
+ * left. */
 int net_slot_acquire(struct net *n, const char *id, struct net_slot *ret, struct error *e);
 
 /* Marks the slot of a sandbox found running at start-up as used. */
@@ -35,15 +43,17 @@ void net_slot_adopt(struct net *n, const char *id, const char *ip, struct net_sl
 /* Fills the slot paths of id without touching anything (for teardown of what may exist). */
 void net_slot_paths(struct net *n, const char *id, struct net_slot *ret);
 
-/* Removes the veth and namespace and returns the address; missing parts are fine.
+/* Removes the veth, the sysfs mount and the namespace and returns the address; missing
+ * parts are fine.
  * Failures are logged as warnings and teardown goes on. */
 void net_slot_release(struct net *n, const struct net_slot *slot);
 
-/* Removes namespaces and veths of this engine whose sandbox id is not in live (n_live). */
+/* Removes sysfs mounts, namespaces and veths of this engine whose sandbox id is not in live
+ * (n_live). */
 void net_remove_orphans(struct net *n, char **live, unsigned n_live);
 
-/* Removes what net_new() left on the host for bridge: its two INPUT rules and the bridge
- * itself (missing parts are fine). -EBUSY (409) while sandboxes are attached to it, unless
+/* Removes what net_new() left on the host for bridge: its firewall rules and chain
+ * (firewall_remove) and the bridge itself (missing parts are fine). -EBUSY (409) while sandboxes are attached to it, unless
  * force. For uninstalling, and for tests and benches that make a bridge of their own. */
 int net_remove(const char *bridge, bool force, struct error *e);
 

@@ -53,9 +53,11 @@ static json_t *mounts(const struct bundle_spec *s) {
         static const char *const pts[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"};
         static const char *const shm[] = {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"};
         static const char *const mq[] = {"nosuid", "noexec", "nodev"};
-        /* A fresh sysfs cannot be mounted from a user namespace into a network namespace
-         * it does not own: bind the host's, read-only (sensitive parts are masked). */
-        static const char *const sys[] = {"rbind", "nosuid", "noexec", "nodev", "ro"};
+        /* A fresh sysfs cannot be mounted from a user namespace into a network namespace it
+         * does not own (EPERM): the engine mounts one from inside the namespace, on the host
+         * (net/), and it is bound here, read-only (sensitive parts are masked). It shows the
+         * sandbox's own network devices only, and none of the host's submounts of /sys. */
+        static const char *const sys[] = {"bind", "nosuid", "noexec", "nodev", "ro"};
         static const char *const agent[] = {"bind", "ro", "nosuid", "nodev"};
         json_t *m = json_array();
 
@@ -64,7 +66,7 @@ static json_t *mounts(const struct bundle_spec *s) {
         json_array_append_new(m, mount_entry("/dev/pts", "devpts", "devpts", pts, ELEMENTSOF(pts)));
         json_array_append_new(m, mount_entry("/dev/shm", "tmpfs", "shm", shm, ELEMENTSOF(shm)));
         json_array_append_new(m, mount_entry("/dev/mqueue", "mqueue", "mqueue", mq, ELEMENTSOF(mq)));
-        json_array_append_new(m, mount_entry("/sys", "none", "/sys", sys, ELEMENTSOF(sys)));
+        json_array_append_new(m, mount_entry("/sys", "none", s->sysfs, sys, ELEMENTSOF(sys)));
         json_array_append_new(m, mount_entry(AGENT_PATH_INSIDE, "none", s->agent, agent, ELEMENTSOF(agent)));
         return m;
 }

@@ -13,6 +13,7 @@ struct bundle_spec {
         const char *rootfs;       /* the overlay mount */
         const char *agent;        /* host path of ai2in-agent, bind-mounted read-only */
         const char *netns_path;   /* the namespace made by net/ */
+        const char *sysfs;        /* its sysfs (net/), bound as /sys */
         const char *cgroup_path;  /* "/ai2in/sbx_…" */
         int64_t uid_base, uid_count;
         int64_t memory_mb, pids;

@@ -6,7 +6,7 @@
  * pause or resume that never finished is finished or rolled back, and paused sandboxes are
  * checked (pause.c: sandbox_pause_reconcile). Then every part on the host that belongs to no
  * live sandbox is removed: containers under our runtime root, overlay mounts and directories,
- * namespaces, veths and cgroups.
+ * sysfs mounts, namespaces, veths (net_remove_orphans) and cgroups.
  *
  * Only adoption marks an address used; nothing else gives one back here: the pool starts
  * empty, and an address a row still names may by now belong to a sandbox adopted earlier.

@@ -170,7 +170,7 @@ static int start_container(struct engine *eng, const char *id, const struct sand
 
         struct bundle_spec spec = {
                 .id = id, .bundle_dir = bundle, .rootfs = rootfs, .agent = eng->cfg.agent, .netns_path = slot->netns_path,
-                .cgroup_path = cgroup, .uid_base = eng->cfg.uid_base, .uid_count = eng->cfg.uid_count,
+                .sysfs = slot->sysfs_path, .cgroup_path = cgroup, .uid_base = eng->cfg.uid_base, .uid_count = eng->cfg.uid_count,
                 .memory_mb = rec->memory_mb, .pids = eng->cfg.default_pids, .cpu_count = rec->cpu_count,
         };
         r = bundle_write(&spec, e);

@@ -354,8 +354,8 @@ class Engine:
         for m in sorted(mounts_under(self.root), key=len, reverse=True):
             notes.append(f"mount {m} left")
             subprocess.run(["umount", "-l", m], capture_output=True, timeout=30)
-        # The bridge and the engine's two host INPUT rules for it: left behind, every run would
-        # add two rules, and each packet into the host, loopback included, walks them all.
+        # The bridge and the engine's host firewall rules and chain for it: left behind, every run
+        # would add rules, and each packet into the host, loopback included, walks them all.
         p = subprocess.run([str(self.binary)] + self.base_args() + ["net", "remove", "--force"],
                            capture_output=True, text=True, timeout=60, env=self.env())
         if p.returncode != 0:
