@@ -12,10 +12,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+all=(http_head chunked relay agent_stream agent_http jupyter)
+
+# Each target's longest input: long enough to reach the limits of what it drives.
+max_len() {
+  case $1 in
+    http_head) echo 20000 ;;             # a head over HTTP_MAX_HEAD (16 KiB): 431
+    chunked) echo 40000 ;;               # trailers over HTTP_MAX_TRAILERS (16 KiB), in pieces
+    relay | agent_http) echo 100000 ;;   # past a 16 KiB head + 64 KiB buffer (PROXY_IN_MAX, CONN_IN_MAX)
+    agent_stream) echo 100000 ;;         # past the 16 KiB head and read_all's 64 KiB
+    *) echo 16384 ;;
+  esac
+}
+
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(http_head chunked relay agent_http jupyter)
+[ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 jobs=${FUZZ_JOBS:-1}
 
 make -s -j"$(nproc)" fuzz
@@ -26,9 +39,10 @@ for t in "${targets[@]}"; do
   seeds=tests/fuzz/corpus/$t
   work=build-fuzz/corpus/$t
   log=build-fuzz/fuzz_$t.log
-  [ -x "$bin" ] || { echo "fuzz: no target '$t' (have: http_head chunked relay agent_http jupyter)" >&2; exit 2; }
+  [ -x "$bin" ] || { echo "fuzz: no target '$t' (have: ${all[*]})" >&2; exit 2; }
   mkdir -p "$work"
-  opts=(-max_len=16384 -timeout=10 -rss_limit_mb=2048 -artifact_prefix="build-fuzz/crashes/$t-" -print_final_stats=1)
+  opts=(-max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb=2048 -artifact_prefix="build-fuzz/crashes/$t-" -print_final_stats=1)
+  [ ! -f "tests/fuzz/$t.dict" ] || opts+=(-dict="tests/fuzz/$t.dict")
   if ! "$bin" "${opts[@]}" -runs=0 "$seeds" >"$log.seeds" 2>&1; then
     echo "fuzz $t: a committed seed fails (a regression); see $log.seeds" >&2
     tail -n 30 "$log.seeds" >&2
