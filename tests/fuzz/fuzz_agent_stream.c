@@ -258,7 +258,8 @@ static void exchange(const char *dir, const char *path, uint8_t opt, const struc
         int r, fd;
 
         watch("agent_stream_open");
-        r = agent_stream_open(path, "POST", "/fuzz", "application/json", opt & OPT_UPLOAD ? -1 : 0, -1, &s, &e);
+        /* The whole exchange bounded as the engine's JSON calls and tunnels are (under the watchdog). */
+        r = agent_stream_open(path, "POST", "/fuzz", "application/json", opt & OPT_UPLOAD ? -1 : 0, -1, 2000, &s, &e);
         watch(NULL);
         unlink(path); /* connected: nothing is left behind, even after a crash */
         rmdir(dir);
