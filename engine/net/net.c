@@ -35,6 +35,7 @@ struct net {
         unsigned prefix;
         uint32_t size;    /* addresses in the pool */
         uint8_t *used;    /* one byte per address: simple and small enough (64 KiB for a /16) */
+        uint32_t next;    /* where the search for a free address starts */
         pthread_mutex_t lock;
 };
 
@@ -179,14 +180,19 @@ void net_slot_paths(struct net *n, const char *id, struct net_slot *s) {
 static int ip_take(struct net *n, char out[16]) {
         int r = -EADDRNOTAVAIL;
 
+        /* Round the pool, not lowest-first: an address a sandbox gave back (paused, killed)
+         * is the last to be handed out again, so that a client still holding it (a preview
+         * connection, a cached DNS answer) is unlikely to meet another sandbox there. */
         pthread_mutex_lock(&n->lock);
-        for (uint32_t i = 2; i < n->size - 1; i++)
+        for (uint32_t k = 0, usable = n->size - 3; k < usable && r < 0; k++) {
+                uint32_t i = 2 + (n->next + k) % usable;
                 if (!n->used[i]) {
                         n->used[i] = 1;
+                        n->next = i - 1; /* the one after i, as an offset from 2 */
                         ip_string(n->network + i, out);
                         r = 0;
-                        break;
                 }
+        }
         pthread_mutex_unlock(&n->lock);
         return r;
 }

@@ -204,10 +204,29 @@ static int connect_tunnel(struct pconn *c, struct perr *pe) {
         return 0;
 }
 
+/* Whether c's sandbox still runs at the address it was connected to: between the lookup and
+ * the connect it may have been paused and its address given to another sandbox. */
+static int still_there(struct pconn *c, struct perr *pe) {
+        char ip[sizeof(c->ip)];
+        int r;
+
+        memcpy(ip, c->ip, sizeof(ip));
+        r = lookup(c, pe);
+        if (r < 0)
+                return r;
+        if (!streq(ip, c->ip))
+                return perr_set(pe, 503, "starting", "sandbox %s moved while the proxy connected to it: try again", c->id);
+        return 0;
+}
+
 int route_connect(struct pconn *c, struct perr *pe) {
         int fd = *c->ip ? connect_direct(c) : -EADDRNOTAVAIL;
 
         if (fd >= 0) {
+                if (still_there(c, pe) < 0) {
+                        close(fd);
+                        return -EAGAIN;
+                }
                 c->ufd = fd;
                 return 0;
         }

@@ -668,3 +668,21 @@ def test_keep_memory_survives_engine_restart(own_engine: Engine) -> None:
     assert host_parts(e, sbx.id) == NOTHING
     sbx.resume()
     assert sbx.files.read("/home/sandbox/f.txt") == "files"
+
+
+def test_a_paused_sandboxs_address_is_not_handed_out_at_once(engine: Engine, module_key: str) -> None:
+    """Addresses go round the pool: a preview client still holding a paused sandbox's address
+    does not meet the next sandbox created there (the proxy also checks after connecting)."""
+    def addr(s: Sandbox) -> str:
+        return s.commands.run("python3 -c \"import socket, fcntl, struct; s = socket.socket(); "
+                              "print(socket.inet_ntoa(fcntl.ioctl(s.fileno(), 0x8915, struct.pack('256s', b'eth0'))[20:24]))\"").stdout.strip()
+
+    a = engine.sandbox(module_key)
+    first = addr(a)
+    a.pause()
+    b = engine.sandbox(module_key)
+    assert addr(b) != first
+    a.resume()
+    assert addr(a) not in (first, addr(b))
+    a.kill()
+    b.kill()
