@@ -71,7 +71,7 @@ static int pause_memory(struct engine *eng, struct sandbox_rec *rec, struct erro
         if (r < 0) {
                 rec->state = SANDBOX_RUNNING;
                 rec->pause_kind = PAUSE_NONE;
-                store_sandbox_update(eng->store, rec, NULL);
+                sandbox_save_or_warn(eng, rec);
                 return error_wrap(e, "cannot freeze sandbox %s", rec->id);
         }
         rec->state = SANDBOX_PAUSED;
@@ -144,7 +144,7 @@ static int resume_files(struct engine *eng, struct sandbox_rec *rec, int64_t tim
                 log_warn("%s; it stays paused", e->message);
                 rec->state = SANDBOX_PAUSED;
                 rec->timeout = old_timeout;
-                store_sandbox_update(eng->store, rec, NULL);
+                sandbox_save_or_warn(eng, rec);
                 return r;
         }
         rec->started_at = now_ms();

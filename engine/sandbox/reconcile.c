@@ -69,7 +69,7 @@ static void reconcile_one(struct engine *eng, const char *id) {
         if (rec.state == SANDBOX_CREATING) {
                 log_info("rolling back %s: its creation did not finish", id);
                 sandbox_teardown(eng, id, NULL);
-                store_sandbox_delete(eng->store, id, NULL);
+                sandbox_forget_or_warn(eng, id);
         } else if (st == CONTAINER_RUNNING) {
                 net_slot_adopt(eng->net, id, rec.ip, &slot);
                 log_info("re-adopted %s (pid %d, ip %s)", id, (int) pid, rec.ip);
@@ -79,7 +79,7 @@ static void reconcile_one(struct engine *eng, const char *id) {
                 rec.state = SANDBOX_ERROR;
                 snprintf(rec.error, sizeof(rec.error), "its container stopped while the engine was not running");
                 rec.ip[0] = 0;
-                store_sandbox_update(eng->store, &rec, NULL);
+                sandbox_save_or_warn(eng, &rec);
         }
         sandbox_rec_done(&rec);
 }

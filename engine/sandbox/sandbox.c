@@ -318,7 +318,7 @@ int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_cre
                 error_wrap(e, "cannot create sandbox %s", rec.id);
                 log_warn("%s", e->message);
                 sandbox_teardown(eng, rec.id, NULL); /* the address is already given back */
-                store_sandbox_delete(eng->store, rec.id, NULL);
+                sandbox_forget_or_warn(eng, rec.id);
                 sandbox_unlock(eng, rec.id);
                 goto fail_rec;
         }
@@ -445,6 +445,21 @@ int sandbox_set_timeout(struct engine *eng, int64_t team_id, const char *id, int
         return r;
 }
 
+void sandbox_save_or_warn(struct engine *eng, const struct sandbox_rec *rec) {
+        struct error e = {0};
+
+        if (store_sandbox_update(eng->store, rec, &e) < 0)
+                log_warn("cannot record sandbox %s as %s: %s; the next start of the engine reconciles it", rec->id,
+                         sandbox_state_to_string(rec->state), e.message);
+}
+
+void sandbox_forget_or_warn(struct engine *eng, const char *id) {
+        struct error e = {0};
+
+        if (store_sandbox_delete(eng->store, id, &e) < 0)
+                log_warn("cannot forget sandbox %s: %s; the next start of the engine reconciles it", id, e.message);
+}
+
 void sandbox_touch(struct engine *eng, const char *id) {
         struct error e = {0};
 
@@ -488,7 +503,7 @@ int sandbox_check_alive(struct engine *eng, const char *id, struct error *e) {
                 sandbox_stop_parts(eng, id, rec.ip);
                 rec.state = SANDBOX_ERROR;
                 rec.ip[0] = 0;
-                store_sandbox_update(eng->store, &rec, NULL);
+                sandbox_save_or_warn(eng, &rec);
                 r = error_set(e, EPIPE, ERR_SANDBOX, "sandbox %s is in error: %s", id, rec.error);
         } else if (rec.state == SANDBOX_PAUSED || rec.state == SANDBOX_PAUSING || rec.state == SANDBOX_RESUMING)
                 /* Paused under a call (its container stopped or froze meanwhile). */

@@ -82,6 +82,11 @@ int sandbox_set_timeout(struct engine *eng, int64_t team_id, const char *id, int
 /* Records activity on a sandbox now. */
 void sandbox_touch(struct engine *eng, const char *id);
 
+/* Writes rec back (or deletes the row of a create that never finished) on a path that goes on
+ * whatever happens: a failure is logged, with what was being recorded, never ignored. */
+void sandbox_save_or_warn(struct engine *eng, const struct sandbox_rec *rec);
+void sandbox_forget_or_warn(struct engine *eng, const char *id);
+
 /* The sandbox's envs from create (an object), with request_envs (an object or NULL) on top. */
 json_t *sandbox_envs_merged(const struct sandbox_rec *rec, json_t *request_envs);
 
