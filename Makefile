@@ -54,8 +54,14 @@ all: $(BIN)/ai2ind $(BIN)/ai2in-agent
 # Every target that compiles first installs what is missing (scripts/install-deps.sh; a
 # no-op when everything is there), once per build directory: `make`, `make run`,
 # `make SANITIZE=1` and `make fuzz` work on a machine that has only Debian, git and make.
-$(BUILD)/.deps-installed $(FUZZ_DIR)/.deps-installed: scripts/install-deps.sh
+# Building and running need fewer packages than testing.
+$(BUILD)/.deps-installed: scripts/install-deps.sh
 	scripts/install-deps.sh
+	@mkdir -p $(@D) && touch $@
+
+# Unit tests and fuzzers need the test packages too (cmocka, clang).
+$(BUILD)/.test-deps-installed $(FUZZ_DIR)/.deps-installed: scripts/install-deps.sh
+	scripts/install-deps.sh --test
 	@mkdir -p $(@D) && touch $@
 
 $(BIN)/ai2ind: $(ENGINE_OBJ)
@@ -75,7 +81,7 @@ $(OBJ)/agent/%.o: %.c | $(BUILD)/.deps-installed
 	$(CC) $(CFLAGS) -Iagent $(AGENT_SAN) -MMD -MP -c -o $@ $<
 
 # -MMD: a test that #includes agent sources is rebuilt when they change.
-$(BUILD)/tests/%: tests/unit/%.c $(ENGINE_LIB_OBJ) | $(BUILD)/.deps-installed
+$(BUILD)/tests/%: tests/unit/%.c $(ENGINE_LIB_OBJ) | $(BUILD)/.test-deps-installed
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Iagent $(SAN) -MMD -MP -MF $@.d -o $@ $< $(ENGINE_LIB_OBJ) $(ENGINE_LIBS) -lcmocka
 

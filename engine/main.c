@@ -1,12 +1,15 @@
 /* main.c — ai2ind's entry point: wiring only. Parses the configuration, then runs one of the
  * subcommands: serve (the engine), keys (API keys), template (root filesystems). */
+#include <dirent.h>
 #include <errno.h>
 #include <openssl/sha.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "api/api.h"
 #include "engine.h"
@@ -115,14 +118,39 @@ static int cmd_template(struct engine *eng, int argc, char **argv, struct error 
         return error_set(e, EINVAL, ERR_BAD_REQUEST, "usage: ai2ind template build NAME [--force] | template list");
 }
 
+/* Whether a child can make a user namespace: without one no sandbox starts, and runc's own
+ * message for it ("can't get final child's PID from pipe: EOF") says nothing useful. */
+static int userns_works(void) {
+        int status;
+        pid_t pid = fork();
+
+        if (pid < 0)
+                return -errno;
+        if (pid == 0)
+                _exit(unshare(CLONE_NEWUSER) < 0 ? (errno & 0xff) : 0);
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -(WIFEXITED(status) ? WEXITSTATUS(status) : EIO);
+}
+
 static int check_prerequisites(struct engine *eng, struct error *e) {
         struct stat st;
         char path[4200];
+        int r;
 
         if (geteuid() != 0)
                 return error_set(e, EPERM, ERR_INTERNAL, "ai2ind serve must run as root (it makes namespaces, mounts and cgroups)");
         if (stat(eng->cfg.agent, &st) < 0)
                 return error_set(e, errno, ERR_INTERNAL, "the agent binary %s is missing: build it with `make`", eng->cfg.agent);
+        r = userns_works();
+        if (r < 0)
+                return error_set(e, -r, ERR_INTERNAL,
+                                 "this machine does not let ai2ind make user namespaces (%s), and every sandbox needs one: "
+                                 "check sysctl user.max_user_namespaces (and kernel.unprivileged_userns_clone), and do not "
+                                 "run the engine in a chroot (the kernel refuses user namespaces there; a container or a "
+                                 "pivot_root is fine)",
+                                 strerror(-r));
         snprintf(path, sizeof(path), "%s/base/rootfs", eng->cfg.template_dir);
         if (stat(path, &st) < 0)
                 log_warn("template 'base' is missing in %s: build it with `ai2ind template build base` (or `make run`)",
@@ -151,6 +179,17 @@ static int serve_setup(struct engine *eng, struct error *e) {
             (r = reaper_start(eng, e)) < 0)
                 return r;
         return 0;
+}
+
+/* This binary's path, as a user can paste it ("ai2ind" if unknown). */
+static const char *self_path(void) {
+        static char path[4096];
+        ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+
+        if (n <= 0)
+                return "ai2ind";
+        path[n] = 0;
+        return path;
 }
 
 static int cmd_serve(struct engine *eng, struct error *e) {
@@ -185,7 +224,8 @@ static int cmd_serve(struct engine *eng, struct error *e) {
         if (preview)
                 printf("preview URLs: %s://{port}-{sandbox id}.%s/ (proxy on %s)\n", eng->cfg.preview_scheme,
                        eng->cfg.preview_domain, eng->cfg.preview_listen);
-        printf("make an API key with: ai2ind --state-dir %s keys create --team NAME\n", eng->cfg.state_dir);
+        printf("make an API key, in another shell: %s --state-dir %s keys create --team default\n", self_path(),
+               eng->cfg.state_dir);
         fflush(stdout);
         log_info("engine ready (runtime %s, bridge %s, pool %s, idle timeout %llds, cap %lld per team)", eng->cfg.runtime,
                  eng->cfg.bridge, eng->cfg.net_pool, (long long) eng->cfg.idle_timeout, (long long) eng->cfg.max_running);
@@ -194,6 +234,31 @@ static int cmd_serve(struct engine *eng, struct error *e) {
         proxy_stop(preview);
         api_stop(api);
         reaper_stop(eng);
+        return 0;
+}
+
+/* `net remove`: what an engine leaves on the host besides its state directory — the bridge,
+ * its firewall rules, the empty cgroup directories the sandboxes were placed under. */
+static int cmd_net_remove(struct engine *eng, bool force, struct error *e) {
+        unsigned cgroups = 0;
+        DIR *top;
+        int r = net_remove(eng->cfg.bridge, force, e);
+
+        if (r < 0)
+                return r;
+        top = opendir("/sys/fs/cgroup");
+        for (struct dirent *c; top && (c = readdir(top));) {
+                char path[512];
+
+                if (c->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/%s", c->d_name, eng->cfg.cgroup_parent);
+                cgroups += rmdir(path) == 0; /* only when empty: a live sandbox's stays */
+        }
+        if (top)
+                closedir(top);
+        printf("removed bridge %s and its firewall rules, and %u empty cgroup director%s (%s)\n", eng->cfg.bridge, cgroups,
+               cgroups == 1 ? "y" : "ies", eng->cfg.cgroup_parent);
         return 0;
 }
 
@@ -233,7 +298,7 @@ int main(int argc, char **argv) {
                 r = cmd_template(&eng, argc - argi - 1, argv + argi + 1, &e);
         else if (streq(argv[argi], "net") && argi + 2 <= argc && argi + 3 >= argc && streq(argv[argi + 1], "remove") &&
                  (argi + 2 == argc || streq(argv[argi + 2], "--force")))
-                r = net_remove(eng.cfg.bridge, argi + 3 == argc, &e);
+                r = cmd_net_remove(&eng, argi + 3 == argc, &e);
         else {
                 usage(stderr);
                 r = error_set(&e, EINVAL, ERR_BAD_REQUEST, "unknown command '%s'", argv[argi]);

@@ -31,13 +31,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def listed_packages(script: Path) -> Set[str]:
     text = script.read_text()
-    m = re.search(r"^packages=\((.*?)^\)", text, re.S | re.M)
-    if not m:
-        sys.exit(f"check-deps: no packages=( … ) array in {script}")
-    body = re.sub(r"#.*", "", m.group(1))
-    pkgs = set(body.split())
-    pkgs |= set(re.findall(r"packages\+=\(([^)]*)\)", text) and
-                " ".join(re.findall(r"packages\+=\(([^)]*)\)", text)).split())
+    pkgs: Set[str] = set()
+    for array in ("packages", "test_packages"):  # a test run installs both
+        m = re.search(rf"^{array}=\((.*?)^\)", text, re.S | re.M)
+        if not m:
+            sys.exit(f"check-deps: no {array}=( … ) array in {script}")
+        pkgs |= set(re.sub(r"#.*", "", m.group(1)).split())
+    for extra in re.findall(r"packages\+=\(([^)]*)\)", text):  # conditional ones (nodejs npm)
+        pkgs |= {w for w in extra.split() if not w.startswith('"$')}
     return pkgs
 
 

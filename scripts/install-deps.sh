@@ -1,25 +1,42 @@
 #!/usr/bin/env bash
-# Installs every Debian package AI2IN needs to build, run and test. Idempotent: does nothing
-# when all are present. Needs root (apt-get).
+# Installs the Debian packages AI2IN needs. Idempotent: does nothing when all are present.
+# Needs root (apt-get).
+#
+#   scripts/install-deps.sh          to build and run the engine (make, make run)
+#   scripts/install-deps.sh --test   and to test it too (make test, make fuzz, unit tests)
 set -euo pipefail
 
+# Build and run: the compiler, the libraries the engine and the agent link, and the
+# programs the engine runs (runc, mmdebstrap with gpg for its keyrings, ip, iptables).
 packages=(
   gcc make pkg-config
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev
-  libcmocka-dev
-  clang libclang-rt-14-dev
   libzmq3-dev libsodium-dev libpgm-dev libnorm-dev libxml2-dev libicu-dev zlib1g-dev liblzma-dev
   libbsd-dev libmd-dev
-  runc mmdebstrap iproute2 iptables util-linux
-  python3 python3-pytest python3-setuptools python3-pip python3-venv
+  runc mmdebstrap gpg iproute2 iptables util-linux
+  python3 python3-venv
+)
+
+# Tests: unit tests (cmocka), fuzzers (clang, libFuzzer), the integration suites (pytest and
+# the HTTP clients they open preview URLs with), the benchmarks (wrk), the JS SDK (node).
+test_packages=(
+  libcmocka-dev
+  clang libclang-rt-14-dev
+  python3-pytest python3-setuptools python3-pip
   curl wget wrk python3-requests
   chromium
 )
 
-# Node.js ≥ 18 and npm for the JS SDK: whatever node the machine has (e.g. NodeSource's,
-# which bundles npm and conflicts with Debian's npm package), else Debian's.
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  packages+=(nodejs npm)
+if [ "${1:-}" = "--test" ]; then
+  packages+=("${test_packages[@]}")
+  # Node.js >= 18 and npm for the JS SDK: whatever node the machine has (e.g. NodeSource's,
+  # which bundles npm and conflicts with Debian's npm package), else Debian's.
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    packages+=(nodejs npm)
+  fi
+elif [ -n "${1:-}" ]; then
+  echo "usage: $0 [--test]" >&2
+  exit 2
 fi
 
 missing=()

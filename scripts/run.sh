@@ -8,9 +8,7 @@ if [ "$(id -u)" != 0 ]; then echo "make run: needs root (namespaces, mounts, cgr
 scripts/install-deps.sh
 bin=build/bin/ai2ind
 $bin template build base
-state=${AI2IN_STATE_DIR:-/var/lib/ai2in}
 echo
-echo "Starting ai2ind. In another shell, make an API key with:"
-echo "  $PWD/$bin --state-dir $state keys create --team default"
+echo "Starting ai2ind (it prints how to make an API key once it is ready; Ctrl-C stops it)."
 echo
 exec $bin serve

@@ -7,7 +7,7 @@
 # normal one, and the isolation suite (tests/security).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --test
 scripts/check-deps.py   # install-deps.sh lists every library linked and program run
 make -j"$(nproc)" all unit
 make -j"$(nproc)" SANITIZE=1 all unit

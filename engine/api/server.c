@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -450,6 +451,20 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         *con_cls = NULL;
 }
 
+/* libmicrohttpd's own messages (a client that went away mid-stream: "Closing connection
+ * (application error generating response)") go through the engine's log, at debug level:
+ * they are about one connection, and the engine logs what matters of it itself. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+        char line[512];
+        size_t n;
+
+        vsnprintf(line, sizeof(line), fmt, ap);
+        n = strlen(line);
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+                line[--n] = 0;
+        log_debug("libmicrohttpd: %s", line);
+}
+
 int api_start(struct engine *eng, struct MHD_Daemon **ret, struct error *e) {
         struct sockaddr_in sa;
         struct MHD_Daemon *d;
@@ -465,7 +480,7 @@ int api_start(struct engine *eng, struct MHD_Daemon **ret, struct error *e) {
                              MHD_OPTION_CONNECTION_LIMIT, 4000u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u,
                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) CONN_IDLE_TIMEOUT_S,
                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) CONN_MEMORY, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
-                             NULL, MHD_OPTION_END);
+                             NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
         if (!d)
                 return error_set(e, EADDRINUSE, ERR_INTERNAL, "cannot listen on %s (in use, or not an address of this host)",
                                  eng->cfg.listen);

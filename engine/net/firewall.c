@@ -83,10 +83,14 @@ static int rule_run(const char *tool, const char *op, const char *chain, const c
         return spawn_check(argv, err, errlen);
 }
 
-static void delete_all(const struct group *g) {
+/* Deletes every copy of g's rules; returns how many there were. */
+static unsigned delete_all(const struct group *g) {
+        unsigned n = 0;
+
         for (unsigned i = 0; i < g->n; i++)
                 for (unsigned k = 0; k < DELETE_MAX && rule_run(g->tool, "-D", g->chain, NULL, g->rules[i].spec, NULL, 0) >= 0; k++)
-                        ;
+                        n++;
+        return n;
 }
 
 /* Whether line (one rule of `-S`) carries the comment c exactly (iptables quotes it). */
@@ -132,6 +136,7 @@ static bool in_place(const struct group *g, const struct names *nm) {
 static int ensure_group(const struct group *g, const struct names *nm, struct error *e) {
         char msg[512];
         bool ok = in_place(g, nm);
+        unsigned had;
 
         for (unsigned i = 0; ok && i < g->n; i++)
                 ok = rule_run(g->tool, "-C", g->chain, NULL, g->rules[i].spec, NULL, 0) >= 0;
@@ -139,13 +144,16 @@ static int ensure_group(const struct group *g, const struct names *nm, struct er
                 return 0;
         /* Removed, then put back at the top: a copy left below another owner's ACCEPT would
          * only mislead whoever reads the rules. */
-        delete_all(g);
+        had = delete_all(g);
         for (unsigned i = g->n; i-- > 0;)
                 if (rule_run(g->tool, "-I", g->chain, "1", g->rules[i].spec, msg, sizeof(msg)) < 0)
                         return error_set(e, EIO, ERR_INTERNAL, "cannot add a firewall rule for %s to %s %s: %s", nm->bridge,
                                          g->tool, g->chain, msg);
-        log_info("firewall: the rules of %s in %s %s were missing or below another owner's; now at the top", nm->bridge,
-                 g->tool, g->chain);
+        if (had == 0)
+                log_info("firewall: rules for %s installed in %s %s", nm->bridge, g->tool, g->chain);
+        else
+                log_info("firewall: the rules of %s in %s %s were incomplete or below another owner's; put back at the top",
+                         nm->bridge, g->tool, g->chain);
         return 0;
 }
 

@@ -42,6 +42,7 @@ struct proxy {
         struct loop *loops;
         unsigned n_loops;
         int listen_fd, stop_fd;
+        int listen6_fd;          /* [::1] beside 127.0.0.1 (names under localhost resolve to both), or -1 */
         pthread_t acceptor;
         pthread_mutex_t lock;
         struct pconn *conns; /* open connections */
@@ -252,9 +253,28 @@ static void reject_busy(int fd) {
 }
 
 /* Registers and starts a thread for the accepted client fd; on failure closes it. */
-static void conn_start(struct proxy *p, int fd, const struct sockaddr_in *peer) {
+/* A client's address as the per-address limits count it, and as the log shows it. */
+static uint32_t peer_key(const struct sockaddr_storage *peer, char *out, size_t n) {
+        char ip[INET6_ADDRSTRLEN] = "?";
+
+        if (peer->ss_family == AF_INET6) {
+                const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *) peer;
+                uint32_t w[4];
+
+                memcpy(w, &s6->sin6_addr, sizeof(w));
+                inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+                snprintf(out, n, "[%s]:%u", ip, (unsigned) ntohs(s6->sin6_port));
+                return w[0] ^ w[1] ^ w[2] ^ w[3];
+        }
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *) peer;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+        snprintf(out, n, "%s:%u", ip, (unsigned) ntohs(s4->sin_port));
+        return s4->sin_addr.s_addr;
+}
+
+static void conn_start(struct proxy *p, int fd, const struct sockaddr_storage *peer) {
         struct pconn *c = calloc(1, sizeof(*c));
-        char ip[INET_ADDRSTRLEN] = "?";
+        uint32_t addr;
         int r;
 
         if (!c || !(c->in = malloc(PROXY_IN_MAX))) {
@@ -264,10 +284,9 @@ static void conn_start(struct proxy *p, int fd, const struct sockaddr_in *peer) 
                 close(fd);
                 return;
         }
-        *c = (struct pconn){.eng = p->eng, .proxy = p, .cfd = fd, .ufd = -1, .in = c->in, .addr = peer->sin_addr.s_addr,
-                            .waiting = true};
-        inet_ntop(AF_INET, &peer->sin_addr, ip, sizeof(ip));
-        snprintf(c->client, sizeof(c->client), "%s:%u", ip, (unsigned) ntohs(peer->sin_port));
+        *c = (struct pconn){.eng = p->eng, .proxy = p, .cfd = fd, .ufd = -1, .in = c->in, .waiting = true};
+        addr = peer_key(peer, c->client, sizeof(c->client));
+        c->addr = addr;
 
         pthread_mutex_lock(&p->lock);
         c->next = p->conns;
@@ -304,29 +323,53 @@ static void *acceptor_main(void *arg) {
         struct proxy *p = arg;
 
         for (;;) {
-                struct pollfd pfd[2] = {{.fd = p->listen_fd, .events = POLLIN}, {.fd = p->stop_fd, .events = POLLIN}};
-                struct sockaddr_in peer;
+                struct pollfd pfd[3] = {{.fd = p->stop_fd, .events = POLLIN}, {.fd = p->listen_fd, .events = POLLIN},
+                                        {.fd = p->listen6_fd, .events = POLLIN}};
+                struct sockaddr_storage peer;
                 socklen_t len = sizeof(peer);
-                int fd;
+                int fd, from;
 
-                if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+                if (poll(pfd, 3, -1) < 0 && errno != EINTR)
                         break;
-                if (pfd[1].revents)
+                if (pfd[0].revents)
                         break;
-                if (!(pfd[0].revents & POLLIN))
+                from = pfd[1].revents & POLLIN ? p->listen_fd : pfd[2].revents & POLLIN ? p->listen6_fd : -1;
+                if (from < 0)
                         continue;
-                fd = accept4(p->listen_fd, (struct sockaddr *) &peer, &len, SOCK_CLOEXEC);
+                fd = accept4(from, (struct sockaddr *) &peer, &len, SOCK_CLOEXEC);
                 if (fd < 0) {
                         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
                                 usleep(10000); /* out of fds or memory: let connections end */
                         continue;
                 }
-                if (!admissible(p, peer.sin_addr.s_addr))
+                if (!admissible(p, peer_key(&peer, (char[64]){0}, 64)))
                         reject_busy(fd);
                 else
                         conn_start(p, fd, &peer);
         }
         return NULL;
+}
+
+/* With the proxy on 127.0.0.1, also [::1] on the same port: *.localhost resolves to ::1 first
+ * on hosts with libnss-myhostname, and some clients (Node 18's fetch) do not try the next
+ * address. Best effort: a host without IPv6 loopback keeps the IPv4 socket only. */
+static int listen_loopback6(const struct sockaddr_in *sa) {
+        struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6, .sin6_port = sa->sin_port, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+        int fd, one = 1;
+
+        if (sa->sin_addr.s_addr != htonl(INADDR_LOOPBACK))
+                return -1;
+        fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -1;
+        if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+            bind(fd, (struct sockaddr *) &sa6, sizeof(sa6)) < 0 || listen(fd, 1024) < 0) {
+                log_debug("preview proxy: not listening on [::1] too: %m");
+                close(fd);
+                return -1;
+        }
+        return fd;
 }
 
 /* One loop per two CPUs, LOOPS_MAX at most: the loops share the CPUs with the sandboxes'
@@ -351,7 +394,7 @@ int proxy_start(struct engine *eng, struct proxy **ret, struct error *e) {
         p = calloc(1, sizeof(*p));
         if (!p)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
-        *p = (struct proxy){.eng = eng, .listen_fd = -1, .stop_fd = -1, .n_loops = loops_count()};
+        *p = (struct proxy){.eng = eng, .listen_fd = -1, .listen6_fd = -1, .stop_fd = -1, .n_loops = loops_count()};
         pthread_mutex_init(&p->lock, NULL);
         p->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         p->stop_fd = eventfd(0, EFD_CLOEXEC);
@@ -361,15 +404,19 @@ int proxy_start(struct engine *eng, struct proxy **ret, struct error *e) {
                  bind(p->listen_fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(p->listen_fd, 1024) < 0)
                 r = error_set(e, errno, ERR_INTERNAL, "cannot listen on %s for the preview proxy: %s (set preview-listen, or off)",
                               eng->cfg.preview_listen, strerror(errno));
-        else if ((r = loops_start(&p->loops, p->n_loops)) < 0)
+        if (r >= 0)
+                p->listen6_fd = listen_loopback6(&sa);
+        if (r >= 0 && (r = loops_start(&p->loops, p->n_loops)) < 0)
                 r = error_set(e, -r, ERR_INTERNAL, "preview proxy: cannot start its loops: %s", strerror(-r));
-        else if ((r = pthread_create(&p->acceptor, NULL, acceptor_main, p)) != 0) {
+        else if (r >= 0 && (r = pthread_create(&p->acceptor, NULL, acceptor_main, p)) != 0) {
                 loops_stop(p->loops, p->n_loops);
                 r = error_set(e, r, ERR_INTERNAL, "preview proxy: cannot start a thread: %s", strerror(r));
         }
         if (r < 0) {
                 if (p->listen_fd >= 0)
                         close(p->listen_fd);
+                if (p->listen6_fd >= 0)
+                        close(p->listen6_fd);
                 if (p->stop_fd >= 0)
                         close(p->stop_fd);
                 pthread_mutex_destroy(&p->lock);
@@ -391,6 +438,8 @@ void proxy_stop(struct proxy *p) {
                 log_warn("preview proxy: cannot signal its thread: %m, ignoring");
         pthread_join(p->acceptor, NULL);
         close(p->listen_fd);
+        if (p->listen6_fd >= 0)
+                close(p->listen6_fd);
         pthread_mutex_lock(&p->lock);
         for (struct pconn *c = p->conns; c; c = c->next)
                 (void) shutdown(c->cfd, SHUT_RDWR); /* every wait of its thread ends */

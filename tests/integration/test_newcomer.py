@@ -108,6 +108,15 @@ def test_node_fetch(page: Sandbox) -> None:
     assert p.stdout.strip() == "hello, newcomer", p.stderr
 
 
+def test_node_fetch_without_trying_the_next_address(page: Sandbox) -> None:
+    """Node 18's fetch (Debian 12's nodejs) tries only the first address of a name, and
+    *.localhost resolves to ::1 first: the proxy listens on [::1] too."""
+    p = subprocess.run(["node", "--no-network-family-autoselection", "-e",
+                        "fetch(process.argv[1]).then(r => r.text()).then(t => console.log(t))",
+                        page.get_url(8000) + "hello.txt"], capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "hello, newcomer", p.stderr
+
+
 @pytest.mark.parametrize("argv", [["curl", "-sS", "--max-time", "10"], ["wget", "-qO-", "--timeout=10"]])
 def test_curl_and_wget(page: Sandbox, argv: list) -> None:
     p = subprocess.run(argv + [page.get_url(8000) + "hello.txt"], capture_output=True, text=True, timeout=60)
