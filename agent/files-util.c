@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "pressure.h"
 #include "users.h"
 
 int files_fail(struct files_err *e, int ret, int status, const char *code, const char *fmt, ...) {
@@ -56,6 +57,11 @@ int files_fail_errno(struct files_err *e, int err, const char *op, const char *p
         bool as_user;
 
         err = abs(err);
+        if (pressure_errno(err)) { /* the sandbox's state, not the request's */
+                char why[256];
+                return files_fail(e, -err, 503, "unavailable", "cannot %s %s: %s", op, path,
+                                  pressure_describe(err, why, sizeof(why)));
+        }
         /* Say whose permission was lacking: the request's user, not root. */
         as_user = (err == EACCES || err == EPERM) && acting_as[0];
         for (size_t i = 0; i < ELEMENTSOF(map); i++)
@@ -289,10 +295,12 @@ int files_act_as(const char *name, struct files_as *ret, struct files_err *e) {
         if (r == -ESRCH)
                 return files_fail(e, -EINVAL, 400, "bad_request", "no such user in the sandbox: %s", name);
         if (r < 0)
-                return files_fail(e, r, 500, "internal", "cannot look up user '%s': %s", name, user_strerror(r));
+                return files_fail(e, r, pressure_errno(r) ? 503 : 500, pressure_errno(r) ? "unavailable" : "internal",
+                                  "cannot look up user '%s': %s", name, user_strerror(r));
         r = fsid_enter(u.uid, u.gid, u.groups, u.n_groups, &ret->fsid);
         if (r < 0) {
-                files_fail(e, r, 500, "internal", "cannot act as user %s: %s", u.name, strerror(-r));
+                files_fail(e, r, pressure_errno(r) ? 503 : 500, pressure_errno(r) ? "unavailable" : "internal",
+                           "cannot act as user %s: %s", u.name, strerror(-r));
                 user_info_done(&u);
                 return r;
         }

@@ -556,15 +556,18 @@ int files_handle_watch(struct http_conn *c, const struct http_request *req, cons
                 return http_respond_error(c, 429, "limit_exceeded",
                                           "a sandbox has at most %d watch streams open at once; stop one first",
                                           STREAMS_MAX);
+        /* The kernel's inotify limits are the host's and the sandbox's state: 503. Only a
+         * tree too large for one watch (WATCH_MAX) is the request's: 400. */
         w.ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
         if (w.ifd < 0)
-                return http_respond_error(c, errno == EMFILE ? 400 : 500, errno == EMFILE ? "bad_request" : "internal",
+                return http_respond_error(c, errno == EMFILE || errno == ENOMEM ? 503 : 500,
+                                          errno == EMFILE || errno == ENOMEM ? "unavailable" : "internal",
                                           "cannot start a watch: %s%s", strerror(errno),
-                                          errno == EMFILE ? " (fs.inotify.max_user_instances)" : "");
+                                          errno == EMFILE ? " (fs.inotify.max_user_instances is reached)" : "");
         r = watch_tree(&w, "", false);
         if (r == -EMFILE || r == -ENOSPC)
-                return http_respond_error(c, 400, "bad_request", "cannot watch %s: %s", p.display,
-                                          watch_limit_message(r));
+                return http_respond_error(c, r == -ENOSPC ? 503 : 400, r == -ENOSPC ? "unavailable" : "bad_request",
+                                          "cannot watch %s: %s", p.display, watch_limit_message(r));
         if (r < 0)
                 return files_respond_errno(c, r, "watch", p.display);
 

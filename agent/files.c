@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "files-util.h"
+#include "pressure.h"
 #include "fsutil.h"
 #include "log.h"
 #include "macro.h"
@@ -203,7 +204,8 @@ static int upload_open(struct upload *u, const char *path, struct files_err *e) 
         u->fd = openat(u->dfd, u->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (u->fd >= 0)
                 return 0;
-        if (errno == ENOSPC || errno == EDQUOT || errno == EROFS || errno == EACCES || errno == EPERM)
+        if (errno == ENOSPC || errno == EDQUOT || errno == EROFS || errno == EACCES || errno == EPERM ||
+            pressure_errno(errno)) /* out of fds or memory: the sandbox's state, a 503 */
                 return files_fail_errno(e, errno, "create a temp file for", path);
         /* /proc, /sys and the like refuse new files with odd errors (ENOENT): not a 404. */
         return files_fail(e, -errno, 403, "permission_denied", "cannot create files beside %s: %s", path,

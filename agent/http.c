@@ -7,6 +7,15 @@
  * buffered body at most HTTP_MAX_BODY, connections at most server->max_connections; a
  * connection idle for CONN_IO_TIMEOUT_S while the server waits for the client is closed.
  *
+ * Threads. A connection gets a thread of its own; when none can be started (the sandbox's
+ * pids limit is reached: a fork bomb, and threads count against it too), it goes to a queue
+ * served by RESERVE_THREADS threads started with the server and kept for exactly that,
+ * which serve such connections one request each, one after another. So the owner can still
+ * list and kill processes (kill_all) while the sandbox has no pid left; what would hold a
+ * reserve thread for long (streams) is refused by the router (http_conn_reserved()). Only
+ * when that queue is full too is a connection refused, with a 503 sent from the accepting
+ * thread. Every 503 says "Retry-After: 1".
+ *
  * What a handler leaves unread of a streamed body decides the connection's fate when it
  * responds: up to DRAIN_MAX bytes of a Content-Length body are read and dropped afterwards
  * so the connection can be reused; more than that, an unfinished chunked body, or a body
@@ -40,6 +49,18 @@
 #define IN_PLACE_MIN (4 * 1024)   /* a chunked-body read this large decodes in the reader's buffer */
 #define IN_PLACE_MAX (64 * 1024)  /* ... reading at most this much at once */
 #define CONN_IN_MAX (HTTP_MAX_HEAD + IN_PLACE_MAX)
+#define RESERVE_THREADS 4
+#define RESERVE_QUEUE 64
+#define RETRY_AFTER_S 1
+
+/* Connections waiting for a reserve thread (see the top of the file). */
+struct http_reserve {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        struct http_conn *queue[RESERVE_QUEUE];
+        unsigned head, n;
+        unsigned threads; /* started: with none, nothing may be queued */
+};
 
 /* The request body being read, streamed or buffered. */
 struct body_reader {
@@ -65,12 +86,17 @@ struct http_conn {
         bool fixed;      /* a response of known length is open (http_respond_begin) */
         bool raw_stream; /* HTTP/1.0 client: stream unframed, then close */
         bool broken;     /* a write failed; nothing more can be sent */
+        bool reserved;   /* served by a reserve thread: one request, then closed */
         uint64_t out_left; /* body bytes the open fixed-length response still owes */
         struct body_reader body;
 };
 
 int http_conn_fd(const struct http_conn *c) {
         return c->fd;
+}
+
+bool http_conn_reserved(const struct http_conn *c) {
+        return c->reserved;
 }
 
 /* ---- response writing ---- */
@@ -125,6 +151,8 @@ static int format_head(struct http_conn *c, struct buf *head, int status, const 
                 r = buf_printf(head, "Content-Length: %lld\r\n", (long long) content_length);
         else if (r >= 0 && !c->raw_stream)
                 r = buf_append_str(head, "Transfer-Encoding: chunked\r\n");
+        if (r >= 0 && status == 503)
+                r = buf_printf(head, "Retry-After: %d\r\n", RETRY_AFTER_S);
         if (r >= 0 && c->close)
                 r = buf_append_str(head, "Connection: close\r\n");
         else if (r >= 0 && c->minor_version == 0)
@@ -609,7 +637,7 @@ static bool conn_serve_one(struct http_conn *c) {
         r = read_head(c, &req);
         if (r >= 0) {
                 c->minor_version = req.minor_version;
-                c->close = !req.keep_alive;
+                c->close = !req.keep_alive || c->reserved;
                 streamed = c->server->streams_body && c->server->streams_body(&req);
                 body_start(c, &req, streamed);
                 if (!streamed)
@@ -680,15 +708,77 @@ int http_serve_connection(struct http_server *s, int fd) {
         return 0;
 }
 
-#define BUSY_BODY "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many connections\"}}"
-_Static_assert(sizeof(BUSY_BODY) - 1 == 65, "fix the Content-Length below");
+/* Refuses fd from the accepting thread (so without blocking): 503 with message. */
+static void reject(int fd, const char *message) {
+        char body[512], resp[768];
+        int n;
 
-static void reject_busy(int fd) {
-        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                   "Content-Length: 65\r\nConnection: close\r\n\r\n" BUSY_BODY;
-
-        (void) !send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        snprintf(body, sizeof(body), "{\"error\":{\"code\":\"unavailable\",\"message\":\"%s\"}}", message);
+        n = snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "Retry-After: %d\r\nConnection: close\r\n\r\n%s",
+                     strlen(body), RETRY_AFTER_S, body);
+        if (n > 0 && (size_t) n < sizeof(resp))
+                (void) !send(fd, resp, (size_t) n, MSG_NOSIGNAL | MSG_DONTWAIT);
         close(fd);
+}
+
+static void *reserve_main(void *arg) {
+        struct http_server *s = arg;
+        struct http_reserve *rs = s->reserve;
+        struct http_conn *c;
+
+        for (;;) {
+                pthread_mutex_lock(&rs->lock);
+                while (rs->n == 0)
+                        pthread_cond_wait(&rs->cond, &rs->lock);
+                c = rs->queue[rs->head];
+                rs->head = (rs->head + 1) % RESERVE_QUEUE;
+                rs->n--;
+                pthread_mutex_unlock(&rs->lock);
+                c->reserved = true;
+                conn_serve(c);
+                atomic_fetch_sub(&s->n_connections, 1);
+        }
+        return NULL;
+}
+
+/* Starts the reserve threads; fewer than asked for (even none) is logged, not fatal. */
+static void reserve_start(struct http_server *s) {
+        struct http_reserve *rs = calloc(1, sizeof(*rs));
+        unsigned started = 0;
+
+        if (!rs) {
+                log_warn("cannot allocate the reserve of connection threads, going without");
+                return;
+        }
+        pthread_mutex_init(&rs->lock, NULL);
+        pthread_cond_init(&rs->cond, NULL);
+        s->reserve = rs;
+        for (unsigned i = 0; i < RESERVE_THREADS; i++)
+                if (thread_start_detached(reserve_main, s, CONN_STACK_SIZE) >= 0)
+                        started++;
+        rs->threads = started;
+        if (started < RESERVE_THREADS)
+                log_warn("started %u of %d reserve connection threads", started, RESERVE_THREADS);
+}
+
+/* Queues c for a reserve thread; -EBUSY when the queue is full (or there is none). */
+static int reserve_push(struct http_server *s, struct http_conn *c) {
+        struct http_reserve *rs = s->reserve;
+        int r = -EBUSY;
+
+        if (!rs || rs->threads == 0)
+                return r;
+        pthread_mutex_lock(&rs->lock);
+        if (rs->n < RESERVE_QUEUE) {
+                rs->queue[(rs->head + rs->n) % RESERVE_QUEUE] = c;
+                rs->n++;
+                pthread_cond_signal(&rs->cond);
+                r = 0;
+        }
+        pthread_mutex_unlock(&rs->lock);
+        return r;
 }
 
 static void conn_start(struct http_server *s, int fd) {
@@ -698,13 +788,13 @@ static void conn_start(struct http_server *s, int fd) {
         if (atomic_fetch_add(&s->n_connections, 1) >= s->max_connections) {
                 atomic_fetch_sub(&s->n_connections, 1);
                 log_warn("too many connections (%u), refusing one", s->max_connections);
-                reject_busy(fd);
+                reject(fd, "too many connections");
                 return;
         }
         c = calloc(1, sizeof(*c));
         if (!c) {
                 atomic_fetch_sub(&s->n_connections, 1);
-                close(fd);
+                reject(fd, "the sandbox is out of memory");
                 return;
         }
         c->server = s;
@@ -712,10 +802,13 @@ static void conn_start(struct http_server *s, int fd) {
         buf_init(&c->in, CONN_IN_MAX);
 
         r = thread_start_detached(conn_main, c, CONN_STACK_SIZE);
+        if (r < 0 && reserve_push(s, c) == 0)
+                return;
         if (r < 0) {
-                log_warn_errno(-r, "failed to start a connection thread, dropping the connection");
+                log_warn_errno(-r, "no thread for a connection and the reserve is busy, refusing it");
                 atomic_fetch_sub(&s->n_connections, 1);
-                close(fd);
+                reject(fd, "the agent cannot start a thread for this request (the sandbox's pids limit is reached?) "
+                           "and its reserve threads are busy; try again, or end processes first");
                 free(c);
         }
 }
@@ -727,6 +820,7 @@ int http_server_run(struct http_server *s, int stop_fd) {
         };
         int fd;
 
+        reserve_start(s);
         for (;;) {
                 if (poll(pfd, 2, -1) < 0) {
                         if (errno == EINTR)

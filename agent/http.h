@@ -5,6 +5,8 @@
  * request bodies framed by Content-Length or "Transfer-Encoding: chunked", responses with
  * a Content-Length (whole, or streamed from a file) or chunked for event streams. Each
  * connection is served by its own thread; a handler may block for as long as its work runs.
+ * When no thread can be started (the sandbox's pids limit), a few reserve threads started
+ * with the server serve such connections, one request each (http_conn_reserved()).
  *
  * Request bodies are buffered whole (at most HTTP_MAX_BODY, else 413) into req->body,
  * except for the routes the server's streams_body predicate picks: their handler reads
@@ -28,6 +30,10 @@ struct http_conn;
 /* The connection's socket, e.g. to notice in a poll loop that the client went away
  * (POLLRDHUP). Do not read from or write to it directly. */
 int http_conn_fd(const struct http_conn *c);
+
+/* Whether c is served by a reserve thread (no thread could be started for it): its handler
+ * should not hold it long (no stream), so that the next such connection is served soon. */
+bool http_conn_reserved(const struct http_conn *c);
 
 /* Reads the next bytes of the request body, for a route that streams its body (see
  * struct http_server): at most len bytes into buf. Returns the number read, 0 once the
@@ -67,7 +73,7 @@ int http_sendfile(struct http_conn *c, int fd, uint64_t len);
 /* Sends body serialized as JSON (body is borrowed). */
 int http_respond_json(struct http_conn *c, int status, const json_t *body);
 
-/* Sends {"error":{"code":code,"message":<printf-formatted>}}. */
+/* Sends {"error":{"code":code,"message":<printf-formatted>}} (a 503 with "Retry-After"). */
 int http_respond_error(struct http_conn *c, int status, const char *code, const char *fmt, ...) _printf_(4, 5);
 
 /* Starts a chunked response; follow with http_chunked_write() calls and one
@@ -94,6 +100,7 @@ struct http_server {
         http_streams_body_t streams_body; /* NULL: every body is buffered */
         unsigned max_connections;     /* beyond it new connections get 503 */
         atomic_uint n_connections;    /* internal */
+        struct http_reserve *reserve; /* internal */
 };
 
 /* Serves the connection fd (a connected stream socket, which it takes and closes) on the

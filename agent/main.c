@@ -2,7 +2,8 @@
  *
  * Wiring only: parse the command line, get a listening socket (inherited from the engine
  * as --listen-fd, or bound here for development), set up signals for a pid 1, start the
- * reaper, and serve HTTP until SIGTERM or SIGINT.
+ * reaper, and serve HTTP until SIGTERM or SIGINT. Run as `ai2in-agent --supervise …`, the
+ * same binary is the supervisor of one command instead (supervise.h), and nothing else.
  *
  * The agent is not dumpable (PR_SET_DUMPABLE 0, before anything else): root in the sandbox
  * shares its uid, and must not ptrace it, read its memory or environment, or take its fds.
@@ -37,6 +38,7 @@
 #include "procs.h"
 #include "kernel/contexts.h"
 #include "routes.h"
+#include "supervise.h"
 
 #define MAX_CONNECTIONS 512
 
@@ -212,6 +214,9 @@ int main(int argc, char **argv) {
         int listen_fd, r;
         struct options o;
 
+        /* The same binary supervises each command (supervise.h): nothing of the agent's set-up. */
+        if (argc > 1 && streq(argv[1], SUPERVISE_FLAG))
+                return supervise_main(argc, argv);
         agent.started_ms = (uint64_t) mono_ms();
         log_setup("ai2in-agent", LOG_LVL_INFO);
         /* First of all: root in the sandbox has the agent's uid, and a dumpable process of

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "login-env.h"
+#include "pressure.h"
 #include "pty.h"
 #include "strv.h"
 #include "users.h"
@@ -291,7 +292,8 @@ int proc_resolve_cwd(const char *given, const char *home, char **ret, struct pro
         if (stat(path, &st) < 0) {
                 if (errno == ENOENT)
                         return proc_error_set(err, 400, "cwd '%s' does not exist", path);
-                return proc_error_set(err, 400, "cannot access cwd '%s': %s", path, strerror(errno));
+                return proc_error_set(err, pressure_errno(errno) ? 503 : 400, "cannot access cwd '%s': %s", path,
+                                      strerror(errno));
         }
         if (!S_ISDIR(st.st_mode))
                 return proc_error_set(err, 400, "cwd '%s' is not a directory", path);
@@ -323,9 +325,11 @@ static void io_close(struct proc_io *io) {
 }
 
 static int fd_error(int e, const char *what, struct proc_error *err) {
+        char why[256];
+
         /* Out of fds is a passing condition: the caller may retry once others are gone. */
-        return proc_error_set(err, e == EMFILE || e == ENFILE ? 503 : 500, "cannot create %s: %s", what,
-                              strerror(e));
+        return proc_error_set(err, pressure_errno(e) ? 503 : 500, "cannot create %s: %s", what,
+                              pressure_describe(e, why, sizeof(why)));
 }
 
 /* A pipe whose agent end (the read end, or the write end when agent_writes) is non-blocking. */
@@ -355,8 +359,10 @@ static int plumb_pty(const struct proc_request *req, uid_t uid, struct child_fds
         int master, slave, r;
 
         r = pty_open(req->cols, req->rows, uid, &master, &slave);
-        if (r == -EMFILE || r == -ENFILE)
+        if (pressure_errno(r))
                 return fd_error(-r, "a terminal", err);
+        if (r == -ENOSPC) /* the terminals of the sandbox's /dev/pts are all taken */
+                return proc_error_set(err, 503, "cannot open a terminal: every terminal of the sandbox is in use");
         if (r < 0)
                 return proc_error_set(err, 500, "cannot open a terminal: %s", strerror(-r));
         io->out_fd = master;
@@ -372,6 +378,12 @@ static int plumb_pty(const struct proc_request *req, uid_t uid, struct child_fds
 
 static int spawn_error(int r, enum spawn_stage stage, const struct proc_request *req, const char *cwd,
                        struct proc_error *err) {
+        char why[256];
+
+        /* Out of pids, memory or fds, at whichever step: the sandbox's state, not the
+         * request's; it may pass once processes are gone. */
+        if (pressure_errno(r))
+                return proc_error_set(err, 503, "cannot start the command: %s", pressure_describe(r, why, sizeof(why)));
         switch (stage) {
         case SPAWN_STAGE_CHDIR:
                 return proc_error_set(err, 400, "cannot change to cwd '%s' as user '%s': %s", cwd, req->user,
@@ -384,9 +396,7 @@ static int spawn_error(int r, enum spawn_stage stage, const struct proc_request 
                                               strerror(-r));
                 return proc_error_set(err, 500, "cannot start /bin/bash: %s", strerror(-r));
         case SPAWN_STAGE_FORK:
-                /* Out of processes, memory or fds: may pass once others are gone. */
-                return proc_error_set(err, r == -EAGAIN || r == -ENOMEM || r == -EMFILE ? 503 : 500,
-                                      "cannot start a process: %s", strerror(-r));
+                return proc_error_set(err, 500, "cannot start a process: %s", strerror(-r));
         default:
                 return proc_error_set(err, 500, "cannot set up /bin/bash%s: %s", req->pty ? " on its terminal" : "",
                                       strerror(-r));
@@ -416,6 +426,7 @@ static int start(const struct proc_request *req, const struct user_info *u, cons
                         .n_groups = u->n_groups,
                         .new_session = true,
                         .controlling_tty = req->pty,
+                        .contain = true, /* its timeout or kill ends all it started */
                         .stdin_fd = c.fd[0],
                         .stdout_fd = c.fd[1],
                         .stderr_fd = c.fd[2],
@@ -443,7 +454,8 @@ int proc_spawn(const struct proc_request *req, struct child **ret_child, struct 
         if (r == -ESRCH)
                 r = proc_error_set(err, 400, "unknown user '%s'", req->user);
         else if (r < 0)
-                r = proc_error_set(err, 500, "cannot look up user '%s': %s", req->user, user_strerror(r));
+                r = proc_error_set(err, pressure_errno(r) ? 503 : 500, "cannot look up user '%s': %s", req->user,
+                                   user_strerror(r));
         if (r >= 0)
                 r = proc_resolve_cwd(req->cwd, u.home, &cwd, err);
         /* A terminal without cmd runs a login shell anyway: no captured environment needed. */

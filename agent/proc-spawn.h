@@ -1,7 +1,8 @@
 /* proc-spawn.h — POST /processes up to a running child: the request's validation, the
  * user, working directory and environment the command gets, and its pipes or terminal.
  *
- * The command runs in a new session, as the requested user (from the sandbox's
+ * The command runs under a supervisor (supervise.h: its timeout or kill ends every process
+ * it started), in a new session, as the requested user (from the sandbox's
  * /etc/passwd), as "/bin/bash -c CMD" under the environment the user's login shell
  * exports (captured once and cached, login-env.h), or as "/bin/bash -lc CMD" where that
  * cannot be had; a terminal without cmd runs "/bin/bash -il". The environment: PATH, HOME,
@@ -77,12 +78,14 @@ const char *proc_default_cwd(const char *home);
 /* The absolute working directory given asks for: given itself when absolute, relative to
  * PROC_HOME otherwise, proc_default_cwd(home) when NULL. It must be an existing directory.
  * Returns 0 with it in *ret (malloc'd), or -EINVAL with err filled in: 400 when it does not
- * exist, cannot be reached or is not a directory, 500 when out of memory. */
+ * exist, cannot be reached or is not a directory, 503 when the sandbox's state prevents the
+ * check (pressure.h), 500 when out of memory. */
 int proc_resolve_cwd(const char *given, const char *home, char **ret, struct proc_error *err);
 
 /* Starts the command req describes. On success returns 0 with the child in *ret_child,
  * the agent's fds in *ret_io and the absolute working directory in *ret_cwd (malloc'd).
  * On failure returns -EINVAL with err filled in: 400 for an unknown user or an unusable cwd,
- * 500/503 when the agent cannot start it. */
+ * 503 when the sandbox's state prevents it (no pid under its pids limit, no memory, no fd:
+ * pressure.h), 500 otherwise. */
 int proc_spawn(const struct proc_request *req, struct child **ret_child, struct proc_io *ret_io, char **ret_cwd,
                struct proc_error *err);

@@ -17,7 +17,7 @@
 #include "proc-pump.h"
 #include "timeutil.h"
 
-#define GROUP_POLL_MS 50 /* while waiting for a signalled group to empty */
+#define KILL_REPEAT_MS 50 /* SIGKILL again to what is left of a command being killed */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct proc *first, *last;
@@ -184,22 +184,25 @@ void proc_notify(struct proc *p) {
                 }
 }
 
-/* Signals p's group unless it was seen empty. The leader not yet reaped, or any member
- * of its group, keeps the group id from being reused. */
-static void signal_group(struct proc *p, int sig) {
-        if (p->group_gone || p->pid <= 0)
+void proc_terminate(struct proc *p, int64_t now) {
+        if (p->kill_at_ms || p->exited || !p->child)
                 return;
-        if (kill(-p->pid, sig) < 0 && errno == ESRCH)
-                p->group_gone = true;
+        (void) child_terminate(p->child, SIGTERM);
+        p->kill_at_ms = now + PROC_KILL_GRACE_MS;
+        pump_wake();
 }
 
-void proc_terminate(struct proc *p, int64_t now) {
-        if (p->kill_at_ms || p->group_gone || p->ended)
-                return;
-        signal_group(p, SIGTERM);
-        if (!p->group_gone)
-                p->kill_at_ms = now + PROC_KILL_GRACE_MS;
+int proc_kill(struct proc *p, int64_t now) {
+        int r;
+
+        if (p->exited || !p->child)
+                return -ESRCH;
+        r = child_terminate(p->child, SIGKILL);
+        if (r < 0)
+                return r;
+        p->kill_at_ms = now + KILL_REPEAT_MS; /* again, for what was being forked meanwhile */
         pump_wake();
+        return 0;
 }
 
 static void end(struct proc *p, int64_t now) {
@@ -215,15 +218,11 @@ static void end(struct proc *p, int64_t now) {
         proc_notify(p);
 }
 
-/* Ends p when it can; returns when to look again (INT64_MAX: not before an event). */
+/* Ends p when it can; returns when to look again (INT64_MAX: not before an event). Its
+ * supervisor exited, so nothing it started runs any more (supervise.h); only output still
+ * held open by such a process's pipes (it was left running: a daemon) may be drained. */
 static int64_t try_end(struct proc *p, int64_t now) {
-        if (p->kill_at_ms) {
-                /* A kill is under way: the end waits until the group is gone or SIGKILLed. */
-                signal_group(p, 0);
-                if (!p->group_gone)
-                        return MIN(p->kill_at_ms, now + GROUP_POLL_MS);
-                p->kill_at_ms = 0;
-        }
+        p->kill_at_ms = 0;
         if (p->open_outputs > 0 && now < p->exited_ms + PROC_DRAIN_MS)
                 return p->exited_ms + PROC_DRAIN_MS;
         end(p, now);
@@ -241,11 +240,13 @@ static int64_t tick_one(struct proc *p, int64_t now) {
                 } else
                         next = p->deadline_ms;
         }
-        if (p->kill_at_ms && now >= p->kill_at_ms) {
-                signal_group(p, SIGKILL);
-                p->kill_at_ms = 0;
+        /* SIGKILL to every process left, again and again until the supervisor is gone: a
+         * process that was forking when the last one was sent may have a new child. */
+        if (p->kill_at_ms && now >= p->kill_at_ms && !p->exited && p->child) {
+                (void) child_terminate(p->child, SIGKILL);
+                p->kill_at_ms = now + KILL_REPEAT_MS;
         }
-        if (p->kill_at_ms)
+        if (p->kill_at_ms && !p->exited)
                 next = MIN(next, p->kill_at_ms);
         if (p->exited && !p->ended) {
                 int64_t t = try_end(p, now); /* not inside MIN(): it would run twice */

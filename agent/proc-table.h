@@ -3,16 +3,17 @@
  *
  * Life of an entry. proc_table_reserve() inserts it while its command is being started
  * (pid 0: invisible). Once started, the pump (proc-pump.h) reads its output into its ring
- * and notices its exit. It is "exited" when the reaper has collected the session leader,
- * and "ended" once its output is drained too (all pipes at EOF, or PROC_DRAIN_MS after the
- * exit when a background grandchild holds them open) and any kill in progress has
- * finished: readers then send "end". It stays in the table PROC_RETAIN_MS after that, for
- * late readers, and is freed when the last reference goes.
+ * and notices its exit. It is "exited" when the reaper has collected its supervisor (which
+ * exits as the command's session leader did, or, while the command is being killed, once
+ * every process it started is gone: supervise.h), and "ended" once its output is drained
+ * too (all pipes at EOF, or PROC_DRAIN_MS after the exit when a background grandchild it
+ * left running holds them open): readers then send "end". It stays in the table
+ * PROC_RETAIN_MS after that, for late readers, and is freed when the last reference goes.
  *
  * Locking. One mutex (proc_lock()) guards the table and every field marked "locked" below;
- * it is held only for short, non-blocking work (a memcpy into or out of a ring, a kill()),
- * never across I/O to a client or a pipe. Fields marked "fixed" are set before the entry
- * becomes visible and never change.
+ * it is held only for short, non-blocking work (a memcpy into or out of a ring, signals to a
+ * command's processes, found in /proc), never across I/O to a client or a pipe. Fields
+ * marked "fixed" are set before the entry becomes visible and never change.
  *
  * Wake-ups. A reader waits with poll() on its own eventfd (a proc_waiter) together with its
  * client's socket, so it notices new output and a client hanging up at once; a condition
@@ -67,9 +68,8 @@ struct proc {
         struct proc_waiter *waiters;
         unsigned open_outputs; /* output fds the pump still reads */
         int64_t deadline_ms;  /* monotonic; 0: no timeout */
-        int64_t kill_at_ms;   /* monotonic; SIGKILL due (a SIGTERM was sent); 0: none */
+        int64_t kill_at_ms;   /* monotonic; (another) SIGKILL due: the command is being killed; 0: none */
         bool timed_out;
-        bool group_gone;      /* the process group was seen empty: never signal it again */
         bool exited;
         int status;           /* wait status, once exited */
         int64_t exited_ms;
@@ -114,9 +114,15 @@ void proc_table_foreach(void (*f)(struct proc *p, void *userdata), void *userdat
 /* Wakes the readers that wait for news of p. Locked. */
 void proc_notify(struct proc *p);
 
-/* SIGTERM to p's group now and SIGKILL PROC_KILL_GRACE_MS later, unless one is already
- * under way or the group is gone. Locked. Wakes the pump so that it keeps the time. */
+/* SIGTERM to every process of p's command now (supervise.h: the ones it started in other
+ * sessions too) and SIGKILL PROC_KILL_GRACE_MS later, repeated until the command's
+ * supervisor is gone, unless a kill is already under way or p has exited. Locked. Wakes
+ * the pump so that it keeps the time. */
 void proc_terminate(struct proc *p, int64_t now);
+
+/* SIGKILL to every process of p's command now, repeated until its supervisor is gone.
+ * Returns 0, or -ESRCH when p has exited. Locked. */
+int proc_kill(struct proc *p, int64_t now);
 
 /* Advances every entry's clock: timeouts, SIGKILLs due, the end of exited ones, expiry.
  * Called by the pump after each exit, EOF or wake-up, and when the time it returned last

@@ -1,11 +1,16 @@
-/* process.c — see process.h. Owns the registry of children the agent waits for and the
- * reaper thread that feeds it.
+/* process.c — see process.h. Owns the registry of children the agent waits for, the reaper
+ * thread that feeds it, and how children are started and signalled.
  *
  * The race where a child exits before it is registered is closed by holding the
  * registry lock from before fork() until the child is in the list: the reaper takes the
  * same lock around its waitpid() loop, so it cannot reap a pid nobody has claimed yet.
+ * The same lock makes signals exact: a child's process group, or its supervisor's tree, is
+ * looked up and signalled with the lock held, so the reaper cannot reap the leader (or the
+ * supervisor) meanwhile and free its pid for reuse.
+ *
  * The forked child of this multithreaded program only makes async-signal-safe calls
- * (raw syscalls for the identity switch) before execve().
+ * (raw syscalls for the identity switch) before execve(); a supervised child execs the
+ * agent's own binary as its supervisor (supervise.c), which forks the program from there.
  */
 #include "process.h"
 
@@ -23,6 +28,9 @@
 
 #include "log.h"
 #include "macro.h"
+#include "ptree.h"
+#include "strv.h"
+#include "supervise.h"
 #include "thread.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -30,10 +38,13 @@
 #endif
 
 struct child {
-        pid_t pid;
-        bool exited;
+        pid_t pid;      /* the program's: its process group's id */
+        pid_t reap_pid; /* the agent's own child: the supervisor, or pid itself */
+        bool contained; /* runs under a supervisor */
+        bool exited;    /* reap_pid was reaped */
         int status;
-        int exit_fd; /* eventfd, written once by the reaper */
+        int exit_fd;    /* eventfd, written once by the reaper */
+        struct ptree pinned; /* an unsupervised child's group members, as last seen while it ran */
         struct child *prev, *next;
 };
 
@@ -41,12 +52,7 @@ struct child {
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t registry_cond = PTHREAD_COND_INITIALIZER;
 static struct child *registry;
-
-/* What a child that failed before execve() writes to its error pipe. */
-struct spawn_failure {
-        int stage;
-        int error;
-};
+static bool spawns_held; /* under registry_lock */
 
 static void registry_add(struct child *c) {
         c->next = registry;
@@ -70,7 +76,7 @@ static void deliver(pid_t pid, int status) {
         uint64_t one = 1;
 
         for (struct child *c = registry; c; c = c->next)
-                if (c->pid == pid && !c->exited) {
+                if (c->reap_pid == pid && !c->exited) {
                         c->exited = true;
                         c->status = status;
                         (void) !write(c->exit_fd, &one, sizeof(one));
@@ -128,43 +134,54 @@ static int fd_above_stdio(int fd) {
         return fcntl(fd, F_DUPFD_CLOEXEC, 3);
 }
 
-static _noreturn_ void child_fail(int err_fd, enum spawn_stage stage) {
-        struct spawn_failure f = {.stage = stage, .error = errno};
+static _noreturn_ void child_fail(int report_fd, enum spawn_stage stage) {
+        struct spawn_report f = {.kind = SPAWN_REPORT_FAILED, .stage = (int32_t) stage, .error = errno};
 
-        (void) !write(err_fd, &f, sizeof(f));
+        (void) !write(report_fd, &f, sizeof(f));
         _exit(127);
 }
 
-/* Runs in the forked child: async-signal-safe calls only. */
-static _noreturn_ void child_exec(const struct process_spec *spec, int err_fd) {
+/* Default dispositions (ignored ones stay ignored across execve()) and an empty mask. */
+static int reset_signals(void) {
         struct sigaction sa = {.sa_handler = SIG_DFL};
-        int fds[3] = {spec->stdin_fd, spec->stdout_fd, spec->stderr_fd};
         sigset_t none;
 
-        /* Ignored signals (SIGPIPE) stay ignored across execve(); reset all of them. */
         for (int sig = 1; sig < NSIG; sig++)
                 if (sig != SIGKILL && sig != SIGSTOP)
                         (void) sigaction(sig, &sa, NULL);
         sigemptyset(&none);
-        if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
-                child_fail(err_fd, SPAWN_STAGE_SETUP);
+        return sigprocmask(SIG_SETMASK, &none, NULL);
+}
 
-        if (spec->new_session && setsid() < 0)
-                child_fail(err_fd, SPAWN_STAGE_SETUP);
+/* Makes spec's fds the child's 0, 1, 2 (/dev/null for -1). */
+static int plumb_stdio(const struct process_spec *spec) {
+        int fds[3] = {spec->stdin_fd, spec->stdout_fd, spec->stderr_fd};
 
+        if (spec->keep_stdio)
+                return 0;
         for (int i = 0; i < 3; i++) {
                 if (fds[i] < 0)
                         fds[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
                 else
                         fds[i] = fd_above_stdio(fds[i]);
                 if (fds[i] < 0)
-                        child_fail(err_fd, SPAWN_STAGE_SETUP);
+                        return -1;
         }
         for (int i = 0; i < 3; i++)
                 if (dup2(fds[i], i) < 0)
-                        child_fail(err_fd, SPAWN_STAGE_SETUP);
+                        return -1;
+        return 0;
+}
+
+_Noreturn void process_exec_child(const struct process_spec *spec, int report_fd) {
+        if (reset_signals() < 0)
+                child_fail(report_fd, SPAWN_STAGE_SETUP);
+        if (spec->new_session && setsid() < 0)
+                child_fail(report_fd, SPAWN_STAGE_SETUP);
+        if (plumb_stdio(spec) < 0)
+                child_fail(report_fd, SPAWN_STAGE_SETUP);
         if (spec->controlling_tty && ioctl(0, TIOCSCTTY, 0) < 0)
-                child_fail(err_fd, SPAWN_STAGE_SETUP);
+                child_fail(report_fd, SPAWN_STAGE_SETUP);
         /* Whatever the agent inherited without O_CLOEXEC must not reach the command. */
         (void) syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
 
@@ -173,42 +190,62 @@ static _noreturn_ void child_exec(const struct process_spec *spec, int err_fd) {
                 if (syscall(SYS_setgroups, spec->n_groups, spec->groups) < 0 ||
                     syscall(SYS_setresgid, spec->gid, spec->gid, spec->gid) < 0 ||
                     syscall(SYS_setresuid, spec->uid, spec->uid, spec->uid) < 0)
-                        child_fail(err_fd, SPAWN_STAGE_IDENTITY);
+                        child_fail(report_fd, SPAWN_STAGE_IDENTITY);
         }
 
         if (spec->cwd && chdir(spec->cwd) < 0)
-                child_fail(err_fd, SPAWN_STAGE_CHDIR);
+                child_fail(report_fd, SPAWN_STAGE_CHDIR);
 
         execve(spec->argv[0], spec->argv, spec->envp);
-        child_fail(err_fd, SPAWN_STAGE_EXEC);
+        child_fail(report_fd, SPAWN_STAGE_EXEC);
 }
 
-/* Reads the child's report: 0 when execve() succeeded (EOF), or the failure. */
-static int read_spawn_report(int fd, enum spawn_stage *ret_stage) {
-        struct spawn_failure f;
+/* In the forked child of a supervised spawn: the program's fds as 0, 1, 2, the report pipe
+ * as SUPERVISE_REPORT_FD (inherited), nothing else; then the agent's binary as supervisor. */
+static _noreturn_ void exec_supervisor(const struct process_spec *spec, int report_fd, char **argv) {
+        if (reset_signals() < 0 || plumb_stdio(spec) < 0)
+                child_fail(report_fd, SPAWN_STAGE_SETUP);
+        if (report_fd != SUPERVISE_REPORT_FD) {
+                if (dup2(report_fd, SUPERVISE_REPORT_FD) < 0) /* dup2 clears O_CLOEXEC */
+                        child_fail(report_fd, SPAWN_STAGE_SETUP);
+                report_fd = SUPERVISE_REPORT_FD;
+        } else if (fcntl(report_fd, F_SETFD, 0) < 0)
+                child_fail(report_fd, SPAWN_STAGE_SETUP);
+        (void) syscall(SYS_close_range, SUPERVISE_REPORT_FD + 1U, ~0U, CLOSE_RANGE_CLOEXEC);
+        execve("/proc/self/exe", argv, spec->envp);
+        child_fail(report_fd, SPAWN_STAGE_SETUP);
+}
+
+/* Reads the child's reports until the pipe's end: 0 when execve() succeeded (the pipe
+ * closed), with a supervisor's STARTED giving the program's pid; or the failure. */
+static int read_reports(int fd, struct child *c, enum spawn_stage *ret_stage) {
+        struct spawn_report rep;
         ssize_t n;
 
-        do
-                n = read(fd, &f, sizeof(f));
-        while (n < 0 && errno == EINTR);
-        if (n == 0)
-                return 0;
-        if (n != (ssize_t) sizeof(f)) {
+        for (;;) {
+                do
+                        n = read(fd, &rep, sizeof(rep));
+                while (n < 0 && errno == EINTR);
+                if (n == 0 && c->pid > 0)
+                        return 0;
                 *ret_stage = SPAWN_STAGE_SETUP;
-                return n < 0 ? -errno : -EIO;
+                if (n != (ssize_t) sizeof(rep))
+                        return n < 0 ? -errno : -EIO; /* also: a supervisor gone without a word */
+                if (rep.kind == SPAWN_REPORT_STARTED && rep.pid > 0 && c->pid == 0) {
+                        c->pid = rep.pid; /* written once, before the child is shared */
+                        continue;
+                }
+                if (rep.kind != SPAWN_REPORT_FAILED)
+                        return -EIO;
+                *ret_stage = (enum spawn_stage) rep.stage;
+                return rep.error > 0 ? -rep.error : -EIO;
         }
-        *ret_stage = (enum spawn_stage) f.stage;
-        return f.error > 0 ? -f.error : -EIO;
 }
 
-int process_spawn(const struct process_spec *spec, struct child **ret, enum spawn_stage *ret_stage) {
-        _cleanup_close_ int err_read = -1, err_write = -1;
-        struct child *c;
-        int pipefd[2], status, r;
-        pid_t pid;
+static int child_new(struct child **ret) {
+        struct child *c = calloc(1, sizeof(*c));
+        int r;
 
-        *ret_stage = SPAWN_STAGE_FORK;
-        c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
         c->exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -217,31 +254,71 @@ int process_spawn(const struct process_spec *spec, struct child **ret, enum spaw
                 free(c);
                 return r;
         }
-        if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        *ret = c;
+        return 0;
+}
+
+void process_spawns_hold(bool hold) {
+        pthread_mutex_lock(&registry_lock);
+        spawns_held = hold;
+        if (!hold)
+                pthread_cond_broadcast(&registry_cond);
+        pthread_mutex_unlock(&registry_lock);
+}
+
+/* Forks with the registry locked (see the top of the file); the child never returns. */
+static pid_t fork_registered(const struct process_spec *spec, char **sv_argv, int report_fd, struct child *c) {
+        pid_t pid;
+
+        pthread_mutex_lock(&registry_lock);
+        while (spawns_held)
+                pthread_cond_wait(&registry_cond, &registry_lock);
+        pid = fork();
+        if (pid == 0) {
+                if (sv_argv)
+                        exec_supervisor(spec, report_fd, sv_argv);
+                process_exec_child(spec, report_fd);
+        }
+        if (pid > 0) {
+                c->reap_pid = pid;
+                c->pid = sv_argv ? 0 : pid;
+                c->contained = sv_argv != NULL;
+                registry_add(c);
+        }
+        pthread_mutex_unlock(&registry_lock);
+        return pid;
+}
+
+int process_spawn(const struct process_spec *spec, struct child **ret, enum spawn_stage *ret_stage) {
+        _cleanup_close_ int report_read = -1, report_write = -1;
+        struct strv sv_argv = {};
+        struct child *c = NULL;
+        int pipefd[2], status, r;
+        pid_t pid;
+
+        *ret_stage = SPAWN_STAGE_FORK;
+        if (spec->contain && (r = supervise_argv(spec, &sv_argv)) < 0)
+                return r;
+        r = child_new(&c);
+        if (r >= 0 && pipe2(pipefd, O_CLOEXEC) < 0) {
                 r = -errno;
+                child_free(c);
+        }
+        if (r < 0) {
+                strv_done(&sv_argv);
+                return r;
+        }
+        report_read = pipefd[0];
+        report_write = pipefd[1];
+        pid = fork_registered(spec, sv_argv.v, report_write, c);
+        r = pid < 0 ? -errno : 0;
+        strv_done(&sv_argv);
+        if (pid < 0) {
                 child_free(c);
                 return r;
         }
-        err_read = pipefd[0];
-        err_write = pipefd[1];
-
-        pthread_mutex_lock(&registry_lock);
-        pid = fork();
-        if (pid == 0)
-                child_exec(spec, err_write);
-        if (pid < 0) {
-                r = -errno;
-                pthread_mutex_unlock(&registry_lock);
-                close(c->exit_fd);
-                free(c);
-                return r;
-        }
-        c->pid = pid;
-        registry_add(c);
-        pthread_mutex_unlock(&registry_lock);
-
-        (void) close(TAKE_FD(err_write));
-        r = read_spawn_report(err_read, ret_stage);
+        (void) close(TAKE_FD(report_write));
+        r = read_reports(report_read, c, ret_stage);
         if (r < 0) {
                 child_wait(c, &status);
                 child_free(c);
@@ -279,9 +356,74 @@ void child_wait(struct child *c, int *ret_status) {
 }
 
 int child_signal_group(struct child *c, int sig) {
-        if (kill(-c->pid, sig) < 0)
-                return -errno;
-        return 0;
+        ssize_t n;
+        int r = 0;
+
+        pthread_mutex_lock(&registry_lock);
+        if (c->exited)
+                r = -ESRCH;
+        else if (!c->contained)
+                r = kill(-c->pid, sig) < 0 ? -errno : 0;
+        else {
+                n = ptree_signal_subtree(c->reap_pid, c->pid, sig);
+                r = n < 0 ? (int) n : n == 0 ? -ESRCH : 0;
+        }
+        pthread_mutex_unlock(&registry_lock);
+        return r;
+}
+
+/* A supervised child: the supervisor is told to stay until its tree is empty (SIGTERM),
+ * then every process in the tree gets sig. With the registry locked. */
+static int terminate_tree(struct child *c, int sig) {
+        ssize_t n;
+
+        if (c->exited)
+                return 0; /* the supervisor left, so its tree was empty (see supervise.c) */
+        if (sig != 0)
+                (void) kill(c->reap_pid, SIGTERM);
+        n = ptree_signal_subtree(c->reap_pid, 0, sig);
+        return (int) n;
+}
+
+/* Keeps the live members of c's process group (its leader unreaped: the group is c's). */
+static void pin_group(struct child *c) {
+        struct ptree t = {};
+        size_t k = 0;
+
+        if (ptree_read(&t) < 0)
+                return; /* keep the older pins */
+        for (size_t i = 0; i < t.n; i++)
+                if (t.v[i].pgid == c->pid && t.v[i].pid != c->pid && !ptree_entry_dead(&t.v[i]))
+                        t.v[k++] = t.v[i];
+        t.n = k;
+        ptree_done(&c->pinned);
+        c->pinned = t;
+}
+
+/* An unsupervised child: its group while the leader is unreaped, else the pinned members.
+ * With the registry locked. */
+static int terminate_group(struct child *c, int sig) {
+        int n = 0;
+
+        if (!c->exited) {
+                pin_group(c);
+                if (kill(-c->pid, sig) < 0)
+                        return errno == ESRCH ? 0 : -errno;
+                return (int) c->pinned.n + 1;
+        }
+        for (size_t i = 0; i < c->pinned.n; i++)
+                if (ptree_signal(&c->pinned.v[i], sig) >= 0)
+                        n++;
+        return n;
+}
+
+int child_terminate(struct child *c, int sig) {
+        int r;
+
+        pthread_mutex_lock(&registry_lock);
+        r = c->contained ? terminate_tree(c, sig) : terminate_group(c, sig);
+        pthread_mutex_unlock(&registry_lock);
+        return r;
 }
 
 void child_free(struct child *c) {
@@ -292,6 +434,7 @@ void child_free(struct child *c) {
         pthread_mutex_unlock(&registry_lock);
         if (c->exit_fd >= 0)
                 close(c->exit_fd);
+        ptree_done(&c->pinned);
         free(c);
 }
 

@@ -6,7 +6,8 @@
  * most STDIN_TIMEOUT_MS, then answer 503 with how much went in. On a terminal, DELETE
  * …/stdin types the end-of-file character (the program reading it sees EOF) and the
  * terminal stays open for input. Signals go to the process group, and only while the
- * session leader runs: after it exited its pid may be reused.
+ * command runs: after its supervisor was reaped its pid may be reused. A kill ends every
+ * process the command started, in whatever session (supervise.h).
  */
 #include "procs.h"
 
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "pressure.h"
 #include "proc-pump.h"
 #include "proc-signal.h"
 #include "proc-spawn.h"
@@ -118,7 +120,7 @@ static int start(struct proc *p, const struct proc_request *req, struct proc_err
         if (r < 0) {
                 /* Nobody could see its exit or output: it must not run on. */
                 int status;
-                (void) child_signal_group(child, SIGKILL);
+                (void) child_terminate(child, SIGKILL);
                 child_wait(child, &status);
                 close(io.out_fd);
                 if (io.err_fd >= 0)
@@ -302,10 +304,12 @@ int procs_handle_stdin_close(struct http_conn *c, const struct http_request *req
 
 /* ---- signals, kill, resize ---- */
 
-/* Sends sig to the group of the process named by arg and answers with reply. */
-static int signal_and_reply(struct http_conn *c, const char *arg, int sig, const char *reply) {
+/* Sends sig to the group of the process named by arg (SIGKILL to every process of its
+ * command when whole) and answers with reply. */
+static int signal_and_reply(struct http_conn *c, const char *arg, int sig, bool whole, const char *reply) {
         _cleanup_proc_ struct proc *p = NULL;
         struct proc_error err = {};
+        char why[256];
         int r;
 
         if (lookup(arg, &p, &err) < 0)
@@ -313,11 +317,12 @@ static int signal_and_reply(struct http_conn *c, const char *arg, int sig, const
         proc_lock();
         r = check_running(p, &err);
         if (r >= 0) {
-                r = child_signal_group(p->child, sig);
+                r = whole ? proc_kill(p, mono_ms()) : child_signal_group(p->child, sig);
                 if (r == -ESRCH)
                         r = proc_error_set(&err, 404, "process %d is not running", (int) p->pid);
                 else if (r < 0)
-                        r = proc_error_set(&err, 500, "cannot signal process %d: %s", (int) p->pid, strerror(-r));
+                        r = proc_error_set(&err, pressure_errno(r) ? 503 : 500, "cannot signal process %d: %s",
+                                           (int) p->pid, pressure_describe(r, why, sizeof(why)));
         }
         proc_unlock();
         if (r < 0)
@@ -347,11 +352,11 @@ int procs_handle_signal(struct http_conn *c, const struct http_request *req, con
                 return http_respond_error(c, 400, "bad_request",
                                           "'signal' must be a signal name (\"SIGINT\", \"SIGTERM\", …) or a number "
                                           "from 1 to 64");
-        return signal_and_reply(c, arg, signo, "{}");
+        return signal_and_reply(c, arg, signo, false, "{}");
 }
 
 int procs_handle_kill(struct http_conn *c, const struct http_request *req, const char *arg) {
-        return signal_and_reply(c, arg, SIGKILL, "{\"killed\":true}");
+        return signal_and_reply(c, arg, SIGKILL, true, "{\"killed\":true}");
 }
 
 static int parse_dimension(json_t *body, const char *key, unsigned *ret, struct proc_error *err) {

@@ -21,3 +21,5 @@ int procs_handle_stdin_close(struct http_conn *c, const struct http_request *req
 int procs_handle_signal(struct http_conn *c, const struct http_request *req, const char *arg);
 int procs_handle_kill(struct http_conn *c, const struct http_request *req, const char *arg);
 int procs_handle_resize(struct http_conn *c, const struct http_request *req, const char *arg);
+/* POST /processes/kill_all (kill-all.c): every process of the sandbox but the agent. */
+int procs_handle_kill_all(struct http_conn *c, const struct http_request *req, const char *arg);

@@ -2,12 +2,14 @@
  * gets its own file. */
 #include "routes.h"
 
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "files.h"
 #include "kernel/contexts.h"
 #include "log.h"
+#include "pressure.h"
 #include "procs.h"
 #include "timeutil.h"
 #include "tunnel.h"
@@ -19,6 +21,7 @@ struct route {
         const char *pattern; /* "{pid}" or "{id}" matches one path segment, handed to the handler */
         int (*handler)(struct http_conn *c, const struct http_request *req, const char *arg);
         bool streams_body;
+        bool lasts; /* its answer is a stream that may last (not served by a reserve thread) */
 };
 
 static struct agent *the_agent;
@@ -37,30 +40,42 @@ static int handle_health(struct http_conn *c, const struct http_request *req, co
 }
 
 static const struct route routes[] = {
-        {"GET", "/health", handle_health, false},
-        {"POST", "/processes", procs_handle_start, false},
-        {"GET", "/processes", procs_handle_list, false},
-        {"GET", "/processes/{pid}/stream", procs_handle_stream, false},
-        {"POST", "/processes/{pid}/stdin", procs_handle_stdin_write, false},
-        {"DELETE", "/processes/{pid}/stdin", procs_handle_stdin_close, false},
-        {"POST", "/processes/{pid}/signal", procs_handle_signal, false},
-        {"POST", "/processes/{pid}/resize", procs_handle_resize, false},
-        {"DELETE", "/processes/{pid}", procs_handle_kill, false},
-        {"GET", "/files", files_handle_read, false},
-        {"PUT", "/files", files_handle_write, true},
-        {"DELETE", "/files", files_handle_remove, false},
-        {"GET", "/files/info", files_handle_info, false},
-        {"GET", "/files/list", files_handle_list, false},
-        {"POST", "/files/mkdir", files_handle_mkdir, false},
-        {"POST", "/files/rename", files_handle_rename, false},
-        {"GET", "/files/watch", files_handle_watch, false},
-        {"POST", "/execute", contexts_handle_execute, false},
-        {"POST", "/contexts", contexts_handle_create, false},
-        {"GET", "/contexts", contexts_handle_list, false},
-        {"POST", "/contexts/{id}/restart", contexts_handle_restart, false},
-        {"DELETE", "/contexts/{id}", contexts_handle_remove, false},
-        {"GET", "/tunnel", tunnel_handle, false},
+        {"GET", "/health", handle_health, false, false},
+        {"POST", "/processes", procs_handle_start, false, true},
+        {"GET", "/processes", procs_handle_list, false, false},
+        {"POST", "/processes/kill_all", procs_handle_kill_all, false, false},
+        {"GET", "/processes/{pid}/stream", procs_handle_stream, false, true},
+        {"POST", "/processes/{pid}/stdin", procs_handle_stdin_write, false, false},
+        {"DELETE", "/processes/{pid}/stdin", procs_handle_stdin_close, false, false},
+        {"POST", "/processes/{pid}/signal", procs_handle_signal, false, false},
+        {"POST", "/processes/{pid}/resize", procs_handle_resize, false, false},
+        {"DELETE", "/processes/{pid}", procs_handle_kill, false, false},
+        {"GET", "/files", files_handle_read, false, false},
+        {"PUT", "/files", files_handle_write, true, false},
+        {"DELETE", "/files", files_handle_remove, false, false},
+        {"GET", "/files/info", files_handle_info, false, false},
+        {"GET", "/files/list", files_handle_list, false, false},
+        {"POST", "/files/mkdir", files_handle_mkdir, false, false},
+        {"POST", "/files/rename", files_handle_rename, false, false},
+        {"GET", "/files/watch", files_handle_watch, false, true},
+        {"POST", "/execute", contexts_handle_execute, false, true},
+        {"POST", "/contexts", contexts_handle_create, false, false},
+        {"GET", "/contexts", contexts_handle_list, false, false},
+        {"POST", "/contexts/{id}/restart", contexts_handle_restart, false, false},
+        {"DELETE", "/contexts/{id}", contexts_handle_remove, false, false},
+        {"GET", "/tunnel", tunnel_handle, false, true},
 };
+
+/* A stream asked for while the agent had no thread for it (http.h): it would hold one of the
+ * few kept for the owner's calls, for as long as it lasts. */
+static int respond_no_thread(struct http_conn *c) {
+        char why[256];
+
+        return http_respond_error(c, 503, "unavailable",
+                                  "the agent cannot start a thread for this stream: %s; try again once processes "
+                                  "have ended",
+                                  pressure_describe(EAGAIN, why, sizeof(why)));
+}
 
 /* Matches path against pattern; the {pid} or {id} segment, if any, is copied to arg. */
 static bool route_match(const char *pattern, const char *path, char arg[ARG_MAX_LEN]) {
@@ -112,6 +127,8 @@ int agent_route(struct http_conn *c, const struct http_request *req, void *userd
         the_agent = userdata;
         log_debug("%s %s", req->method, req->path);
         rt = route_find(req, &path_known, arg);
+        if (rt && rt->lasts && http_conn_reserved(c))
+                return respond_no_thread(c);
         if (rt)
                 return rt->handler(c, req, arg[0] ? arg : NULL);
         if (path_known)

@@ -6,7 +6,9 @@
  *   /execute, /contexts…              → kernel/contexts.h
  * The wire contract of each route is in docs/api.md ("Inside a sandbox"): the engine
  * serves the same paths under /v1/sandboxes/{id}. Unknown paths answer 404, known paths
- * with another method 405, in the {"error":{"code","message"}} shape.
+ * with another method 405, in the {"error":{"code","message"}} shape. A route whose answer
+ * is a lasting stream (a command's events, an execution, a watch, a tunnel) answers 503
+ * on a connection served by a reserve thread (http.h: the sandbox's pids limit is reached).
  */
 #pragma once
 

@@ -35,6 +35,7 @@
 #include "log.h"
 #include "thread.h"
 #include "../login-env.h"
+#include "../pressure.h"
 #include "../proc-spawn.h"
 #include "../users.h"
 
@@ -238,11 +239,24 @@ static void turn_give(struct context *ctx, struct turn *t) {
 
 /* ---- interpreters ---- */
 
+/* Why an interpreter did not start: the sandbox's state when that was the cause (no pid, no
+ * memory left: pressure.h), else what the backend said. */
+static const char *start_failure(int r, const char *why, char *buf, size_t n) {
+        if (pressure_errno(r))
+                return pressure_describe(r, buf, n);
+        return why ?: strerror(-r);
+}
+
+/* The status of an interpreter's failed start: 503 when the sandbox's state was the cause. */
+static int start_status(int r) {
+        return pressure_errno(r) ? 503 : 500;
+}
+
 /* Starts ctx's interpreter if it has none running (the caller holds the turn). Returns 0,
  * or -errno with a message in *ret_error (malloc'd). */
 static int interpreter_ensure(struct context *ctx, char **ret_error) {
         struct user_info u = {};
-        char **env = NULL, *why = NULL;
+        char **env = NULL, *why = NULL, buf[256];
         int r;
 
         *ret_error = NULL;
@@ -274,7 +288,7 @@ static int interpreter_ensure(struct context *ctx, char **ret_error) {
                 r = ctx->ops->start(&cfg, CTX_START_TIMEOUT_MS, &ctx->kernel, &why);
         }
         if (r < 0 && asprintf(ret_error, "cannot start the %s interpreter of context %s: %s", ctx->ops->language,
-                              ctx->id, why ?: strerror(-r)) < 0)
+                              ctx->id, start_failure(r, why, buf, sizeof(buf))) < 0)
                 *ret_error = NULL;
         if (r < 0)
                 ctx->kernel = NULL;
@@ -386,10 +400,10 @@ static void execute(struct context *ctx, struct ctx_stream *s, const struct exec
         if (context_removed(ctx)) { /* looked up just before its removal, queued after it */
                 snprintf(msg, sizeof(msg), "context %s was removed before this execution could run", ctx->id);
                 fail(s, "ContextRemoved", msg);
-        } else if (interpreter_ensure(ctx, &why) < 0) {
+        } else if ((r = interpreter_ensure(ctx, &why)) < 0) {
                 const char *m = why ?: "cannot start the interpreter";
-                /* A 500 while nothing was sent yet, else the stream says it. */
-                if (!ctx_stream_respond_error(s, 500, "internal", m))
+                /* A 500 (503) while nothing was sent yet, else the stream says it. */
+                if (!ctx_stream_respond_error(s, start_status(r), proc_error_code(start_status(r)), m))
                         fail(s, "KernelStartFailed", m);
         } else if (cancelled(&t, msg, sizeof(msg), ctx->id, "before this execution could run"))
                 fail(s, streq(t.cancelled, "removed") ? "ContextRemoved" : "ContextRestarted", msg);
@@ -400,6 +414,7 @@ static void execute(struct context *ctx, struct ctx_stream *s, const struct exec
 
 int contexts_handle_execute(struct http_conn *c, const struct http_request *req, const char *arg) {
         struct proc_error err = {};
+        char why[256];
         struct exec_request ereq;
         struct ctx_stream s = {};
         struct context *ctx;
@@ -420,7 +435,9 @@ int contexts_handle_execute(struct http_conn *c, const struct http_request *req,
         }
         r = ctx_stream_open(&s, c);
         if (r < 0)
-                r = http_respond_error(c, 503, "unavailable", "cannot start the execution's stream: %s", strerror(-r));
+                r = http_respond_error(c, pressure_errno(r) ? 503 : 500, pressure_errno(r) ? "unavailable" : "internal",
+                                       "cannot start the execution: %s",
+                                       pressure_describe(r, why, sizeof(why)));
         else
                 execute(ctx, &s, &ereq);
         ctx_stream_close(&s);
@@ -441,7 +458,8 @@ static int context_make(const struct create_request *creq, struct context **ret,
         if (r == -ESRCH)
                 return proc_error_set(err, 400, "unknown user '%s'", creq->user);
         if (r < 0)
-                return proc_error_set(err, 500, "cannot look up user '%s': %s", creq->user, user_strerror(r));
+                return proc_error_set(err, start_status(r), "cannot look up user '%s': %s", creq->user,
+                                      user_strerror(r));
         r = proc_resolve_cwd(creq->cwd, u.home, &cwd, err); /* as commands resolve theirs */
         user_info_done(&u);
         if (r < 0)
@@ -493,7 +511,8 @@ int contexts_handle_create(struct http_conn *c, const struct http_request *req, 
                 log_info("context %s (%s) started as %s in %s", ctx->id, ctx->ops->language, ctx->user, ctx->cwd);
                 r = respond_context(c, 201, ctx);
         } else
-                r = http_respond_error(c, 500, "internal", "%s", why ?: "cannot start the interpreter");
+                r = http_respond_error(c, start_status(r), proc_error_code(start_status(r)), "%s",
+                                       why ?: "cannot start the interpreter");
         context_unref(ctx);
         return r;
 }
@@ -542,7 +561,8 @@ int contexts_handle_restart(struct http_conn *c, const struct http_request *req,
                 if (r >= 0)
                         log_info("context %s (%s) restarted", ctx->id, ctx->ops->language);
                 r = r >= 0 ? respond_context(c, 200, ctx)
-                           : http_respond_error(c, 500, "internal", "%s", why ?: "cannot start the interpreter");
+                           : http_respond_error(c, start_status(r), proc_error_code(start_status(r)), "%s",
+                                                why ?: "cannot start the interpreter");
         }
         context_unref(ctx);
         return r;
@@ -598,9 +618,13 @@ static void *start_default_python(void *arg) {
 }
 
 int contexts_init(void) {
-        struct context *ctx = default_get(&kernel_python_ops);
+        struct context *ctx;
         int r;
 
+        r = python_backend_init();
+        if (r < 0)
+                log_error_errno(r, "cannot set up ZeroMQ: Python contexts will not start");
+        ctx = default_get(&kernel_python_ops);
         if (!ctx)
                 return -ENOMEM;
         r = thread_start_detached(start_default_python, ctx, 0);

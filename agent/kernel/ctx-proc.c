@@ -489,10 +489,13 @@ int kproc_start(const struct kproc_spec *spec, int64_t timeout_ms, struct kproc 
         return 0;
 }
 
-/* Signals the interpreter's group; its leader (the interpreter) is sig's main target. */
+/* Signals the interpreter's group; its leader (the interpreter) is sig's main target. Once
+ * the leader is gone, the members its group had while it ran (process.h). */
 static void signal_group(struct kproc *kp, int sig) {
-        if (kill(-child_pid(kp->child), sig) < 0 && errno != ESRCH)
-                log_warn_errno(errno, "%s context: cannot send signal %d to process group %d, ignoring", kp->name, sig,
+        int r = child_terminate(kp->child, sig);
+
+        if (r < 0)
+                log_warn_errno(r, "%s context: cannot send signal %d to process group %d, ignoring", kp->name, sig,
                                (int) child_pid(kp->child));
 }
 
@@ -632,7 +635,7 @@ static bool interrupt(struct kproc *kp, const char *sync, struct pending *p) {
         pthread_mutex_unlock(&kp->lock);
         if (!send)
                 return false;
-        signal_group(kp, SIGINT);
+        (void) child_signal_group(kp->child, SIGINT);
         if (sync) {
                 p->data[1] = sync;
                 p->len[1] = strlen(sync);

@@ -76,4 +76,9 @@ struct kernel_ops {
 
 extern const struct kernel_ops kernel_python_ops;
 extern const struct kernel_ops kernel_bash_ops;
+
+/* Sets up what every Python kernel shares: the agent's one ZeroMQ context, with its I/O and
+ * reaper threads started now (python-channel.c). Call once, at start, before any Python
+ * kernel. Returns 0 or -errno (Python kernels then cannot start, and say why). */
+int python_backend_init(void);
 extern const struct kernel_ops kernel_node_ops;

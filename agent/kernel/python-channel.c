@@ -1,6 +1,14 @@
 /* python-channel.c — the ZeroMQ side of the Python backend: the sockets to one kernel
  * (DEALER shell and control, SUB IOPub over transport "ipc") and moving Jupyter messages over
  * them, whole multipart messages in, signed ones out (jupyter.c does the format).
+ *
+ * Every kernel's sockets belong to one ZeroMQ context, made when the agent starts. libzmq
+ * starts a context's threads (its reaper and its I/O thread) with its first socket, and
+ * aborts the process when pthread_create() fails there (thread_t::start asserts): a context
+ * per kernel, as before, made the first run_code after a fork bomb — a pids limit reached,
+ * so no thread — kill the agent. The shared context makes its first socket at start, while
+ * threads are still to be had, and is never terminated, so ZeroMQ never starts a thread
+ * again; a socket needs only file descriptors, whose lack is an error, not an abort.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +24,8 @@
 #define SEND_TIMEOUT_MS 2000
 #define IOPUB_MAX_MESSAGE ((int64_t) 64 << 20)
 #define IOPUB_RCVHWM 2 /* few messages wait here unread (each may be large); the kernel queues the rest */
+
+static void *zctx; /* set once at start */
 
 void python_incoming_done(struct incoming *in) {
         jupyter_message_done(&in->m);
@@ -110,10 +120,12 @@ int python_channel_recv(struct kernel *k, void *sock, const char *channel, struc
 static void *socket_open(struct kernel *k, int type, const char *endpoint) {
         const int linger = 0, reconnect = RECONNECT_MS, sndtimeo = SEND_TIMEOUT_MS, rcvhwm = IOPUB_RCVHWM;
         const int64_t maxmsgsize = IOPUB_MAX_MESSAGE;
-        void *s = zmq_socket(k->zctx, type);
+        void *s = zctx ? zmq_socket(zctx, type) : NULL;
 
-        if (!s)
+        if (!s) {
+                errno = zctx ? errno : ENOTCONN;
                 return NULL;
+        }
         /* An IOPub message this large is past the 32 MiB output cap on its own, so nothing it
          * carries would be sent anyway; refusing it keeps the agent from holding it whole.
          * ZeroMQ then drops the connection for good (with what was queued behind it, past the
@@ -150,9 +162,6 @@ int python_sockets_open(struct kernel *k) {
         size_t fd_len = sizeof(int);
         int r;
 
-        k->zctx = zmq_ctx_new();
-        if (!k->zctx)
-                return -errno;
         snprintf(endpoint, sizeof(endpoint), "ipc://%s/kernel-1", k->dir);
         k->shell = socket_open(k, ZMQ_DEALER, endpoint);
         if (!k->shell)
@@ -167,4 +176,25 @@ int python_sockets_open(struct kernel *k) {
         if (zmq_getsockopt(k->shell, ZMQ_FD, &k->shell_fd, &fd_len) < 0)
                 return -errno;
         return 0;
+}
+
+int python_backend_init(void) {
+        void *s;
+        int r;
+
+        zctx = zmq_ctx_new();
+        if (!zctx)
+                return -errno;
+        if (zmq_ctx_set(zctx, ZMQ_IO_THREADS, 1) < 0)
+                goto fail;
+        s = zmq_socket(zctx, ZMQ_PAIR); /* starts the context's threads (see the top) */
+        if (!s)
+                goto fail;
+        zmq_close(s);
+        return 0;
+fail:
+        r = -errno;
+        (void) zmq_ctx_term(zctx);
+        zctx = NULL;
+        return r;
 }

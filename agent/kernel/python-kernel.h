@@ -25,8 +25,7 @@ struct kernel {
         char dir[PATH_MAX]; /* the private directory: connection file and IPC sockets */
         int dir_fd;         /* it, opened when made (-1 if not); removal goes through it */
         int parent_fd;      /* its parent (O_PATH; -1 if not open) */
-        void *zctx;
-        void *shell, *control, *iopub;
+        void *shell, *control, *iopub; /* sockets of the agent's one ZeroMQ context */
         int shell_fd, iopub_fd; /* ZMQ_FD of each: readable when the socket's events may have changed */
         bool iopub_lost;        /* a status went missing: IOPub is to be reconnected */
         struct jupyter_session session;
@@ -71,8 +70,9 @@ int python_channel_send(struct kernel *k, void *sock, const char *msg_type, json
  * with a bad signature or a bad shape are logged (channel names the socket) and dropped. */
 int python_channel_recv(struct kernel *k, void *sock, const char *channel, struct incoming *in);
 
-/* Makes k's ZeroMQ context and connects shell, control and IOPub to the sockets in k->dir
- * (which may not exist yet: ZeroMQ retries). Returns 0 or -errno; the caller cleans up. */
+/* Connects shell, control and IOPub to the sockets in k->dir (which may not exist yet:
+ * ZeroMQ retries). Returns 0 or -errno (-ENOTCONN: python_backend_init() failed); the caller
+ * cleans up. */
 int python_sockets_open(struct kernel *k);
 
 /* Connects a new IOPub socket (after the old one was closed). Returns 0 or -errno. */

@@ -448,19 +448,21 @@ void python_kernel_free(struct kernel *k, bool polite) {
                 return;
         if (k->child) {
                 if (!child_exited(k->child, &status)) {
+                        (void) child_terminate(k->child, 0); /* notes its group's members */
                         if (polite && k->control && shutdown_request(k) == 0 && python_wait_exit(k, SHUTDOWN_GRACE_MS))
                                 goto exited;
-                        (void) child_signal_group(k->child, SIGTERM);
+                        (void) child_terminate(k->child, SIGTERM);
                         if (!python_wait_exit(k, polite ? TERM_GRACE_MS : 200)) {
-                                (void) child_signal_group(k->child, SIGKILL);
+                                (void) child_terminate(k->child, SIGKILL);
                                 if (!python_wait_exit(k, 5000))
                                         log_warn("the Python kernel (pid %d) did not exit after SIGKILL, ignoring",
                                                  (int) child_pid(k->child));
                         }
                 }
         exited:
-                /* whatever the code started in the kernel's group goes with it */
-                (void) child_signal_group(k->child, SIGKILL);
+                /* whatever the code started in the kernel's group goes with it (the members
+                 * it had while the kernel ran: its id may be another group's by now) */
+                (void) child_terminate(k->child, SIGKILL);
                 child_free(k->child);
         }
         if (k->shell)
@@ -469,8 +471,6 @@ void python_kernel_free(struct kernel *k, bool polite) {
                 zmq_close(k->iopub);
         if (k->control)
                 zmq_close(k->control);
-        if (k->zctx)
-                zmq_ctx_term(k->zctx);
         if (k->stderr_fd >= 0)
                 close(k->stderr_fd);
         dir_remove(k);
@@ -509,7 +509,9 @@ int python_kernel_start(const struct kernel_config *cfg, int64_t timeout_ms, str
         }
         r = python_sockets_open(k);
         if (r < 0) {
-                set_error(ret_error, r, "failed to open the Python kernel's sockets: %s", strerror(-r));
+                set_error(ret_error, r, "failed to open the Python kernel's sockets: %s",
+                          r == -ENOTCONN ? "ZeroMQ could not be set up when the agent started (see its log)"
+                                         : strerror(-r));
                 goto fail;
         }
         r = kernel_spawn(k, cfg, conn_file, ret_error);

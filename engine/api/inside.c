@@ -8,7 +8,8 @@
  * Answers stream back through a libmicrohttpd content reader that pulls one block from the
  * agent whenever the client has taken the last one, so a slow client slows the agent's
  * socket rather than growing a buffer here, and memory per stream is fixed. An open
- * answer counts as an open stream of the sandbox (idle reaping waits for it). When the
+ * answer counts as an open stream of the sandbox (idle reaping waits for it); its status,
+ * Content-Type and Retry-After are the agent's. When the
  * agent dies mid-stream, a newline-delimited JSON stream gets a last {"type":"error"}
  * event with the reason (the sandbox is then in `error`); other answers are cut short.
  */
@@ -249,6 +250,11 @@ static int forward_finish(struct forward *f, struct api_response *resp, struct e
         }
         if (*agent_stream_content_type(f->s) && printable(agent_stream_content_type(f->s)))
                 MHD_add_response_header(m, "Content-Type", agent_stream_content_type(f->s));
+        if (agent_stream_retry_after(f->s) > 0) {
+                char retry[16];
+                snprintf(retry, sizeof(retry), "%d", agent_stream_retry_after(f->s));
+                MHD_add_response_header(m, "Retry-After", retry);
+        }
         resp->status = status;
         resp->mhd = m;
         return 0;

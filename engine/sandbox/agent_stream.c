@@ -33,6 +33,7 @@ struct agent_stream {
         bool chunked_upload;
         int send_error;     /* the agent stopped reading the request (it may have answered early) */
         int status;
+        int retry_after;    /* seconds of the answer's Retry-After, 0 if none */
         char content_type[128];
         int64_t content_length;
         enum framing framing;
@@ -197,7 +198,8 @@ int agent_stream_send(struct agent_stream *s, const void *data, size_t len, stru
 
 /* Reads more from the socket into in[]; returns bytes read, 0 at EOF, -ETIMEDOUT past the
  * exchange's deadline (also while bytes keep coming: an agent that dribbles an endless body
- * must not hold the thread). */
+ * must not hold the thread), -ECONNRESET when watch_fd's client went away, -ECONNABORTED
+ * when the agent reset the connection. */
 static ssize_t fill(struct agent_stream *s, int watch_fd, long timeout_ms) {
         ssize_t k;
         int r;
@@ -220,6 +222,10 @@ static ssize_t fill(struct agent_stream *s, int watch_fd, long timeout_ms) {
                 k = read(s->fd, s->in + s->len, IN_SIZE - s->len);
                 if (k >= 0)
                         break;
+                /* ECONNRESET here is the agent's doing (it closed with the request unread):
+                 * not to be taken for the client going away, which wait_fd() says so. */
+                if (errno == ECONNRESET)
+                        return -ECONNABORTED;
                 if (errno != EINTR && errno != EAGAIN) /* EAGAIN: woken for nothing */
                         return -errno;
         }
@@ -231,8 +237,13 @@ static ssize_t fill(struct agent_stream *s, int watch_fd, long timeout_ms) {
 static void take_head(struct agent_stream *s, const struct http_response *resp) {
         const char *type = http_response_header(resp, "Content-Type");
 
+        const char *retry = http_response_header(resp, "Retry-After");
+
         s->status = resp->status;
         snprintf(s->content_type, sizeof(s->content_type), "%s", type ? type : "");
+        /* Only delay-seconds of a sane size: the value is passed on to the client. */
+        if (retry && strlen(retry) <= 5 && strspn(retry, "0123456789") == strlen(retry) && *retry)
+                s->retry_after = (int) strtol(retry, NULL, 10);
         if (resp->chunked) {
                 s->framing = FRAMING_CHUNKED;
                 s->content_length = -1;
@@ -285,6 +296,10 @@ int agent_stream_finish(struct agent_stream *s, long timeout_ms, struct error *e
 
 int agent_stream_status(const struct agent_stream *s) {
         return s->status;
+}
+
+int agent_stream_retry_after(const struct agent_stream *s) {
+        return s->retry_after;
 }
 
 const char *agent_stream_content_type(const struct agent_stream *s) {

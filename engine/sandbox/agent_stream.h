@@ -43,9 +43,13 @@ int agent_stream_status(const struct agent_stream *s);
 const char *agent_stream_content_type(const struct agent_stream *s);
 int64_t agent_stream_content_length(const struct agent_stream *s);
 
+/* The seconds of the answer's "Retry-After" (a 503 of a sandbox whose pids limit is
+ * reached, say), or 0 when it has none (or not in delay-seconds form). */
+int agent_stream_retry_after(const struct agent_stream *s);
+
 /* Reads up to len bytes of the answer's body. Blocks until some arrive, the body ends
  * (returns 0), or watch_fd (if >= 0: the engine's client socket) hangs up (-ECONNRESET).
- * -EPROTO when the agent broke the framing or went away mid-body. */
+ * -EPROTO when the agent broke the framing or went away mid-body (-ECONNABORTED: reset). */
 ssize_t agent_stream_read(struct agent_stream *s, void *buf, size_t len, int watch_fd);
 
 /* Bounds each wait of agent_stream_read() for more body bytes to timeout_ms (-ETIMEDOUT

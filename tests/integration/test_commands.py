@@ -193,6 +193,38 @@ def test_timeout_kills_the_whole_tree(sbx: Sandbox) -> None:
     assert sbx.commands.run("sleep 1; echo ok", timeout=None).stdout == "ok\n"
 
 
+def test_kill_all_ends_every_process_and_kernels_restart_fresh(engine: Engine, module_key: str,
+                                                                sbx: Sandbox) -> None:
+    assert sbx.run_code("marker = 7; marker").text == "7"
+    h = sbx.commands.run("sleep 600 & setsid -f sleep 601; sleep 602", background=True)
+    term = sbx.pty.create(80, 24, cmd="sleep 603")
+    wait_for(lambda: all(f"sleep 60{i}" in sbx.commands.run("ps -eo args").stdout for i in range(4)),
+             10, "the sleeps to run")
+    killed = sbx.commands.kill_all()
+    # sleep 600..603 (bash runs the last one itself), two supervisors, the Python kernel
+    assert killed >= 7, killed
+    assert h.wait(timeout=10).exit_code == 137
+    assert term.wait(timeout=10).exit_code == 137
+    ps = sbx.commands.run("ps -eo pid,args").stdout
+    assert "sleep 60" not in ps and "ipykernel" not in ps, ps
+    assert [p.pid for p in sbx.commands.list()] == []
+    ex = sbx.run_code("marker")  # a fresh kernel: the state is gone
+    assert ex.error is not None and ex.error.name == "NameError", ex
+    assert sbx.run_code("1 + 1").text == "2"
+    assert sbx.commands.kill_all() >= 1  # the new kernel
+
+    async def main() -> None:
+        a = await AsyncSandbox.connect(sbx.id, api_key=module_key, api_url=engine.url)
+        await a.commands.run("sleep 604", background=True)
+        assert await a.commands.kill_all() >= 2  # its bash (or sleep) and supervisor
+        assert "sleep 604" not in (await a.commands.run("ps -eo args")).stdout
+
+    asyncio.run(main())
+    st, doc, raw = engine.raw("POST", f"/v1/sandboxes/{sbx.id}/processes/kill_all",
+                              body={"all": True}, key=module_key)
+    assert st == 400 and "no fields" in doc["error"]["message"], raw[:300]
+
+
 def test_a_waited_command_dies_with_its_client(sbx: Sandbox) -> None:
     def stop_reading(line: str) -> None:
         raise KeyboardInterrupt  # as a user pressing Ctrl-C while run() waits

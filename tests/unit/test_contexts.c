@@ -19,6 +19,8 @@
 #include "../../agent/kernel/ctx-shell.c"
 #include "../../agent/kernel/bash.c"
 #include "../../agent/process.c"
+#include "../../agent/ptree.c"
+#include "../../agent/supervise.c"
 #include "../../agent/utf8.c"
 
 /* What ctx-request.c needs from outside the unit. */

@@ -15,6 +15,8 @@
 
 #include "../../agent/login-env.c"
 #include "../../agent/process.c"
+#include "../../agent/ptree.c"
+#include "../../agent/supervise.c"
 
 /* ---- parsing ---- */
 

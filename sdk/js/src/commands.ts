@@ -28,8 +28,8 @@ export interface ProcessStartOpts {
   /** `"root"` (the default), `"sandbox"`, or any user of the sandbox's `/etc/passwd`. */
   user?: string;
   /**
-   * Milliseconds after which the engine kills the process group (SIGTERM, SIGKILL 2 s
-   * later); the result then has `exitCode` 124 and `timedOut` true. 0 or null: none. Left
+   * Milliseconds after which the engine kills the process and every process it started
+   * (SIGTERM, SIGKILL 2 s later); the result then has `exitCode` 124 and `timedOut` true. 0 or null: none. Left
    * out: 60 s for a command that is waited for, none for a background one or a terminal.
    */
   timeoutMs?: number | null;
@@ -135,6 +135,8 @@ export class Commands {
    * @throws InvalidArgumentError bad arguments, unknown user, missing `cwd` (engine's message).
    * @throws NotFoundError the sandbox is gone.
    * @throws ConflictError the sandbox is not running.
+   * @throws UnavailableError the sandbox cannot start it now (its pids limit is reached, it
+   *   is out of memory), with the reason.
    */
   run(cmd: string, opts: CommandStartOpts & { background: true }): Promise<CommandHandle>;
   run(cmd: string, opts?: CommandStartOpts & { background?: false }): Promise<CommandResult>;
@@ -183,9 +185,31 @@ export class Commands {
     return procs.filter(isObject).map(processInfo);
   }
 
-  /** Kills a process (SIGKILL to its process group); false if it was not running. */
+  /**
+   * Kills a command: SIGKILL to every process it started, including those that left its
+   * process group or session (`setsid`, a daemon's double fork); false if it was not running.
+   */
   kill(pid: number, opts: CallOpts = {}): Promise<boolean> {
     return this.api.kill(pid, opts);
+  }
+
+  /**
+   * Ends every process in the sandbox but its agent: commands (background ones and whatever
+   * they started, daemons included), terminals, a runaway fork bomb, and the interpreters of
+   * code contexts (each starts afresh on its next `runCode`: its variables and imports are
+   * gone). Works while the sandbox's pids limit is reached, when nothing new can start.
+   * Resolves to how many processes were killed.
+   */
+  async killAll(opts: CallOpts = {}): Promise<number> {
+    const doc = await this.api.transport.request("POST", this.api.path(undefined, "/kill_all"), {
+      signal: opts.signal,
+      timeoutMs: opts.requestTimeoutMs,
+    });
+    const killed = isObject(doc) ? doc["killed"] : undefined;
+    if (typeof killed !== "number") {
+      throw new SandboxError(`unexpected answer to killAll in ${this.api.sandboxId}: ${JSON.stringify(doc).slice(0, 200)}`);
+    }
+    return killed;
   }
 
   /**

@@ -88,6 +88,19 @@ export class ConflictError extends SandboxError {
 }
 
 /**
+ * The engine or the sandbox cannot do it now, for a reason of their own that may pass (HTTP
+ * 503; the engine adds `Retry-After`): the sandbox's pids limit is reached (a fork bomb:
+ * `commands.killAll()` ends every process), it is out of memory, its agent has too many
+ * requests open, the host has no free network address. The message says which.
+ */
+export class UnavailableError extends SandboxError {
+  constructor(message: string, opts: { status?: number; code?: string; cause?: unknown } = {}) {
+    super(message, opts);
+    this.name = "UnavailableError";
+  }
+}
+
+/**
  * A command run with `check: true` exited with a non-zero code (or its stream failed before
  * it ended: `result.error` says why). `result` holds its whole output.
  */
@@ -137,6 +150,7 @@ const STATUS_ERRORS: Record<number, ErrorClass> = {
   409: ConflictError,
   413: InvalidArgumentError,
   429: RateLimitError,
+  503: UnavailableError,
   504: TimeoutError,
 };
 

@@ -51,6 +51,7 @@ export {
   RateLimitError,
   SandboxError,
   TimeoutError,
+  UnavailableError,
 } from "./errors.js";
 export { DEFAULT_API_URL, DEFAULT_DOMAIN } from "./transport.js";
 export type { CallOpts, ConnectionOpts } from "./transport.js";

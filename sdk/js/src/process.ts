@@ -172,7 +172,7 @@ export class ProcessApi {
     });
   }
 
-  /** SIGKILLs the process group; false if the process was not running. */
+  /** SIGKILLs every process of the command; false if it was not running. */
   async kill(pid: number, opts: CallOpts = {}): Promise<boolean> {
     try {
       await this.transport.request("DELETE", this.path(pid), { signal: opts.signal, timeoutMs: opts.requestTimeoutMs });
@@ -396,7 +396,7 @@ export class ProcessHandle {
     return result;
   }
 
-  /** Kills the process (SIGKILL to its process group); false if it had already ended. */
+  /** Kills the process and every process it started (SIGKILL); false if it had already ended. */
   kill(opts: CallOpts = {}): Promise<boolean> {
     return this.api.kill(this._pid, opts);
   }

@@ -160,3 +160,26 @@ test("pty: a command in a terminal; connect; kill", async () => {
   await assert.rejects(sbx.pty.resize((await sbx.commands.run("sleep 5", { background: true })).pid, { cols: 1, rows: 1 }),
     (e) => e.status === 409, "resizing what is not a terminal");
 });
+
+test("a kill ends what left the session; killAll ends every process and the kernel starts fresh", async () => {
+  const ps = async () => (await sbx.commands.run("ps -eo args")).stdout;
+  const h = await sbx.commands.run("setsid sleep 700 & setsid -f sleep 701; sleep 702", { background: true });
+  await waitFor(async () => (await ps()).includes("sleep 701"), 10_000, "the sleeps");
+  assert.equal(await sbx.commands.kill(h.pid), true);
+  assert.equal((await h.wait()).exitCode, 137);
+  await waitFor(async () => !/sleep 70[012]/.test(await ps()), 5000, "the setsid children to be gone");
+
+  assert.equal((await sbx.runCode("marker = 5; marker")).text, "5");
+  const bg = await sbx.commands.run("sleep 703 & setsid -f sleep 704; sleep 705", { background: true });
+  const t = await sbx.pty.create({ cmd: "sleep 706", cols: 40, rows: 10, background: true });
+  await waitFor(async () => /sleep 704/.test(await ps()), 10_000, "the sleeps");
+  const killed = await sbx.commands.killAll();
+  assert.ok(Number.isInteger(killed) && killed >= 7, `killed ${killed}`);
+  assert.equal((await bg.wait()).exitCode, 137);
+  assert.equal((await t.wait()).exitCode, 137);
+  assert.doesNotMatch(await ps(), /sleep 70[3-6]/);
+  assert.deepEqual(await sbx.commands.list(), []);
+  const ex = await sbx.runCode("marker");
+  assert.equal(ex.error?.name, "NameError", "a fresh kernel: the state is gone");
+  assert.equal((await sbx.runCode("1 + 1")).text, "2");
+});

@@ -12,6 +12,7 @@ import {
   Sandbox,
   SandboxError,
   TimeoutError,
+  UnavailableError,
 } from "../dist/esm/index.js";
 import { errorFromResponse } from "../dist/esm/errors.js";
 import { EventStream, OutputBuffer, decodeData } from "../dist/esm/stream.js";
@@ -127,6 +128,7 @@ test("error answers map to classes and keep the server's message and code", () =
     [429, "limit_exceeded", RateLimitError],
     [500, "internal", SandboxError],
     [502, "sandbox_error", SandboxError],
+    [503, "unavailable", UnavailableError],
     [504, "timeout", TimeoutError],
   ];
   for (const [status, code, cls] of cases) {

@@ -39,6 +39,7 @@ from .exceptions import (  # noqa: E402
     RateLimitError,
     SandboxError,
     TimeoutError,
+    UnavailableError,
 )
 from .files import (  # noqa: E402
     EntryInfo,
@@ -87,6 +88,7 @@ __all__ = [
     "TimeoutError",
     "InvalidArgumentError",
     "ConflictError",
+    "UnavailableError",
     "CommandExitError",
     "__version__",
 ]

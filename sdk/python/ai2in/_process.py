@@ -131,7 +131,7 @@ class ProcessApi:
                                body={"cols": cols, "rows": rows})
 
     def kill(self, pid: int) -> bool:
-        """SIGKILLs the process group; False if the process was not running."""
+        """SIGKILLs every process of the command; False if it was not running."""
         try:
             self.transport.request("DELETE", self.path(pid))
         except NotFoundError:
@@ -334,7 +334,7 @@ class ProcessHandle:
         return result
 
     def kill(self) -> bool:
-        """Kills the process (SIGKILL to its process group).
+        """Kills the process and every process it started (SIGKILL).
 
         Returns:
             True if it was running, False if it had already ended.

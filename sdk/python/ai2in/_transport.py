@@ -33,6 +33,7 @@ from .exceptions import (
     RateLimitError,
     SandboxError,
     TimeoutError,
+    UnavailableError,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,6 +59,7 @@ _STATUS_ERRORS: Dict[int, Type[SandboxError]] = {
     409: ConflictError,
     413: InvalidArgumentError,
     429: RateLimitError,
+    503: UnavailableError,
     504: TimeoutError,
 }
 

@@ -162,6 +162,10 @@ class AsyncCommands:
         """Kills a process; False if it was not running."""
         return await asyncio.to_thread(self._commands.kill, pid)
 
+    async def kill_all(self) -> int:
+        """Ends every process in the sandbox but its agent; see ``Commands.kill_all``."""
+        return await asyncio.to_thread(self._commands.kill_all)
+
     async def send_stdin(self, pid: int, data: Stdin) -> None:
         """Writes ``data`` to the stdin of process ``pid``."""
         await asyncio.to_thread(self._commands.send_stdin, pid, data)

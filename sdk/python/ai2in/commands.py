@@ -132,8 +132,8 @@ class Commands:
                 against it).
             user: ``"root"`` (the default) or ``"sandbox"``, or any user of the sandbox's
                 ``/etc/passwd``.
-            timeout: seconds (a float is fine) after which the engine kills the command's
-                process group (SIGTERM, SIGKILL 2 s later); the result then has
+            timeout: seconds (a float is fine) after which the engine kills the command and
+                every process it started (SIGTERM, SIGKILL 2 s later); the result then has
                 ``exit_code`` 124 and ``timed_out`` True. None: no timeout. Left out: 60 s
                 for a command that is waited for, none for a background one.
             check: raise CommandExitError instead of returning (or from ``wait()``) when the
@@ -155,6 +155,8 @@ class Commands:
                 engine's message).
             NotFoundError: the sandbox is gone.
             ConflictError: the sandbox is not running.
+            UnavailableError: the sandbox cannot start it now (its pids limit is reached, it is
+                out of memory), with the reason.
             SandboxError: any other failure reported by the engine.
         """
         body = start_body({"cmd": cmd}, envs, cwd, user, timeout, background, tag)
@@ -197,12 +199,30 @@ class Commands:
         return [ProcessInfo.from_json(p) for p in doc["processes"] if isinstance(p, dict)]
 
     def kill(self, pid: int) -> bool:
-        """Kills a process (SIGKILL to its process group).
+        """Kills a command: SIGKILL to every process it started, including those that left its
+        process group or session (``setsid``, a daemon's double fork).
 
         Returns:
             True if it was running, False if there is no such running process.
         """
         return self._api.kill(pid)
+
+    def kill_all(self) -> int:
+        """Ends every process in the sandbox but its agent: commands (background ones and
+        whatever they started, daemons included), terminals, a runaway fork bomb, and the
+        interpreters of code contexts (each starts afresh on its next ``run_code``: its
+        variables and imports are gone). Works while the sandbox's pids limit is reached, when
+        nothing new can start.
+
+        Returns:
+            How many processes were killed.
+        """
+        doc = self._api.transport.request("POST", self._api.path(suffix="/kill_all"))
+        killed = doc.get("killed") if isinstance(doc, dict) else None
+        if not isinstance(killed, int) or isinstance(killed, bool):
+            raise SandboxError(f"unexpected answer to kill_all in {self._api.sandbox_id}: "
+                               f"{str(doc)[:200]}")
+        return killed
 
     def send_stdin(self, pid: int, data: Stdin) -> None:
         """Writes ``data`` (str as UTF-8, or bytes) to the stdin of process ``pid``.

@@ -21,6 +21,7 @@ __all__ = [
     "TimeoutError",
     "InvalidArgumentError",
     "ConflictError",
+    "UnavailableError",
     "CommandExitError",
 ]
 
@@ -87,6 +88,13 @@ class ConflictError(SandboxError):
     """The sandbox (or the process, or the file) is not in a state that allows the call
     (HTTP 409): a paused sandbox, stdin of a process started without it, resizing what is
     not a terminal, ``make_dir`` where a file is."""
+
+
+class UnavailableError(SandboxError):
+    """The engine or the sandbox cannot do it now, for a reason of their own that may pass
+    (HTTP 503; the engine adds ``Retry-After``): the sandbox's pids limit is reached (a fork
+    bomb: ``commands.kill_all()`` ends every process), it is out of memory, its agent has too
+    many requests open, the host has no free network address. The message says which."""
 
 
 class CommandExitError(SandboxError):

@@ -31,6 +31,7 @@ from ai2in import (  # noqa: E402
     RateLimitError,
     Sandbox,
     SandboxError,
+    UnavailableError,
 )
 
 KEY = "ai2in_live_test"
@@ -254,6 +255,15 @@ def test_errors_map(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(AuthenticationError, match="AI2IN_API_KEY"):
         Sandbox()
     assert isinstance(ai.value, SandboxError)
+
+
+def test_status_classes() -> None:
+    from ai2in._transport import error_from_response
+    body = b'{"error": {"code": "unavailable", "message": "the sandbox\'s pids limit is reached"}}'
+    e = error_from_response(503, body)
+    assert isinstance(e, UnavailableError) and isinstance(e, SandboxError)
+    assert (e.status, e.code, str(e)) == (503, "unavailable", "the sandbox's pids limit is reached")
+    assert type(error_from_response(502, b"")) is SandboxError
 
 
 def test_context_manager(fake: Fake) -> None:
