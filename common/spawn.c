@@ -4,9 +4,10 @@
  * The engine is multi-threaded, so after fork the child may call only async-signal-safe
  * functions (another thread may have held malloc's lock at fork time): everything it needs —
  * the program's path, /dev/null — is prepared by the parent, and the child does dup2,
- * close_range, sigprocmask, setpgid, execve, write and _exit only. Descriptors: the pipe and
- * /dev/null are O_CLOEXEC, and the child closes everything above its stdio (and fd 3 when it
- * passes one) before execve, whatever the rest of the process opened without O_CLOEXEC.
+ * close_range, sigprocmask, setpgid, open, setns, setrlimit, execve, write and _exit only.
+ * Descriptors: the pipe and /dev/null are O_CLOEXEC, and the child closes everything above
+ * its stdio (and fd 3 when it passes one) before execve, whatever the rest of the process
+ * opened without O_CLOEXEC.
  */
 #include "spawn.h"
 
@@ -14,10 +15,12 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -68,6 +71,23 @@ static _noreturn_ void child_exec(const char *path, char *const argv[], const st
                 if (o->extra_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(o->extra_fd, 3) < 0)
                         _exit(127);
                 first_closed = 4;
+        }
+        if (o->netns_path) {
+                int fd = open(o->netns_path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
+                        say("cannot enter network namespace ");
+                        say(o->netns_path);
+                        say("\n");
+                        _exit(127);
+                }
+                close(fd);
+        }
+        if (o->open_files) {
+                struct rlimit rl = {.rlim_cur = o->open_files, .rlim_max = o->open_files};
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+                        say("cannot set the open-file limit\n");
+                        _exit(127);
+                }
         }
         (void) syscall(SYS_close_range, first_closed, ~0U, 0);
         sigprocmask(SIG_SETMASK, &none, NULL);

@@ -22,6 +22,8 @@ struct spawn_opts {
         int timeout_ms;      /* deadline (0: SPAWN_DEFAULT_TIMEOUT_MS); past it the child's group is
                               * killed and -ETIMEDOUT returned */
         bool passthrough;    /* child's stdout/stderr are the parent's (progress output) */
+        const char *netns_path; /* if not NULL, the child joins this network namespace first */
+        unsigned long open_files; /* if not 0, the child's RLIMIT_NOFILE, soft and hard */
 };
 
 /* Runs argv[0] with argv; on return *ret_status is the exit code (or 128+signal) and output

@@ -44,10 +44,19 @@ static const struct opt opts[] = {
         I("max-running", max_running, "20", 1, 100000, "running sandboxes per team"),
         I("max-streams", max_streams, "256", 1, 100000, "requests open at once inside one sandbox (streams included)"),
         I("reap-interval", reap_interval, "1", 1, 3600, "seconds between reaper passes"),
-        I("default-memory-mb", default_memory_mb, "512", 64, 65536, "memory limit when create gives none"),
+        I("default-memory-mb", default_memory_mb, "512", 64, 65536, "memory limit when create gives none (at most max-memory-mb)"),
+        I("max-memory-mb", max_memory_mb, "0", 0, 65536, "largest memory_mb a create may ask for (0: half the host's memory)"),
         I("default-pids", default_pids, "1024", 16, 1000000, "pids limit per sandbox"),
+        I("sandbox-open-files", sandbox_open_files, "1024", 64, 1048576, "open-file limit (RLIMIT_NOFILE) of every process in a sandbox"),
+        I("sandbox-ptys", sandbox_ptys, "128", 1, 3072, "terminals (PTYs) a sandbox may have open at once"),
+        I("sandbox-inotify-instances", sandbox_inotify_instances, "128", 1, 65536,
+          "inotify instances one user inside a sandbox may hold (see the README)"),
+        I("sandbox-inotify-watches", sandbox_inotify_watches, "65536", 1, 4194304,
+          "inotify watches one user inside a sandbox may hold (see the README)"),
         I("uid-base", uid_base, "1000000", 1, 4000000000LL, "first host uid mapped into sandboxes"),
         I("uid-count", uid_count, "65536", 1024, 65536, "size of the uid range"),
+        I("owner-uid-base", owner_uid_base, "2000000000", 1, 4000000000LL,
+          "host uids owning the sandboxes' user namespaces: this + the low 24 bits of the sandbox's address"),
 };
 
 static int opt_set(struct config *c, const struct opt *o, const char *value, const char *origin, struct error *e) {
@@ -205,6 +214,43 @@ static int fill_preview(struct config *c, struct error *e) {
         return c->preview_domain ? 0 : error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
 }
 
+/* Half of the host's memory in MiB, from /proc/meminfo (0 if unreadable). */
+static int64_t half_host_memory_mb(void) {
+        _cleanup_free_ char *data = NULL;
+        const char *p;
+        long long kib;
+
+        if (read_file("/proc/meminfo", 64 * 1024, &data, NULL) < 0 || !(p = strstr(data, "MemTotal:")))
+                return 0;
+        kib = strtoll(p + strlen("MemTotal:"), NULL, 10);
+        return kib > 0 ? kib / 1024 / 2 : 0;
+}
+
+/* The caps that depend on each other or on the host: max-memory-mb (0: half the host's
+ * memory, within 64..65536; default-memory-mb is lowered to it), and the owner uids, which
+ * must not meet the mapped range: a host process running as a sandbox's owner would have
+ * every capability over that sandbox. */
+static int fill_limits(struct config *c, struct error *e) {
+        const int64_t owners = 1 << 24;
+
+        if (c->max_memory_mb == 0) {
+                int64_t half = half_host_memory_mb();
+                c->max_memory_mb = half < 64 ? 64 : half > 65536 ? 65536 : half;
+        }
+        if (c->max_memory_mb < 64)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "max-memory-mb must be at least 64 (or 0 for half the host's memory)");
+        if (c->default_memory_mb > c->max_memory_mb)
+                c->default_memory_mb = c->max_memory_mb;
+        if (c->owner_uid_base + owners - 1 > 4294967294LL)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "owner-uid-base %lld leaves no room for 2^24 uids below 2^32-1",
+                                 (long long) c->owner_uid_base);
+        if (c->owner_uid_base < c->uid_base + c->uid_count && c->uid_base < c->owner_uid_base + owners)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "owner-uid-base %lld: its 2^24 uids overlap the sandboxes' range (uid-base %lld, uid-count %lld)",
+                                 (long long) c->owner_uid_base, (long long) c->uid_base, (long long) c->uid_count);
+        return 0;
+}
+
 static int fill_derived(struct config *c, struct error *e) {
         char buf[PATH_MAX];
         int r;
@@ -228,6 +274,9 @@ static int fill_derived(struct config *c, struct error *e) {
         if (!c->template_dir || !c->agent)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         r = fill_preview(c, e);
+        if (r < 0)
+                return r;
+        r = fill_limits(c, e);
         if (r < 0)
                 return r;
         if (strlen(c->bridge) > 15 || strlen(c->bridge) == 0)
@@ -278,7 +327,7 @@ void config_help(FILE *f) {
         for (size_t i = 0; i < ELEMENTSOF(opts); i++) {
                 char env[64];
                 env_name(opts[i].name, env, sizeof(env));
-                fprintf(f, "  --%-18s %s (default %s; env %s)\n", opts[i].name, opts[i].help,
+                fprintf(f, "  --%-26s %s (default %s; env %s)\n", opts[i].name, opts[i].help,
                         *opts[i].def ? opts[i].def : "see text", env);
         }
 }

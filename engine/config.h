@@ -30,10 +30,16 @@ struct config {
         int64_t max_running;     /* per team, 20 */
         int64_t max_streams;     /* requests open at once inside one sandbox, 256 */
         int64_t reap_interval;   /* s, 1 */
-        int64_t default_memory_mb; /* 512 */
+        int64_t default_memory_mb; /* 512, at most max_memory_mb */
+        int64_t max_memory_mb;   /* largest memory_mb of a create; default half the host's memory, at most 65536 */
         int64_t default_pids;    /* 1024 */
+        int64_t sandbox_open_files; /* RLIMIT_NOFILE (soft = hard) of a sandbox's processes, 1024 */
+        int64_t sandbox_ptys;    /* devpts max= of a sandbox, 128 */
+        int64_t sandbox_inotify_instances; /* per user inside a sandbox (its user namespace's limit), 128 */
+        int64_t sandbox_inotify_watches;   /* likewise, 65536 */
         int64_t uid_base;        /* first host uid of the sandboxes' range, 1000000 */
         int64_t uid_count;       /* 65536 */
+        int64_t owner_uid_base;  /* owners of the sandboxes' user namespaces: + low 24 bits of the address */
 };
 
 /* Fills c with defaults, then the config file, the environment and argv (flags before the

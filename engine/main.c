@@ -18,6 +18,7 @@
 #include "log.h"
 #include "proxy/proxy.h"
 #include "sandbox/sandbox.h"
+#include "sandbox/userns.h"
 #include "template/template.h"
 #include "timeutil.h"
 
@@ -174,6 +175,7 @@ static int serve_setup(struct engine *eng, struct error *e) {
                 return error_set(e, r, ERR_INTERNAL, "cannot create the engine's directories: %s", strerror(-r));
         if ((r = locks_new(&eng->locks)) < 0)
                 return error_set(e, r, ERR_INTERNAL, "out of memory");
+        userns_host_limits(eng->cfg.sandbox_inotify_instances, eng->cfg.sandbox_inotify_watches);
         if ((r = runtime_new(eng->cfg.runtime, runc_root, &eng->runtime, e)) < 0 ||
             (r = net_new(eng->cfg.bridge, eng->cfg.net_pool, eng->cfg.run_dir, &eng->net, e)) < 0 || (r = reconcile(eng, e)) < 0 ||
             (r = reaper_start(eng, e)) < 0)
@@ -192,6 +194,23 @@ static const char *self_path(void) {
         return path;
 }
 
+/* The engine's own open-file limit goes up to its hard limit; that must be at least what
+ * sandboxes get, which their runtime inherits (a raise past it takes CAP_SYS_RESOURCE). */
+static int raise_open_files(struct engine *eng, struct error *e) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return error_set(e, errno, ERR_INTERNAL, "getrlimit: %s", strerror(errno));
+        if (rl.rlim_max < (rlim_t) eng->cfg.sandbox_open_files)
+                rl.rlim_max = (rlim_t) eng->cfg.sandbox_open_files;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_max < (rlim_t) eng->cfg.sandbox_open_files))
+                return error_set(e, EPERM, ERR_BAD_REQUEST,
+                                 "sandbox-open-files %lld is above ai2ind's own hard open-file limit (%llu), which it cannot raise",
+                                 (long long) eng->cfg.sandbox_open_files, (unsigned long long) rl.rlim_max);
+        return 0;
+}
+
 static int cmd_serve(struct engine *eng, struct error *e) {
         struct MHD_Daemon *api = NULL;
         struct proxy *preview = NULL;
@@ -205,12 +224,9 @@ static int cmd_serve(struct engine *eng, struct error *e) {
         pthread_sigmask(SIG_BLOCK, &set, NULL);
         signal(SIGPIPE, SIG_IGN);
 
-        struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-                rl.rlim_cur = rl.rlim_max;
-                setrlimit(RLIMIT_NOFILE, &rl);
-        }
-        r = serve_setup(eng, e);
+        r = raise_open_files(eng, e);
+        if (r >= 0)
+                r = serve_setup(eng, e);
         if (r >= 0)
                 r = api_start(eng, &api, e);
         if (r >= 0)

@@ -150,7 +150,20 @@ int api_string_map(json_t *body, const char *name, size_t max, bool env_keys, ch
         return *ret ? 0 : error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
 }
 
-static int parse_create(json_t *body, struct sandbox_create_opts *o, char **meta, char **envs, struct error *e) {
+/* memory_mb: from 64 MiB to the engine's max-memory-mb. Past the cap the message names the
+ * setting, so that the caller knows whose cap it met. Absent or null leaves *ret alone. */
+static int get_memory_mb(json_t *body, int64_t max, int64_t *ret, struct error *e) {
+        json_t *v = json_object_get(body, "memory_mb");
+
+        if (json_is_number(v) && json_number_value(v) > (double) max)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "memory_mb must be at most %lld MiB on this engine (its setting max-memory-mb), got %.0f",
+                                 (long long) max, json_number_value(v));
+        return get_int(body, "memory_mb", 64, max, "MiB", ret, e);
+}
+
+static int parse_create(json_t *body, const struct config *cfg, struct sandbox_create_opts *o, char **meta, char **envs,
+                        struct error *e) {
         static const char *const fields[] = {"template", "timeout", "metadata", "envs", "cpu_count", "memory_mb", "secure"};
         json_t *v;
         int r;
@@ -165,7 +178,7 @@ static int parse_create(json_t *body, struct sandbox_create_opts *o, char **meta
                 o->template_name = json_string_value(v);
         }
         if ((r = get_timeout(body, &o->timeout, e)) < 0 ||
-            (r = get_int(body, "memory_mb", 64, 65536, "MiB", &o->memory_mb, e)) < 0 ||
+            (r = get_memory_mb(body, cfg->max_memory_mb, &o->memory_mb, e)) < 0 ||
             (r = api_string_map(body, "metadata", MAX_METADATA, false, meta, e)) < 0 ||
             (r = api_string_map(body, "envs", MAX_ENVS, true, envs, e)) < 0)
                 return r;
@@ -196,7 +209,7 @@ int api_sandbox_create(struct api_request *req, struct api_response *resp, struc
         r = api_body_object(req, &body, e);
         if (r < 0)
                 return r;
-        r = parse_create(body, &o, &meta, &envs, e);
+        r = parse_create(body, &req->eng->cfg, &o, &meta, &envs, e);
         if (r >= 0)
                 r = sandbox_create(req->eng, req->team_id, &o, &rec, e);
         json_decref(body);

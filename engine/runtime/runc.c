@@ -1,4 +1,5 @@
-/* runc.c — the runc driver: `runc --root R run -d --preserve-fds 1`, `state`, `delete -f`,
+/* runc.c — the runc driver: `runc --root R run -d --preserve-fds 1` (run inside the sandbox's
+ * network namespace, with the sandbox's open-file limit: runtime.h), `state`, `delete -f`,
  * `pause` and `resume` (the cgroup freezer, for pauses that keep memory).
  *
  * runc 1.1 handles this host's hybrid cgroup layout. Note that `runc exec` cannot join a
@@ -19,9 +20,10 @@
 
 #include "spawn.h"
 
-static int runc_start(struct runtime *rt, const char *id, const char *bundle, int listen_fd, int log_fd, struct error *e) {
-        char *argv[] = {rt->binary, "--root", rt->root, "run", "--detach", "--preserve-fds", "1", "--bundle", (char *) bundle, (char *) id, NULL};
-        struct spawn_opts o = {.extra_fd = listen_fd, .stdio_fd = log_fd, .timeout_ms = 30000};
+static int runc_start(struct runtime *rt, const char *id, const struct runtime_start *s, struct error *e) {
+        char *argv[] = {rt->binary, "--root", rt->root, "run", "--detach", "--preserve-fds", "1", "--bundle", (char *) s->bundle, (char *) id, NULL};
+        struct spawn_opts o = {.extra_fd = s->listen_fd, .stdio_fd = s->log_fd, .timeout_ms = 30000, .netns_path = s->netns_path,
+                               .open_files = s->open_files};
         int status, r;
 
         r = spawn_run(argv, &o, &status, NULL);

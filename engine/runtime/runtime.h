@@ -15,11 +15,27 @@ enum container_status { CONTAINER_MISSING, CONTAINER_CREATED, CONTAINER_RUNNING,
 
 struct runtime;
 
+/* What a container is started with besides its bundle. */
+struct runtime_start {
+        const char *bundle;
+        int listen_fd;          /* becomes fd 3 of the container's init */
+        int log_fd;             /* receives the init's stdout/stderr and the runtime's own errors */
+        /* The runtime runs in this network namespace and the container shares it (config.json
+         * names none): the bundle's user namespace is one the engine made (sandbox/userns.h),
+         * which a runtime joins before the others, after which it could no longer join a
+         * network namespace owned by the host's (EPERM). */
+        const char *netns_path;
+        /* RLIMIT_NOFILE, soft and hard, that the runtime runs with and the container inherits
+         * (0: the engine's own). Not set through config.json: the runtime would set it with
+         * prlimit() on the container's init from outside, which takes CAP_SYS_RESOURCE over
+         * the sandbox's user namespace, and host root may not have that capability at all. */
+        unsigned long open_files;
+};
+
 struct runtime_ops {
         const char *name;
-        /* Creates and starts the container of bundle detached; listen_fd becomes fd 3 of its
-         * init; log_fd receives the init's stdout/stderr and the runtime's own errors. */
-        int (*start)(struct runtime *rt, const char *id, const char *bundle, int listen_fd, int log_fd, struct error *e);
+        /* Creates and starts the container of s->bundle detached (see struct runtime_start). */
+        int (*start)(struct runtime *rt, const char *id, const struct runtime_start *s, struct error *e);
         /* Reports the status and the init's host pid (0 when not running). */
         int (*status)(struct runtime *rt, const char *id, enum container_status *ret, pid_t *ret_pid, struct error *e);
         /* Kills every process and removes the container (a frozen one too); a missing

@@ -1,7 +1,8 @@
 /* bundle.c — see bundle.h. Defaults follow Docker's: its capability set less NET_RAW,
  * its masked and read-only paths, and a seccomp filter that allows by default but denies
  * the calls that have been kernel escape routes (io_uring, userfaultfd, bpf, keyrings,
- * perf, module loading, new user namespaces, mount-API syscalls). */
+ * perf, module loading, new user namespaces, mount-API syscalls) and legacy AIO, whose
+ * contexts are a host-wide table. */
 #include "sandbox/bundle.h"
 
 #include <errno.h>
@@ -36,6 +37,8 @@ static const char *const denied_syscalls[] = {
         "open_tree", "mount_setattr", "pivot_root", "setns", "nfsservctl", "personality",
 };
 
+static const char *const aio_syscalls[] = {"io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents"};
+
 static json_t *string_array(const char *const *v, size_t n) {
         json_t *a = json_array();
         for (size_t i = 0; i < n; i++)
@@ -50,7 +53,11 @@ static json_t *mount_entry(const char *dest, const char *type, const char *src, 
 
 static json_t *mounts(const struct bundle_spec *s) {
         static const char *const dev[] = {"nosuid", "strictatime", "mode=755", "size=65536k"};
-        static const char *const pts[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"};
+        /* Every sandbox's devpts instance draws on the host's kernel.pty.max (4096, of which
+         * 1024 are reserved to instances mounted from the host's initial mount namespace):
+         * max= keeps one sandbox from taking the share of every other. */
+        char max[32];
+        const char *const pts[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", max};
         static const char *const shm[] = {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"};
         static const char *const mq[] = {"nosuid", "noexec", "nodev"};
         /* A fresh sysfs cannot be mounted from a user namespace into a network namespace it
@@ -61,6 +68,7 @@ static json_t *mounts(const struct bundle_spec *s) {
         static const char *const agent[] = {"bind", "ro", "nosuid", "nodev"};
         json_t *m = json_array();
 
+        snprintf(max, sizeof(max), "max=%lld", (long long) s->ptys);
         json_array_append_new(m, json_pack("{s:s, s:s, s:s}", "destination", "/proc", "type", "proc", "source", "proc"));
         json_array_append_new(m, mount_entry("/dev", "tmpfs", "tmpfs", dev, ELEMENTSOF(dev)));
         json_array_append_new(m, mount_entry("/dev/pts", "devpts", "devpts", pts, ELEMENTSOF(pts)));
@@ -76,6 +84,11 @@ static json_t *seccomp(void) {
 
         json_array_append_new(rules, json_pack("{s:o, s:s, s:i}", "names", string_array(denied_syscalls, ELEMENTSOF(denied_syscalls)),
                                                "action", "SCMP_ACT_ERRNO", "errnoRet", EPERM));
+        /* Legacy AIO contexts are counted host-wide (fs.aio-max-nr, 65536, root included):
+         * one io_setup(65536) would leave none to anyone. ENOSYS, as on a kernel built
+         * without AIO, which libaio's users check for (glibc's POSIX AIO uses threads). */
+        json_array_append_new(rules, json_pack("{s:o, s:s, s:i}", "names", string_array(aio_syscalls, ELEMENTSOF(aio_syscalls)),
+                                               "action", "SCMP_ACT_ERRNO", "errnoRet", ENOSYS));
         /* clone3 cannot be filtered on its flags: ENOSYS makes libc fall back to clone. */
         json_array_append_new(rules, json_pack("{s:[s], s:s, s:i}", "names", "clone3", "action", "SCMP_ACT_ERRNO", "errnoRet", ENOSYS));
         /* No new user namespaces from inside (the usual first step of a kernel exploit). */
@@ -99,8 +112,9 @@ static json_t *resources(const struct bundle_spec *s) {
                          "limit", (json_int_t) s->pids, "devices", "allow", 0, "access", "rwm");
 }
 
-/* rlimits are inherited from the engine (which raises its open-file limit at start):
- * a user namespace cannot raise a hard limit above what it was given. */
+/* rlimits are inherited from the runtime, which the engine starts with the sandbox's
+ * open-file limit (runtime.h): nothing inside can raise a hard limit (that takes
+ * CAP_SYS_RESOURCE in the host's user namespace). */
 static json_t *process(const struct bundle_spec *s) {
         json_t *c = string_array(caps, ELEMENTSOF(caps));
         char idenv[64];
@@ -122,8 +136,9 @@ int bundle_write(const struct bundle_spec *s, struct error *e) {
         char *text;
         int r;
 
-        namespaces = json_pack("[{s:s}, {s:s}, {s:s}, {s:s}, {s:s}, {s:s}, {s:s, s:s}]", "type", "pid", "type", "ipc", "type", "uts",
-                               "type", "mount", "type", "user", "type", "cgroup", "type", "network", "path", s->netns_path);
+        /* No "network": the container shares the runtime's, the sandbox's (bundle.h). */
+        namespaces = json_pack("[{s:s}, {s:s}, {s:s}, {s:s}, {s:s, s:s}, {s:s}]", "type", "pid", "type", "ipc", "type", "uts", "type",
+                               "mount", "type", "user", "path", s->userns_path, "type", "cgroup");
         cfg = json_pack("{s:s, s:o, s:{s:s, s:b}, s:s, s:o, s:{s:[{s:i, s:I, s:I}], s:[{s:i, s:I, s:I}], s:o, s:s, s:o, s:o, s:o, s:o}}",
                         "ociVersion", "1.0.2", "process", process(s), "root", "path", s->rootfs, "readonly", 0, "hostname",
                         "sandbox", "mounts", mounts(s), "linux", "uidMappings", "containerID", 0, "hostID",

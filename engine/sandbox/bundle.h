@@ -1,6 +1,12 @@
 /* bundle.h — writes the OCI config.json of a sandbox: the one place that decides what a
  * sandbox may do (namespaces, id mapping, capabilities, seccomp, masked paths, cgroup
- * limits, mounts). */
+ * limits, mounts; the open-file limit is the runtime's to pass on: runtime.h).
+ *
+ * Two namespaces are made by the engine, not the runtime: the user namespace (joined by
+ * path: its owner is a host uid of the sandbox's own, sandbox/userns.h) and the network
+ * namespace (net/: owned by the host, so root inside cannot configure it), which the
+ * config does not name at all: the runtime runs in it and the container shares it (see
+ * runtime.h, start). */
 #pragma once
 
 #include <stdint.h>
@@ -12,11 +18,12 @@ struct bundle_spec {
         const char *bundle_dir;   /* config.json goes here */
         const char *rootfs;       /* the overlay mount */
         const char *agent;        /* host path of ai2in-agent, bind-mounted read-only */
-        const char *netns_path;   /* the namespace made by net/ */
-        const char *sysfs;        /* its sysfs (net/), bound as /sys */
+        const char *userns_path;  /* the user namespace made by sandbox/userns.h, joined */
+        const char *sysfs;        /* the sysfs of its network namespace (net/), bound as /sys */
         const char *cgroup_path;  /* "/ai2in/sbx_…" */
         int64_t uid_base, uid_count;
         int64_t memory_mb, pids;
+        int64_t ptys;             /* terminals open at once (its devpts instance's max=) */
         double cpu_count;
 };
 

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "sandbox/agent_client.h"
 #include "sandbox/bundle.h"
+#include "sandbox/userns.h"
 #include "timeutil.h"
 
 void sandbox_dir(struct engine *eng, const char *id, char *out, size_t n) {
@@ -153,10 +154,23 @@ static void log_tail(const char *path, char *out, size_t n) {
                         *p = '?';
 }
 
+/* The user namespace of the container at slot, owned by a host uid of its own (userns.h). */
+static int make_userns(struct engine *eng, const struct net_slot *slot, struct userns *ret, struct error *e) {
+        struct userns_spec us = {
+                .uid_base = (uint32_t) eng->cfg.uid_base, .uid_count = (uint32_t) eng->cfg.uid_count,
+                .inotify_instances = eng->cfg.sandbox_inotify_instances, .inotify_watches = eng->cfg.sandbox_inotify_watches,
+        };
+
+        if (userns_owner(eng->cfg.owner_uid_base, slot->ip, &us.owner) < 0)
+                return error_set(e, EINVAL, ERR_INTERNAL, "the sandbox's address '%s' is not an IPv4 address", slot->ip);
+        return userns_make(&us, ret, e);
+}
+
 static int start_container(struct engine *eng, const char *id, const struct sandbox_rec *rec, const struct net_slot *slot,
                            struct error *e) {
         char dir[4096], bundle[4200], rootfs[4200], cgroup[256], sock[4200], logpath[4200], tail[400];
         _cleanup_close_ int lfd = -1, logfd = -1;
+        _cleanup_(userns_release) struct userns ns = {.pid = 0, .hold_fd = -1};
         json_t *answer = NULL;
         long status = 0;
         int r;
@@ -168,10 +182,14 @@ static int start_container(struct engine *eng, const char *id, const struct sand
         snprintf(logpath, sizeof(logpath), "%s/agent.log", dir);
         sandbox_socket_path(eng, id, sock, sizeof(sock));
 
+        r = make_userns(eng, slot, &ns, e);
+        if (r < 0)
+                return r;
         struct bundle_spec spec = {
-                .id = id, .bundle_dir = bundle, .rootfs = rootfs, .agent = eng->cfg.agent, .netns_path = slot->netns_path,
+                .id = id, .bundle_dir = bundle, .rootfs = rootfs, .agent = eng->cfg.agent, .userns_path = ns.path,
                 .sysfs = slot->sysfs_path, .cgroup_path = cgroup, .uid_base = eng->cfg.uid_base, .uid_count = eng->cfg.uid_count,
-                .memory_mb = rec->memory_mb, .pids = eng->cfg.default_pids, .cpu_count = rec->cpu_count,
+                .memory_mb = rec->memory_mb, .pids = eng->cfg.default_pids, .ptys = eng->cfg.sandbox_ptys,
+                .cpu_count = rec->cpu_count,
         };
         r = bundle_write(&spec, e);
         if (r < 0)
@@ -182,7 +200,10 @@ static int start_container(struct engine *eng, const char *id, const struct sand
         logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (logfd < 0)
                 return error_set(e, errno, ERR_INTERNAL, "cannot open %s: %s", logpath, strerror(errno));
-        r = eng->runtime->ops->start(eng->runtime, id, bundle, lfd, logfd, e);
+        struct runtime_start start = {.bundle = bundle, .listen_fd = lfd, .log_fd = logfd, .netns_path = slot->netns_path,
+                                      .open_files = (unsigned long) eng->cfg.sandbox_open_files};
+        r = eng->runtime->ops->start(eng->runtime, id, &start, e);
+        userns_release(&ns); /* the container's processes hold the namespace now */
         if (r < 0) {
                 log_tail(logpath, tail, sizeof(tail));
                 return error_wrap(e, "%s%s%s", "cannot start the container", *tail ? ": " : "", tail);
@@ -250,6 +271,13 @@ int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct erro
         int r;
 
         rec->ip[0] = 0;
+        /* Created under a larger max-memory-mb (resume after a restart that lowered it): it
+         * gets the cap, and its record says so. */
+        if (rec->memory_mb > eng->cfg.max_memory_mb) {
+                log_warn("%s asks for %lld MiB of memory, above max-memory-mb: it gets %lld MiB", rec->id,
+                         (long long) rec->memory_mb, (long long) eng->cfg.max_memory_mb);
+                rec->memory_mb = eng->cfg.max_memory_mb;
+        }
         if ((r = template_rootfs(eng, rec->template_name, lower, sizeof(lower), e)) < 0 ||
             (r = mount_rootfs(eng, rec->id, lower, e)) < 0)
                 goto fail;

@@ -393,7 +393,7 @@ int store_sandbox_get(struct store *s, const char *id, struct sandbox_rec *ret, 
 
 static const char update_sql[] =
         "UPDATE sandboxes SET state=?2, error=?3, started_at=?4, killed_at=?5, timeout=?6, deadline=?7,"
-        " idle_timeout=?8, last_activity=MAX(last_activity, ?9), ip=?10, pause_kind=?11 WHERE id=?1";
+        " idle_timeout=?8, last_activity=MAX(last_activity, ?9), ip=?10, pause_kind=?11, memory_mb=?12 WHERE id=?1";
 
 static void bind_update(sqlite3_stmt *st, const struct sandbox_rec *r) {
         sqlite3_bind_text(st, 1, r->id, -1, SQLITE_TRANSIENT);
@@ -407,6 +407,7 @@ static void bind_update(sqlite3_stmt *st, const struct sandbox_rec *r) {
         sqlite3_bind_int64(st, 9, r->last_activity);
         sqlite3_bind_text(st, 10, r->ip, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 11, r->pause_kind < _PAUSE_KIND_MAX ? pause_kind_names[r->pause_kind] : "", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 12, r->memory_mb); /* lowered at resume when over max-memory-mb */
 }
 
 int store_sandbox_update(struct store *s, const struct sandbox_rec *r, struct error *e) {

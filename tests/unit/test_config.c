@@ -93,8 +93,61 @@ static void test_preview(void **state) {
         config_free(&c);
 }
 
+/* Half of MemTotal in MiB, read here independently of config.c. */
+static long long half_memtotal_mb(void) {
+        char line[256];
+        long long kib = 0;
+        FILE *f = fopen("/proc/meminfo", "re");
+
+        assert_non_null(f);
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, "MemTotal:", 9) == 0)
+                        kib = strtoll(line + 9, NULL, 10);
+        fclose(f);
+        return kib / 1024 / 2;
+}
+
+/* The sandbox budgets: max-memory-mb derived from the host unless set, default-memory-mb
+ * never above it; owner uids that meet the mapped range refused. */
+static void test_budgets(void **state) {
+        long long half = half_memtotal_mb();
+        struct config c;
+        struct error e = {0};
+        int argi;
+
+        char *dflt[] = {"ai2ind", "--config", "/dev/null", NULL};
+        assert_int_equal(config_load(&c, 3, dflt, &argi, &e), 0);
+        assert_int_equal(c.max_memory_mb, half < 64 ? 64 : half > 65536 ? 65536 : half);
+        assert_int_equal(c.sandbox_open_files, 1024);
+        assert_int_equal(c.sandbox_ptys, 128);
+        assert_int_equal(c.sandbox_inotify_instances, 128);
+        assert_int_equal(c.owner_uid_base, 2000000000);
+        config_free(&c);
+
+        char *low[] = {"ai2ind", "--config", "/dev/null", "--max-memory-mb", "256", NULL};
+        assert_int_equal(config_load(&c, 5, low, &argi, &e), 0);
+        assert_int_equal(c.max_memory_mb, 256);
+        assert_int_equal(c.default_memory_mb, 256); /* lowered from 512 */
+        config_free(&c);
+
+        char *tiny[] = {"ai2ind", "--config", "/dev/null", "--max-memory-mb", "32", NULL};
+        assert_true(config_load(&c, 5, tiny, &argi, &e) < 0);
+        assert_non_null(strstr(e.message, "max-memory-mb"));
+        config_free(&c);
+
+        char *overlap[] = {"ai2ind", "--config", "/dev/null", "--owner-uid-base", "990000", NULL};
+        assert_true(config_load(&c, 5, overlap, &argi, &e) < 0);
+        assert_non_null(strstr(e.message, "overlap"));
+        config_free(&c);
+
+        char *too_high[] = {"ai2ind", "--config", "/dev/null", "--owner-uid-base", "4290000000", NULL};
+        assert_true(config_load(&c, 5, too_high, &argi, &e) < 0);
+        assert_non_null(strstr(e.message, "owner-uid-base"));
+        config_free(&c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {cmocka_unit_test(test_precedence), cmocka_unit_test(test_errors),
-                                           cmocka_unit_test(test_preview)};
+                                           cmocka_unit_test(test_preview), cmocka_unit_test(test_budgets)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
