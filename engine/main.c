@@ -30,8 +30,10 @@ static void usage(FILE *f) {
                 "  keys create --team NAME       make an API key for a team (printed once)\n"
                 "  keys list                     list keys (ids and teams, never the keys)\n"
                 "  keys revoke KEY_ID            revoke a key\n"
-                "  template build NAME [--force] build a template (NAME: base)\n"
-                "  template list                 list templates\n"
+                "  template build NAME [--force] build a template (NAME: base) as a new version\n"
+                "  template import NAME DIR      make DIR (a root file system owned by uid-base, on the template\n"
+                "                                directory's file system) the new current version of NAME\n"
+                "  template list                 list templates, their versions and the sandboxes on each\n"
                 "  net remove [--force]          remove the bridge and its firewall rules (once no sandbox runs)\n\n"
                 "options (also AI2IN_<NAME> environment variables and lines of the config file):\n");
         config_help(f);
@@ -111,12 +113,26 @@ static int cmd_keys(struct engine *eng, int argc, char **argv, struct error *e) 
         return error_set(e, EINVAL, ERR_BAD_REQUEST, "usage: ai2ind keys create --team NAME | keys list | keys revoke KEY_ID");
 }
 
+/* Every template command uses the store: it says which versions sandboxes use. */
 static int cmd_template(struct engine *eng, int argc, char **argv, struct error *e) {
-        if (argc >= 2 && streq(argv[0], "build") && (argc == 2 || (argc == 3 && streq(argv[2], "--force"))))
-                return template_build(eng->cfg.template_dir, argv[1], argc == 3, eng->cfg.uid_base, e);
-        if (argc == 1 && streq(argv[0], "list"))
-                return template_list(eng->cfg.template_dir, e);
-        return error_set(e, EINVAL, ERR_BAD_REQUEST, "usage: ai2ind template build NAME [--force] | template list");
+        struct template_ctx c = {.dir = eng->cfg.template_dir, .state_dir = eng->cfg.state_dir, .uid_base = eng->cfg.uid_base};
+        bool build = argc >= 2 && streq(argv[0], "build") && (argc == 2 || (argc == 3 && streq(argv[2], "--force")));
+        bool import = argc == 3 && streq(argv[0], "import"), list = argc == 1 && streq(argv[0], "list");
+        int r;
+
+        if (!build && !import && !list)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "usage: ai2ind template build NAME [--force] | template import NAME DIR | template list");
+        /* Except a build of a template that exists, which does nothing (`make run` and
+         * scripts/test.sh run one every time: it need not open the real engine's store). */
+        if (build && argc == 2 && template_current(c.dir, argv[1], (char[TEMPLATE_VERSION_MAX]){0}, NULL) == 0)
+                return template_build(&c, argv[1], false, e);
+        if ((r = open_store(eng, e)) < 0)
+                return r;
+        c.store = eng->store;
+        if (build)
+                return template_build(&c, argv[1], argc == 3, e);
+        return import ? template_import(&c, argv[1], argv[2], e) : template_list(&c, e);
 }
 
 /* Whether a child can make a user namespace: without one no sandbox starts, and runc's own

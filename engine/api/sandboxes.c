@@ -51,6 +51,7 @@ json_t *sandbox_to_json(const struct config *cfg, const struct sandbox_rec *r) {
         /* The token is the owning team's to hand to its users; other teams never see the sandbox. */
         if (j && (json_object_set_new(j, "preview", preview_json(cfg)) < 0 ||
                   json_object_set_new(j, "secure", json_boolean(*r->traffic_token)) < 0 ||
+                  json_object_set_new(j, "template_version", *r->template_version ? json_string(r->template_version) : json_null()) < 0 ||
                   json_object_set_new(j, "traffic_access_token", *r->traffic_token ? json_string(r->traffic_token) : json_null()) < 0)) {
                 json_decref(j);
                 return NULL;

@@ -6,7 +6,8 @@
  * pause or resume that never finished is finished or rolled back, and paused sandboxes are
  * checked (pause.c: sandbox_pause_reconcile). Then every part on the host that belongs to no
  * live sandbox is removed: containers under our runtime root, overlay mounts and directories,
- * sysfs mounts, namespaces, veths (net_remove_orphans) and cgroups.
+ * sysfs mounts, namespaces, veths (net_remove_orphans) and cgroups, and every template version
+ * that neither is current nor is recorded by a sandbox not killed (template/gc.c).
  *
  * Only adoption marks an address used; nothing else gives one back here: the pool starts
  * empty, and an address a row still names may by now belong to a sandbox adopted earlier.
@@ -21,6 +22,7 @@
 #include "id.h"
 #include "log.h"
 #include "sandbox/sandbox.h"
+#include "template/template.h"
 #include "timeutil.h"
 
 struct live {
@@ -150,6 +152,17 @@ static void remove_dead_cgroups(struct engine *eng, const struct live *l) {
                 closedir(top);
 }
 
+/* Template versions are parts of the host too: those no sandbox records go (a build or import
+ * that ran while sandboxes still used the old version left it). */
+static void remove_unused_templates(struct engine *eng) {
+        struct template_ctx c = {.dir = eng->cfg.template_dir, .state_dir = eng->cfg.state_dir, .uid_base = eng->cfg.uid_base,
+                                 .store = eng->store};
+        struct error e = {0};
+
+        if (template_gc(&c, NULL, &e) < 0)
+                log_warn("%s, ignoring", e.message);
+}
+
 int reconcile(struct engine *eng, struct error *e) {
         const unsigned transitions = 1u << SANDBOX_PAUSING | 1u << SANDBOX_RESUMING;
         struct sandbox_filter f = {.team_id = -1,
@@ -177,6 +190,7 @@ int reconcile(struct engine *eng, struct error *e) {
         remove_dead_dirs(eng, eng->run_sandboxes_dir, &live);
         net_remove_orphans(eng->net, live.ids, live.n);
         remove_dead_cgroups(eng, &live);
+        remove_unused_templates(eng);
         log_info("reconciled: %u sandboxes live", live.n);
         for (unsigned i = 0; i < live.n; i++)
                 free(live.ids[i]);

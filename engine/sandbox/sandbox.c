@@ -6,7 +6,9 @@
  * bundle,agent.log} with the overlay mounted on rootfs; RUN/sandboxes/<id>/agent.sock; a
  * network slot; a runc container; cgroups under the engine's parent. Creation makes the
  * directories, then starts the rest (sandbox_start_parts, which resume uses too, pause.c)
- * in that order, and a failure at any step tears down whatever exists.
+ * in that order, and a failure at any step tears down whatever exists. A sandbox records the
+ * template version it was created on (the current one then) and every mount of its overlay
+ * uses that version (template/template.h): its upper dir holds changes to that tree.
  */
 #include "sandbox/sandbox.h"
 
@@ -27,6 +29,7 @@
 #include "sandbox/agent_client.h"
 #include "sandbox/bundle.h"
 #include "sandbox/userns.h"
+#include "template/template.h"
 #include "timeutil.h"
 
 void sandbox_dir(struct engine *eng, const char *id, char *out, size_t n) {
@@ -49,28 +52,21 @@ int64_t sandbox_end_at(const struct sandbox_rec *r) {
         return r->deadline > 0 ? r->deadline : r->last_activity + r->idle_timeout * 1000;
 }
 
-static bool template_name_valid(const char *s) {
-        size_t n = strlen(s);
+/* The template version a new sandbox gets (the current one) into rec, and rec inserted, both
+ * under the template directory's shared lock: the version cannot be removed (template/gc.c)
+ * between being read and being recorded. */
+static int insert_on_current(struct engine *eng, struct sandbox_rec *rec, struct error *e) {
+        _cleanup_close_ int lock = -1;
+        int r;
 
-        if (n == 0 || n > 63 || s[0] == '.' || s[0] == '-')
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!strchr("abcdefghijklmnopqrstuvwxyz0123456789._-", s[i]))
-                        return false;
-        return true;
-}
-
-static int template_rootfs(struct engine *eng, const char *name, char *out, size_t n, struct error *e) {
-        struct stat st;
-
-        if (!template_name_valid(name))
-                return error_set(e, EINVAL, ERR_BAD_REQUEST,
-                                 "template name '%.64s' is invalid: use 1-63 characters of a-z, 0-9, '.', '_' and '-'", name);
-        snprintf(out, n, "%s/%s/rootfs", eng->cfg.template_dir, name);
-        if (stat(out, &st) < 0 || !S_ISDIR(st.st_mode))
-                return error_set(e, ENOENT, ERR_NOT_FOUND, "template '%s' does not exist (build it with `ai2ind template build %s`)",
-                                 name, name);
-        return 0;
+        if ((r = template_name_check(rec->template_name, e)) < 0)
+                return r;
+        lock = template_lock(eng->cfg.template_dir, false, e);
+        if (lock < 0)
+                return lock == -ENOENT ? template_current(eng->cfg.template_dir, rec->template_name, rec->template_version, e) : lock;
+        if ((r = template_current(eng->cfg.template_dir, rec->template_name, rec->template_version, e)) < 0)
+                return r;
+        return store_sandbox_insert(eng->store, rec, eng->cfg.max_running, e);
 }
 
 static int make_dirs(struct engine *eng, const char *id, struct error *e) {
@@ -100,14 +96,32 @@ static int make_dirs(struct engine *eng, const char *id, struct error *e) {
         return 0;
 }
 
-static int mount_rootfs(struct engine *eng, const char *id, const char *lower, struct error *e) {
-        char dir[4096], opts[12800], target[4200];
+/* Mounts the overlay on the sandbox's rootfs: exactly the template version it records as the
+ * lower layer (never another: its upper dir holds changes to that one), its upper dir. The
+ * shared lock keeps the version from being removed between its path and the mount. */
+static int mount_rootfs(struct engine *eng, const struct sandbox_rec *rec, struct error *e) {
+        char dir[4096], lower[4096], opts[12800], target[4200];
+        _cleanup_close_ int lock = -1;
+        int r;
 
-        sandbox_dir(eng, id, dir, sizeof(dir));
+        lock = template_lock(eng->cfg.template_dir, false, e);
+        if (lock < 0 && lock != -ENOENT) /* no template directory: template_rootfs says it is gone */
+                return lock;
+        r = template_rootfs(eng->cfg.template_dir, rec->template_name, rec->template_version, lower, sizeof(lower), e);
+        if (r == -ENOENT) {
+                char gone[sizeof(e->message)];
+
+                snprintf(gone, sizeof(gone), "%s", e->message);
+                return error_set(e, ENOENT, ERR_CONFLICT,
+                                 "%s; sandbox %s was created on it and cannot start on another version (kill it)", gone, rec->id);
+        }
+        if (r < 0)
+                return r;
+        sandbox_dir(eng, rec->id, dir, sizeof(dir));
         snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, dir, dir);
         snprintf(target, sizeof(target), "%s/rootfs", dir);
         if (mount("overlay", target, "overlay", MS_NODEV | MS_NOSUID, opts) < 0) /* no_new_privs inside anyway */
-                return error_set(e, errno, ERR_INTERNAL, "cannot mount the overlay for %s: %s", id, strerror(errno));
+                return error_set(e, errno, ERR_INTERNAL, "cannot mount the overlay for %s: %s", rec->id, strerror(errno));
         return 0;
 }
 
@@ -267,7 +281,6 @@ void sandbox_teardown(struct engine *eng, const char *id, const char *ip) {
 
 int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct error *e) {
         struct net_slot slot = {0};
-        char lower[4096];
         int r;
 
         rec->ip[0] = 0;
@@ -278,8 +291,7 @@ int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct erro
                          (long long) rec->memory_mb, (long long) eng->cfg.max_memory_mb);
                 rec->memory_mb = eng->cfg.max_memory_mb;
         }
-        if ((r = template_rootfs(eng, rec->template_name, lower, sizeof(lower), e)) < 0 ||
-            (r = mount_rootfs(eng, rec->id, lower, e)) < 0)
+        if ((r = mount_rootfs(eng, rec, e)) < 0)
                 goto fail;
         r = net_slot_acquire(eng->net, rec->id, &slot, e);
         if (r < 0)
@@ -327,17 +339,13 @@ static int fill_new_rec(struct engine *eng, int64_t team_id, const struct sandbo
 int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_create_opts *o, struct sandbox_rec *ret,
                    struct error *e) {
         struct sandbox_rec rec;
-        char lower[4096];
         int64_t t0 = mono_ms();
         int r;
 
         r = fill_new_rec(eng, team_id, o, &rec, e);
         if (r < 0)
                 goto fail_rec;
-        r = template_rootfs(eng, rec.template_name, lower, sizeof(lower), e);
-        if (r < 0)
-                goto fail_rec;
-        r = store_sandbox_insert(eng->store, &rec, eng->cfg.max_running, e);
+        r = insert_on_current(eng, &rec, e);
         if (r < 0)
                 goto fail_rec;
 
@@ -358,7 +366,8 @@ int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_cre
                 sandbox_kill(eng, -1, rec.id, "its state could not be recorded", NULL);
                 goto fail_rec;
         }
-        log_info("created %s (template %s, ip %s) in %lld ms", rec.id, rec.template_name, rec.ip, (long long) (mono_ms() - t0));
+        log_info("created %s (template %s version %s, ip %s) in %lld ms", rec.id, rec.template_name,
+                 *rec.template_version ? rec.template_version : TEMPLATE_LEGACY, rec.ip, (long long) (mono_ms() - t0));
         *ret = rec;
         return 0;
 

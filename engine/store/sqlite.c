@@ -79,6 +79,8 @@ static const char *const migrations[] = {
         "ALTER TABLE sandboxes ADD COLUMN pause_kind TEXT NOT NULL DEFAULT '';",
         /* 2: preview URLs of secure sandboxes need a traffic token ('' = none). */
         "ALTER TABLE sandboxes ADD COLUMN traffic_token TEXT NOT NULL DEFAULT '';",
+        /* 3: template versions. Older rows were made on a template from before versions: ''. */
+        "ALTER TABLE sandboxes ADD COLUMN template_version TEXT NOT NULL DEFAULT '';",
 };
 
 /* The sandboxes that hold a container's CPU or RAM, and so count against the running cap. */
@@ -264,7 +266,7 @@ int store_key_foreach(struct store *s, void (*fn)(void *, const char *, const ch
 
 #define SANDBOX_COLUMNS                                                                              \
         "seq, id, team_id, template, state, error, created_at, started_at, killed_at, timeout, deadline, " \
-        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token"
+        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version"
 
 static void copy_text(char *dst, size_t n, const unsigned char *src) {
         snprintf(dst, n, "%s", src ? (const char *) src : "");
@@ -297,6 +299,7 @@ static int row_to_rec(sqlite3_stmt *st, struct sandbox_rec *r) {
         copy_text(r->ip, sizeof(r->ip), sqlite3_column_text(st, 17));
         r->pause_kind = pause_kind_from_string((const char *) sqlite3_column_text(st, 18));
         copy_text(r->traffic_token, sizeof(r->traffic_token), sqlite3_column_text(st, 19));
+        copy_text(r->template_version, sizeof(r->template_version), sqlite3_column_text(st, 20));
         if (!r->metadata || !r->envs) {
                 sandbox_rec_done(r);
                 return -ENOMEM;
@@ -343,8 +346,8 @@ int store_sandbox_insert(struct store *s, struct sandbox_rec *r, int64_t max_run
                 return q;
         if (sqlite3_prepare_v2(s->db,
                                "INSERT INTO sandboxes(id, team_id, template, state, created_at, timeout, deadline, idle_timeout,"
-                               " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token)"
-                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"
+                               " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version)"
+                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
                                " RETURNING seq",
                                -1, &st, NULL) != SQLITE_OK) {
                 q = db_error(s, e, "prepare insert");
@@ -365,6 +368,7 @@ int store_sandbox_insert(struct store *s, struct sandbox_rec *r, int64_t max_run
         sqlite3_bind_double(st, 12, r->cpu_count);
         sqlite3_bind_int64(st, 13, r->memory_mb);
         sqlite3_bind_text(st, 14, r->traffic_token, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 15, r->template_version, -1, SQLITE_TRANSIENT);
         if (sqlite3_step(st) != SQLITE_ROW)
                 q = db_error(s, e, "insert sandbox");
         else
@@ -541,6 +545,25 @@ int store_sandbox_expired(struct store *s, int64_t now, char ***ret, unsigned *r
         *ret = ids;
         *ret_n = n;
         return 0;
+}
+
+int store_template_users(struct store *s, int (*fn)(void *, const char *, const char *, int64_t), void *data, struct error *e) {
+        sqlite3_stmt *st;
+        int rc, r = prepare(s,
+                            "SELECT template, template_version, count(*) FROM sandboxes WHERE state != 'killed'"
+                            " GROUP BY template, template_version ORDER BY template, template_version",
+                            &st, e);
+
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+                if (fn(data, (const char *) sqlite3_column_text(st, 0), (const char *) sqlite3_column_text(st, 1),
+                       sqlite3_column_int64(st, 2)))
+                        break;
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                r = db_error(s, e, "count template users");
+        finish(s, st);
+        return r;
 }
 
 int store_sandbox_purge(struct store *s, int64_t killed_before, struct error *e) {

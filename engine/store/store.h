@@ -46,6 +46,8 @@ struct sandbox_rec {
         char id[32];
         int64_t team_id;
         char template_name[64];
+        char template_version[64]; /* the template version it was created on and always mounts;
+                                    * "" = a template made before versions (template.h) */
         enum sandbox_state state;
         char error[512];
         int64_t created_at, started_at, killed_at;
@@ -130,6 +132,12 @@ int store_sandbox_foreach(struct store *s, const struct sandbox_filter *f, int (
  * have one (the idle limit does not apply to them), else their idle limit (last_activity +
  * idle_timeout). ret is a malloc'd array of malloc'd strings; *ret_n its length. */
 int store_sandbox_expired(struct store *s, int64_t now, char ***ret, unsigned *ret_n, struct error *e);
+
+/* Calls fn once for each template version that sandboxes not killed record (their
+ * template_version; "" for a legacy template), with how many record it. Versions that no
+ * such sandbox records may be removed (template/gc.c). fn returning non-zero stops the walk. */
+int store_template_users(struct store *s, int (*fn)(void *data, const char *name, const char *version, int64_t n), void *data,
+                         struct error *e);
 
 /* Deletes killed sandboxes killed before the given instant. */
 int store_sandbox_purge(struct store *s, int64_t killed_before, struct error *e);

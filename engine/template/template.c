@@ -1,11 +1,13 @@
-/* template.c — see template.h. The base recipe is in base_packages and base_hooks. */
+/* template.c — building a template version with mmdebstrap (see template.h): the base
+ * recipe is in base_packages and base_hook. The new version is staged in T/.<name>.build and
+ * installed as every version is (version.c). */
 #define _XOPEN_SOURCE 700
 #include "template/template.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -56,108 +58,71 @@ int template_shift(const char *root, int64_t uid_base, unsigned long *ret_files,
         return 0;
 }
 
-static int write_meta(const char *dir, const char *name, int64_t uid_base, unsigned long long size, struct error *e) {
-        char path[4200], when[RFC3339_LEN + 1];
-        json_t *j;
-        char *text;
-        int r;
-
-        format_rfc3339(now_ms(), when);
-        j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "name", name, "built_at", when, "suite", "bookworm", "packages",
-                      base_packages, "uid_base", (json_int_t) uid_base, "size_bytes", (json_int_t) size);
-        text = json_dumps(j, JSON_INDENT(2));
-        json_decref(j);
-        if (!text)
-                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
-        snprintf(path, sizeof(path), "%s/template.json", dir);
-        r = write_file_atomic(path, text, strlen(text), 0644);
-        free(text);
-        return r < 0 ? error_set(e, r, ERR_INTERNAL, "cannot write %s: %s", path, strerror(-r)) : 0;
-}
-
-int template_build(const char *template_dir, const char *name, bool force, int64_t uid_base, struct error *e) {
-        char dest[4096], tmp[4200], rootfs[4300], old[4200], hook[1024];
+/* mmdebstrap into staged/rootfs, shifted into the sandboxes' uid range, with its template.json. */
+static int build_staged(const struct template_ctx *c, const char *name, const char *version, const char *staged, struct error *e) {
+        char rootfs[PATH_MAX], hook[1024];
         /* mmdebstrap takes a minute or two; an hour means something hangs (a dead mirror). */
         struct spawn_opts o = {.extra_fd = -1, .stdio_fd = -1, .passthrough = true, .timeout_ms = 60 * 60 * 1000};
         unsigned long files = 0;
-        unsigned long long size = 0;
-        int64_t t0 = mono_ms();
-        struct stat st;
         int status, r;
 
-        if (!streq(name, "base"))
-                return error_set(e, ENOENT, ERR_NOT_FOUND, "no recipe for template '%s' (only 'base' can be built today)", name);
-        umask(022); /* a root file system's own modes, not the engine's 077 */
-        snprintf(dest, sizeof(dest), "%s/%s", template_dir, name);
-        if (stat(dest, &st) == 0 && !force) {
-                printf("template '%s' already exists at %s (use --force to rebuild)\n", name, dest);
-                return 0;
-        }
-        r = mkdir_p(template_dir, 0755);
-        if (r < 0)
-                return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", template_dir, strerror(-r));
-        snprintf(tmp, sizeof(tmp), "%s/.%s.build", template_dir, name);
-        snprintf(rootfs, sizeof(rootfs), "%s/rootfs", tmp);
-        rm_rf(tmp);
-        r = mkdir_p(tmp, 0755);
-        if (r < 0)
-                return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", tmp, strerror(-r));
-
+        snprintf(rootfs, sizeof(rootfs), "%s/rootfs", staged);
         printf("[1/3] building template '%s' with mmdebstrap (Debian bookworm: %s); this takes a minute or two\n", name, base_packages);
         fflush(stdout);
         snprintf(hook, sizeof(hook), "--customize-hook=%s", base_hook);
         char *argv[] = {"mmdebstrap", "--variant=minbase", "--include", (char *) base_packages, hook, "bookworm", rootfs, NULL};
         r = spawn_run(argv, &o, &status, NULL);
-        if (r < 0 || status != 0) {
-                rm_rf(tmp);
+        if (r < 0 || status != 0)
                 return error_set(e, r < 0 ? r : EIO, ERR_INTERNAL, "mmdebstrap failed (%s); is the Debian mirror reachable?",
                                  r < 0 ? strerror(-r) : "see its output above");
-        }
-        printf("[2/3] shifting ownership into the sandboxes' uid range (base %lld)\n", (long long) uid_base);
+        printf("[2/3] shifting ownership into the sandboxes' uid range (base %lld)\n", (long long) c->uid_base);
         fflush(stdout);
-        r = template_shift(rootfs, uid_base, &files, e);
-        if (r < 0) {
-                rm_rf(tmp);
+        r = template_shift(rootfs, c->uid_base, &files, e);
+        if (r < 0)
                 return r;
-        }
-        disk_usage(rootfs, &size);
-        r = write_meta(tmp, name, uid_base, size, e);
-        if (r < 0) {
-                rm_rf(tmp);
-                return r;
-        }
-        snprintf(old, sizeof(old), "%s/.%s.old", template_dir, name);
-        rm_rf(old);
-        if (stat(dest, &st) == 0 && rename(dest, old) < 0)
-                return error_set(e, errno, ERR_INTERNAL, "cannot move the old template aside: %s", strerror(errno));
-        if (rename(tmp, dest) < 0)
-                return error_set(e, errno, ERR_INTERNAL, "cannot move the template into place: %s", strerror(errno));
-        rm_rf(old);
-        printf("[3/3] template '%s' ready at %s: %lu files, %.0f MiB, in %.1f s\n", name, dest, files, size / 1048576.0,
-               (mono_ms() - t0) / 1000.0);
-        return 0;
+        printf("[3/3] %lu files; recording version %s\n", files, version);
+        fflush(stdout);
+        json_t *extra = json_pack("{s:s, s:s}", "suite", "bookworm", "packages", base_packages);
+        r = template_write_meta(staged, name, version, "mmdebstrap", extra, c->uid_base, e);
+        json_decref(extra);
+        return r;
 }
 
-int template_list(const char *template_dir, struct error *e) {
-        DIR *d = opendir(template_dir);
-        struct dirent *de;
+int template_build(const struct template_ctx *c, const char *name, bool force, struct error *e) {
+        char dest[PATH_MAX], staged[PATH_MAX], version[TEMPLATE_VERSION_MAX];
+        int64_t t0 = mono_ms();
+        struct stat st;
+        int r;
 
-        printf("%-16s %10s  %s\n", "NAME", "SIZE", "BUILT");
-        if (!d)
-                return errno == ENOENT ? 0 : error_set(e, errno, ERR_INTERNAL, "cannot read %s: %s", template_dir, strerror(errno));
-        while ((de = readdir(d))) {
-                char path[4200];
-                json_t *j;
-
-                if (de->d_name[0] == '.')
-                        continue;
-                snprintf(path, sizeof(path), "%s/%s/template.json", template_dir, de->d_name);
-                j = json_load_file(path, 0, NULL);
-                printf("%-16s %7.0f MiB  %s\n", de->d_name,
-                       (double) json_integer_value(json_object_get(j, "size_bytes")) / 1048576.0,
-                       json_string_value(json_object_get(j, "built_at")) ?: "unknown");
-                json_decref(j);
+        if (!streq(name, "base"))
+                return error_set(e, ENOENT, ERR_NOT_FOUND, "no recipe for template '%s' (only 'base' can be built today)", name);
+        umask(022); /* a root file system's own modes, not the engine's 077 */
+        snprintf(dest, sizeof(dest), "%s/%s", c->dir, name);
+        if (stat(dest, &st) == 0 && !force) {
+                printf("template '%s' already exists at %s (use --force to build a new version)\n", name, dest);
+                return 0;
         }
-        closedir(d);
+        r = mkdir_p(c->dir, 0755);
+        if (r < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", c->dir, strerror(-r));
+        /* Refused now rather than after the build: another state dir's versions, say. */
+        if ((r = template_install_check(c, name, e)) < 0)
+                return r;
+        r = template_version_new(version);
+        if (r < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot make a version id: %s", strerror(-r));
+        snprintf(staged, sizeof(staged), "%s/.%s.build", c->dir, name);
+        rm_rf(staged);
+        r = mkdir_p(staged, 0755);
+        if (r < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", staged, strerror(-r));
+        r = build_staged(c, name, version, staged, e);
+        if (r >= 0)
+                r = template_install(c, name, version, staged, e);
+        if (r < 0) {
+                rm_rf(staged);
+                return r;
+        }
+        printf("template '%s' version %s ready at %s, in %.1f s\n", name, version, dest, (mono_ms() - t0) / 1000.0);
         return 0;
 }

@@ -91,17 +91,13 @@ def _help_text(binary: Path) -> str:
 class Engine:
     """One ai2ind daemon with its own directories, port, bridge, address pool and cgroups."""
 
-    def __init__(self, extra_args: Sequence[str] = ()) -> None:
+    def __init__(self, extra_args: Sequence[str] = (), templates: Optional[str] = None) -> None:
+        """templates: a template directory of the test's own (default: template_dir())."""
         self.binary = engine_binary()
         if not self.binary.is_file() or not os.access(self.binary, os.X_OK):
             pytest.fail(f"engine binary {self.binary} is missing: run `make` in {REPO} "
                         "(or set AI2IND to the binary to test)", pytrace=False)
-        tdir = template_dir()
-        if not os.path.isdir(os.path.join(tdir, "base")):
-            pytest.fail(f"template {tdir}/base is missing: build it with `ai2ind --template-dir "
-                        f"{tdir} template build base` (or set AI2IN_TEST_TEMPLATE_DIR)",
-                        pytrace=False)
-        self.template_dir = tdir
+        self.template_dir = templates or template_dir()
         # Not under pytest's 0700 tmp dirs: the sandboxes' shifted root must be able to
         # traverse the path to their root filesystem.
         self.root = tempfile.mkdtemp(prefix="ai2in-it-", dir="/var/tmp")
@@ -156,6 +152,11 @@ class Engine:
         """Starts `ai2ind serve` and waits until /v1/health answers 200."""
         if extra_args is not None:
             self.extra_args = list(extra_args)
+        tdir = self.template_dir
+        if not os.path.isdir(os.path.join(tdir, "base")):
+            pytest.fail(f"template {tdir}/base is missing: build it with `ai2ind --template-dir "
+                        f"{tdir} template build base` (or set AI2IN_TEST_TEMPLATE_DIR)",
+                        pytrace=False)
         assert self.proc is None or self.proc.poll() is not None, "engine already running"
         self._log_file = open(self.log_path, "ab")
         self._log_file.write(f"\n==== start {time.strftime('%H:%M:%S')} ====\n".encode())
@@ -232,6 +233,12 @@ class Engine:
         assert key.startswith("ai2in_live_"), f"unexpected key output: {p.stdout!r}"
         self.keys[key] = team
         return key
+
+    def cli(self, *args: str, timeout: float = 120) -> "subprocess.CompletedProcess[str]":
+        """Runs an ai2ind subcommand (`template import ...`) with this engine's settings, as
+        an operator would beside the running daemon."""
+        return subprocess.run([str(self.binary)] + self.base_args() + list(args), capture_output=True,
+                              text=True, timeout=timeout, env=self.env())
 
     def sandbox(self, key: str, **kwargs: Any) -> Sandbox:
         """Creates a sandbox with the SDK and remembers it for teardown."""
@@ -384,8 +391,8 @@ def cgroup_dirs(parent: str) -> List[str]:
     return out
 
 
-def start_engine(extra_args: Sequence[str] = ()) -> Engine:
-    e = Engine(extra_args)
+def start_engine(extra_args: Sequence[str] = (), templates: Optional[str] = None) -> Engine:
+    e = Engine(extra_args, templates)
     try:
         return e.start()
     except BaseException:

@@ -64,7 +64,16 @@ static void test_sandbox_json(void **state) {
         assert_string_equal(json_string_value(json_object_get(json_object_get(j, "metadata"), "user")), "alice");
         assert_null(json_object_get(j, "envs")); /* envs may hold secrets: never echoed */
         assert_true(json_is_null(json_object_get(j, "error")));
+        /* A sandbox made on a template from before versions: present, null. */
+        assert_non_null(json_object_get(j, "template_version"));
+        assert_true(json_is_null(json_object_get(j, "template_version")));
         json_decref(j);
+
+        strcpy(r.template_version, "20261207T175002Z-k3f9q");
+        j = sandbox_to_json(NULL, &r);
+        assert_string_equal(json_string_value(json_object_get(j, "template_version")), "20261207T175002Z-k3f9q");
+        json_decref(j);
+        r.template_version[0] = 0;
 
         r.deadline = 0;
         j = sandbox_to_json(NULL, &r);

@@ -95,7 +95,7 @@ static void test_migration_keeps_old_rows(void **state) {
 
         assert_int_equal(user_version(), 0);
         assert_int_equal(store_open(path, &s, &e), 0);
-        assert_int_equal(user_version(), 2);
+        assert_int_equal(user_version(), 3);
         assert_int_equal(store_sandbox_get(s, "sbx_old", &r, &e), 0);
         assert_int_equal(r.state, SANDBOX_RUNNING);
         assert_int_equal(r.pause_kind, PAUSE_NONE);
@@ -110,7 +110,7 @@ static void test_migration_keeps_old_rows(void **state) {
 
         /* Opening again migrates nothing and loses nothing. */
         assert_int_equal(store_open(path, &s, &e), 0);
-        assert_int_equal(user_version(), 2);
+        assert_int_equal(user_version(), 3);
         assert_int_equal(store_sandbox_get(s, "sbx_old", &r, &e), 0);
         assert_int_equal(r.state, SANDBOX_PAUSED);
         assert_int_equal(r.pause_kind, PAUSE_MEMORY);

@@ -43,6 +43,11 @@ export interface SandboxInfo {
   /** `sbx_` + 20 characters of `[a-z0-9]`. */
   id: string;
   template: string;
+  /**
+   * The version of the template it was created on (`ai2ind template list`), on which it
+   * always starts again, resumes included; null for a template built before versions.
+   */
+  template_version: string | null;
   state: SandboxState;
   created_at: string;
   /** When it last started: created, or resumed. */
