@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "spawn.h"
 
 static int runc_start(struct runtime *rt, const char *id, const struct runtime_start *s, struct error *e) {
@@ -170,8 +171,24 @@ static int freezer_verb(struct runtime *rt, const char *id, const char *verb, en
         return error_set(e, EIO, ERR_INTERNAL, "%s %s %s failed: %s", rt->binary, verb, id, *msg ? msg : "no message");
 }
 
+/* runc gives up ("unable to freeze") when the freezer does not settle within its own short
+ * window, which a busy host can make it miss (a task in uninterruptible sleep, a kernel
+ * starting up): a few more tries, with runc's thaw of the half-frozen cgroup in between. */
+#define FREEZE_TRIES 3
+
 static int runc_freeze(struct runtime *rt, const char *id, struct error *e) {
-        return freezer_verb(rt, id, "pause", CONTAINER_PAUSED, e);
+        int r = 0;
+
+        for (int i = 0; i < FREEZE_TRIES; i++) {
+                if (i > 0) {
+                        log_info("freezing %s: %s; trying again", id, e->message);
+                        usleep(100000 * i);
+                }
+                r = freezer_verb(rt, id, "pause", CONTAINER_PAUSED, e);
+                if (r >= 0 || !strstr(e->message, "unable to freeze"))
+                        break;
+        }
+        return r;
 }
 
 static int runc_thaw(struct runtime *rt, const char *id, struct error *e) {

@@ -113,8 +113,10 @@ def test_executions_in_one_context_queue_in_order(sbx: Sandbox) -> None:
     second.start()
     first.join(30)
     second.join(30)
-    assert [t for t, _ in done] == ["first", "second"], done
-    assert done[1][1] >= 1.4, done  # the second waited for the first
+    # The kernel's own record says the order; the two answers end within a millisecond of each
+    # other, so which client thread appends first is the scheduler's choice on a busy machine.
+    assert sorted(t for t, _ in done) == ["first", "second"], done
+    assert dict(done)["second"] >= 1.4, done  # the second waited for the first
     assert sbx.run_code("log", context=ctx).text == "[1, 2]"
 
 
