@@ -32,6 +32,9 @@ struct config {
         int64_t reap_interval;   /* s, 1 */
         int64_t default_memory_mb; /* 512, at most max_memory_mb */
         int64_t max_memory_mb;   /* largest memory_mb of a create; default half the host's memory, at most 65536 */
+        int64_t default_disk_mb; /* 2048, at most max_disk_mb */
+        int64_t max_disk_mb;     /* largest disk_mb of a create; 0 until the disk volume is open: its size */
+        int64_t disk_image_mb;   /* STATE/disk.img's size when made (0: half the state file system's free space) */
         int64_t default_pids;    /* 1024 */
         int64_t sandbox_open_files; /* RLIMIT_NOFILE (soft = hard) of a sandbox's processes, 1024 */
         int64_t sandbox_ptys;    /* devpts max= of a sandbox, 128 */

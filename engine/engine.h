@@ -18,6 +18,7 @@ struct engine {
         struct runtime *runtime;
         struct net *net;
         struct lock_table *locks;
+        struct disk *disk; /* the sandboxes' disk volume (disk/disk.h) */
         char sandboxes_dir[4096]; /* STATE/sandboxes */
         char run_sandboxes_dir[4096]; /* RUN/sandboxes */
         pthread_t reaper;

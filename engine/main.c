@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include "api/api.h"
+#include "disk/disk.h"
 #include "engine.h"
 #include "fsutil.h"
 #include "id.h"
@@ -34,7 +35,8 @@ static void usage(FILE *f) {
                 "  template import NAME DIR      make DIR (a root file system owned by uid-base, on the template\n"
                 "                                directory's file system) the new current version of NAME\n"
                 "  template list                 list templates, their versions and the sandboxes on each\n"
-                "  net remove [--force]          remove the bridge and its firewall rules (once no sandbox runs)\n\n"
+                "  net remove [--force]          remove the bridge, its firewall rules and the disk volume's mount\n"
+                "                                (once no sandbox runs)\n\n"
                 "options (also AI2IN_<NAME> environment variables and lines of the config file):\n");
         config_help(f);
 }
@@ -175,6 +177,24 @@ static int check_prerequisites(struct engine *eng, struct error *e) {
         return 0;
 }
 
+/* The disk volume, before reconcile (the sandboxes it re-adopts have their files on it), and
+ * the disk limits that depend on its size: max-disk-mb 0 is the image's size, and the default
+ * is lowered to the maximum. */
+static int open_disk(struct engine *eng, struct error *e) {
+        struct config *c = &eng->cfg;
+        int r = disk_open(c->state_dir, c->disk_image_mb, &eng->disk, e);
+
+        if (r < 0)
+                return r;
+        if (c->max_disk_mb == 0)
+                c->max_disk_mb = eng->disk->size_mb;
+        if (c->max_disk_mb < 16)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "max-disk-mb must be at least 16 (or 0 for the disk image's size)");
+        if (c->default_disk_mb > c->max_disk_mb)
+                c->default_disk_mb = c->max_disk_mb;
+        return 0;
+}
+
 static int serve_setup(struct engine *eng, struct error *e) {
         char runc_root[4200];
         int r;
@@ -189,6 +209,8 @@ static int serve_setup(struct engine *eng, struct error *e) {
         if ((r = mkdir_p(eng->sandboxes_dir, 0711)) < 0 || (r = mkdir_p(eng->run_sandboxes_dir, 0700)) < 0 ||
             (r = chmod(eng->sandboxes_dir, 0711) < 0 ? -errno : 0) < 0)
                 return error_set(e, r, ERR_INTERNAL, "cannot create the engine's directories: %s", strerror(-r));
+        if ((r = open_disk(eng, e)) < 0)
+                return r;
         if ((r = locks_new(&eng->locks)) < 0)
                 return error_set(e, r, ERR_INTERNAL, "out of memory");
         userns_host_limits(eng->cfg.sandbox_inotify_instances, eng->cfg.sandbox_inotify_watches);
@@ -270,14 +292,19 @@ static int cmd_serve(struct engine *eng, struct error *e) {
 }
 
 /* `net remove`: what an engine leaves on the host besides its state directory — the bridge,
- * its firewall rules, the empty cgroup directories the sandboxes were placed under. */
+ * its firewall rules, the empty cgroup directories the sandboxes were placed under, the disk
+ * volume's mount and loop device (its image stays in the state directory: paused sandboxes'
+ * files are in it, and the next start mounts it again). */
 static int cmd_net_remove(struct engine *eng, bool force, struct error *e) {
         unsigned cgroups = 0;
+        bool unmounted;
         DIR *top;
         int r = net_remove(eng->cfg.bridge, force, e);
 
-        if (r < 0)
+        if (r < 0 || (r = disk_unmount(eng->cfg.state_dir, &unmounted, e)) < 0)
                 return r;
+        if (unmounted)
+                printf("unmounted the disk volume %s/disk (its image %s/disk.img stays)\n", eng->cfg.state_dir, eng->cfg.state_dir);
         top = opendir("/sys/fs/cgroup");
         for (struct dirent *c; top && (c = readdir(top));) {
                 char path[512];
@@ -338,6 +365,7 @@ int main(int argc, char **argv) {
         if (r < 0)
                 fprintf(stderr, "ai2ind: %s\n", e.message);
         net_free(eng.net);
+        disk_free(eng.disk);
         runtime_free(eng.runtime);
         store_close(eng.store);
         locks_free(eng.locks);

@@ -6,7 +6,7 @@
  * pause or resume that never finished is finished or rolled back, and paused sandboxes are
  * checked (pause.c: sandbox_pause_reconcile). Then every part on the host that belongs to no
  * live sandbox is removed: containers under our runtime root, overlay mounts and directories,
- * sysfs mounts, namespaces, veths (net_remove_orphans) and cgroups, and every template version
+ * layers on the disk volume (which main.c has mounted before this runs), sysfs mounts, namespaces, veths (net_remove_orphans) and cgroups, and every template version
  * that neither is current nor is recorded by a sandbox not killed (template/gc.c).
  *
  * Only adoption marks an address used; nothing else gives one back here: the pool starts
@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mount.h>
 
+#include "disk/disk.h"
 #include "fsutil.h"
 #include "id.h"
 #include "log.h"
@@ -187,6 +188,7 @@ int reconcile(struct engine *eng, struct error *e) {
                 return r;
         remove_dead_containers(eng, &live);
         remove_dead_dirs(eng, eng->sandboxes_dir, &live);
+        remove_dead_dirs(eng, eng->disk->dir, &live);
         remove_dead_dirs(eng, eng->run_sandboxes_dir, &live);
         net_remove_orphans(eng->net, live.ids, live.n);
         remove_dead_cgroups(eng, &live);

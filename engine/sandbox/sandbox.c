@@ -2,9 +2,11 @@
  * that get_info shows and the reaper applies: a hard deadline if the sandbox has one, else
  * its idle limit (sandbox_end_at, sandbox_end_reason, reap_reason).
  *
- * A sandbox on the host is: a row in the store; STATE/sandboxes/<id>/{upper,work,rootfs,
- * bundle,agent.log} with the overlay mounted on rootfs; RUN/sandboxes/<id>/agent.sock; a
- * network slot; a runc container; cgroups under the engine's parent. Creation makes the
+ * A sandbox on the host is: a row in the store; STATE/sandboxes/<id>/{rootfs,bundle,agent.log}
+ * with the overlay mounted on rootfs; its layer STATE/disk/<id>/{upper,work}, limited to its
+ * disk_mb (disk/disk.h; a sandbox of an engine from before disk limits has its layer in
+ * STATE/sandboxes/<id>, unlimited); RUN/sandboxes/<id>/agent.sock; a network slot; a runc
+ * container; cgroups under the engine's parent. Creation makes the
  * directories, then starts the rest (sandbox_start_parts, which resume uses too, pause.c)
  * in that order, and a failure at any step tears down whatever exists. A sandbox records the
  * template version it was created on (the current one then) and every mount of its overlay
@@ -23,6 +25,7 @@
 #include <sys/un.h>
 
 #include "buf.h"
+#include "disk/disk.h"
 #include "fsutil.h"
 #include "id.h"
 #include "log.h"
@@ -34,6 +37,12 @@
 
 void sandbox_dir(struct engine *eng, const char *id, char *out, size_t n) {
         snprintf(out, n, "%s/%s", eng->sandboxes_dir, id);
+}
+
+int sandbox_disk_used(struct engine *eng, const struct sandbox_rec *rec, int64_t *ret_bytes) {
+        if (rec->disk_mb <= 0 || rec->state == SANDBOX_KILLED)
+                return -ENOENT;
+        return disk_layer_used(eng->disk, rec->id, ret_bytes);
 }
 
 void sandbox_socket_path(struct engine *eng, const char *id, char *out, size_t n) {
@@ -69,40 +78,50 @@ static int insert_on_current(struct engine *eng, struct sandbox_rec *rec, struct
         return store_sandbox_insert(eng->store, rec, eng->cfg.max_running, e);
 }
 
-static int make_dirs(struct engine *eng, const char *id, struct error *e) {
-        static const char *const parts[] = {"upper", "work", "rootfs", "bundle"};
+static int make_dirs(struct engine *eng, const struct sandbox_rec *rec, struct error *e) {
+        static const char *const parts[] = {"rootfs", "bundle"};
         char dir[4096], path[4200];
         int r;
 
-        sandbox_dir(eng, id, dir, sizeof(dir));
+        sandbox_dir(eng, rec->id, dir, sizeof(dir));
         for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
                 snprintf(path, sizeof(path), "%s/%s", dir, parts[i]);
                 r = mkdir_p(path, 0700);
                 if (r < 0)
                         return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", path, strerror(-r));
         }
-        /* The upper layer's root is the sandbox's "/": owned by its root, world-readable inside.
-         * The sandbox's directory is its root's alone (runc init reaches rootfs through it as
-         * that uid, before it has taken the matching group) and nobody else's on the host: what
-         * a sandbox writes — setuid binaries included — is out of reach of other host users. */
-        snprintf(path, sizeof(path), "%s/upper", dir);
-        if (chown(path, (uid_t) eng->cfg.uid_base, (gid_t) eng->cfg.uid_base) < 0 || chmod(path, 0755) < 0 ||
-            chown(dir, (uid_t) eng->cfg.uid_base, (gid_t) eng->cfg.uid_base) < 0 || chmod(dir, 0700) < 0)
-                return error_set(e, errno, ERR_INTERNAL, "cannot prepare %s: %s", path, strerror(errno));
-        snprintf(path, sizeof(path), "%s/%s", eng->run_sandboxes_dir, id);
+        /* The sandbox's directory is its root's alone (runc init reaches rootfs through it as
+         * that uid, before it has taken the matching group) and nobody else's on the host. Its
+         * layer, whose upper dir is "/" inside (owned by its root), is on the disk volume,
+         * which is root's alone: what a sandbox writes — setuid binaries included — is out of
+         * reach of other host users. */
+        if (chown(dir, (uid_t) eng->cfg.uid_base, (gid_t) eng->cfg.uid_base) < 0 || chmod(dir, 0700) < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot prepare %s: %s", dir, strerror(errno));
+        if ((r = disk_layer_make(eng->disk, rec->id, rec->disk_mb, (uid_t) eng->cfg.uid_base, e)) < 0)
+                return r;
+        snprintf(path, sizeof(path), "%s/%s", eng->run_sandboxes_dir, rec->id);
         r = mkdir_p(path, 0700);
         if (r < 0)
                 return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", path, strerror(-r));
         return 0;
 }
 
+/* The directory holding the sandbox's upper and work dirs: its layer on the disk volume, or,
+ * for a sandbox made before disk limits (disk_mb 0), its directory on the state file system. */
+static void layer_dir(struct engine *eng, const struct sandbox_rec *rec, char *out, size_t n) {
+        if (rec->disk_mb > 0)
+                disk_layer_dir(eng->disk, rec->id, out, n);
+        else
+                sandbox_dir(eng, rec->id, out, n);
+}
+
 /* Mounts the overlay on the sandbox's rootfs: exactly the template version it records as the
  * lower layer (never another: its upper dir holds changes to that one), its upper dir. The
  * shared lock keeps the version from being removed between its path and the mount. */
 static int mount_rootfs(struct engine *eng, const struct sandbox_rec *rec, struct error *e) {
-        char dir[4096], lower[4096], opts[12800], target[4200];
+        char dir[4096], layer[4096], lower[4096], opts[12800], target[4200];
         _cleanup_close_ int lock = -1;
-        int r;
+        int r, q;
 
         lock = template_lock(eng->cfg.template_dir, false, e);
         if (lock < 0 && lock != -ENOENT) /* no template directory: template_rootfs says it is gone */
@@ -118,10 +137,22 @@ static int mount_rootfs(struct engine *eng, const struct sandbox_rec *rec, struc
         if (r < 0)
                 return r;
         sandbox_dir(eng, rec->id, dir, sizeof(dir));
-        snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, dir, dir);
+        layer_dir(eng, rec, layer, sizeof(layer));
+        snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, layer, layer);
         snprintf(target, sizeof(target), "%s/rootfs", dir);
-        if (mount("overlay", target, "overlay", MS_NODEV | MS_NOSUID, opts) < 0) /* no_new_privs inside anyway */
-                return error_set(e, errno, ERR_INTERNAL, "cannot mount the overlay for %s: %s", rec->id, strerror(errno));
+        /* Lifted for the mount: overlayfs makes its work dir then, and mounts read-only a
+         * sandbox at its limit otherwise (disk.h); set again (or for the first time, after a
+         * restart that changed nothing) before anything runs in it. */
+        if (rec->disk_mb > 0 && (r = disk_layer_limit(eng->disk, rec->id, 0, e)) < 0)
+                return r;
+        r = mount("overlay", target, "overlay", MS_NODEV | MS_NOSUID, opts) < 0 ? -errno : 0; /* no_new_privs inside anyway */
+        if (rec->disk_mb > 0 && (q = disk_layer_limit(eng->disk, rec->id, rec->disk_mb, e)) < 0) {
+                if (r == 0)
+                        (void) umount2(target, MNT_DETACH);
+                return q;
+        }
+        if (r < 0)
+                return error_set(e, -r, ERR_INTERNAL, "cannot mount the overlay for %s: %s", rec->id, strerror(-r));
         return 0;
 }
 
@@ -273,6 +304,7 @@ void sandbox_teardown(struct engine *eng, const char *id, const char *ip) {
         r = rm_rf(dir);
         if (r < 0)
                 log_warn_errno(r, "cannot remove %s, ignoring", dir);
+        disk_layer_remove(eng->disk, id);
         snprintf(path, sizeof(path), "%s/%s", eng->run_sandboxes_dir, id);
         r = rm_rf(path);
         if (r < 0)
@@ -325,6 +357,7 @@ static int fill_new_rec(struct engine *eng, int64_t team_id, const struct sandbo
         rec->envs = strdup(o->envs ? o->envs : "{}");
         rec->cpu_count = o->cpu_count > 0 ? o->cpu_count : 1;
         rec->memory_mb = o->memory_mb > 0 ? o->memory_mb : eng->cfg.default_memory_mb;
+        rec->disk_mb = o->disk_mb > 0 ? o->disk_mb : eng->cfg.default_disk_mb;
         if (o->secure) {
                 _Static_assert(sizeof(rec->traffic_token) > TRAFFIC_TOKEN_LEN, "traffic_token too small");
                 r = traffic_token_new(rec->traffic_token);
@@ -350,7 +383,7 @@ int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_cre
                 goto fail_rec;
 
         sandbox_lock(eng, rec.id);
-        if ((r = make_dirs(eng, rec.id, e)) < 0 || (r = sandbox_start_parts(eng, &rec, e)) < 0) {
+        if ((r = make_dirs(eng, &rec, e)) < 0 || (r = sandbox_start_parts(eng, &rec, e)) < 0) {
                 error_wrap(e, "cannot create sandbox %s", rec.id);
                 log_warn("%s", e->message);
                 sandbox_teardown(eng, rec.id, NULL); /* the address is already given back */

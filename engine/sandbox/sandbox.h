@@ -25,6 +25,7 @@ struct sandbox_create_opts {
         const char *envs;          /* JSON object text or NULL */
         double cpu_count;          /* 0 = 1 */
         int64_t memory_mb;         /* 0 = engine default */
+        int64_t disk_mb;           /* 0 = engine default */
         bool secure;               /* preview requests must carry the sandbox's traffic token */
 };
 
@@ -104,12 +105,16 @@ const char *sandbox_end_reason(const struct sandbox_rec *r);
  * its deadline if it has one, else last activity + idle timeout, which activity moves. */
 int64_t sandbox_end_at(const struct sandbox_rec *r);
 
+/* How many bytes the files of the sandbox of rec take on its disk (its layer's quota group);
+ * -ENOENT for a sandbox without a limited layer (made before disk limits, or killed). */
+int sandbox_disk_used(struct engine *eng, const struct sandbox_rec *rec, int64_t *ret_bytes);
+
 /* Paths of a sandbox's parts. */
 void sandbox_dir(struct engine *eng, const char *id, char *out, size_t n);
 void sandbox_socket_path(struct engine *eng, const char *id, char *out, size_t n);
 
 /* Tears down every host-side part of a sandbox that exists (container, network, overlay,
- * directories, cgroups). ip: the address to give back to the pool, or NULL. Failures are
+ * directories, its layer on the disk volume, cgroups). ip: the address to give back to the pool, or NULL. Failures are
  * logged and teardown goes on. */
 void sandbox_teardown(struct engine *eng, const char *id, const char *ip);
 

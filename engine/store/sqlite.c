@@ -81,6 +81,8 @@ static const char *const migrations[] = {
         "ALTER TABLE sandboxes ADD COLUMN traffic_token TEXT NOT NULL DEFAULT '';",
         /* 3: template versions. Older rows were made on a template from before versions: ''. */
         "ALTER TABLE sandboxes ADD COLUMN template_version TEXT NOT NULL DEFAULT '';",
+        /* 4: disk limits. Older rows have their files on the state file system, unlimited: 0. */
+        "ALTER TABLE sandboxes ADD COLUMN disk_mb INTEGER NOT NULL DEFAULT 0;",
 };
 
 /* The sandboxes that hold a container's CPU or RAM, and so count against the running cap. */
@@ -266,7 +268,7 @@ int store_key_foreach(struct store *s, void (*fn)(void *, const char *, const ch
 
 #define SANDBOX_COLUMNS                                                                              \
         "seq, id, team_id, template, state, error, created_at, started_at, killed_at, timeout, deadline, " \
-        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version"
+        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version, disk_mb"
 
 static void copy_text(char *dst, size_t n, const unsigned char *src) {
         snprintf(dst, n, "%s", src ? (const char *) src : "");
@@ -300,6 +302,7 @@ static int row_to_rec(sqlite3_stmt *st, struct sandbox_rec *r) {
         r->pause_kind = pause_kind_from_string((const char *) sqlite3_column_text(st, 18));
         copy_text(r->traffic_token, sizeof(r->traffic_token), sqlite3_column_text(st, 19));
         copy_text(r->template_version, sizeof(r->template_version), sqlite3_column_text(st, 20));
+        r->disk_mb = sqlite3_column_int64(st, 21);
         if (!r->metadata || !r->envs) {
                 sandbox_rec_done(r);
                 return -ENOMEM;
@@ -346,8 +349,8 @@ int store_sandbox_insert(struct store *s, struct sandbox_rec *r, int64_t max_run
                 return q;
         if (sqlite3_prepare_v2(s->db,
                                "INSERT INTO sandboxes(id, team_id, template, state, created_at, timeout, deadline, idle_timeout,"
-                               " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version)"
-                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
+                               " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version, disk_mb)"
+                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
                                " RETURNING seq",
                                -1, &st, NULL) != SQLITE_OK) {
                 q = db_error(s, e, "prepare insert");
@@ -369,6 +372,7 @@ int store_sandbox_insert(struct store *s, struct sandbox_rec *r, int64_t max_run
         sqlite3_bind_int64(st, 13, r->memory_mb);
         sqlite3_bind_text(st, 14, r->traffic_token, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 15, r->template_version, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 16, r->disk_mb);
         if (sqlite3_step(st) != SQLITE_ROW)
                 q = db_error(s, e, "insert sandbox");
         else

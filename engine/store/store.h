@@ -59,6 +59,8 @@ struct sandbox_rec {
         char *envs;            /* JSON object text, owned */
         double cpu_count;
         int64_t memory_mb;
+        int64_t disk_mb;       /* its layer's limit (disk/disk.h); 0 = none: made by an engine before disk
+                                * limits, its layer is STATE/sandboxes/<id>/upper on the state file system */
         char ip[16];
         enum pause_kind pause_kind;
         char traffic_token[48]; /* secure sandboxes: what preview requests must carry; "" = open */
