@@ -46,6 +46,8 @@ static const struct opt opts[] = {
         I("reap-interval", reap_interval, "1", 1, 3600, "seconds between reaper passes"),
         I("default-memory-mb", default_memory_mb, "512", 64, 65536, "memory limit when create gives none (at most max-memory-mb)"),
         I("max-memory-mb", max_memory_mb, "0", 0, 65536, "largest memory_mb a create may ask for (0: half the host's memory)"),
+        S("disk-volume", disk_volume_setting, "on",
+          "on: each sandbox's files on STATE/disk.img, limited to its disk_mb; off: unlimited, on the state file system"),
         I("default-disk-mb", default_disk_mb, "2048", 16, 16777216, "disk limit of a sandbox when create gives none (at most max-disk-mb)"),
         I("max-disk-mb", max_disk_mb, "0", 0, 16777216, "largest disk_mb a create may ask for (0: the disk image's size)"),
         I("disk-image-mb", disk_image_mb, "0", 0, 16777216,
@@ -197,6 +199,13 @@ static int load_flags(struct config *c, int argc, char **argv, bool config_only,
         return 0;
 }
 
+static int fill_disk_volume(struct config *c, struct error *e) {
+        if (!streq(c->disk_volume_setting, "on") && !streq(c->disk_volume_setting, "off"))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "disk-volume must be on or off, not '%.32s'", c->disk_volume_setting);
+        c->disk_volume = streq(c->disk_volume_setting, "on");
+        return 0;
+}
+
 /* The preview URLs' domain defaults to localhost with the proxy's port: *.localhost is
  * loopback (RFC 6761), so the URLs work on the engine's machine with no DNS set-up. */
 static int fill_preview(struct config *c, struct error *e) {
@@ -278,6 +287,9 @@ static int fill_derived(struct config *c, struct error *e) {
         if (!c->template_dir || !c->agent)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         r = fill_preview(c, e);
+        if (r < 0)
+                return r;
+        r = fill_disk_volume(c, e);
         if (r < 0)
                 return r;
         r = fill_limits(c, e);

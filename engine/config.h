@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -26,6 +27,8 @@ struct config {
         char *net_pool;      /* 10.77.0.0/16 */
         char *cgroup_parent; /* ai2in */
         char *log_level;     /* info */
+        char *disk_volume_setting; /* "on" | "off", read into disk_volume */
+        bool disk_volume;    /* sandboxes' files on the disk volume, limited (disk/disk.h) */
         int64_t idle_timeout;    /* s, 1800 */
         int64_t max_running;     /* per team, 20 */
         int64_t max_streams;     /* requests open at once inside one sandbox, 256 */

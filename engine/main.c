@@ -182,8 +182,16 @@ static int check_prerequisites(struct engine *eng, struct error *e) {
  * is lowered to the maximum. */
 static int open_disk(struct engine *eng, struct error *e) {
         struct config *c = &eng->cfg;
-        int r = disk_open(c->state_dir, c->disk_image_mb, &eng->disk, e);
+        int r;
 
+        if (!c->disk_volume) {
+                log_warn("disk-volume is off: sandboxes write to %s without a limit", c->state_dir);
+                return 0;
+        }
+        if ((r = disk_open(c->state_dir, c->disk_image_mb, &eng->disk, e)) < 0) {
+                error_wrap(e, "cannot set up the sandboxes' disk volume (setting disk-volume off runs without disk limits)");
+                return r;
+        }
         if (r < 0)
                 return r;
         if (c->max_disk_mb == 0)

@@ -164,9 +164,15 @@ static int get_memory_mb(json_t *body, int64_t max, int64_t *ret, struct error *
         return get_int(body, "memory_mb", 64, max, "MiB", ret, e);
 }
 
-/* disk_mb: from 16 MiB to the engine's max-disk-mb, whose name the message gives past it. */
-static int get_disk_mb(json_t *body, int64_t max, int64_t *ret, struct error *e) {
+/* disk_mb: from 16 MiB to the engine's max-disk-mb, whose name the message gives past it;
+ * an engine without the disk volume has no limits to give. */
+static int get_disk_mb(json_t *body, const struct config *cfg, int64_t *ret, struct error *e) {
         json_t *v = json_object_get(body, "disk_mb");
+        int64_t max = cfg->max_disk_mb;
+
+        if (!cfg->disk_volume && v && !json_is_null(v))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "disk_mb cannot be given: this engine has no disk limits (its setting disk-volume is off)");
 
         if (json_is_number(v) && json_number_value(v) > (double) max)
                 return error_set(e, EINVAL, ERR_BAD_REQUEST,
@@ -192,7 +198,7 @@ static int parse_create(json_t *body, const struct config *cfg, struct sandbox_c
         }
         if ((r = get_timeout(body, &o->timeout, e)) < 0 ||
             (r = get_memory_mb(body, cfg->max_memory_mb, &o->memory_mb, e)) < 0 ||
-            (r = get_disk_mb(body, cfg->max_disk_mb, &o->disk_mb, e)) < 0 ||
+            (r = get_disk_mb(body, cfg, &o->disk_mb, e)) < 0 ||
             (r = api_string_map(body, "metadata", MAX_METADATA, false, meta, e)) < 0 ||
             (r = api_string_map(body, "envs", MAX_ENVS, true, envs, e)) < 0)
                 return r;

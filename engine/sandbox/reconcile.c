@@ -188,7 +188,8 @@ int reconcile(struct engine *eng, struct error *e) {
                 return r;
         remove_dead_containers(eng, &live);
         remove_dead_dirs(eng, eng->sandboxes_dir, &live);
-        remove_dead_dirs(eng, eng->disk->dir, &live);
+        if (eng->disk)
+                remove_dead_dirs(eng, eng->disk->dir, &live);
         remove_dead_dirs(eng, eng->run_sandboxes_dir, &live);
         net_remove_orphans(eng->net, live.ids, live.n);
         remove_dead_cgroups(eng, &live);

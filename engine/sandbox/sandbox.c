@@ -40,7 +40,7 @@ void sandbox_dir(struct engine *eng, const char *id, char *out, size_t n) {
 }
 
 int sandbox_disk_used(struct engine *eng, const struct sandbox_rec *rec, int64_t *ret_bytes) {
-        if (rec->disk_mb <= 0 || rec->state == SANDBOX_KILLED)
+        if (rec->disk_mb <= 0 || rec->state == SANDBOX_KILLED || !eng->disk)
                 return -ENOENT;
         return disk_layer_used(eng->disk, rec->id, ret_bytes);
 }
@@ -78,6 +78,22 @@ static int insert_on_current(struct engine *eng, struct sandbox_rec *rec, struct
         return store_sandbox_insert(eng->store, rec, eng->cfg.max_running, e);
 }
 
+/* upper/ (the sandbox's "/", owned by its root) and work/ in dir. */
+static int make_unlimited_layer(struct engine *eng, const char *dir, struct error *e) {
+        char path[4200];
+        int r;
+
+        snprintf(path, sizeof(path), "%s/work", dir);
+        if ((r = mkdir_p(path, 0700)) < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", path, strerror(-r));
+        snprintf(path, sizeof(path), "%s/upper", dir);
+        if ((r = mkdir_p(path, 0755)) < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", path, strerror(-r));
+        if (chown(path, (uid_t) eng->cfg.uid_base, (gid_t) eng->cfg.uid_base) < 0 || chmod(path, 0755) < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot prepare %s: %s", path, strerror(errno));
+        return 0;
+}
+
 static int make_dirs(struct engine *eng, const struct sandbox_rec *rec, struct error *e) {
         static const char *const parts[] = {"rootfs", "bundle"};
         char dir[4096], path[4200];
@@ -97,7 +113,11 @@ static int make_dirs(struct engine *eng, const struct sandbox_rec *rec, struct e
          * reach of other host users. */
         if (chown(dir, (uid_t) eng->cfg.uid_base, (gid_t) eng->cfg.uid_base) < 0 || chmod(dir, 0700) < 0)
                 return error_set(e, errno, ERR_INTERNAL, "cannot prepare %s: %s", dir, strerror(errno));
-        if ((r = disk_layer_make(eng->disk, rec->id, rec->disk_mb, (uid_t) eng->cfg.uid_base, e)) < 0)
+        if (rec->disk_mb > 0)
+                r = disk_layer_make(eng->disk, rec->id, rec->disk_mb, (uid_t) eng->cfg.uid_base, e);
+        else /* disk-volume off: unlimited, on the state file system, inside the sandbox's directory */
+                r = make_unlimited_layer(eng, dir, e);
+        if (r < 0)
                 return r;
         snprintf(path, sizeof(path), "%s/%s", eng->run_sandboxes_dir, rec->id);
         r = mkdir_p(path, 0700);
@@ -107,12 +127,20 @@ static int make_dirs(struct engine *eng, const struct sandbox_rec *rec, struct e
 }
 
 /* The directory holding the sandbox's upper and work dirs: its layer on the disk volume, or,
- * for a sandbox made before disk limits (disk_mb 0), its directory on the state file system. */
-static void layer_dir(struct engine *eng, const struct sandbox_rec *rec, char *out, size_t n) {
-        if (rec->disk_mb > 0)
+ * for a sandbox without a limit (disk_mb 0: made before disk limits, or with disk-volume off),
+ * its directory on the state file system. A limited sandbox on an engine that now runs
+ * without the volume cannot be mounted: -ENOMEDIUM, said plainly. */
+static int layer_dir(struct engine *eng, const struct sandbox_rec *rec, char *out, size_t n, struct error *e) {
+        if (rec->disk_mb <= 0)
+                sandbox_dir(eng, rec->id, out, n);
+        else if (eng->disk)
                 disk_layer_dir(eng->disk, rec->id, out, n);
         else
-                sandbox_dir(eng, rec->id, out, n);
+                return error_set(e, ENOMEDIUM, ERR_UNAVAILABLE,
+                                 "the files of %s are on the engine's disk volume, which this engine does not mount (its "
+                                 "setting disk-volume is off): start it with disk-volume on to resume it",
+                                 rec->id);
+        return 0;
 }
 
 /* Mounts the overlay on the sandbox's rootfs: exactly the template version it records as the
@@ -137,7 +165,8 @@ static int mount_rootfs(struct engine *eng, const struct sandbox_rec *rec, struc
         if (r < 0)
                 return r;
         sandbox_dir(eng, rec->id, dir, sizeof(dir));
-        layer_dir(eng, rec, layer, sizeof(layer));
+        if ((r = layer_dir(eng, rec, layer, sizeof(layer), e)) < 0)
+                return r;
         snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, layer, layer);
         snprintf(target, sizeof(target), "%s/rootfs", dir);
         /* Lifted for the mount: overlayfs makes its work dir then, and mounts read-only a
@@ -357,7 +386,7 @@ static int fill_new_rec(struct engine *eng, int64_t team_id, const struct sandbo
         rec->envs = strdup(o->envs ? o->envs : "{}");
         rec->cpu_count = o->cpu_count > 0 ? o->cpu_count : 1;
         rec->memory_mb = o->memory_mb > 0 ? o->memory_mb : eng->cfg.default_memory_mb;
-        rec->disk_mb = o->disk_mb > 0 ? o->disk_mb : eng->cfg.default_disk_mb;
+        rec->disk_mb = !eng->disk ? 0 : o->disk_mb > 0 ? o->disk_mb : eng->cfg.default_disk_mb; /* 0: unlimited */
         if (o->secure) {
                 _Static_assert(sizeof(rec->traffic_token) > TRAFFIC_TOKEN_LEN, "traffic_token too small");
                 r = traffic_token_new(rec->traffic_token);

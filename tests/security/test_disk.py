@@ -235,3 +235,45 @@ def test_kill_removes_a_tree_5000_levels_deep(eng: Engine, team: str) -> None:
     sbx.kill()
     assert wait_until(lambda: not os.path.exists(host_dir) and not os.path.exists(layer), 30), \
         f"{host_dir} or {layer} is still on the host after kill:\n{eng.log_tail(20)}"
+
+
+def test_an_engine_without_the_disk_volume_runs_unlimited_and_says_so(eng: Engine) -> None:
+    # disk-volume off: for hosts without btrfs or loop devices. New sandboxes write to the
+    # state file system without a limit and say so; a limit asked for is a 400 naming the
+    # setting; a sandbox whose files are on the volume cannot resume until it is back on
+    # (a 503 saying why), and nothing of it is lost.
+    e = start_engine(engine_args())
+    try:
+        k = e.make_key("off")
+        limited = e.sandbox(k)
+        assert limited.commands.run("echo kept > /home/sandbox/f").exit_code == 0
+        limited.pause()
+        e.stop()
+        e.start(engine_args() + ["--disk-volume", "off"])
+
+        sbx = e.sandbox(k)
+        info = sbx.get_info()
+        assert info["disk_mb"] is None and info["disk_used_mb"] is None, info
+        assert fill(sbx, "/tmp/big", DISK_MB + 16) == {"mib": DISK_MB + 16, "why": None}
+        status, doc, raw = e.raw("POST", "/v1/sandboxes", {"disk_mb": DISK_MB}, key=k)
+        assert status == 400 and "disk-volume" in doc["error"]["message"], raw
+        status, doc, raw = e.raw("POST", f"/v1/sandboxes/{limited.id}/resume", {}, key=k)
+        assert status == 503 and "disk-volume" in doc["error"]["message"], raw
+        assert e.connect(limited.id, k).get_info()["state"] == "paused"
+        sbx.kill()
+
+        e.stop()
+        e.start(engine_args())
+        again = e.connect(limited.id, k)
+        again.resume()
+        assert again.commands.run("cat /home/sandbox/f").stdout == "kept\n"
+        assert again.get_info()["disk_mb"] == DISK_MB
+        again.kill()
+    finally:
+        e.teardown()
+
+
+def test_a_bad_disk_volume_setting_is_refused_at_start() -> None:
+    p = subprocess.run([str(engine_binary()), "--disk-volume", "maybe", "serve"], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode != 0 and "disk-volume must be on or off" in p.stderr, p.stderr

@@ -95,9 +95,10 @@ static void test_migration_keeps_old_rows(void **state) {
 
         assert_int_equal(user_version(), 0);
         assert_int_equal(store_open(path, &s, &e), 0);
-        assert_int_equal(user_version(), 3);
+        assert_int_equal(user_version(), 4);
         assert_int_equal(store_sandbox_get(s, "sbx_old", &r, &e), 0);
         assert_int_equal(r.state, SANDBOX_RUNNING);
+        assert_int_equal(r.disk_mb, 0); /* an old sandbox has no disk limit: its files stay where they are */
         assert_int_equal(r.pause_kind, PAUSE_NONE);
         assert_string_equal(r.traffic_token, ""); /* an old sandbox is not secure */
         assert_string_equal(r.ip, "10.0.0.2");
@@ -110,7 +111,7 @@ static void test_migration_keeps_old_rows(void **state) {
 
         /* Opening again migrates nothing and loses nothing. */
         assert_int_equal(store_open(path, &s, &e), 0);
-        assert_int_equal(user_version(), 3);
+        assert_int_equal(user_version(), 4);
         assert_int_equal(store_sandbox_get(s, "sbx_old", &r, &e), 0);
         assert_int_equal(r.state, SANDBOX_PAUSED);
         assert_int_equal(r.pause_kind, PAUSE_MEMORY);

@@ -115,7 +115,7 @@ static void test_migration_from_v2(void **state) {
 
         assert_int_equal(user_version(path), 2);
         assert_int_equal(store_open(path, &s, &e), 0);
-        assert_int_equal(user_version(path), 3);
+        assert_int_equal(user_version(path), 4);
         /* Old rows keep everything and were made on the legacy template. */
         assert_int_equal(store_sandbox_get(s, "sbx_paused", &r, &e), 0);
         assert_int_equal(r.state, SANDBOX_PAUSED);
@@ -136,7 +136,7 @@ static void test_migration_from_v2(void **state) {
 
         /* Opening again migrates nothing and loses nothing. */
         assert_int_equal(store_open(path, &s, &e), 0);
-        assert_int_equal(user_version(path), 3);
+        assert_int_equal(user_version(path), 4);
         assert_int_equal(store_sandbox_get(s, "sbx_paused", &r, &e), 0);
         assert_string_equal(r.template_version, "");
         sandbox_rec_done(&r);
@@ -185,7 +185,7 @@ static void test_fresh_database(void **state) {
 
         snprintf(fresh, sizeof(fresh), "%s/fresh.db", dir);
         assert_int_equal(store_open(fresh, &s, &e), 0);
-        assert_int_equal(user_version(fresh), 3);
+        assert_int_equal(user_version(fresh), 4);
         add(s, "sbx_new", "base", "20261207T190000Z-ccccc");
         assert_int_equal(store_sandbox_get(s, "sbx_new", &r, &e), 0);
         assert_string_equal(r.template_version, "20261207T190000Z-ccccc");

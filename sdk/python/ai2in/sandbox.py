@@ -54,9 +54,9 @@ class Sandbox:
                  template: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None,
                  envs: Optional[Mapping[str, str]] = None,
                  cpu_count: Optional[float] = None, memory_mb: Optional[int] = None,
-                 api_url: Optional[str] = None, disk_mb: Optional[int] = None,
+                 api_url: Optional[str] = None,
                  request_timeout: Optional[float] = None, secure: Optional[bool] = None,
-                 domain: Optional[str] = None) -> None:
+                 domain: Optional[str] = None, disk_mb: Optional[int] = None) -> None:
         """Creates a sandbox (``POST /v1/sandboxes``) and returns once it is running.
 
         Args:
