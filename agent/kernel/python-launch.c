@@ -405,6 +405,10 @@ static void dir_remove(struct kernel *k) {
                 return;
         }
         k->dir_fd = -1;
+        /* The directory was opened when it was empty: btrfs (the sandbox's disk) lists only
+         * what existed when it was opened, or last rewound (POSIX leaves later entries
+         * unspecified), so rewind before reading. */
+        rewinddir(d);
         while ((de = readdir(d)))
                 if (!streq(de->d_name, ".") && !streq(de->d_name, "..") && unlinkat(dirfd(d), de->d_name, 0) < 0)
                         log_warn_errno(errno, "failed to remove %s/%s, ignoring", k->dir, de->d_name);

@@ -221,6 +221,12 @@ class Engine:
             return "(no log)"
         return "\n".join(lines[-n:])
 
+    def layer_dir(self, sandbox_id: str) -> str:
+        """The host directory holding a sandbox's upper/ and work/: its layer on the disk volume
+        (STATE/disk/<id>), or STATE/sandboxes/<id> for an engine without the volume."""
+        layer = os.path.join(self.state_dir, "disk", sandbox_id)
+        return layer if os.path.isdir(layer) else os.path.join(self.state_dir, "sandboxes", sandbox_id)
+
     # -- API helpers -------------------------------------------------------------------------
 
     def make_key(self, team: str) -> str:
