@@ -122,6 +122,8 @@ int python_channel_recv(struct kernel *k, void *sock, const char *channel, struc
                 struct iovec frames[PYTHON_MAX_FRAMES];
                 int r;
 
+                /* jupyter_parse() leaves it untouched when it fails, and it is released then */
+                in->m = (struct jupyter_message) {};
                 r = frames_recv(sock, in);
                 if (r <= 0)
                         return r;
