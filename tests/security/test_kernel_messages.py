@@ -79,6 +79,20 @@ print('sent')
 """
 
 
+# The kernel keeps back its reply to this execution (once), shell staying up.
+NO_REPLY = """
+k = get_ipython().kernel
+send = k.session.send
+def withhold(stream, msg_or_type, *args, **kwargs):
+    if msg_or_type == 'execute_reply':
+        k.session.send = send
+        return None
+    return send(stream, msg_or_type, *args, **kwargs)
+k.session.send = withhold
+print('withheld')
+"""
+
+
 def agent_pid(sbx: Sandbox) -> int:
     """The host pid of the sandbox's agent (its init)."""
     for d in glob.glob("/proc/[0-9]*"):
@@ -120,6 +134,18 @@ def test_an_oversized_shell_reply_ends_the_execution_with_an_error(sbx: Sandbox)
     assert "8 MiB" in ex.error.value and "shell" in ex.error.value, ex.error.value
     assert bounded(60, lambda: sbx.run_code("kept + 1")).text == "42"  # same kernel, state kept
     assert bounded(60, lambda: sbx.run_code("1+1")).text == "2"
+
+
+def test_a_reply_that_never_comes_ends_the_execution(sbx: Sandbox) -> None:
+    assert sbx.run_code("kept = 41").error is None
+    t0 = time.monotonic()
+    ex = bounded(90, lambda: sbx.run_code(NO_REPLY, timeout=60))
+    took = time.monotonic() - t0
+    print(f"\na withheld reply: {took:.1f} s, error {ex.error}")
+    assert ex.logs.stdout == ["withheld\n"], ex
+    assert ex.error is not None and ex.error.name == "KernelReplyLost", ex
+    assert "never came" in ex.error.value, ex.error.value
+    assert bounded(60, lambda: sbx.run_code("kept + 1")).text == "42"
 
 
 def test_oversized_shell_messages_between_executions_are_not_held(sbx: Sandbox) -> None:
