@@ -35,6 +35,7 @@
 #define IDLE_AFTER_REPLY_MS 2000 /* a reply with no "idle" after it: the status was lost */
 #define REPLY_AFTER_IDLE_MS 5000 /* "idle" with no reply after it, shell still up: the reply was lost */
 #define START_AFTER_DROP_MS 5000 /* shell dropped, the request not started: it never reached the kernel */
+#define DROP_SETTLE_MS 50 /* ZeroMQ reports a drop just before it hands over what came ahead of it */
 #define ABORTED_RETRIES 5
 #define EXIT_SETTLE_MS 20 /* a dead kernel's last messages: quiet this long means all came */
 #define EXIT_SETTLE_MAX_MS 200
@@ -237,8 +238,10 @@ static bool step_done(struct run *run, struct step *st) {
         }
         if (dropped && !st->dropped_at)
                 st->dropped_at = now;
-        /* dropped: no reply will come; wait for the code to end, if it ever started */
-        if ((st->dropped_at && (st->idle || (!st->started && now - st->dropped_at >= START_AFTER_DROP_MS))) ||
+        /* dropped: no reply will come (once what came before the drop was read); wait for the
+         * code to end, if it ever started */
+        if ((st->dropped_at && now - st->dropped_at >= DROP_SETTLE_MS &&
+             (st->idle || (!st->started && now - st->dropped_at >= START_AFTER_DROP_MS))) ||
             (st->idle && now - st->idle_at >= REPLY_AFTER_IDLE_MS)) {
                 emit_reply_lost(run, st);
                 return true;
@@ -254,8 +257,9 @@ static int64_t step_wake(const struct step *st) {
                 return MIN(wake, st->replied_at + IDLE_AFTER_REPLY_MS);
         if (st->dropped_at && !st->started)
                 wake = MIN(wake, st->dropped_at + START_AFTER_DROP_MS);
-        if (st->idle)
-                wake = MIN(wake, st->idle_at + REPLY_AFTER_IDLE_MS);
+        if (st->idle) /* (past times here mean step_done() is true: no spinning) */
+                wake = MIN(wake, MIN(st->idle_at + REPLY_AFTER_IDLE_MS,
+                                     st->dropped_at ? st->dropped_at + DROP_SETTLE_MS : INT64_MAX));
         return wake;
 }
 
