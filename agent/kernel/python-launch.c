@@ -469,8 +469,7 @@ void python_kernel_free(struct kernel *k, bool polite) {
                 (void) child_terminate(k->child, SIGKILL);
                 child_free(k->child);
         }
-        if (k->shell)
-                zmq_close(k->shell);
+        python_shell_close(k);
         if (k->iopub)
                 zmq_close(k->iopub);
         if (k->control)
@@ -499,6 +498,7 @@ int python_kernel_start(const struct kernel_config *cfg, int64_t timeout_ms, str
         if (!k)
                 return set_error(ret_error, -ENOMEM, "out of memory");
         k->stderr_fd = k->dir_fd = k->parent_fd = -1;
+        k->shell_fd = k->shell_monitor_fd = k->iopub_fd = -1;
 
         r = dir_make(k);
         if (r < 0) {
