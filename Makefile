@@ -114,8 +114,10 @@ deps:
 run: all
 	scripts/run.sh
 
+# The store's tests run against SQLite and, with a throwaway PostgreSQL server when this
+# machine has one and make runs as root (scripts/test-postgres.sh), against PostgreSQL too.
 unit: $(UNIT_BIN)
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@scripts/test-postgres.sh --if-available sh -c 'set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done'
 
 # The integration and isolation suites against the real engine (as root; make test runs them
 # with both builds).
