@@ -60,7 +60,7 @@ static struct pg_store *of(struct store *base) {
         return (struct pg_store *) base;
 }
 
-/* Copies msg to out without the password and without libpq's trailing newline. */
+/* Copies msg to out without the password, on one line, without libpq's trailing newline. */
 static void scrub(const struct pg_store *s, const char *msg, char *out, size_t n) {
         size_t len = 0, pw = s->password ? strlen(s->password) : 0;
 
@@ -72,7 +72,7 @@ static void scrub(const struct pg_store *s, const char *msg, char *out, size_t n
                         p += pw;
                         continue;
                 }
-                out[len++] = *p == '\n' ? ' ' : *p;
+                out[len++] = (unsigned char) *p < 0x20 ? ' ' : *p; /* libpq's newlines and tabs */
                 p++;
         }
         while (len > 0 && out[len - 1] == ' ')
@@ -119,8 +119,13 @@ static int result_error(struct pg_store *s, const PGresult *res, const char *wha
 /* Makes sure the connection is up, reconnecting if it broke (at most once a second while the
  * database stays down). */
 static int ensure_connected(struct pg_store *s, struct error *e) {
-        if (PQstatus(s->conn) == CONNECTION_OK)
+        if (PQstatus(s->conn) == CONNECTION_OK) {
+                /* An aborted transaction a failed ROLLBACK left open would fail every later
+                 * statement. (Never one of ours in progress: they stop at their first error.) */
+                if (PQtransactionStatus(s->conn) == PQTRANS_INERROR)
+                        PQclear(PQexec(s->conn, "ROLLBACK"));
                 return 0;
+        }
         if (mono_ms() < s->retry_after)
                 return error_set(e, EHOSTUNREACH, ERR_UNAVAILABLE, "%s", s->down);
         PQreset(s->conn);
