@@ -292,8 +292,12 @@ static int find_password(const char *url, char **ret) {
 static const struct store_ops pg_ops;
 
 int store_postgres_open(const char *url, struct store **ret, struct error *e) {
-        /* Defaults the URL may override (expand_dbname: its values replace earlier ones). */
-        static const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+        /* Defaults the URL may override (expand_dbname: its values replace earlier ones). Over
+         * TCP, a database that vanishes without closing the connection (a partition, a host
+         * powered off) must not hold the store's mutex, and so every call, for long: keepalives
+         * notice an idle dead peer in about 25 s, tcp_user_timeout unacknowledged data in 30 s. */
+        static const char *const keys[] = {"connect_timeout", "application_name", "keepalives_idle", "keepalives_interval",
+                                           "keepalives_count", "tcp_user_timeout", "dbname", NULL};
         struct pg_store *s = calloc(1, sizeof(*s));
         int r;
 
@@ -308,7 +312,7 @@ int store_postgres_open(const char *url, struct store **ret, struct error *e) {
                 pg_close(&s->base);
                 return r;
         }
-        s->conn = PQconnectdbParams(keys, (const char *const[]){"10", "ai2ind", url, NULL}, 1);
+        s->conn = PQconnectdbParams(keys, (const char *const[]){"10", "ai2ind", "10", "5", "3", "30000", url, NULL}, 1);
         if (!s->conn) {
                 pg_close(&s->base);
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
