@@ -46,6 +46,11 @@
 
 #define RECONNECT_INTERVAL_MS 1000
 
+static inline void pgresult_freep(PGresult **p) {
+        PQclear(*p);
+}
+#define _cleanup_pgresult_ _cleanup_(pgresult_freep)
+
 struct pg_store {
         struct store base;
         pthread_mutex_t lock;
@@ -173,10 +178,9 @@ static int query(struct pg_store *s, const char *sql, int n, const char *const *
 
 /* Runs a statement whose result is not needed. */
 static int run(struct pg_store *s, const char *sql, int n, const char *const *values, bool retry, const char *what, struct error *e) {
-        PGresult *res = NULL;
+        _cleanup_pgresult_ PGresult *res = NULL;
         int r = query(s, sql, n, values, retry, what, &res, e);
 
-        PQclear(res);
         return r;
 }
 
@@ -216,9 +220,20 @@ static const char *const migrations[] = {
         "CREATE INDEX sandboxes_team_state ON sandboxes(team_id, state);",
 };
 
+/* Applies migration i; no parameters: constant SQL, several statements (simple protocol). */
+static int apply_migration(struct pg_store *s, size_t i, struct error *e) {
+        _cleanup_pgresult_ PGresult *res = PQexec(s->conn, migrations[i]);
+        char what[64];
+
+        if (PQresultStatus(res) == PGRES_COMMAND_OK)
+                return 0;
+        snprintf(what, sizeof(what), "migration %zu", i + 1);
+        return result_error(s, res, what, e);
+}
+
 /* Brings the schema up to date in one transaction under MIGRATE_LOCK. */
 static int migrate(struct pg_store *s, struct error *e) {
-        PGresult *res = NULL;
+        _cleanup_pgresult_ PGresult *res = NULL;
         int64_t version = 0;
         char v[24];
         int r;
@@ -231,19 +246,9 @@ static int migrate(struct pg_store *s, struct error *e) {
             (r = query(s, "SELECT coalesce(max(version), 0) FROM schema_version", 0, NULL, false, "read schema_version", &res, e)) < 0)
                 goto fail;
         version = PQntuples(res) == 1 ? col_i64(res, 0, 0) : 0;
-        PQclear(res);
-        for (size_t i = (size_t) (version < 0 ? 0 : version); i < ELEMENTSOF(migrations); i++) {
-                char what[64];
-                snprintf(what, sizeof(what), "migration %zu", i + 1);
-                /* No parameters: constant SQL, possibly several statements (simple protocol). */
-                res = PQexec(s->conn, migrations[i]);
-                if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-                        r = result_error(s, res, what, e);
-                        PQclear(res);
+        for (size_t i = (size_t) (version < 0 ? 0 : version); i < ELEMENTSOF(migrations); i++)
+                if ((r = apply_migration(s, i, e)) < 0)
                         goto fail;
-                }
-                PQclear(res);
-        }
         if ((size_t) version < ELEMENTSOF(migrations) &&
             ((r = run(s, "DELETE FROM schema_version", 0, NULL, false, "write schema_version", e)) < 0 ||
              (r = run(s, "INSERT INTO schema_version(version) VALUES($1)", 1, (const char *[]){I64(v, ELEMENTSOF(migrations))}, false,
@@ -333,7 +338,7 @@ int store_postgres_open(const char *url, struct store **ret, struct error *e) {
 
 static int team_ensure(struct store *base, const char *name, int64_t *ret_id, struct error *e) {
         struct pg_store *s = of(base);
-        PGresult *res = NULL;
+        _cleanup_pgresult_ PGresult *res = NULL;
         char now[24];
         int r;
 
@@ -342,7 +347,6 @@ static int team_ensure(struct store *base, const char *name, int64_t *ret_id, st
                   2, (const char *[]){name, I64(now, now_ms())}, true, "team", &res, e);
         if (r >= 0)
                 *ret_id = col_i64(res, 0, 0);
-        PQclear(res);
         pthread_mutex_unlock(&s->lock);
         return r;
 }
@@ -351,7 +355,7 @@ static int key_insert(struct store *base, const char *key_id, const unsigned cha
         struct pg_store *s = of(base);
         char team[24], now[24];
         const char *values[] = {key_id, I64(team, team_id), (const char *) hash, I64(now, now_ms())};
-        PGresult *res = NULL;
+        _cleanup_pgresult_ PGresult *res = NULL;
         int r;
 
         pthread_mutex_lock(&s->lock);
@@ -359,7 +363,6 @@ static int key_insert(struct store *base, const char *key_id, const unsigned cha
          * find the key there and fail. */
         r = query_params(s, "INSERT INTO api_keys(id, team_id, hash, created_at) VALUES($1, $2, $3, $4)", 4, values,
                          (const int[]){0, 0, 32, 0}, (const int[]){0, 0, 1, 0}, false, "insert key", &res, e);
-        PQclear(res);
         pthread_mutex_unlock(&s->lock);
         return r;
 }
@@ -378,7 +381,7 @@ static int unhex(const char *hex, unsigned char *out, size_t n) {
 
 static int key_lookup(struct store *base, const char *key_id, unsigned char ret_hash[32], int64_t *ret_team, struct error *e) {
         struct pg_store *s = of(base);
-        PGresult *res = NULL;
+        _cleanup_pgresult_ PGresult *res = NULL;
         int r;
 
         pthread_mutex_lock(&s->lock);
@@ -390,28 +393,26 @@ static int key_lookup(struct store *base, const char *key_id, unsigned char ret_
                 else
                         r = -ENOENT;
         }
-        PQclear(res);
         pthread_mutex_unlock(&s->lock);
         return r;
 }
 
 static int key_revoke(struct store *base, const char *key_id, struct error *e) {
         struct pg_store *s = of(base);
-        PGresult *res = NULL;
+        _cleanup_pgresult_ PGresult *res = NULL;
         int r;
 
         pthread_mutex_lock(&s->lock);
         r = query(s, "UPDATE api_keys SET revoked = true WHERE id = $1", 1, (const char *[]){key_id}, true, "revoke key", &res, e);
         if (r >= 0 && streq(PQcmdTuples(res), "0"))
                 r = error_set(e, ENOENT, ERR_NOT_FOUND, "no key with id %s", key_id);
-        PQclear(res);
         pthread_mutex_unlock(&s->lock);
         return r;
 }
 
 static int key_foreach(struct store *base, void (*fn)(void *, const char *, const char *, int64_t, bool), void *data, struct error *e) {
         struct pg_store *s = of(base);
-        PGresult *res = NULL;
+        _cleanup_pgresult_ PGresult *res = NULL;
         int r;
 
         pthread_mutex_lock(&s->lock);
@@ -421,7 +422,6 @@ static int key_foreach(struct store *base, void (*fn)(void *, const char *, cons
         /* The rows are in res: fn runs without the lock, and may call the store. */
         for (int i = 0; r >= 0 && i < PQntuples(res); i++)
                 fn(data, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), col_i64(res, i, 2), streq(PQgetvalue(res, i, 3), "t"));
-        PQclear(res);
         return r;
 }
 
@@ -464,7 +464,7 @@ static int row_to_rec(const PGresult *res, int i, struct sandbox_rec *r) {
 /* In a transaction: takes the team's advisory lock (see the top of the file) and counts its
  * sandboxes that hold a container, r itself left out; -EUSERS at the cap. */
 static int lock_under_cap(struct pg_store *s, const struct sandbox_rec *r, int64_t max_running, struct error *e) {
-        PGresult *res = NULL;
+        _cleanup_pgresult_ PGresult *res = NULL;
         char team[24];
         int64_t running;
         int q;
@@ -476,7 +476,6 @@ static int lock_under_cap(struct pg_store *s, const struct sandbox_rec *r, int64
         if (q < 0)
                 return q;
         running = col_i64(res, 0, 0);
-        PQclear(res);
         return running >= max_running ? store_cap_error(e, running, max_running) : 0;
 }
 
@@ -512,7 +511,7 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
                                 I64(idle, r->idle_timeout), I64(last, r->last_activity), r->metadata ? r->metadata : "{}",
                                 r->envs ? r->envs : "{}", cpu, I64(mem, r->memory_mb), r->traffic_token, r->template_version,
                                 I64(disk, r->disk_mb)};
-        PGresult *res = NULL;
+        _cleanup_pgresult_ PGresult *res = NULL;
         int q;
 
         snprintf(cpu, sizeof(cpu), "%.17g", r->cpu_count);
@@ -523,13 +522,12 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
                    (int) ELEMENTSOF(values), values, "insert sandbox", &res, e);
         if (q >= 0)
                 r->seq = col_i64(res, 0, 0);
-        PQclear(res);
         return q;
 }
 
 static int sandbox_get(struct store *base, const char *id, struct sandbox_rec *ret, struct error *e) {
         struct pg_store *s = of(base);
-        PGresult *res = NULL;
+        _cleanup_pgresult_ PGresult *res = NULL;
         int r;
 
         pthread_mutex_lock(&s->lock);
@@ -539,7 +537,6 @@ static int sandbox_get(struct store *base, const char *id, struct sandbox_rec *r
                 r = PQntuples(res) != 1 ? -ENOENT
                     : row_to_rec(res, 0, ret) < 0 ? error_set(e, ENOMEM, ERR_INTERNAL, "out of memory")
                                                   : 0;
-        PQclear(res);
         return r;
 }
 
@@ -576,12 +573,11 @@ static int sandbox_update(struct store *base, const struct sandbox_rec *r, struc
 static int sandbox_update_capped(struct store *base, const struct sandbox_rec *r, int64_t max_running, struct error *e) {
         struct pg_store *s = of(base);
         struct update_values u;
-        PGresult *res = NULL;
+        _cleanup_pgresult_ PGresult *res = NULL;
         int q;
 
         update_values(r, &u);
         q = capped(s, r, max_running, update_sql, 12, u.v, "update sandbox", &res, e);
-        PQclear(res);
         return q;
 }
 
@@ -646,7 +642,7 @@ static int sandbox_foreach(struct store *base, const struct sandbox_filter *f, i
         _cleanup_buf_ struct buf sql;
         _cleanup_free_ const char **values = NULL;
         char after[24], states[128], team[24], limit[24];
-        PGresult *res = NULL;
+        _cleanup_pgresult_ PGresult *res = NULL;
         int n, r, v = 0;
 
         if (f->n_meta > 1000)
@@ -685,13 +681,12 @@ static int sandbox_foreach(struct store *base, const struct sandbox_filter *f, i
                 if (stop)
                         break;
         }
-        PQclear(res);
         return r;
 }
 
 static int sandbox_expired(struct store *base, int64_t now, char ***ret, unsigned *ret_n, struct error *e) {
         struct pg_store *s = of(base);
-        PGresult *res = NULL;
+        _cleanup_pgresult_ PGresult *res = NULL;
         char when[24], **ids = NULL;
         unsigned n = 0;
         int r;
@@ -705,13 +700,11 @@ static int sandbox_expired(struct store *base, int64_t now, char ***ret, unsigne
         if (r < 0)
                 return r;
         if (PQntuples(res) > 0 && !(ids = calloc((size_t) PQntuples(res), sizeof(char *)))) {
-                PQclear(res);
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         }
         for (int i = 0; i < PQntuples(res); i++)
                 if ((ids[n] = strdup(PQgetvalue(res, i, 0))))
                         n++;
-        PQclear(res);
         *ret = ids;
         *ret_n = n;
         return 0;
@@ -719,7 +712,7 @@ static int sandbox_expired(struct store *base, int64_t now, char ***ret, unsigne
 
 static int template_users(struct store *base, int (*fn)(void *, const char *, const char *, int64_t), void *data, struct error *e) {
         struct pg_store *s = of(base);
-        PGresult *res = NULL;
+        _cleanup_pgresult_ PGresult *res = NULL;
         int r;
 
         pthread_mutex_lock(&s->lock);
@@ -732,7 +725,6 @@ static int template_users(struct store *base, int (*fn)(void *, const char *, co
         for (int i = 0; r >= 0 && i < PQntuples(res); i++)
                 if (fn(data, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), col_i64(res, i, 2)))
                         break;
-        PQclear(res);
         return r;
 }
 
