@@ -160,7 +160,7 @@ static int query_params(struct pg_store *s, const char *sql, int n, const char *
                         *ret = res;
                         return 0;
                 }
-                if (retry && attempt == 0 && unreachable(s, res) && PQstatus(s->conn) != CONNECTION_OK) {
+                if (retry && attempt == 0 && PQstatus(s->conn) != CONNECTION_OK) {
                         PQclear(res);
                         s->retry_after = 0; /* it was up a moment ago: try at once */
                         continue;
@@ -179,9 +179,8 @@ static int query(struct pg_store *s, const char *sql, int n, const char *const *
 /* Runs a statement whose result is not needed. */
 static int run(struct pg_store *s, const char *sql, int n, const char *const *values, bool retry, const char *what, struct error *e) {
         _cleanup_pgresult_ PGresult *res = NULL;
-        int r = query(s, sql, n, values, retry, what, &res, e);
 
-        return r;
+        return query(s, sql, n, values, retry, what, &res, e);
 }
 
 /* Ends a failed transaction; nothing to do when the connection is gone (the server rolls
