@@ -70,4 +70,12 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+# Installing Debian's postgresql makes and starts a cluster (15/main on port 5432); the tests
+# start throwaway servers of their own, and nothing of ours may be left running.
+if printf '%s\n' "${missing[@]}" | grep -qx postgresql && command -v pg_lsclusters >/dev/null; then
+  pg_lsclusters -h | awk '$4 == "online" { print $1, $2 }' | while read -r version cluster; do
+    echo "install-deps: stopping the PostgreSQL cluster $version/$cluster the package started (the tests run their own)"
+    pg_ctlcluster "$version" "$cluster" stop || true
+  done
+fi
 localhost_names
