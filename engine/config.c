@@ -28,6 +28,8 @@ struct opt {
 static const struct opt opts[] = {
         S("config", config_file, "/etc/ai2in/ai2ind.conf", "config file (key = value lines)"),
         S("state-dir", state_dir, "/var/lib/ai2in", "state.db and sandboxes/"),
+        S("database", database, "",
+          "PostgreSQL URL (postgresql://USER:PASSWORD@HOST/DB?...) for engines sharing one database; unset: SQLite STATE-DIR/state.db"),
         S("template-dir", template_dir, "", "templates (default STATE-DIR/templates)"),
         S("run-dir", run_dir, "/run/ai2in", "runtime state: runc root, netns, agent sockets"),
         S("listen", listen, "127.0.0.1:7300", "API address HOST:PORT"),
@@ -344,6 +346,6 @@ void config_help(FILE *f) {
                 char env[64];
                 env_name(opts[i].name, env, sizeof(env));
                 fprintf(f, "  --%-26s %s (default %s; env %s)\n", opts[i].name, opts[i].help,
-                        *opts[i].def ? opts[i].def : "see text", env);
+                        *opts[i].def ? opts[i].def : streq(opts[i].name, "database") ? "none" : "see text", env);
         }
 }

@@ -15,6 +15,7 @@
 struct config {
         char *config_file;   /* default /etc/ai2in/ai2ind.conf (missing is fine) */
         char *state_dir;     /* /var/lib/ai2in */
+        char *database;      /* "" = SQLite at STATE/state.db; postgres[ql]://… = PostgreSQL (store.h) */
         char *template_dir;  /* STATE/templates */
         char *run_dir;       /* /run/ai2in */
         char *listen;        /* 127.0.0.1:7300 */

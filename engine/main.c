@@ -59,8 +59,7 @@ static int open_store(struct engine *eng, struct error *e) {
                 if (chmod(path, 0600) < 0 && errno != ENOENT)
                         return error_set(e, errno, ERR_INTERNAL, "cannot restrict %s: %s", path, strerror(errno));
         }
-        snprintf(path, sizeof(path), "%s/state.db", eng->cfg.state_dir);
-        return store_open(path, &eng->store, e);
+        return store_open(eng->cfg.database, eng->cfg.state_dir, &eng->store, e);
 }
 
 static int cmd_keys(struct engine *eng, int argc, char **argv, struct error *e);
@@ -260,6 +259,7 @@ static int raise_open_files(struct engine *eng, struct error *e) {
 static int cmd_serve(struct engine *eng, struct error *e) {
         struct MHD_Daemon *api = NULL;
         struct proxy *preview = NULL;
+        char database[512];
         sigset_t set;
         int sig, r;
 
@@ -286,11 +286,12 @@ static int cmd_serve(struct engine *eng, struct error *e) {
         if (preview)
                 printf("preview URLs: %s://{port}-{sandbox id}.%s/ (proxy on %s)\n", eng->cfg.preview_scheme,
                        eng->cfg.preview_domain, eng->cfg.preview_listen);
-        printf("make an API key, in another shell: %s --state-dir %s keys create --team default\n", self_path(),
-               eng->cfg.state_dir);
+        printf("make an API key, in another shell: %s --state-dir %s%s keys create --team default\n", self_path(),
+               eng->cfg.state_dir, *eng->cfg.database ? " --database URL" : "");
         fflush(stdout);
-        log_info("engine ready (runtime %s, bridge %s, pool %s, idle timeout %llds, cap %lld per team)", eng->cfg.runtime,
-                 eng->cfg.bridge, eng->cfg.net_pool, (long long) eng->cfg.idle_timeout, (long long) eng->cfg.max_running);
+        store_database_mask(*eng->cfg.database ? eng->cfg.database : "SQLite STATE/state.db", database, sizeof(database));
+        log_info("engine ready (runtime %s, bridge %s, pool %s, idle timeout %llds, cap %lld per team, store %s)", eng->cfg.runtime,
+                 eng->cfg.bridge, eng->cfg.net_pool, (long long) eng->cfg.idle_timeout, (long long) eng->cfg.max_running, database);
         sigwait(&set, &sig);
         log_info("stopping on signal %d; sandboxes keep running and are re-adopted at the next start", sig);
         proxy_stop(preview);

@@ -21,15 +21,23 @@ static pthread_mutex_t stop_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t stop_cond = PTHREAD_COND_INITIALIZER;
 
 static void reap_pass(struct engine *eng) {
+        /* A database that stays unreachable (PostgreSQL) fails every pass: say so when it
+         * starts and when it ends, not once a second. Only the reaper thread touches it. */
+        static bool store_failing = false;
         struct error e = {0};
         int64_t now = now_ms();
         char **ids = NULL;
         unsigned n = 0;
 
         if (store_sandbox_expired(eng->store, now, &ids, &n, &e) < 0) {
-                log_warn("reaper: %s", e.message);
+                if (!store_failing || e.status != 503)
+                        log_warn("reaper: %s%s", e.message, e.status == 503 ? " (reaping resumes when it is back)" : "");
+                store_failing = e.status == 503;
                 return;
         }
+        if (store_failing)
+                log_info("reaper: the state store answers again");
+        store_failing = false;
         for (unsigned i = 0; i < n; i++) {
                 if (sandbox_reap(eng, ids[i], now, &e) < 0)
                         log_warn("reaper: %s", e.message);

@@ -1,12 +1,16 @@
 /* store.h — the engine's durable state: teams, API keys and sandboxes.
  *
- * Backed by SQLite in WAL mode (sqlite.c); a PostgreSQL backend for clusters is to follow
- * behind the same declarations. Every call is safe from any thread (one connection guarded
- * by a mutex: calls are short). Instants are Unix milliseconds; 0 means "none".
+ * An interface with two backends behind one vtable (store/backend.h): SQLite in WAL mode
+ * (sqlite.c, the default: one machine, nothing to set up) and PostgreSQL (postgres.c, for
+ * engines sharing one database). store_open picks one; every other call dispatches
+ * (store.c) and means exactly the same on both. Every call is safe from any thread. Instants
+ * are Unix milliseconds; 0 means "none". A PostgreSQL that cannot be reached makes a call
+ * fail with ERR_UNAVAILABLE (503) "the database is unreachable: …"; the next call reconnects.
  */
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -70,8 +74,20 @@ struct sandbox_rec {
 /* Frees the owned strings of r (not r itself). */
 void sandbox_rec_done(struct sandbox_rec *r);
 
-/* Opens (creating if needed) the database at path and migrates its schema. */
-int store_open(const char *path, struct store **ret, struct error *e);
+/* Opens the store and migrates its schema. database NULL or "": SQLite at
+ * STATE_DIR/state.db (created if needed); "postgres://…" or "postgresql://…": that
+ * PostgreSQL database (libpq's URI syntax), which must exist. Anything else is refused.
+ * Messages never show the URL's password. */
+int store_open(const char *database, const char *state_dir, struct store **ret, struct error *e);
+
+/* Whether database names a PostgreSQL database (its scheme), not SQLite. */
+bool store_database_is_postgres(const char *database);
+
+/* Copies database into out with its password (user:PASSWORD@ or password=…) replaced by
+ * "***", for messages and logs. */
+void store_database_mask(const char *database, char *out, size_t n);
+
+/* Closes the store (NULL is fine). */
 void store_close(struct store *s);
 
 /* Finds or creates the team called name. */

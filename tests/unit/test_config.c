@@ -63,6 +63,38 @@ static void test_errors(void **state) {
         config_free(&c);
 }
 
+/* The store: SQLite unless database is set, in the file, the environment or a flag. */
+static void test_database(void **state) {
+        char path[] = "/tmp/ai2in-conf-XXXXXX";
+        int fd = mkstemp(path), argi;
+        const char *text = "database = postgresql://file@h/d\n";
+        struct config c;
+        struct error e = {0};
+
+        char *dflt[] = {"ai2ind", "--config", "/dev/null", NULL};
+        assert_int_equal(config_load(&c, 3, dflt, &argi, &e), 0);
+        assert_string_equal(c.database, "");
+        config_free(&c);
+
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+        close(fd);
+        char *file[] = {"ai2ind", "--config", path, NULL};
+        assert_int_equal(config_load(&c, 3, file, &argi, &e), 0);
+        assert_string_equal(c.database, "postgresql://file@h/d");
+        config_free(&c);
+        setenv("AI2IN_DATABASE", "postgresql://env@h/d", 1);
+        assert_int_equal(config_load(&c, 3, file, &argi, &e), 0);
+        assert_string_equal(c.database, "postgresql://env@h/d");
+        config_free(&c);
+        char *flag[] = {"ai2ind", "--config", path, "--database", "postgres://flag@h/d", NULL};
+        assert_int_equal(config_load(&c, 5, flag, &argi, &e), 0);
+        assert_string_equal(c.database, "postgres://flag@h/d");
+        config_free(&c);
+        unsetenv("AI2IN_DATABASE");
+        unlink(path);
+}
+
 /* Preview URLs: the domain follows the proxy's port unless set; the scheme is http or https. */
 static void test_preview(void **state) {
         struct config c;
@@ -147,7 +179,7 @@ static void test_budgets(void **state) {
 }
 
 int main(void) {
-        const struct CMUnitTest tests[] = {cmocka_unit_test(test_precedence), cmocka_unit_test(test_errors),
+        const struct CMUnitTest tests[] = {cmocka_unit_test(test_precedence), cmocka_unit_test(test_errors), cmocka_unit_test(test_database),
                                            cmocka_unit_test(test_preview), cmocka_unit_test(test_budgets)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
