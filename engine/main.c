@@ -228,7 +228,7 @@ static int raise_open_files(struct engine *eng, struct error *e) {
 }
 
 static int cmd_serve(struct engine *eng, struct error *e) {
-        struct MHD_Daemon *api = NULL;
+        struct api_server *api = NULL;
         struct proxy *preview = NULL;
         sigset_t set;
         int sig, r;
