@@ -33,6 +33,8 @@ struct config {
         int64_t idle_timeout;    /* s, 1800 */
         int64_t max_running;     /* per team, 20 */
         int64_t max_streams;     /* requests open at once inside one sandbox, 256 */
+        int64_t api_connections_per_address; /* open at once from one client address, 256 */
+        int64_t api_head_timeout; /* s, 10: for a whole request head (unauthenticated: whole request) */
         int64_t reap_interval;   /* s, 1 */
         int64_t default_memory_mb; /* 512, at most max_memory_mb */
         int64_t max_memory_mb;   /* largest memory_mb of a create; default half the host's memory, at most 65536 */

@@ -257,7 +257,7 @@ static int raise_open_files(struct engine *eng, struct error *e) {
 }
 
 static int cmd_serve(struct engine *eng, struct error *e) {
-        struct MHD_Daemon *api = NULL;
+        struct api_server *api = NULL;
         struct proxy *preview = NULL;
         char database[512];
         sigset_t set;
