@@ -272,10 +272,12 @@ static int fill_limits(struct config *c, struct error *e) {
         return 0;
 }
 
+#define NODE_NAME_MAX_LEN 63 /* store.h's NODE_NAME_MAX */
+
 static bool node_name_valid(const char *s) {
         size_t n = strlen(s);
 
-        if (n == 0 || n > 63)
+        if (n == 0 || n > NODE_NAME_MAX_LEN)
                 return false;
         for (; *s; s++)
                 if (!(*s >= 'a' && *s <= 'z') && !(*s >= '0' && *s <= '9') && *s != '-' && *s != '.')
@@ -336,15 +338,21 @@ static int fill_node(struct config *c, struct error *e) {
         const char *colon = strrchr(c->listen, ':');
         int r;
 
-        if (gethostname(host, sizeof(host) - 1) < 0)
+        if (gethostname(host, sizeof(host) - 1) < 0 || !*host)
                 snprintf(host, sizeof(host), "localhost");
-        for (char *p = host; *p; p++)
+        /* The default must never stop an engine from starting: the host name lower-cased, any
+         * other character made '-', cut to 63. A name given is taken as it is, or refused. */
+        for (char *p = host; *p; p++) {
                 *p = (char) tolower((unsigned char) *p);
+                if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '.')
+                        *p = '-';
+        }
+        host[NODE_NAME_MAX_LEN] = 0;
         if (!*c->node_name && (r = set_string(&c->node_name, host, e)) < 0)
                 return r;
         if (!node_name_valid(c->node_name))
-                return error_set(e, EINVAL, ERR_BAD_REQUEST, "node-name '%.80s' must be 1-63 characters of a-z, 0-9, '-' and '.'%s",
-                                 c->node_name, streq(c->node_name, host) ? " (it defaults to the host name: set it)" : "");
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "node-name '%.80s' must be 1-63 characters of a-z, 0-9, '-' and '.'",
+                                 c->node_name);
         if (!*c->advertise) {
                 if (colon && strncmp(c->listen, "0.0.0.0:", 8) == 0)
                         snprintf(url, sizeof(url), "http://%s%s", host, colon);
