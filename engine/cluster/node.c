@@ -74,18 +74,18 @@ void node_renew_lease(struct engine *eng) {
 
 int node_check_local(struct engine *eng, const struct sandbox_rec *rec, struct error *e) {
         struct node_rec owner;
-        struct error ignore = {0};
         int64_t now = now_ms();
         int r;
 
         if (streq(rec->node, eng->cfg.node_name))
                 return 0;
-        r = store_node_get(eng->store, rec->node, &owner, &ignore);
+        r = store_node_get(eng->store, rec->node, &owner, e); /* sets e on a failure, not for -ENOENT */
         if (r == -ENOENT)
-                return error_set(e, EHOSTDOWN, ERR_NODE_DOWN, "the sandbox's node %s is down (it is not registered): sandbox %s is unavailable until that node returns",
+                return error_set(e, EHOSTDOWN, ERR_NODE_DOWN,
+                                 "the sandbox's node %s is down (it is not registered): sandbox %s is unavailable until that node returns",
                                  rec->node, rec->id);
         if (r < 0)
-                return error_set(e, -r, ignore.status ? ignore.status : 500, ignore.code ? ignore.code : "internal", "%s", ignore.message);
+                return r;
         if (owner.lease_until < now)
                 return error_set(e, EHOSTDOWN, ERR_NODE_DOWN,
                                  "the sandbox's node %s is down (no heartbeat for %llds): sandbox %s is unavailable until that node returns",
