@@ -11,6 +11,8 @@ cordoned node answers create with 503, and takes creates again once uncordoned.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import random
 import signal
 from typing import Iterator, List, Tuple
@@ -38,11 +40,13 @@ def node_engine(url: str, name: str, pool: int) -> PgEngine:
     return e
 
 
-@pytest.fixture
-def two_nodes(postgres: Postgres) -> Iterator[Tuple[PgEngine, PgEngine]]:
+@contextlib.contextmanager
+def started_nodes(url: str, *extra: str) -> Iterator[Tuple[PgEngine, PgEngine]]:
     pools = random.sample(range(1, 255), 2)
-    a = node_engine(postgres.url, "node-a", pools[0])
-    b = node_engine(postgres.url, "node-b", pools[1])
+    a = node_engine(url, "node-a", pools[0])
+    b = node_engine(url, "node-b", pools[1])
+    a.extra_args += list(extra)
+    b.extra_args += list(extra)
     try:
         a.start()
         b.start()
@@ -50,6 +54,22 @@ def two_nodes(postgres: Postgres) -> Iterator[Tuple[PgEngine, PgEngine]]:
     finally:
         b.teardown()
         a.teardown()
+
+
+@pytest.fixture
+def two_nodes(postgres: Postgres) -> Iterator[Tuple[PgEngine, PgEngine]]:
+    with started_nodes(postgres.url) as nodes:
+        yield nodes
+
+
+def preview_status(e: PgEngine, sid: str) -> Tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", e.preview_port, timeout=10)
+    try:
+        conn.request("GET", "/", headers={"Host": f"8080-{sid}.{e.domain}"})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(errors="replace")
+    finally:
+        conn.close()
 
 
 def state_via(e: PgEngine, sid: str, key: str) -> Tuple[str, str]:
@@ -94,6 +114,9 @@ def test_two_nodes(two_nodes: Tuple[PgEngine, PgEngine]) -> None:
         body = {"timeout": 60} if path == "/timeout" else None
         status, doc, raw = b.raw(method, f"/v1/sandboxes/{sbx.id}{path}", body=body, key=key)
         assert status == 503 and doc["error"]["code"] == "other_node", raw
+
+    status, text = preview_status(b, sbx.id)
+    assert status == 503 and "node-a" in text, text
 
     rows = node_rows(b)
     assert [r.split()[0] for r in rows] == ["node-a", "node-b"], rows
@@ -140,3 +163,18 @@ def test_two_nodes(two_nodes: Tuple[PgEngine, PgEngine]) -> None:
         assert a.raw("DELETE", f"/v1/sandboxes/{s.id}", key=key)[0] == 200
     assert b.raw("DELETE", f"/v1/sandboxes/{on_b.id}", key=key)[0] == 200
     assert b.list(key) == []
+
+
+def test_cap_is_cluster_wide(postgres: Postgres) -> None:
+    """The team's running cap counts the sandboxes of every node: 2 on A, then B refuses."""
+    with started_nodes(postgres.url, "--max-running", "2") as (a, b):
+        key = a.make_key("capped")
+        b.keys[key] = "capped"
+        first, second = a.sandbox(key), a.sandbox(key)
+        status, doc, raw = b.raw("POST", "/v1/sandboxes", body={"template": "base"}, key=key)
+        assert status == 429 and "cap is 2" in doc["error"]["message"], raw
+        assert a.raw("DELETE", f"/v1/sandboxes/{first.id}", key=key)[0] == 200
+        on_b = b.sandbox(key)
+        assert on_b.get_info()["node"] == "node-b"
+        assert a.raw("DELETE", f"/v1/sandboxes/{second.id}", key=key)[0] == 200
+        assert b.raw("DELETE", f"/v1/sandboxes/{on_b.id}", key=key)[0] == 200
