@@ -70,11 +70,9 @@ static void reconcile_one(struct engine *eng, const char *id) {
 
         if (store_sandbox_get(eng->store, id, &rec, &e) < 0)
                 return;
-        if (!streq(rec.node, eng->cfg.node_name)) {
-                sandbox_rec_done(&rec);
-                return;
-        }
-        if (rec.state == SANDBOX_ERROR && !node_lost_mark(eng, &rec)) {
+        /* Another node's (the caller asked for this node's: a row may change owner only at a
+         * registration, never while this runs), or an error of its own that is not a loss. */
+        if (!streq(rec.node, eng->cfg.node_name) || (rec.state == SANDBOX_ERROR && !node_lost_mark(eng, &rec))) {
                 sandbox_rec_done(&rec);
                 return;
         }
