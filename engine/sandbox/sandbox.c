@@ -406,8 +406,7 @@ int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_cre
         int64_t t0 = mono_ms();
         int r;
 
-        rec = (struct sandbox_rec){0};
-        r = node_check_accepting(eng, e);
+        r = node_check_accepting(eng, e); /* a cordoned node takes no new sandboxes */
         if (r < 0)
                 return r;
         r = fill_new_rec(eng, team_id, o, &rec, e);

@@ -763,7 +763,7 @@ static int sandbox_purge(struct store *base, int64_t killed_before, struct error
 static int node_register(struct store *base, const struct node_rec *n, int64_t *ret_adopted, struct error *e) {
         struct pg_store *s = of(base);
         char started[24], beat[24], lease[24], mem[24], cpus[24];
-        const char *values[] = {n->name,          n->advertise,         I64(started, n->started_at), I64(beat, n->heartbeat_at),
+        const char *values[] = {n->name, n->advertise, I64(started, n->started_at), I64(beat, n->heartbeat_at),
                                 I64(lease, n->lease_until), I64(mem, n->memory_mb), I64(cpus, n->cpus)};
         _cleanup_pgresult_ PGresult *res = NULL;
         int r;
