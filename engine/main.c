@@ -1,5 +1,5 @@
 /* main.c — ai2ind's entry point: wiring only. Parses the configuration, then runs one of the
- * subcommands: serve (the engine), keys (API keys), template (root filesystems). */
+ * subcommands: serve (the engine), keys (API keys), template (root filesystems), net, node (the nodes sharing the store). */
 #include <dirent.h>
 #include <errno.h>
 #include <openssl/sha.h>
