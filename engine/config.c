@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fsutil.h"
 
@@ -42,6 +43,11 @@ static const struct opt opts[] = {
         S("net-pool", net_pool, "10.77.0.0/16", "sandbox address pool (CIDR); .1 is the bridge"),
         S("cgroup-parent", cgroup_parent, "ai2in", "cgroup under which sandboxes are placed"),
         S("log-level", log_level, "info", "debug, info, warn or error"),
+        S("node-name", node_name, "", "this engine's name among the nodes sharing its database: 1-63 of a-z 0-9 - . (default: the host name)"),
+        S("advertise", advertise, "",
+          "URL other nodes reach this engine's API at, http[s]://HOST[:PORT] (default http://LISTEN, with the host name for 0.0.0.0)"),
+        I("node-lease", node_lease, "15", 3, 3600,
+          "seconds without a heartbeat after which this node counts as down (renewed every third of it)"),
         I("idle-timeout", idle_timeout, "1800", 1, 30 * 86400, "seconds of inactivity before reaping"),
         I("max-running", max_running, "20", 1, 100000, "running sandboxes per team"),
         I("max-streams", max_streams, "256", 1, 100000, "requests open at once inside one sandbox (streams included)"),
@@ -270,6 +276,101 @@ static int fill_limits(struct config *c, struct error *e) {
         return 0;
 }
 
+#define NODE_NAME_MAX_LEN 63 /* store.h's NODE_NAME_MAX */
+
+static bool node_name_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > NODE_NAME_MAX_LEN)
+                return false;
+        for (; *s; s++)
+                if (!(*s >= 'a' && *s <= 'z') && !(*s >= '0' && *s <= '9') && *s != '-' && *s != '.')
+                        return false;
+        return true;
+}
+
+/* http[s]://HOST[:PORT][/]: HOST a name, an IPv4 address or [an IPv6 one]; PORT 1..65535. */
+static bool advertise_valid(const char *url) {
+        const char *p = url, *host;
+        size_t n;
+
+        if (strncmp(p, "http://", 7) == 0)
+                p += 7;
+        else if (strncmp(p, "https://", 8) == 0)
+                p += 8;
+        else
+                return false;
+        host = p;
+        if (*p == '[') {
+                n = strspn(p + 1, "0123456789abcdefABCDEF:.");
+                if (n == 0 || p[1 + n] != ']')
+                        return false;
+                p += n + 2;
+        } else {
+                n = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.");
+                if (n == 0 || n > 253)
+                        return false;
+                p += n;
+        }
+        if (*p == ':') {
+                char *end;
+                errno = 0;
+                long port = strtol(p + 1, &end, 10);
+                if (errno || end == p + 1 || port < 1 || port > 65535)
+                        return false;
+                p = end;
+        }
+        if (*p == '/')
+                p++;
+        return p > host && *p == 0;
+}
+
+static int set_string(char **field, const char *value, struct error *e) {
+        char *copy = strdup(value);
+
+        if (!copy)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        free(*field);
+        *field = copy;
+        return 0;
+}
+
+/* The node's name (default: the host name, lower-cased: host names ignore case) and the URL
+ * it advertises (default: the API's address; the host name when that is every address). */
+static int fill_node(struct config *c, struct error *e) {
+        char host[256] = "", url[512];
+        const char *colon = strrchr(c->listen, ':');
+        int r;
+
+        if (gethostname(host, sizeof(host) - 1) < 0 || !*host)
+                snprintf(host, sizeof(host), "localhost");
+        /* The default must never stop an engine from starting: the host name lower-cased, any
+         * other character made '-', cut to 63. A name given is taken as it is, or refused. */
+        for (char *p = host; *p; p++) {
+                *p = (char) tolower((unsigned char) *p);
+                if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '.')
+                        *p = '-';
+        }
+        host[NODE_NAME_MAX_LEN] = 0;
+        if (!*c->node_name && (r = set_string(&c->node_name, host, e)) < 0)
+                return r;
+        if (!node_name_valid(c->node_name))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "node-name '%.80s' must be 1-63 characters of a-z, 0-9, '-' and '.'",
+                                 c->node_name);
+        if (!*c->advertise) {
+                if (colon && strncmp(c->listen, "0.0.0.0:", 8) == 0)
+                        snprintf(url, sizeof(url), "http://%s%s", host, colon);
+                else
+                        snprintf(url, sizeof(url), "http://%s", c->listen);
+                if ((r = set_string(&c->advertise, url, e)) < 0)
+                        return r;
+        }
+        if (strlen(c->advertise) > 255 || !advertise_valid(c->advertise))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "advertise '%.80s' is not a URL of the form http[s]://HOST[:PORT]",
+                                 c->advertise);
+        return 0;
+}
+
 static int fill_derived(struct config *c, struct error *e) {
         char buf[PATH_MAX];
         int r;
@@ -299,6 +400,9 @@ static int fill_derived(struct config *c, struct error *e) {
         if (r < 0)
                 return r;
         r = fill_limits(c, e);
+        if (r < 0)
+                return r;
+        r = fill_node(c, e);
         if (r < 0)
                 return r;
         if (strlen(c->bridge) > 15 || strlen(c->bridge) == 0)

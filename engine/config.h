@@ -28,6 +28,9 @@ struct config {
         char *net_pool;      /* 10.77.0.0/16 */
         char *cgroup_parent; /* ai2in */
         char *log_level;     /* info */
+        char *node_name;     /* this engine's name among the nodes sharing its store; default: the host name */
+        char *advertise;     /* the URL other nodes reach its API at; default http://LISTEN (http://HOSTNAME:PORT for 0.0.0.0) */
+        int64_t node_lease;  /* s, 15: down (its sandboxes lost) once it has not renewed its lease for this long */
         char *disk_volume_setting; /* "on" | "off", read into disk_volume */
         bool disk_volume;    /* sandboxes' files on the disk volume, limited (disk/disk.h) */
         int64_t idle_timeout;    /* s, 1800 */

@@ -1,5 +1,5 @@
 /* main.c — ai2ind's entry point: wiring only. Parses the configuration, then runs one of the
- * subcommands: serve (the engine), keys (API keys), template (root filesystems). */
+ * subcommands: serve (the engine), keys (API keys), template (root filesystems), net, node (the nodes sharing the store). */
 #include <dirent.h>
 #include <errno.h>
 #include <openssl/sha.h>
@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include "api/api.h"
+#include "cluster/node.h"
 #include "disk/disk.h"
 #include "engine.h"
 #include "fsutil.h"
@@ -36,7 +37,10 @@ static void usage(FILE *f) {
                 "                                directory's file system) the new current version of NAME\n"
                 "  template list                 list templates, their versions and the sandboxes on each\n"
                 "  net remove [--force]          remove the bridge, its firewall rules and the disk volume's mount\n"
-                "                                (once no sandbox runs)\n\n"
+                "                                (once no sandbox runs)\n"
+                "  node list                     the nodes (engines) sharing the store: state, lease, URL, sandboxes\n"
+                "  node cordon NAME              NAME takes no new sandboxes (its own keep running)\n"
+                "  node uncordon NAME            NAME takes new sandboxes again\n\n"
                 "options (also AI2IN_<NAME> environment variables and lines of the config file):\n");
         config_help(f);
 }
@@ -136,6 +140,46 @@ static int cmd_template(struct engine *eng, int argc, char **argv, struct error 
         return import ? template_import(&c, argv[1], argv[2], e) : template_list(&c, e);
 }
 
+static int print_node(void *data, const struct node_rec *n) {
+        int64_t now = *(const int64_t *) data;
+        bool down = n->lease_until < now;
+        char state[48], lease[48];
+
+        snprintf(state, sizeof(state), "%s%s%s%s", down ? "down" : node_state_to_string(n->state), down && n->state != NODE_ACTIVE ? " (" : "",
+                 down && n->state != NODE_ACTIVE ? node_state_to_string(n->state) : "", down && n->state != NODE_ACTIVE ? ")" : "");
+        if (down)
+                snprintf(lease, sizeof(lease), "lapsed %llds ago", (long long) ((now - n->lease_until) / 1000));
+        else
+                snprintf(lease, sizeof(lease), "renewed %llds ago", (long long) ((now - n->heartbeat_at) / 1000));
+        printf("%-24s %-18s %-20s %-8lld %-6lld %-8lld %s\n", n->name, state, lease, (long long) n->running, (long long) n->cpus,
+               (long long) n->memory_mb, n->advertise);
+        return 0;
+}
+
+/* `node list | cordon NAME | uncordon NAME`: the rows of the nodes sharing the store. */
+static int cmd_node(struct engine *eng, int argc, char **argv, struct error *e) {
+        bool list = argc == 1 && streq(argv[0], "list");
+        bool cordon = argc == 2 && streq(argv[0], "cordon"), uncordon = argc == 2 && streq(argv[0], "uncordon");
+        int64_t now = now_ms();
+        int r;
+
+        if (!list && !cordon && !uncordon)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "usage: ai2ind node list | node cordon NAME | node uncordon NAME");
+        if ((r = open_store(eng, e)) < 0)
+                return r;
+        if (list) {
+                printf("%-24s %-18s %-20s %-8s %-6s %-8s %s\n", "NAME", "STATE", "LEASE", "RUNNING", "CPUS", "MEM_MB", "ADVERTISE");
+                return store_node_foreach(eng->store, print_node, &now, e);
+        }
+        r = store_node_set_state(eng->store, argv[1], cordon ? NODE_CORDONED : NODE_ACTIVE, e);
+        if (r == -ENOENT)
+                return error_set(e, ENOENT, ERR_NOT_FOUND, "no node %s in the store (see `ai2ind node list`)", argv[1]);
+        if (r < 0)
+                return r;
+        printf(cordon ? "cordoned %s: it takes no new sandboxes\n" : "uncordoned %s: it takes new sandboxes\n", argv[1]);
+        return 0;
+}
+
 /* Whether a child can make a user namespace: without one no sandbox starts, and runc's own
  * message for it ("can't get final child's PID from pipe: EOF") says nothing useful. */
 static int userns_works(void) {
@@ -222,7 +266,8 @@ static int serve_setup(struct engine *eng, struct error *e) {
                 return error_set(e, r, ERR_INTERNAL, "out of memory");
         userns_host_limits(eng->cfg.sandbox_inotify_instances, eng->cfg.sandbox_inotify_watches);
         if ((r = runtime_new(eng->cfg.runtime, runc_root, &eng->runtime, e)) < 0 ||
-            (r = net_new(eng->cfg.bridge, eng->cfg.net_pool, eng->cfg.run_dir, &eng->net, e)) < 0 || (r = reconcile(eng, e)) < 0 ||
+            (r = net_new(eng->cfg.bridge, eng->cfg.net_pool, eng->cfg.run_dir, &eng->net, e)) < 0 ||
+            (r = node_register(eng, e)) < 0 || (r = reconcile(eng, e)) < 0 ||
             (r = reaper_start(eng, e)) < 0)
                 return r;
         return 0;
@@ -290,8 +335,9 @@ static int cmd_serve(struct engine *eng, struct error *e) {
                eng->cfg.state_dir, *eng->cfg.database ? " --database URL" : "");
         fflush(stdout);
         store_database_mask(*eng->cfg.database ? eng->cfg.database : "SQLite STATE/state.db", database, sizeof(database));
-        log_info("engine ready (runtime %s, bridge %s, pool %s, idle timeout %llds, cap %lld per team, store %s)", eng->cfg.runtime,
-                 eng->cfg.bridge, eng->cfg.net_pool, (long long) eng->cfg.idle_timeout, (long long) eng->cfg.max_running, database);
+        log_info("engine ready (node %s at %s, runtime %s, bridge %s, pool %s, idle timeout %llds, cap %lld per team, store %s)",
+                 eng->cfg.node_name, eng->cfg.advertise, eng->cfg.runtime, eng->cfg.bridge, eng->cfg.net_pool,
+                 (long long) eng->cfg.idle_timeout, (long long) eng->cfg.max_running, database);
         sigwait(&set, &sig);
         log_info("stopping on signal %d; sandboxes keep running and are re-adopted at the next start", sig);
         proxy_stop(preview);
@@ -362,6 +408,8 @@ int main(int argc, char **argv) {
                 r = cmd_serve(&eng, &e);
         else if (streq(argv[argi], "keys"))
                 r = cmd_keys(&eng, argc - argi - 1, argv + argi + 1, &e);
+        else if (streq(argv[argi], "node"))
+                r = cmd_node(&eng, argc - argi - 1, argv + argi + 1, &e);
         else if (streq(argv[argi], "template"))
                 r = cmd_template(&eng, argc - argi - 1, argv + argi + 1, &e);
         else if (streq(argv[argi], "net") && argi + 2 <= argc && argi + 3 >= argc && streq(argv[argi + 1], "remove") &&

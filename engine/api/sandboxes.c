@@ -51,6 +51,7 @@ json_t *sandbox_to_json(const struct config *cfg, const struct sandbox_rec *r) {
         /* The token is the owning team's to hand to its users; other teams never see the sandbox. */
         if (j && (json_object_set_new(j, "preview", preview_json(cfg)) < 0 ||
                   json_object_set_new(j, "secure", json_boolean(*r->traffic_token)) < 0 ||
+                  json_object_set_new(j, "node", json_string(r->node)) < 0 ||
                   json_object_set_new(j, "disk_mb", r->disk_mb > 0 ? json_integer(r->disk_mb) : json_null()) < 0 ||
                   json_object_set_new(j, "template_version", *r->template_version ? json_string(r->template_version) : json_null()) < 0 ||
                   json_object_set_new(j, "traffic_access_token", *r->traffic_token ? json_string(r->traffic_token) : json_null()) < 0)) {
@@ -368,8 +369,9 @@ int api_sandbox_get(struct api_request *req, struct api_response *resp, struct e
         /* What its files take now, in whole MiB rounded up (null without a limited layer). */
         if (resp->body) {
                 int64_t used;
+                bool here = streq(rec.node, req->eng->cfg.node_name); /* another node's files are not on this host */
                 json_object_set_new(resp->body, "disk_used_mb",
-                                    sandbox_disk_used(req->eng, &rec, &used) >= 0 ? json_integer((used + (1 << 20) - 1) >> 20)
+                                    here && sandbox_disk_used(req->eng, &rec, &used) >= 0 ? json_integer((used + (1 << 20) - 1) >> 20)
                                                                                   : json_null());
         }
         sandbox_rec_done(&rec);

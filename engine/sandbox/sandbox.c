@@ -25,6 +25,7 @@
 #include <sys/un.h>
 
 #include "buf.h"
+#include "cluster/node.h"
 #include "disk/disk.h"
 #include "fsutil.h"
 #include "id.h"
@@ -382,6 +383,7 @@ static int fill_new_rec(struct engine *eng, int64_t team_id, const struct sandbo
         rec->timeout = o->timeout;
         rec->deadline = o->timeout > 0 ? now + o->timeout * 1000 : 0;
         rec->idle_timeout = eng->cfg.idle_timeout;
+        snprintf(rec->node, sizeof(rec->node), "%s", eng->cfg.node_name);
         rec->metadata = strdup(o->metadata ? o->metadata : "{}");
         rec->envs = strdup(o->envs ? o->envs : "{}");
         rec->cpu_count = o->cpu_count > 0 ? o->cpu_count : 1;
@@ -404,6 +406,9 @@ int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_cre
         int64_t t0 = mono_ms();
         int r;
 
+        r = node_check_accepting(eng, e); /* a cordoned node takes no new sandboxes */
+        if (r < 0)
+                return r;
         r = fill_new_rec(eng, team_id, o, &rec, e);
         if (r < 0)
                 goto fail_rec;
@@ -458,6 +463,17 @@ int sandbox_get(struct engine *eng, int64_t team_id, const char *id, struct sand
         return 0;
 }
 
+int sandbox_get_local(struct engine *eng, int64_t team_id, const char *id, struct sandbox_rec *ret, struct error *e) {
+        int r = sandbox_get(eng, team_id, id, ret, e);
+
+        if (r < 0)
+                return r;
+        r = node_check_local(eng, ret, e);
+        if (r < 0)
+                sandbox_rec_done(ret);
+        return r;
+}
+
 /* Kills the sandbox of rec, whose lock the caller holds, from whatever state it is in. */
 static int kill_locked(struct engine *eng, struct sandbox_rec *rec, const char *reason, struct error *e) {
         int r;
@@ -478,7 +494,7 @@ int sandbox_kill(struct engine *eng, int64_t team_id, const char *id, const char
         int r;
 
         sandbox_lock(eng, id);
-        r = sandbox_get(eng, team_id, id, &rec, e);
+        r = sandbox_get_local(eng, team_id, id, &rec, e);
         if (r >= 0) {
                 r = kill_locked(eng, &rec, reason, e);
                 sandbox_rec_done(&rec);
@@ -514,8 +530,8 @@ int sandbox_reap(struct engine *eng, const char *id, int64_t now, struct error *
                 return r == -ENOENT ? 0 : r;
         }
         /* Decided again under the lock: the sandbox may have been paused, given a new
-         * timeout or used since the reaper's query. */
-        reason = reap_reason(eng, &rec, now);
+         * timeout or used since the reaper's query. (Only this node's: the query asked.) */
+        reason = streq(rec.node, eng->cfg.node_name) ? reap_reason(eng, &rec, now) : NULL;
         r = reason ? kill_locked(eng, &rec, reason, e) : 0;
         sandbox_rec_done(&rec);
         sandbox_unlock(eng, id);
@@ -530,7 +546,7 @@ int sandbox_set_timeout(struct engine *eng, int64_t team_id, const char *id, int
                 return error_set(e, EINVAL, ERR_BAD_REQUEST, "timeout must be between 1 and %d seconds (24 h), got %lld",
                                  SANDBOX_MAX_TIMEOUT, (long long) timeout);
         sandbox_lock(eng, id);
-        r = sandbox_get(eng, team_id, id, ret, e);
+        r = sandbox_get_local(eng, team_id, id, ret, e);
         if (r >= 0) {
                 ret->timeout = timeout;
                 ret->last_activity = now_ms();
@@ -591,7 +607,7 @@ int sandbox_check_alive(struct engine *eng, const char *id, struct error *e) {
                 sandbox_unlock(eng, id);
                 return 0;
         }
-        if (rec.state == SANDBOX_RUNNING && eng->runtime->ops->status(eng->runtime, id, &st, &pid, &ignore) == 0 &&
+        if (rec.state == SANDBOX_RUNNING && streq(rec.node, eng->cfg.node_name) && eng->runtime->ops->status(eng->runtime, id, &st, &pid, &ignore) == 0 &&
             st != CONTAINER_RUNNING) {
                 sandbox_dir(eng, id, dir, sizeof(dir));
                 snprintf(logpath, sizeof(logpath), "%s/agent.log", dir);

@@ -23,10 +23,16 @@ struct store_ops {
         int (*sandbox_delete)(struct store *s, const char *id, struct error *e);
         int (*sandbox_foreach)(struct store *s, const struct sandbox_filter *f, int (*fn)(void *data, const struct sandbox_rec *r),
                                void *data, struct error *e);
-        int (*sandbox_expired)(struct store *s, int64_t now, char ***ret, unsigned *ret_n, struct error *e);
+        int (*sandbox_expired)(struct store *s, const char *node, int64_t now, char ***ret, unsigned *ret_n, struct error *e);
         int (*template_users)(struct store *s, int (*fn)(void *data, const char *name, const char *version, int64_t n), void *data,
                               struct error *e);
         int (*sandbox_purge)(struct store *s, int64_t killed_before, struct error *e);
+        int (*node_register)(struct store *s, const struct node_rec *n, int64_t *ret_adopted, struct error *e);
+        int (*node_renew)(struct store *s, const char *name, int64_t now, int64_t lease_until, struct error *e);
+        int (*node_get)(struct store *s, const char *name, struct node_rec *ret, struct error *e);
+        int (*node_foreach)(struct store *s, int (*fn)(void *data, const struct node_rec *n), void *data, struct error *e);
+        int (*node_set_state)(struct store *s, const char *name, enum node_state state, struct error *e);
+        int (*nodes_mark_lost)(struct store *s, const char *self, int64_t now, int64_t *ret_n, struct error *e);
 };
 
 struct store {
@@ -44,6 +50,15 @@ int store_postgres_open(const char *url, struct store **ret, struct error *e);
  * a condition on the sandboxes table, the same SQL in both backends. */
 #define STORE_HOLDS_A_CONTAINER \
         "(state IN ('creating', 'running', 'pausing', 'resuming') OR (state = 'paused' AND pause_kind = 'memory'))"
+
+/* The statement of store_nodes_mark_lost, the same in both backends but for its placeholders
+ * (SELF: the calling node, NOW: the instant). */
+#define STORE_MARK_LOST_SQL(SELF, NOW)                                                                      \
+        "UPDATE sandboxes SET state = 'error', error = 'node ' || node || ' lost' WHERE state = 'running'" \
+        " AND node != " SELF " AND node IN (SELECT name FROM nodes WHERE lease_until < " NOW ")"
+
+/* The count of a node's running sandboxes, for its renewal (NAME: its placeholder). */
+#define STORE_NODE_RUNNING_SQL(NAME) "(SELECT count(*) FROM sandboxes WHERE node = " NAME " AND state = 'running')"
 
 /* The message of a create or resume refused by the cap (both backends). */
 int store_cap_error(struct error *e, int64_t running, int64_t max_running);

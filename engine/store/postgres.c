@@ -43,6 +43,9 @@
 /* pg_advisory_xact_lock(int4, int4) keys of the migration lock: its own key space, apart
  * from the single-bigint keys the cap locks by team id. */
 #define MIGRATE_LOCK "1095914057, 1" /* "AI2I" */
+/* …and of node registration: which node claims the rows without an owner is decided by one
+ * registration at a time. */
+#define REGISTER_LOCK "1095914057, 2"
 
 #define RECONNECT_INTERVAL_MS 1000
 
@@ -217,6 +220,13 @@ static const char *const migrations[] = {
         "  pause_kind TEXT NOT NULL DEFAULT '', traffic_token TEXT NOT NULL DEFAULT '',"
         "  template_version TEXT NOT NULL DEFAULT '', disk_mb BIGINT NOT NULL DEFAULT 0);"
         "CREATE INDEX sandboxes_team_state ON sandboxes(team_id, state);",
+        /* 2: nodes (cluster/node.h), as SQLite's 5. Rows from before have no owner (''): the
+         * first node to register claims them (store_node_register). */
+        "ALTER TABLE sandboxes ADD COLUMN node TEXT NOT NULL DEFAULT '';"
+        "CREATE INDEX sandboxes_node_state ON sandboxes(node, state);"
+        "CREATE TABLE nodes (name TEXT PRIMARY KEY, advertise TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'active',"
+        "  started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL, lease_until BIGINT NOT NULL,"
+        "  memory_mb BIGINT NOT NULL DEFAULT 0, cpus BIGINT NOT NULL DEFAULT 0, running BIGINT NOT NULL DEFAULT 0);",
 };
 
 /* Applies migration i; no parameters: constant SQL, several statements (simple protocol). */
@@ -426,7 +436,8 @@ static int key_foreach(struct store *base, void (*fn)(void *, const char *, cons
 
 #define SANDBOX_COLUMNS                                                                              \
         "seq, id, team_id, template, state, error, created_at, started_at, killed_at, timeout, deadline, " \
-        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version, disk_mb"
+        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version, disk_mb, " \
+        "node"
 
 static int row_to_rec(const PGresult *res, int i, struct sandbox_rec *r) {
         *r = (struct sandbox_rec){0};
@@ -453,6 +464,7 @@ static int row_to_rec(const PGresult *res, int i, struct sandbox_rec *r) {
         col_text(res, i, 19, r->traffic_token, sizeof(r->traffic_token));
         col_text(res, i, 20, r->template_version, sizeof(r->template_version));
         r->disk_mb = col_i64(res, i, 21);
+        col_text(res, i, 22, r->node, sizeof(r->node));
         if (!r->metadata || !r->envs) {
                 sandbox_rec_done(r);
                 return -ENOMEM;
@@ -509,15 +521,15 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
                                 I64(created, r->created_at), I64(timeout, r->timeout), I64(deadline, r->deadline),
                                 I64(idle, r->idle_timeout), I64(last, r->last_activity), r->metadata ? r->metadata : "{}",
                                 r->envs ? r->envs : "{}", cpu, I64(mem, r->memory_mb), r->traffic_token, r->template_version,
-                                I64(disk, r->disk_mb)};
+                                I64(disk, r->disk_mb), r->node};
         _cleanup_pgresult_ PGresult *res = NULL;
         int q;
 
         snprintf(cpu, sizeof(cpu), "%.17g", r->cpu_count);
         q = capped(s, r, max_running,
                    "INSERT INTO sandboxes(id, team_id, template, state, created_at, timeout, deadline, idle_timeout,"
-                   " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version, disk_mb)"
-                   " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) RETURNING seq",
+                   " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version, disk_mb, node)"
+                   " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) RETURNING seq",
                    (int) ELEMENTSOF(values), values, "insert sandbox", &res, e);
         if (q >= 0)
                 r->seq = col_i64(res, 0, 0);
@@ -616,7 +628,7 @@ static void state_array(unsigned mask, char *out, size_t n) {
 }
 
 /* The SELECT of a filter, with placeholders only: $1 after_seq, $2 the states, then the team,
- * then each metadata key and value, then the limit. Metadata matches as SQLite's json_each
+ * then each metadata key and value, then the node, then the limit. Metadata matches as SQLite's json_each
  * does: a key of the top-level object whose value is that string. */
 static int foreach_sql(const struct sandbox_filter *f, struct buf *sql) {
         int p = 3;
@@ -629,6 +641,8 @@ static int foreach_sql(const struct sandbox_filter *f, struct buf *sql) {
                            " AND EXISTS (SELECT 1 FROM jsonb_each(CASE WHEN jsonb_typeof(metadata::jsonb) = 'object'"
                            " THEN metadata::jsonb ELSE '{}' END) m WHERE m.key = $%d AND m.value = to_jsonb($%d::text))",
                            p, p + 1);
+        if (f->node)
+                buf_printf(sql, " AND node = $%d", p++);
         buf_append_str(sql, " ORDER BY seq");
         if (f->limit)
                 buf_printf(sql, " LIMIT $%d", p++);
@@ -660,6 +674,8 @@ static int sandbox_foreach(struct store *base, const struct sandbox_filter *f, i
                 values[v++] = f->meta_keys[i];
                 values[v++] = f->meta_values[i];
         }
+        if (f->node)
+                values[v++] = f->node;
         if (f->limit)
                 values[v++] = I64(limit, f->limit);
 
@@ -683,7 +699,7 @@ static int sandbox_foreach(struct store *base, const struct sandbox_filter *f, i
         return r;
 }
 
-static int sandbox_expired(struct store *base, int64_t now, char ***ret, unsigned *ret_n, struct error *e) {
+static int sandbox_expired(struct store *base, const char *node, int64_t now, char ***ret, unsigned *ret_n, struct error *e) {
         struct pg_store *s = of(base);
         _cleanup_pgresult_ PGresult *res = NULL;
         char when[24], **ids = NULL;
@@ -692,9 +708,9 @@ static int sandbox_expired(struct store *base, int64_t now, char ***ret, unsigne
 
         pthread_mutex_lock(&s->lock);
         r = query(s,
-                  "SELECT id FROM sandboxes WHERE state = 'running' AND CASE WHEN deadline > 0 THEN deadline"
+                  "SELECT id FROM sandboxes WHERE state = 'running' AND node = $2 AND CASE WHEN deadline > 0 THEN deadline"
                   " ELSE last_activity + idle_timeout * 1000 END <= $1 ORDER BY seq LIMIT 1000",
-                  1, (const char *[]){I64(when, now)}, true, "expired sandboxes", &res, e);
+                  2, (const char *[]){I64(when, now), node}, true, "expired sandboxes", &res, e);
         pthread_mutex_unlock(&s->lock);
         if (r < 0)
                 return r;
@@ -739,6 +755,137 @@ static int sandbox_purge(struct store *base, int64_t killed_before, struct error
         return r;
 }
 
+/* -- nodes ----------------------------------------------------------------------------- */
+
+/* Shared by many engines: only rows without an owner ('', from before nodes) are claimed, and
+ * only by the first node to register while no other is known, under REGISTER_LOCK, so that
+ * two engines starting at once on such a database do not split its rows between them. */
+static int node_register(struct store *base, const struct node_rec *n, int64_t *ret_adopted, struct error *e) {
+        struct pg_store *s = of(base);
+        char started[24], beat[24], lease[24], mem[24], cpus[24];
+        const char *values[] = {n->name, n->advertise, I64(started, n->started_at), I64(beat, n->heartbeat_at),
+                                I64(lease, n->lease_until), I64(mem, n->memory_mb), I64(cpus, n->cpus)};
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r;
+
+        pthread_mutex_lock(&s->lock);
+        if ((r = run(s, "BEGIN", 0, NULL, true, "begin", e)) < 0)
+                goto out;
+        if ((r = run(s, "SELECT pg_advisory_xact_lock(" REGISTER_LOCK ")", 0, NULL, false, "lock node registration", e)) < 0 ||
+            (r = run(s,
+                     "INSERT INTO nodes(name, advertise, started_at, heartbeat_at, lease_until, memory_mb, cpus)"
+                     " VALUES($1, $2, $3, $4, $5, $6, $7) ON CONFLICT(name) DO UPDATE SET advertise = EXCLUDED.advertise,"
+                     " started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at, lease_until = EXCLUDED.lease_until,"
+                     " memory_mb = EXCLUDED.memory_mb, cpus = EXCLUDED.cpus",
+                     (int) ELEMENTSOF(values), values, false, "register node", e)) < 0 ||
+            (r = query(s, "UPDATE sandboxes SET node = $1 WHERE node = '' AND NOT EXISTS (SELECT 1 FROM nodes WHERE name != $1)", 1,
+                       values, false, "adopt sandboxes", &res, e)) < 0) {
+                rollback(s);
+                goto out;
+        }
+        if ((r = run(s, "COMMIT", 0, NULL, false, "commit", e)) >= 0 && ret_adopted)
+                *ret_adopted = strtoll(PQcmdTuples(res), NULL, 10);
+out:
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+static int node_renew(struct store *base, const char *name, int64_t now, int64_t lease_until, struct error *e) {
+        struct pg_store *s = of(base);
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char when[24], lease[24];
+        int r;
+
+        pthread_mutex_lock(&s->lock);
+        r = query(s, "UPDATE nodes SET heartbeat_at = $2, lease_until = $3, running = " STORE_NODE_RUNNING_SQL("$1") " WHERE name = $1", 3,
+                  (const char *[]){name, I64(when, now), I64(lease, lease_until)}, true, "renew node lease", &res, e);
+        if (r >= 0 && streq(PQcmdTuples(res), "0"))
+                r = error_set(e, ENOENT, ERR_NOT_FOUND, "no node %s", name);
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+#define NODE_COLUMNS "name, advertise, state, started_at, heartbeat_at, lease_until, memory_mb, cpus, running"
+
+static void row_to_node(const PGresult *res, int i, struct node_rec *n) {
+        *n = (struct node_rec){0};
+        col_text(res, i, 0, n->name, sizeof(n->name));
+        col_text(res, i, 1, n->advertise, sizeof(n->advertise));
+        if (node_state_from_string(PQgetvalue(res, i, 2), &n->state) < 0)
+                n->state = NODE_CORDONED; /* a state of a newer engine: take no new sandboxes */
+        n->started_at = col_i64(res, i, 3);
+        n->heartbeat_at = col_i64(res, i, 4);
+        n->lease_until = col_i64(res, i, 5);
+        n->memory_mb = col_i64(res, i, 6);
+        n->cpus = col_i64(res, i, 7);
+        n->running = col_i64(res, i, 8);
+}
+
+static int node_get(struct store *base, const char *name, struct node_rec *ret, struct error *e) {
+        struct pg_store *s = of(base);
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r;
+
+        pthread_mutex_lock(&s->lock);
+        r = query(s, "SELECT " NODE_COLUMNS " FROM nodes WHERE name = $1", 1, (const char *[]){name}, true, "get node", &res, e);
+        pthread_mutex_unlock(&s->lock);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return -ENOENT;
+        row_to_node(res, 0, ret);
+        return 0;
+}
+
+static int node_foreach(struct store *base, int (*fn)(void *, const struct node_rec *), void *data, struct error *e) {
+        struct pg_store *s = of(base);
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r;
+
+        pthread_mutex_lock(&s->lock);
+        r = query(s, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY name COLLATE \"C\"", 0, NULL, true, "list nodes", &res, e);
+        pthread_mutex_unlock(&s->lock);
+        /* The rows are in res: fn runs without the lock, and may call the store. */
+        for (int i = 0; r >= 0 && i < PQntuples(res); i++) {
+                struct node_rec n;
+
+                row_to_node(res, i, &n);
+                if (fn(data, &n))
+                        break;
+        }
+        return r;
+}
+
+static int node_set_state(struct store *base, const char *name, enum node_state state, struct error *e) {
+        struct pg_store *s = of(base);
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r;
+
+        pthread_mutex_lock(&s->lock);
+        r = query(s, "UPDATE nodes SET state = $2 WHERE name = $1", 2, (const char *[]){name, node_state_to_string(state)}, true,
+                  "set node state", &res, e);
+        if (r >= 0 && streq(PQcmdTuples(res), "0"))
+                r = error_set(e, ENOENT, ERR_NOT_FOUND, "no node %s", name);
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+static int nodes_mark_lost(struct store *base, const char *self, int64_t now, int64_t *ret_n, struct error *e) {
+        struct pg_store *s = of(base);
+        _cleanup_pgresult_ PGresult *res = NULL;
+        char when[24];
+        int r;
+
+        pthread_mutex_lock(&s->lock);
+        /* Retried: it sets values under a condition, so a second run changes nothing more. */
+        r = query(s, STORE_MARK_LOST_SQL("$1", "$2"), 2, (const char *[]){self, I64(when, now)}, true,
+                  "mark the sandboxes of lost nodes", &res, e);
+        if (r >= 0 && ret_n)
+                *ret_n = strtoll(PQcmdTuples(res), NULL, 10);
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
 static const struct store_ops pg_ops = {
         .name = "postgres",
         .close = pg_close,
@@ -757,4 +904,10 @@ static const struct store_ops pg_ops = {
         .sandbox_expired = sandbox_expired,
         .template_users = template_users,
         .sandbox_purge = sandbox_purge,
+        .node_register = node_register,
+        .node_renew = node_renew,
+        .node_get = node_get,
+        .node_foreach = node_foreach,
+        .node_set_state = node_set_state,
+        .nodes_mark_lost = nodes_mark_lost,
 };

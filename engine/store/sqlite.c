@@ -51,6 +51,13 @@ static const char *const migrations[] = {
         "ALTER TABLE sandboxes ADD COLUMN template_version TEXT NOT NULL DEFAULT '';",
         /* 4: disk limits. Older rows have their files on the state file system, unlimited: 0. */
         "ALTER TABLE sandboxes ADD COLUMN disk_mb INTEGER NOT NULL DEFAULT 0;",
+        /* 5: nodes (cluster/node.h). Older rows have no owner (''): the engine claims them when
+         * it registers (store_node_register). */
+        "ALTER TABLE sandboxes ADD COLUMN node TEXT NOT NULL DEFAULT '';"
+        "CREATE INDEX sandboxes_node_state ON sandboxes(node, state);"
+        "CREATE TABLE nodes (name TEXT PRIMARY KEY, advertise TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'active',"
+        "  started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL, lease_until INTEGER NOT NULL,"
+        "  memory_mb INTEGER NOT NULL DEFAULT 0, cpus INTEGER NOT NULL DEFAULT 0, running INTEGER NOT NULL DEFAULT 0);",
 };
 
 static int db_error(struct sqlite_store *s, struct error *e, const char *what) {
@@ -205,7 +212,8 @@ static int key_foreach(struct store *base, void (*fn)(void *, const char *, cons
 
 #define SANDBOX_COLUMNS                                                                              \
         "seq, id, team_id, template, state, error, created_at, started_at, killed_at, timeout, deadline, " \
-        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version, disk_mb"
+        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version, disk_mb, " \
+        "node"
 
 static void copy_text(char *dst, size_t n, const unsigned char *src) {
         snprintf(dst, n, "%s", src ? (const char *) src : "");
@@ -240,6 +248,7 @@ static int row_to_rec(sqlite3_stmt *st, struct sandbox_rec *r) {
         copy_text(r->traffic_token, sizeof(r->traffic_token), sqlite3_column_text(st, 19));
         copy_text(r->template_version, sizeof(r->template_version), sqlite3_column_text(st, 20));
         r->disk_mb = sqlite3_column_int64(st, 21);
+        copy_text(r->node, sizeof(r->node), sqlite3_column_text(st, 22));
         if (!r->metadata || !r->envs) {
                 sandbox_rec_done(r);
                 return -ENOMEM;
@@ -285,8 +294,8 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
                 return q;
         if (sqlite3_prepare_v2(s->db,
                                "INSERT INTO sandboxes(id, team_id, template, state, created_at, timeout, deadline, idle_timeout,"
-                               " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version, disk_mb)"
-                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
+                               " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version, disk_mb, node)"
+                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"
                                " RETURNING seq",
                                -1, &st, NULL) != SQLITE_OK) {
                 q = db_error(s, e, "prepare insert");
@@ -309,6 +318,7 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
         sqlite3_bind_text(st, 14, r->traffic_token, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 15, r->template_version, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 16, r->disk_mb);
+        sqlite3_bind_text(st, 17, r->node, -1, SQLITE_TRANSIENT);
         if (sqlite3_step(st) != SQLITE_ROW)
                 q = db_error(s, e, "insert sandbox");
         else
@@ -429,6 +439,8 @@ static int sandbox_foreach(struct store *base, const struct sandbox_filter *f, i
                  * path invalid and the list a 500). */
                 buf_printf(&sql, " AND EXISTS (SELECT 1 FROM json_each(metadata) WHERE key = ?%u AND value IS ?%u)", 3 + 2 * i,
                            4 + 2 * i);
+        if (f->node)
+                buf_printf(&sql, " AND node = ?%u", 3 + 2 * f->n_meta);
         buf_append_str(&sql, " ORDER BY seq");
         if (f->limit)
                 buf_printf(&sql, " LIMIT %u", f->limit);
@@ -443,6 +455,8 @@ static int sandbox_foreach(struct store *base, const struct sandbox_filter *f, i
                 sqlite3_bind_text(st, 3 + 2 * i, f->meta_keys[i], -1, SQLITE_TRANSIENT);
                 sqlite3_bind_text(st, 4 + 2 * i, f->meta_values[i], -1, SQLITE_TRANSIENT);
         }
+        if (f->node)
+                sqlite3_bind_text(st, 3 + 2 * (int) f->n_meta, f->node, -1, SQLITE_TRANSIENT);
         for (;;) {
                 struct sandbox_rec rec;
                 int rc = sqlite3_step(st), stop;
@@ -466,19 +480,20 @@ static int sandbox_foreach(struct store *base, const struct sandbox_filter *f, i
         return r;
 }
 
-static int sandbox_expired(struct store *base, int64_t now, char ***ret, unsigned *ret_n, struct error *e) {
+static int sandbox_expired(struct store *base, const char *node, int64_t now, char ***ret, unsigned *ret_n, struct error *e) {
         struct sqlite_store *s = of(base);
         sqlite3_stmt *st;
         char **ids = NULL;
         unsigned n = 0;
         int r = prepare(s,
-                        "SELECT id FROM sandboxes WHERE state = 'running' AND CASE WHEN deadline > 0 THEN deadline"
+                        "SELECT id FROM sandboxes WHERE state = 'running' AND node = ?2 AND CASE WHEN deadline > 0 THEN deadline"
                         " ELSE last_activity + idle_timeout * 1000 END <= ?1 LIMIT 1000",
                         &st, e);
 
         if (r < 0)
                 return r;
         sqlite3_bind_int64(st, 1, now);
+        sqlite3_bind_text(st, 2, node, -1, SQLITE_TRANSIENT);
         while (sqlite3_step(st) == SQLITE_ROW) {
                 char **more = realloc(ids, sizeof(char *) * (n + 1));
                 if (!more)
@@ -525,6 +540,180 @@ static int sandbox_purge(struct store *base, int64_t killed_before, struct error
         return step_done(s, st, "purge", e);
 }
 
+/* -- nodes ----------------------------------------------------------------------------- */
+
+/* Runs one statement of a transaction, the lock held, with name bound as ?1. */
+static int step_named(struct sqlite_store *s, const char *sql, const char *name, const char *what, struct error *e) {
+        sqlite3_stmt *st;
+        int rc;
+
+        if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+                return db_error(s, e, what);
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_error(s, e, what);
+}
+
+static int upsert_node(struct sqlite_store *s, const struct node_rec *n, struct error *e) {
+        sqlite3_stmt *st;
+        int rc;
+
+        if (sqlite3_prepare_v2(s->db,
+                               "INSERT INTO nodes(name, advertise, started_at, heartbeat_at, lease_until, memory_mb, cpus)"
+                               " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(name) DO UPDATE SET advertise = excluded.advertise,"
+                               " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
+                               " lease_until = excluded.lease_until, memory_mb = excluded.memory_mb, cpus = excluded.cpus",
+                               -1, &st, NULL) != SQLITE_OK)
+                return db_error(s, e, "register node");
+        sqlite3_bind_text(st, 1, n->name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, n->advertise, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 3, n->started_at);
+        sqlite3_bind_int64(st, 4, n->heartbeat_at);
+        sqlite3_bind_int64(st, 5, n->lease_until);
+        sqlite3_bind_int64(st, 6, n->memory_mb);
+        sqlite3_bind_int64(st, 7, n->cpus);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        return rc == SQLITE_DONE ? 0 : db_error(s, e, "register node");
+}
+
+/* One engine's own file: every row not this node's becomes its own (rows from before nodes,
+ * and those of a name the host had before), and the other names' nodes are forgotten. */
+static int node_register(struct store *base, const struct node_rec *n, int64_t *ret_adopted, struct error *e) {
+        struct sqlite_store *s = of(base);
+        char msg[256];
+        int64_t adopted = 0;
+        int r;
+
+        pthread_mutex_lock(&s->lock);
+        if (exec_sql(s->db, "BEGIN IMMEDIATE;", msg, sizeof(msg)) < 0) {
+                r = error_set(e, EIO, ERR_INTERNAL, "state store: register node: %s", msg);
+                goto out;
+        }
+        if ((r = upsert_node(s, n, e)) >= 0 &&
+            (r = step_named(s, "UPDATE sandboxes SET node = ?1 WHERE node != ?1", n->name, "adopt sandboxes", e)) >= 0) {
+                adopted = sqlite3_changes(s->db);
+                r = step_named(s, "DELETE FROM nodes WHERE name != ?1", n->name, "forget old names", e);
+        }
+        if (r >= 0 && exec_sql(s->db, "COMMIT;", msg, sizeof(msg)) < 0)
+                r = error_set(e, EIO, ERR_INTERNAL, "state store: register node: %s", msg);
+        if (r < 0)
+                sqlite3_exec(s->db, "ROLLBACK;", NULL, NULL, NULL);
+        else if (ret_adopted)
+                *ret_adopted = adopted;
+out:
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+static int node_renew(struct store *base, const char *name, int64_t now, int64_t lease_until, struct error *e) {
+        struct sqlite_store *s = of(base);
+        sqlite3_stmt *st;
+        int r = prepare(s, "UPDATE nodes SET heartbeat_at = ?2, lease_until = ?3, running = " STORE_NODE_RUNNING_SQL("?1") " WHERE name = ?1",
+                        &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, now);
+        sqlite3_bind_int64(st, 3, lease_until);
+        if (sqlite3_step(st) != SQLITE_DONE)
+                r = db_error(s, e, "renew node lease");
+        else if (sqlite3_changes(s->db) == 0)
+                r = error_set(e, ENOENT, ERR_NOT_FOUND, "no node %s", name);
+        finish(s, st);
+        return r;
+}
+
+#define NODE_COLUMNS "name, advertise, state, started_at, heartbeat_at, lease_until, memory_mb, cpus, running"
+
+static void row_to_node(sqlite3_stmt *st, struct node_rec *n) {
+        *n = (struct node_rec){0};
+        copy_text(n->name, sizeof(n->name), sqlite3_column_text(st, 0));
+        copy_text(n->advertise, sizeof(n->advertise), sqlite3_column_text(st, 1));
+        if (node_state_from_string((const char *) sqlite3_column_text(st, 2), &n->state) < 0)
+                n->state = NODE_CORDONED; /* a state of a newer engine: take no new sandboxes */
+        n->started_at = sqlite3_column_int64(st, 3);
+        n->heartbeat_at = sqlite3_column_int64(st, 4);
+        n->lease_until = sqlite3_column_int64(st, 5);
+        n->memory_mb = sqlite3_column_int64(st, 6);
+        n->cpus = sqlite3_column_int64(st, 7);
+        n->running = sqlite3_column_int64(st, 8);
+}
+
+static int node_get(struct store *base, const char *name, struct node_rec *ret, struct error *e) {
+        struct sqlite_store *s = of(base);
+        sqlite3_stmt *st;
+        int r = prepare(s, "SELECT " NODE_COLUMNS " FROM nodes WHERE name = ?1", &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+                row_to_node(st, ret);
+                r = 0;
+        } else
+                r = r == SQLITE_DONE ? -ENOENT : db_error(s, e, "get node");
+        finish(s, st);
+        return r;
+}
+
+static int node_foreach(struct store *base, int (*fn)(void *, const struct node_rec *), void *data, struct error *e) {
+        struct sqlite_store *s = of(base);
+        sqlite3_stmt *st;
+        int rc, r = prepare(s, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY name", &st, e);
+
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                struct node_rec n;
+
+                row_to_node(st, &n);
+                if (fn(data, &n))
+                        break;
+        }
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                r = db_error(s, e, "list nodes");
+        finish(s, st);
+        return r;
+}
+
+static int node_set_state(struct store *base, const char *name, enum node_state state, struct error *e) {
+        struct sqlite_store *s = of(base);
+        sqlite3_stmt *st;
+        int r = prepare(s, "UPDATE nodes SET state = ?2 WHERE name = ?1", &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, node_state_to_string(state), -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+                r = db_error(s, e, "set node state");
+        else if (sqlite3_changes(s->db) == 0)
+                r = error_set(e, ENOENT, ERR_NOT_FOUND, "no node %s", name);
+        finish(s, st);
+        return r;
+}
+
+static int nodes_mark_lost(struct store *base, const char *self, int64_t now, int64_t *ret_n, struct error *e) {
+        struct sqlite_store *s = of(base);
+        sqlite3_stmt *st;
+        int r = prepare(s, STORE_MARK_LOST_SQL("?1", "?2"), &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, self, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, now);
+        if (sqlite3_step(st) != SQLITE_DONE)
+                r = db_error(s, e, "mark the sandboxes of lost nodes");
+        else if (ret_n)
+                *ret_n = sqlite3_changes(s->db);
+        finish(s, st);
+        return r;
+}
+
 static void sqlite_close(struct store *base) {
         struct sqlite_store *s = of(base);
 
@@ -551,6 +740,12 @@ static const struct store_ops sqlite_ops = {
         .sandbox_expired = sandbox_expired,
         .template_users = template_users,
         .sandbox_purge = sandbox_purge,
+        .node_register = node_register,
+        .node_renew = node_renew,
+        .node_get = node_get,
+        .node_foreach = node_foreach,
+        .node_set_state = node_set_state,
+        .nodes_mark_lost = nodes_mark_lost,
 };
 
 int store_sqlite_open(const char *path, struct store **ret, struct error *e) {

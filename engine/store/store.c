@@ -14,6 +14,22 @@ static const char *const state_names[_SANDBOX_STATE_MAX] = {
         [SANDBOX_RESUMING] = "resuming",
 };
 
+static const char *const node_state_names[_NODE_STATE_MAX] = {
+        [NODE_ACTIVE] = "active", [NODE_CORDONED] = "cordoned", [NODE_DRAINING] = "draining"};
+
+const char *node_state_to_string(enum node_state s) {
+        return s < _NODE_STATE_MAX ? node_state_names[s] : "unknown";
+}
+
+int node_state_from_string(const char *s, enum node_state *ret) {
+        for (int i = 0; i < _NODE_STATE_MAX; i++)
+                if (s && streq(s, node_state_names[i])) {
+                        *ret = (enum node_state) i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
 /* As stored in the pause_kind column ('' for none). */
 static const char *const pause_kind_names[_PAUSE_KIND_MAX] = {
         [PAUSE_NONE] = "", [PAUSE_FILESYSTEM] = "filesystem", [PAUSE_MEMORY] = "memory"};
@@ -176,8 +192,8 @@ int store_sandbox_foreach(struct store *s, const struct sandbox_filter *f, int (
         return s->ops->sandbox_foreach(s, f, fn, data, e);
 }
 
-int store_sandbox_expired(struct store *s, int64_t now, char ***ret, unsigned *ret_n, struct error *e) {
-        return s->ops->sandbox_expired(s, now, ret, ret_n, e);
+int store_sandbox_expired(struct store *s, const char *node, int64_t now, char ***ret, unsigned *ret_n, struct error *e) {
+        return s->ops->sandbox_expired(s, node, now, ret, ret_n, e);
 }
 
 int store_template_users(struct store *s, int (*fn)(void *, const char *, const char *, int64_t), void *data, struct error *e) {
@@ -186,4 +202,28 @@ int store_template_users(struct store *s, int (*fn)(void *, const char *, const 
 
 int store_sandbox_purge(struct store *s, int64_t killed_before, struct error *e) {
         return s->ops->sandbox_purge(s, killed_before, e);
+}
+
+int store_node_register(struct store *s, const struct node_rec *n, int64_t *ret_adopted, struct error *e) {
+        return s->ops->node_register(s, n, ret_adopted, e);
+}
+
+int store_node_renew(struct store *s, const char *name, int64_t now, int64_t lease_until, struct error *e) {
+        return s->ops->node_renew(s, name, now, lease_until, e);
+}
+
+int store_node_get(struct store *s, const char *name, struct node_rec *ret, struct error *e) {
+        return s->ops->node_get(s, name, ret, e);
+}
+
+int store_node_foreach(struct store *s, int (*fn)(void *, const struct node_rec *), void *data, struct error *e) {
+        return s->ops->node_foreach(s, fn, data, e);
+}
+
+int store_node_set_state(struct store *s, const char *name, enum node_state state, struct error *e) {
+        return s->ops->node_set_state(s, name, state, e);
+}
+
+int store_nodes_mark_lost(struct store *s, const char *self, int64_t now, int64_t *ret_n, struct error *e) {
+        return s->ops->nodes_mark_lost(s, self, now, ret_n, e);
 }

@@ -27,7 +27,7 @@ _unused_ static int test_postgres_reset(void) {
 
         if (PQstatus(c) == CONNECTION_OK) {
                 res = PQexec(c, "SET client_min_messages = warning;"
-                                "DROP TABLE IF EXISTS sandboxes, api_keys, teams, schema_version CASCADE");
+                                "DROP TABLE IF EXISTS sandboxes, api_keys, teams, nodes, schema_version CASCADE");
                 r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
                 if (r < 0)
                         fprintf(stderr, "cannot reset the test database: %s", PQresultErrorMessage(res));

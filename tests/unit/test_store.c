@@ -162,7 +162,7 @@ static unsigned expired_at(struct store *s, int64_t now) {
         char **ids;
         unsigned n;
 
-        assert_int_equal(store_sandbox_expired(s, now, &ids, &n, &e), 0);
+        assert_int_equal(store_sandbox_expired(s, "", now, &ids, &n, &e), 0);
         for (unsigned i = 0; i < n; i++) {
                 assert_string_equal(ids[i], "sbx_b");
                 free(ids[i]);
