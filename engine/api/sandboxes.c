@@ -53,7 +53,8 @@ json_t *sandbox_to_json(const struct config *cfg, const struct sandbox_rec *r) {
                   json_object_set_new(j, "secure", json_boolean(*r->traffic_token)) < 0 ||
                   json_object_set_new(j, "disk_mb", r->disk_mb > 0 ? json_integer(r->disk_mb) : json_null()) < 0 ||
                   json_object_set_new(j, "template_version", *r->template_version ? json_string(r->template_version) : json_null()) < 0 ||
-                  json_object_set_new(j, "traffic_access_token", *r->traffic_token ? json_string(r->traffic_token) : json_null()) < 0)) {
+                  json_object_set_new(j, "traffic_access_token", *r->traffic_token ? json_string(r->traffic_token) : json_null()) < 0 ||
+                  json_object_set_new(j, "network", json_pack("{s:b}", "allow_internet_access", r->allow_internet_access)) < 0)) {
                 json_decref(j);
                 return NULL;
         }
@@ -183,7 +184,8 @@ static int get_disk_mb(json_t *body, const struct config *cfg, int64_t *ret, str
 
 static int parse_create(json_t *body, const struct config *cfg, struct sandbox_create_opts *o, char **meta, char **envs,
                         struct error *e) {
-        static const char *const fields[] = {"template", "timeout", "metadata", "envs", "cpu_count", "memory_mb", "disk_mb", "secure"};
+        static const char *const fields[] = {"template", "timeout", "metadata", "envs", "cpu_count", "memory_mb", "disk_mb", "secure",
+                                             "allow_internet_access"};
         json_t *v;
         int r;
 
@@ -213,6 +215,13 @@ static int parse_create(json_t *body, const struct config *cfg, struct sandbox_c
                 if (!json_is_boolean(v))
                         return error_set(e, EINVAL, ERR_BAD_REQUEST, "secure must be true or false");
                 o->secure = json_is_true(v);
+        }
+        v = json_object_get(body, "allow_internet_access");
+        o->allow_internet_access = -1; /* the engine's internet-access setting */
+        if (v && !json_is_null(v)) {
+                if (!json_is_boolean(v))
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "allow_internet_access must be true or false");
+                o->allow_internet_access = json_is_true(v);
         }
         o->metadata = *meta;
         o->envs = *envs;

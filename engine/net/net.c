@@ -23,8 +23,10 @@
 
 #include "fsutil.h"
 #include "log.h"
+#include "net/dns.h"
 #include "net/firewall.h"
 #include "spawn.h"
+#include "strv.h"
 
 struct net {
         char bridge[IFNAMSIZ];
@@ -35,7 +37,8 @@ struct net {
         unsigned prefix;
         uint32_t size;    /* addresses in the pool */
         uint8_t *used;    /* one byte per address: simple and small enough (64 KiB for a /16) */
-        uint32_t next;    /* where the search for a free address starts */
+        uint32_t next[2]; /* where the search for a free address starts, per half */
+        char dns[16];     /* upstream resolver, "" for none */
         pthread_mutex_t lock;
 };
 
@@ -94,6 +97,93 @@ static int host_ipv6_off(struct net *n, const char *ifname, struct error *e) {
         return 0;
 }
 
+/* Parses the deny-out setting (comma-separated CIDRs or addresses) into ret, normalized. */
+static int parse_deny_out(const char *setting, struct strv *ret, struct error *e) {
+        const char *p = setting;
+
+        while (p && *p) {
+                const char *comma = strchr(p, ',');
+                size_t len = comma ? (size_t) (comma - p) : strlen(p);
+                char item[64], addr[32], out[48];
+                unsigned prefix = 32;
+                struct in_addr in;
+                char *slash;
+
+                while (len && (*p == ' ' || *p == '\t'))
+                        p++, len--;
+                while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+                        len--;
+                if (len == 0 || len >= sizeof(item))
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "deny-out: '%.*s' is not an IPv4 CIDR", (int) (len > 40 ? 40 : len), p);
+                memcpy(item, p, len);
+                item[len] = 0;
+                slash = strchr(item, '/');
+                if (slash) {
+                        char *end;
+                        long v = strtol(slash + 1, &end, 10);
+                        if (*end || end == slash + 1 || v < 0 || v > 32)
+                                return error_set(e, EINVAL, ERR_BAD_REQUEST, "deny-out: '%s' is not an IPv4 CIDR", item);
+                        prefix = (unsigned) v;
+                        *slash = 0;
+                }
+                snprintf(addr, sizeof(addr), "%s", item);
+                if (inet_pton(AF_INET, addr, &in) != 1)
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "deny-out: '%s' is not an IPv4 CIDR", addr);
+                ip_string(ntohl(in.s_addr) & (prefix ? 0xffffffffu << (32 - prefix) : 0), addr);
+                snprintf(out, sizeof(out), "%s/%u", addr, prefix);
+                if (ret->n >= 256)
+                        return error_set(e, E2BIG, ERR_BAD_REQUEST, "deny-out: more than 256 ranges");
+                if (strv_push(ret, strdup(out)) < 0)
+                        return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+                p = comma ? comma + 1 : NULL;
+        }
+        return 0;
+}
+
+/* Egress needs the host to forward; what it forwards from the bridge is the engine's chain's
+ * to decide, whatever this says. */
+static void ip_forward_on(const char *bridge) {
+        _cleanup_close_ int fd = open("/proc/sys/net/ipv4/ip_forward", O_RDWR | O_CLOEXEC);
+        char c = 0;
+
+        if (fd < 0 || read(fd, &c, 1) != 1) {
+                log_warn_errno(errno, "cannot read net.ipv4.ip_forward: sandboxes may not reach the internet, ignoring");
+                return;
+        }
+        if (c == '1')
+                return;
+        if (pwrite(fd, "1", 1, 0) != 1) {
+                log_warn_errno(errno, "cannot set net.ipv4.ip_forward=1: sandboxes will not reach the internet, ignoring");
+                return;
+        }
+        log_info("net.ipv4.ip_forward was 0: set to 1 for the sandboxes' egress (the host now forwards between its "
+                 "interfaces as its FORWARD chain allows; the engine's chain decides for %s)", bridge);
+}
+
+static int ensure_firewall(struct net *n, const struct net_config *c, struct error *e) {
+        _cleanup_(strv_done) struct strv deny = {0};
+        char gw[16], pool[24], egress[24], base[16];
+        int r;
+
+        r = parse_deny_out(c->deny_out, &deny, e);
+        if (r < 0)
+                return r;
+        r = dns_upstream(c->dns, n->dns, e);
+        if (r < 0)
+                return r;
+        ip_string(n->network + 1, gw);
+        ip_string(n->network, base);
+        snprintf(pool, sizeof(pool), "%s/%u", base, n->prefix);
+        snprintf(egress, sizeof(egress), "%s/%u", base, n->prefix + 1);
+        struct firewall_policy p = {.pool = pool, .egress = egress, .gateway = gw, .dns = n->dns, .deny_out = deny.v,
+                                    .n_deny_out = (unsigned) deny.n};
+        r = firewall_ensure(n->bridge, n->ipv6, &p, e);
+        if (r < 0)
+                return r;
+        ip_forward_on(n->bridge);
+        return 0;
+}
+
 static int ensure_bridge(struct net *n, struct error *e) {
         char gw[16], cidr[24], path[64];
         struct stat st;
@@ -114,7 +204,7 @@ static int ensure_bridge(struct net *n, struct error *e) {
         if ((r = host_ipv6_off(n, n->bridge, e)) < 0 || (r = run(addr, e, "cannot address bridge")) < 0 ||
             (r = run(up, e, "cannot bring bridge up")) < 0)
                 return r;
-        return firewall_ensure(n->bridge, n->ipv6, e);
+        return 0;
 }
 
 static int make_dir(const char *dir, struct error *e) {
@@ -125,7 +215,8 @@ static int make_dir(const char *dir, struct error *e) {
         return 0;
 }
 
-int net_new(const char *bridge, const char *pool_cidr, const char *run_dir, struct net **ret, struct error *e) {
+int net_new(const struct net_config *c, struct net **ret, struct error *e) {
+        const char *bridge = c->bridge, *pool_cidr = c->pool, *run_dir = c->run_dir;
         struct net *n = calloc(1, sizeof(*n));
         int r;
 
@@ -152,12 +243,24 @@ int net_new(const char *bridge, const char *pool_cidr, const char *run_dir, stru
                 return r;
         }
         r = ensure_bridge(n, e);
+        if (r >= 0)
+                r = ensure_firewall(n, c, e);
         if (r < 0) {
                 net_free(n);
                 return r;
         }
         *ret = n;
         return 0;
+}
+
+void net_resolv_conf(struct net *n, char *buf, size_t size) {
+        char gw[16];
+
+        ip_string(n->network + 1, gw);
+        if (*n->dns)
+                snprintf(buf, size, "nameserver %s\n", gw);
+        else
+                snprintf(buf, size, "# no DNS: the engine found no resolver to send queries to (its log says why)\n");
 }
 
 void net_free(struct net *n) {
@@ -177,18 +280,27 @@ void net_slot_paths(struct net *n, const char *id, struct net_slot *s) {
         snprintf(s->veth, sizeof(s->veth), "ai%.12s", rand);
 }
 
-static int ip_take(struct net *n, char out[16]) {
+/* The first and one-past-last index of the pool's half for sandboxes allowed out (the
+ * lower one: network and gateway at its start) or not (the upper one: broadcast at its end). */
+static void half_range(const struct net *n, bool internet, uint32_t *lo, uint32_t *hi) {
+        *lo = internet ? 2 : n->size / 2;
+        *hi = internet ? n->size / 2 : n->size - 1;
+}
+
+static int ip_take(struct net *n, bool internet, char out[16]) {
+        uint32_t lo, hi, *next = &n->next[internet];
         int r = -EADDRNOTAVAIL;
 
-        /* Round the pool, not lowest-first: an address a sandbox gave back (paused, killed)
+        half_range(n, internet, &lo, &hi);
+        /* Round the half, not lowest-first: an address a sandbox gave back (paused, killed)
          * is the last to be handed out again, so that a client still holding it (a preview
          * connection, a cached DNS answer) is unlikely to meet another sandbox there. */
         pthread_mutex_lock(&n->lock);
-        for (uint32_t k = 0, usable = n->size - 3; k < usable && r < 0; k++) {
-                uint32_t i = 2 + (n->next + k) % usable;
+        for (uint32_t k = 0, usable = hi - lo; k < usable && r < 0; k++) {
+                uint32_t i = lo + (*next + k) % usable;
                 if (!n->used[i]) {
                         n->used[i] = 1;
-                        n->next = i - 1; /* the one after i, as an offset from 2 */
+                        *next = i - lo + 1;
                         ip_string(n->network + i, out);
                         r = 0;
                 }
@@ -359,12 +471,13 @@ static int netns_configure(struct net *n, const struct net_slot *s, struct error
         return error_set(e, f.err, ERR_INTERNAL, "%s: %s", what[f.step], strerror(f.err));
 }
 
-int net_slot_acquire(struct net *n, const char *id, struct net_slot *s, struct error *e) {
+int net_slot_acquire(struct net *n, const char *id, bool internet, struct net_slot *s, struct error *e) {
         int r;
 
         net_slot_paths(n, id, s);
-        if (ip_take(n, s->ip) < 0)
-                return error_set(e, EADDRNOTAVAIL, ERR_UNAVAILABLE, "the address pool is exhausted");
+        if (ip_take(n, internet, s->ip) < 0)
+                return error_set(e, EADDRNOTAVAIL, ERR_UNAVAILABLE, "the address pool's half for sandboxes %s the internet is exhausted",
+                                 internet ? "with" : "without");
         r = netns_create(s->netns_path, e);
         if (r < 0) {
                 ip_give(n, s->ip);

@@ -7,7 +7,11 @@
  * IPv4 only: IPv6 is off in the namespace (all, default, lo, eth0), on the bridge and on the
  * veths' host ends. Bridge port isolation keeps sandboxes from reaching each other; the
  * engine's firewall rules (firewall.h) keep them from the host's services and from anything
- * beyond the bridge, whatever the host's ip_forward. The namespace is owned by the host's
+ * beyond the bridge but the internet, and from that too unless they are allowed out.
+ *
+ * Allowed out or not is the half of the pool a sandbox's address comes from: the lower half
+ * (with the gateway) goes out through NAT, the upper half does not. The rules are per half,
+ * made at start, so a slot costs no firewall change and leaves none behind. The namespace is owned by the host's
  * user namespace, so root inside a sandbox can change none of this: not its addresses,
  * routes or links, nor the namespace's sysctls (IPv6 stays off).
  */
@@ -28,14 +32,27 @@ struct net_slot {
         char ip[16];
 };
 
-/* Prepares the bridge (creating it if missing; IPv6 off), the host firewall rules and the
- * pool. */
-int net_new(const char *bridge, const char *pool_cidr, const char *run_dir, struct net **ret, struct error *e);
+struct net_config {
+        const char *bridge;
+        const char *pool;     /* IPv4 CIDR, prefix 8..28 */
+        const char *run_dir;
+        const char *dns;      /* upstream resolver; "": the host's (dns.h) */
+        const char *deny_out; /* comma list of CIDRs (or addresses) no sandbox may reach; "" */
+};
+
+/* Prepares the bridge (creating it if missing; IPv6 off), the host firewall rules, the
+ * pool, and net.ipv4.ip_forward (turned on, and said so in the log, if it was off: egress
+ * needs it; the engine's forward chain decides what a sandbox may reach). */
+int net_new(const struct net_config *c, struct net **ret, struct error *e);
 void net_free(struct net *n);
 
-/* Makes the namespace, veth, address and sysfs mount for sandbox id. On failure nothing is
- * left. */
-int net_slot_acquire(struct net *n, const char *id, struct net_slot *ret, struct error *e);
+/* Makes the namespace, veth, address and sysfs mount for sandbox id, its address from the
+ * half of the pool that may go out (internet) or the other. On failure nothing is left. */
+int net_slot_acquire(struct net *n, const char *id, bool internet, struct net_slot *ret, struct error *e);
+
+/* The /etc/resolv.conf of every sandbox, into buf: the gateway as its nameserver, or a
+ * comment saying there is none (then lookups fail at once rather than time out). */
+void net_resolv_conf(struct net *n, char *buf, size_t size);
 
 /* Marks the slot of a sandbox found running at start-up as used. */
 void net_slot_adopt(struct net *n, const char *id, const char *ip, struct net_slot *ret);

@@ -240,9 +240,26 @@ static int make_userns(struct engine *eng, const struct net_slot *slot, struct u
         return userns_make(&us, ret, e);
 }
 
+/* The sandbox's /etc/resolv.conf, written at every start (create, resume) and bound over
+ * the template's (a copy of the host's, naming a resolver the sandbox may not reach). Its
+ * root owns it, so it can edit its own copy, as in Docker; the next start writes it anew. */
+static int write_resolv_conf(struct engine *eng, const char *path, struct error *e) {
+        _cleanup_close_ int fd = -1;
+        char text[256];
+        size_t n;
+
+        net_resolv_conf(eng->net, text, sizeof(text));
+        n = strlen(text);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0 || write(fd, text, n) != (ssize_t) n || fchown(fd, (uid_t) eng->cfg.uid_base, (gid_t) eng->cfg.uid_base) < 0 ||
+            fchmod(fd, 0644) < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot write %s: %s", path, strerror(errno));
+        return 0;
+}
+
 static int start_container(struct engine *eng, const char *id, const struct sandbox_rec *rec, const struct net_slot *slot,
                            struct error *e) {
-        char dir[4096], bundle[4200], rootfs[4200], cgroup[256], sock[4200], logpath[4200], tail[400];
+        char dir[4096], bundle[4200], rootfs[4200], cgroup[256], sock[4200], logpath[4200], tail[400], resolv[4200];
         _cleanup_close_ int lfd = -1, logfd = -1;
         _cleanup_(userns_release) struct userns ns = {.pid = 0, .hold_fd = -1};
         json_t *answer = NULL;
@@ -254,14 +271,18 @@ static int start_container(struct engine *eng, const char *id, const struct sand
         snprintf(rootfs, sizeof(rootfs), "%s/rootfs", dir);
         snprintf(cgroup, sizeof(cgroup), "/%s/%s", eng->cfg.cgroup_parent, id);
         snprintf(logpath, sizeof(logpath), "%s/agent.log", dir);
+        snprintf(resolv, sizeof(resolv), "%s/resolv.conf", dir);
         sandbox_socket_path(eng, id, sock, sizeof(sock));
 
+        r = write_resolv_conf(eng, resolv, e);
+        if (r < 0)
+                return r;
         r = make_userns(eng, slot, &ns, e);
         if (r < 0)
                 return r;
         struct bundle_spec spec = {
                 .id = id, .bundle_dir = bundle, .rootfs = rootfs, .agent = eng->cfg.agent, .userns_path = ns.path,
-                .sysfs = slot->sysfs_path, .cgroup_path = cgroup, .uid_base = eng->cfg.uid_base, .uid_count = eng->cfg.uid_count,
+                .sysfs = slot->sysfs_path, .resolv_conf = resolv, .cgroup_path = cgroup, .uid_base = eng->cfg.uid_base, .uid_count = eng->cfg.uid_count,
                 .memory_mb = rec->memory_mb, .pids = eng->cfg.default_pids, .ptys = eng->cfg.sandbox_ptys,
                 .cpu_count = rec->cpu_count,
         };
@@ -354,7 +375,7 @@ int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct erro
         }
         if ((r = mount_rootfs(eng, rec, e)) < 0)
                 goto fail;
-        r = net_slot_acquire(eng->net, rec->id, &slot, e);
+        r = net_slot_acquire(eng->net, rec->id, rec->allow_internet_access, &slot, e);
         if (r < 0)
                 goto fail; /* it gave its address back itself */
         /* Recorded before the container starts: a restarted engine must know which address
@@ -387,6 +408,7 @@ static int fill_new_rec(struct engine *eng, int64_t team_id, const struct sandbo
         rec->cpu_count = o->cpu_count > 0 ? o->cpu_count : 1;
         rec->memory_mb = o->memory_mb > 0 ? o->memory_mb : eng->cfg.default_memory_mb;
         rec->disk_mb = !eng->disk ? 0 : o->disk_mb > 0 ? o->disk_mb : eng->cfg.default_disk_mb; /* 0: unlimited */
+        rec->allow_internet_access = o->allow_internet_access < 0 ? eng->cfg.internet_access : o->allow_internet_access > 0;
         if (o->secure) {
                 _Static_assert(sizeof(rec->traffic_token) > TRAFFIC_TOKEN_LEN, "traffic_token too small");
                 r = traffic_token_new(rec->traffic_token);

@@ -51,6 +51,8 @@ static const char *const migrations[] = {
         "ALTER TABLE sandboxes ADD COLUMN template_version TEXT NOT NULL DEFAULT '';",
         /* 4: disk limits. Older rows have their files on the state file system, unlimited: 0. */
         "ALTER TABLE sandboxes ADD COLUMN disk_mb INTEGER NOT NULL DEFAULT 0;",
+        /* 5: egress (issue 15). Older rows get the internet, as a create that does not say. */
+        "ALTER TABLE sandboxes ADD COLUMN allow_internet_access INTEGER NOT NULL DEFAULT 1;",
 };
 
 static int db_error(struct sqlite_store *s, struct error *e, const char *what) {
@@ -205,7 +207,8 @@ static int key_foreach(struct store *base, void (*fn)(void *, const char *, cons
 
 #define SANDBOX_COLUMNS                                                                              \
         "seq, id, team_id, template, state, error, created_at, started_at, killed_at, timeout, deadline, " \
-        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version, disk_mb"
+        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version, disk_mb, " \
+        "allow_internet_access"
 
 static void copy_text(char *dst, size_t n, const unsigned char *src) {
         snprintf(dst, n, "%s", src ? (const char *) src : "");
@@ -240,6 +243,7 @@ static int row_to_rec(sqlite3_stmt *st, struct sandbox_rec *r) {
         copy_text(r->traffic_token, sizeof(r->traffic_token), sqlite3_column_text(st, 19));
         copy_text(r->template_version, sizeof(r->template_version), sqlite3_column_text(st, 20));
         r->disk_mb = sqlite3_column_int64(st, 21);
+        r->allow_internet_access = sqlite3_column_int(st, 22) != 0;
         if (!r->metadata || !r->envs) {
                 sandbox_rec_done(r);
                 return -ENOMEM;
@@ -285,8 +289,9 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
                 return q;
         if (sqlite3_prepare_v2(s->db,
                                "INSERT INTO sandboxes(id, team_id, template, state, created_at, timeout, deadline, idle_timeout,"
-                               " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version, disk_mb)"
-                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
+                               " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version, disk_mb,"
+                               " allow_internet_access)"
+                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"
                                " RETURNING seq",
                                -1, &st, NULL) != SQLITE_OK) {
                 q = db_error(s, e, "prepare insert");
@@ -309,6 +314,7 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
         sqlite3_bind_text(st, 14, r->traffic_token, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 15, r->template_version, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 16, r->disk_mb);
+        sqlite3_bind_int(st, 17, r->allow_internet_access);
         if (sqlite3_step(st) != SQLITE_ROW)
                 q = db_error(s, e, "insert sandbox");
         else

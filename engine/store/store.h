@@ -68,6 +68,7 @@ struct sandbox_rec {
         char ip[16];
         enum pause_kind pause_kind;
         char traffic_token[48]; /* secure sandboxes: what preview requests must carry; "" = open */
+        bool allow_internet_access; /* its address comes from the pool's half that goes out (net.h) */
         int64_t seq;           /* insertion order, for pagination */
 };
 
