@@ -97,6 +97,8 @@ export interface SandboxInfo {
    * null when it runs no preview proxy.
    */
   preview: { scheme: "http" | "https"; domain: string } | null;
+  /** What the sandbox may reach: `allow_internet_access` as created (or the engine's default). */
+  network: { allow_internet_access: boolean };
 }
 
 /** Options of `Sandbox.create`. */
@@ -128,6 +130,14 @@ export interface SandboxOpts extends ConnectionOpts {
    * a preview request must carry in the `X-Ai2in-Traffic-Token` header.
    */
   secure?: boolean;
+  /**
+   * `false`: the sandbox reaches nothing beyond itself (a connection out fails at once);
+   * `true`: the internet through the engine's NAT, never the host, other sandboxes,
+   * 169.254.0.0/16 or the engine's `deny-out` ranges. Left out: the engine's
+   * `internet-access` setting (on unless its operator turned it off). Kept across pause and
+   * resume; shown in `getInfo().network`.
+   */
+  allowInternetAccess?: boolean;
   /** Aborts the call. */
   signal?: AbortSignal;
 }
@@ -252,6 +262,7 @@ export class Sandbox {
     if (opts.memoryMb !== undefined) body["memory_mb"] = opts.memoryMb;
     if (opts.diskMb !== undefined) body["disk_mb"] = opts.diskMb;
     if (opts.secure) body["secure"] = true;
+    if (opts.allowInternetAccess !== undefined) body["allow_internet_access"] = opts.allowInternetAccess;
     const info = expectSandbox(await transport.request("POST", "/v1/sandboxes", { body, signal: opts.signal }));
     return new this(info, transport, opts.domain) as InstanceType<S>;
   }
