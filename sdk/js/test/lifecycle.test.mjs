@@ -108,6 +108,16 @@ test("create options: template, metadata, envs, cpuCount, memoryMb, diskMb reach
   await sbx.kill();
 });
 
+test("allowInternetAccess reaches the engine and shows in getInfo().network", async () => {
+  const on = await Sandbox.create({ ...env.opts });
+  const off = await Sandbox.create({ ...env.opts, allowInternetAccess: false });
+  assert.deepEqual((await on.getInfo()).network, { allow_internet_access: true }, "the engine's default: on");
+  assert.deepEqual((await off.getInfo()).network, { allow_internet_access: false });
+  // What each may reach is tests/security/test_egress.py's.
+  await on.kill();
+  await off.kill();
+});
+
 test("list: the team's sandboxes, filters by state and metadata, follows pages", async () => {
   const key = env.engine.makeKey();
   const o = { apiKey: key, apiUrl: env.url };
