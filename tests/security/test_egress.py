@@ -250,6 +250,25 @@ def test_no_internet_reaches_nothing_and_fails_at_once(eng: Engine, team: str, i
         s.kill()
 
 
+def test_sdk_create_forms_pass_the_option(eng: Engine, team: str) -> None:
+    import asyncio
+    from ai2in import AsyncSandbox
+
+    async def async_info() -> dict:
+        a = await AsyncSandbox.create(api_key=team, api_url=eng.url, allow_internet_access=False)
+        try:
+            return (await a.get_info())["network"]
+        finally:
+            await a.kill()
+
+    assert asyncio.run(async_info()) == {"allow_internet_access": False}
+    b = Sandbox.create(api_key=team, api_url=eng.url, allow_internet_access=False)
+    try:
+        assert b.get_info()["network"] == {"allow_internet_access": False}
+    finally:
+        b.kill()
+
+
 def host_ipv4_addresses() -> List[str]:
     return [line.split()[3].split("/")[0] for line in run("ip", "-4", "-o", "addr", "show").stdout.splitlines()]
 
