@@ -26,6 +26,7 @@ struct names {
         char out[32];     /* AI2IN-OUT-<bridge>: the egress policy (filter) */
         char dns[32];     /* AI2IN-DNS-<bridge>: the gateway's port 53 to the resolver (nat) */
         char nat[32];     /* AI2IN-NAT-<bridge>: the masquerade (nat) */
+        char sbx[32];     /* AI2IN-SBX-<bridge>: jumps to the chains of sandboxes with rules of their own */
 };
 
 /* A rule: what follows the chain's name, NULL-terminated. */
@@ -79,6 +80,7 @@ static void names_init(struct names *nm, const char *bridge) {
         snprintf(nm->out, sizeof(nm->out), "AI2IN-OUT-%s", bridge);
         snprintf(nm->dns, sizeof(nm->dns), "AI2IN-DNS-%s", bridge);
         snprintf(nm->nat, sizeof(nm->nat), "AI2IN-NAT-%s", bridge);
+        snprintf(nm->sbx, sizeof(nm->sbx), "AI2IN-SBX-%s", bridge);
 }
 
 /* Runs `tool -w -t table op chain [pos] spec…`; as spawn_check. */
@@ -185,6 +187,7 @@ static int chains_text(const struct names *nm, const struct firewall_policy *p, 
         /* Replies (to the sandboxes' own connections; nothing from outside starts one). */
         r |= buf_printf(b, "-A %s -o %s -m conntrack --ctstate ESTABLISHED,RELATED -m comment --comment %s -j ACCEPT\n",
                         nm->chain, nm->bridge, c);
+        r |= buf_printf(b, "-A %s -i %s -m comment --comment %s -j %s\n", nm->chain, nm->bridge, c, nm->sbx);
         r |= buf_printf(b, "-A %s -i %s -s %s -m comment --comment %s -j %s\n", nm->chain, nm->bridge, p->egress, c, nm->out);
         /* The rest from a sandbox is refused at once (EHOSTUNREACH), not left to time out. */
         r |= buf_printf(b, "-A %s -i %s -m comment --comment %s %s\n", nm->chain, nm->bridge, c, rej);
@@ -203,36 +206,51 @@ static int chains_text(const struct names *nm, const struct firewall_policy *p, 
         for (unsigned i = 0; p->dns && *p->dns && i < 2; i++)
                 r |= buf_printf(b, "-A %s -d %s -p %s --dport 53 -m comment --comment %s -j DNAT --to-destination %s:53\n", nm->dns,
                                 p->gateway, i ? "tcp" : "udp", c, p->dns);
-        r |= buf_printf(b, "-A %s -s %s -m comment --comment %s -j MASQUERADE\nCOMMIT\n", nm->nat, p->egress, c);
+        /* The whole pool: a sandbox with rules of its own has its address in the upper half;
+         * what may leave at all is the filter table's to say. */
+        r |= buf_printf(b, "-A %s -s %s -m comment --comment %s -j MASQUERADE\nCOMMIT\n", nm->nat, p->pool, c);
         return r < 0 ? -ENOMEM : 0;
 }
 
 /* Creates or refills the engine's chains in one iptables-restore transaction (--noflush: a
  * chain it declares is flushed and refilled at once, the rest of the tables untouched), so
  * that no packet ever meets a half-made chain. */
-static int load_chains(const struct names *nm, const struct firewall_policy *p, struct error *e) {
+/* Runs iptables-restore --noflush on text (a chain it declares is flushed and refilled at
+ * once, the rest of the tables untouched): one transaction, so no packet ever meets a
+ * half-made chain. */
+static int restore(const struct buf *text, const char *bridge, struct error *e) {
         char *argv[] = {"iptables-restore", "-w", "--noflush", "/dev/fd/3", NULL};
-        _cleanup_buf_ struct buf text, out;
+        _cleanup_buf_ struct buf out;
         _cleanup_close_ int fd = -1;
         int status, r;
 
-        buf_init(&text, 1 << 20);
         buf_init(&out, 64 * 1024);
-        if (chains_text(nm, p, &text) < 0)
-                return error_set(e, ENOMEM, ERR_INTERNAL, "too many firewall rules for %s", nm->bridge);
         fd = memfd_create("ai2in-rules", MFD_CLOEXEC);
-        if (fd < 0 || write(fd, text.data, text.len) != (ssize_t) text.len)
-                return error_set(e, errno, ERR_INTERNAL, "cannot write the firewall rules of %s: %s", nm->bridge, strerror(errno));
+        if (fd < 0 || write(fd, text->data, text->len) != (ssize_t) text->len)
+                return error_set(e, errno, ERR_INTERNAL, "cannot write the firewall rules of %s: %s", bridge, strerror(errno));
         struct spawn_opts o = {.extra_fd = fd, .stdio_fd = -1};
         r = spawn_run(argv, &o, &status, &out);
         if (r < 0 || status != 0) {
                 char last[400] = "";
                 if (out.data)
                         text_last_line(out.data, out.len, last, sizeof(last));
-                return error_set(e, r < 0 ? -r : EIO, ERR_INTERNAL, "cannot load the firewall chains of %s: %s", nm->bridge,
+                return error_set(e, r < 0 ? -r : EIO, ERR_INTERNAL, "cannot load firewall rules for %s: %s", bridge,
                                  r < 0 ? strerror(-r) : last);
         }
         return 0;
+}
+
+static int load_chains(const struct names *nm, const struct firewall_policy *p, struct error *e) {
+        char *create[] = {"iptables", "-w", "-N", (char *) nm->sbx, NULL};
+        _cleanup_buf_ struct buf text;
+
+        /* Not declared in the transaction, which would flush it: it holds the jumps of live
+         * sandboxes, which outlive the engine. */
+        (void) spawn_check(create, NULL, 0); /* fails when it exists, which is fine */
+        buf_init(&text, 1 << 20);
+        if (chains_text(nm, p, &text) < 0)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "too many firewall rules for %s", nm->bridge);
+        return restore(&text, nm->bridge, e);
 }
 
 int firewall_ensure(const char *bridge, bool ipv6, const struct firewall_policy *p, struct error *e) {
@@ -254,6 +272,12 @@ int firewall_ensure(const char *bridge, bool ipv6, const struct firewall_policy 
         return 0;
 }
 
+int firewall_sandbox_sweep(const char *bridge, bool (*drop)(const char *veth, const char *ip, void *data), void *data);
+
+static bool drop_all(const char *veth, const char *ip, void *data) {
+        return true;
+}
+
 void firewall_remove(const char *bridge) {
         struct group g[GROUPS_MAX];
         struct names nm;
@@ -263,11 +287,82 @@ void firewall_remove(const char *bridge) {
         n = groups(&nm, true, g);
         for (unsigned i = 0; i < n; i++)
                 delete_all(&g[i]);
+        (void) firewall_sandbox_sweep(bridge, drop_all, NULL);
         /* Flushed first: the FWD chain jumps to the OUT chain, which cannot go before. */
-        const char *chains[][2] = {{"filter", nm.chain}, {"filter", nm.out}, {"nat", nm.dns}, {"nat", nm.nat}};
+        const char *chains[][2] = {{"filter", nm.chain}, {"filter", nm.out}, {"filter", nm.sbx}, {"nat", nm.dns}, {"nat", nm.nat}};
         for (unsigned op = 0; op < 2; op++)
                 for (size_t i = 0; i < ELEMENTSOF(chains); i++) {
                         char *argv[] = {"iptables", "-w", "-t", (char *) chains[i][0], op ? "-X" : "-F", (char *) chains[i][1], NULL};
                         (void) spawn_check(argv, NULL, 0);
                 }
+}
+
+/* The rules of one sandbox with rules of its own, in its chain AI2IN-<veth>, and its jump
+ * from AI2IN-SBX-<bridge>. Order: its DNS (through the gateway), its allow_out ranges (each
+ * through AI2IN-OUT, so the engine's deny list still applies), its deny_out ranges, then the
+ * internet (AI2IN-OUT again) if it has it; what falls off the end is refused in AI2IN-FWD. */
+static int sandbox_text(const struct names *nm, const struct firewall_sandbox *s, struct buf *b) {
+        const char *c = nm->comment, *rej = "-j REJECT --reject-with icmp-admin-prohibited";
+        char chain[32];
+        int r = 0;
+
+        snprintf(chain, sizeof(chain), "AI2IN-%s", s->veth);
+        r |= buf_printf(b, "*filter\n:%s - [0:0]\n", chain);
+        if (s->internet || s->n_allow_out > 0)
+                r |= buf_printf(b, "-A %s -m conntrack --ctstate DNAT --ctorigdst %s -m comment --comment %s -j %s\n", chain,
+                                s->gateway, c, nm->out);
+        for (unsigned i = 0; i < s->n_allow_out; i++)
+                r |= buf_printf(b, "-A %s -d %s -m comment --comment %s -j %s\n", chain, s->allow_out[i], c, nm->out);
+        for (unsigned i = 0; i < s->n_deny_out; i++)
+                r |= buf_printf(b, "-A %s -d %s -m comment --comment %s %s\n", chain, s->deny_out[i], c, rej);
+        if (s->internet)
+                r |= buf_printf(b, "-A %s -m comment --comment %s -j %s\n", chain, c, nm->out);
+        r |= buf_printf(b, "-A %s -s %s/32 -m comment --comment %s -j %s\nCOMMIT\n", nm->sbx, s->ip, c, chain);
+        return r < 0 ? -ENOMEM : 0;
+}
+
+int firewall_sandbox_add(const char *bridge, const struct firewall_sandbox *s, struct error *e) {
+        _cleanup_buf_ struct buf text;
+        struct names nm;
+
+        names_init(&nm, bridge);
+        buf_init(&text, 1 << 20);
+        if (sandbox_text(&nm, s, &text) < 0)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "too many firewall rules for %s", s->veth);
+        return restore(&text, bridge, e);
+}
+
+int firewall_sandbox_sweep(const char *bridge, bool (*drop)(const char *veth, const char *ip, void *data), void *data) {
+        _cleanup_buf_ struct buf listing, text;
+        struct error e = {0};
+        struct names nm;
+        unsigned dropped = 0;
+        int status;
+
+        names_init(&nm, bridge);
+        char *argv[] = {"iptables", "-w", "-S", nm.sbx, NULL};
+        buf_init(&listing, LISTING_MAX);
+        buf_init(&text, LISTING_MAX);
+        if (spawn_run(argv, NULL, &status, &listing) < 0 || status != 0 || !listing.data)
+                return 0; /* no chain: no sandbox has rules */
+        (void) buf_printf(&text, "*filter\n");
+        for (char *line = listing.data, *next; line && *line; line = next) {
+                char ip[16] = "";
+                const char *target, *src;
+
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                target = strstr(line, " -j AI2IN-");
+                src = strstr(line, " -s ");
+                if (strncmp(line, "-A ", 3) != 0 || !target || !src || sscanf(src, " -s %15[0-9.]", ip) != 1 ||
+                    !drop(target + strlen(" -j AI2IN-"), ip, data))
+                        continue;
+                (void) buf_printf(&text, "-D%s\n-F %s\n-X %s\n", line + 2, target + 4, target + 4);
+                dropped++;
+        }
+        (void) buf_printf(&text, "COMMIT\n");
+        if (dropped > 0 && restore(&text, bridge, &e) < 0)
+                log_warn("%s, ignoring", e.message);
+        return (int) dropped;
 }

@@ -50,3 +50,25 @@ int firewall_ensure(const char *bridge, bool ipv6, const struct firewall_policy 
 
 /* Removes every rule above and the chains (missing parts, or a missing ip6tables, are fine). */
 void firewall_remove(const char *bridge);
+
+/* A sandbox with rules of its own (allow_out, deny_out): its chain is AI2IN-<veth>. */
+struct firewall_sandbox {
+        const char *veth;
+        const char *ip;
+        const char *gateway;
+        bool internet;          /* the rest of the internet too (after its deny_out) */
+        char **allow_out;       /* CIDRs, reached even without internet (never the engine's deny list) */
+        unsigned n_allow_out;
+        char **deny_out;        /* CIDRs */
+        unsigned n_deny_out;
+};
+
+/* Makes s's chain and the jump to it from AI2IN-SBX-<bridge> (source s->ip), in one
+ * iptables-restore transaction. Only for sandboxes with rules of their own: the others cost
+ * no firewall change. */
+int firewall_sandbox_add(const char *bridge, const struct firewall_sandbox *s, struct error *e);
+
+/* Removes the chain and jump of every sandbox found in AI2IN-SBX-<bridge> for which
+ * drop(veth, ip, data) says so, in one transaction. Returns how many (failures are logged
+ * and ignored: teardown goes on). */
+int firewall_sandbox_sweep(const char *bridge, bool (*drop)(const char *veth, const char *ip, void *data), void *data);

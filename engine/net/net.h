@@ -46,9 +46,21 @@ struct net_config {
 int net_new(const struct net_config *c, struct net **ret, struct error *e);
 void net_free(struct net *n);
 
+/* A sandbox's rules of its own (network.allow_out, network.deny_out): IPv4 CIDRs. */
+struct net_rules {
+        char **allow_out;
+        unsigned n_allow_out;
+        char **deny_out;
+        unsigned n_deny_out;
+};
+
 /* Makes the namespace, veth, address and sysfs mount for sandbox id, its address from the
- * half of the pool that may go out (internet) or the other. On failure nothing is left. */
-int net_slot_acquire(struct net *n, const char *id, bool internet, struct net_slot *ret, struct error *e);
+ * half of the pool that may go out (internet) or the other. A sandbox with rules of its own
+ * (rules not NULL and not empty) takes its address from the other half whatever internet
+ * says, and gets a chain of its own (firewall_sandbox_add), which net_slot_release removes.
+ * On failure nothing is left. */
+int net_slot_acquire(struct net *n, const char *id, bool internet, const struct net_rules *rules, struct net_slot *ret,
+                     struct error *e);
 
 /* The /etc/resolv.conf of every sandbox, into buf: the gateway as its nameserver, or a
  * comment saying there is none (then lookups fail at once rather than time out). */
@@ -65,14 +77,18 @@ void net_slot_paths(struct net *n, const char *id, struct net_slot *ret);
  * Failures are logged as warnings and teardown goes on. */
 void net_slot_release(struct net *n, const struct net_slot *slot);
 
-/* Removes sysfs mounts, namespaces and veths of this engine whose sandbox id is not in live
- * (n_live). */
+/* Removes sysfs mounts, namespaces, veths and firewall chains of this engine whose sandbox id
+ * is not in live (n_live); the chains of live ones are kept, and released with their slot. */
 void net_remove_orphans(struct net *n, char **live, unsigned n_live);
 
 /* Removes what net_new() left on the host for bridge: its firewall rules and chain
  * (firewall_remove) and the bridge itself (missing parts are fine). -EBUSY (409) while sandboxes are attached to it, unless
  * force. For uninstalling, and for tests and benches that make a bridge of their own. */
 int net_remove(const char *bridge, bool force, struct error *e);
+
+/* An IPv4 CIDR or address (s, len bytes) as "A.B.C.D/N" with the host bits cleared, into out;
+ * -EINVAL if it is neither. */
+int net_cidr_normalize(const char *s, size_t len, char out[20]);
 
 /* Parses a listen address "HOST:PORT" (IPv4, or "localhost") into sa; name is the
  * setting's name, for the message. */

@@ -27,6 +27,7 @@
 #include "buf.h"
 #include "disk/disk.h"
 #include "fsutil.h"
+#include "strv.h"
 #include "id.h"
 #include "log.h"
 #include "sandbox/agent_client.h"
@@ -361,8 +362,38 @@ void sandbox_teardown(struct engine *eng, const char *id, const char *ip) {
                 log_warn_errno(r, "cannot remove %s, ignoring", path);
 }
 
+/* The list name of the record's network_rules JSON into v (validated by the API at create). */
+static int rules_list(json_t *rules, const char *name, struct strv *v) {
+        json_t *item;
+        size_t i;
+
+        json_array_foreach(json_object_get(rules, name), i, item)
+                if (json_is_string(item) && strv_push(v, strdup(json_string_value(item))) < 0)
+                        return -ENOMEM;
+        return 0;
+}
+
+/* A sandbox's rules of its own, from its record, into allow and deny. */
+static int rules_of(const struct sandbox_rec *rec, struct strv *allow, struct strv *deny, struct error *e) {
+        json_t *rules;
+        int r;
+
+        if (!rec->network_rules || !*rec->network_rules)
+                return 0;
+        rules = json_loads(rec->network_rules, 0, NULL);
+        if (!rules)
+                return error_set(e, EINVAL, ERR_INTERNAL, "the network rules of %s are not JSON", rec->id);
+        r = rules_list(rules, "allow_out", allow);
+        if (r >= 0)
+                r = rules_list(rules, "deny_out", deny);
+        json_decref(rules);
+        return r < 0 ? error_set(e, -r, ERR_INTERNAL, "out of memory") : 0;
+}
+
 int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct error *e) {
+        _cleanup_(strv_done) struct strv allow = {0}, deny = {0};
         struct net_slot slot = {0};
+        struct net_rules rules;
         int r;
 
         rec->ip[0] = 0;
@@ -375,7 +406,10 @@ int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct erro
         }
         if ((r = mount_rootfs(eng, rec, e)) < 0)
                 goto fail;
-        r = net_slot_acquire(eng->net, rec->id, rec->allow_internet_access, &slot, e);
+        if ((r = rules_of(rec, &allow, &deny, e)) < 0)
+                goto fail;
+        rules = (struct net_rules){allow.v, (unsigned) allow.n, deny.v, (unsigned) deny.n};
+        r = net_slot_acquire(eng->net, rec->id, rec->allow_internet_access, &rules, &slot, e);
         if (r < 0)
                 goto fail; /* it gave its address back itself */
         /* Recorded before the container starts: a restarted engine must know which address
@@ -409,6 +443,9 @@ static int fill_new_rec(struct engine *eng, int64_t team_id, const struct sandbo
         rec->memory_mb = o->memory_mb > 0 ? o->memory_mb : eng->cfg.default_memory_mb;
         rec->disk_mb = !eng->disk ? 0 : o->disk_mb > 0 ? o->disk_mb : eng->cfg.default_disk_mb; /* 0: unlimited */
         rec->allow_internet_access = o->allow_internet_access < 0 ? eng->cfg.internet_access : o->allow_internet_access > 0;
+        rec->network_rules = strdup(o->network_rules ? o->network_rules : "");
+        if (!rec->network_rules)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         if (o->secure) {
                 _Static_assert(sizeof(rec->traffic_token) > TRAFFIC_TOKEN_LEN, "traffic_token too small");
                 r = traffic_token_new(rec->traffic_token);

@@ -217,8 +217,10 @@ static const char *const migrations[] = {
         "  pause_kind TEXT NOT NULL DEFAULT '', traffic_token TEXT NOT NULL DEFAULT '',"
         "  template_version TEXT NOT NULL DEFAULT '', disk_mb BIGINT NOT NULL DEFAULT 0);"
         "CREATE INDEX sandboxes_team_state ON sandboxes(team_id, state);",
-        /* 2: egress (issue 15). Older rows get the internet, as a create that does not say. */
-        "ALTER TABLE sandboxes ADD COLUMN allow_internet_access BOOLEAN NOT NULL DEFAULT true;",
+        /* 2: egress (issue 15). Older rows get the internet, as a create that does not say,
+         * and no rules of their own (network_rules: JSON {"allow_out": […], "deny_out": […]}). */
+        "ALTER TABLE sandboxes ADD COLUMN allow_internet_access BOOLEAN NOT NULL DEFAULT true;"
+        "ALTER TABLE sandboxes ADD COLUMN network_rules TEXT NOT NULL DEFAULT '';",
 };
 
 /* Applies migration i; no parameters: constant SQL, several statements (simple protocol). */
@@ -429,7 +431,7 @@ static int key_foreach(struct store *base, void (*fn)(void *, const char *, cons
 #define SANDBOX_COLUMNS                                                                              \
         "seq, id, team_id, template, state, error, created_at, started_at, killed_at, timeout, deadline, " \
         "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version, disk_mb, " \
-        "allow_internet_access"
+        "allow_internet_access, network_rules"
 
 static int row_to_rec(const PGresult *res, int i, struct sandbox_rec *r) {
         *r = (struct sandbox_rec){0};
@@ -457,6 +459,11 @@ static int row_to_rec(const PGresult *res, int i, struct sandbox_rec *r) {
         col_text(res, i, 20, r->template_version, sizeof(r->template_version));
         r->disk_mb = col_i64(res, i, 21);
         r->allow_internet_access = streq(PQgetvalue(res, i, 22), "t");
+        r->network_rules = strdup(PQgetvalue(res, i, 23));
+        if (!r->network_rules) {
+                sandbox_rec_done(r);
+                return -ENOMEM;
+        }
         if (!r->metadata || !r->envs) {
                 sandbox_rec_done(r);
                 return -ENOMEM;
@@ -513,7 +520,8 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
                                 I64(created, r->created_at), I64(timeout, r->timeout), I64(deadline, r->deadline),
                                 I64(idle, r->idle_timeout), I64(last, r->last_activity), r->metadata ? r->metadata : "{}",
                                 r->envs ? r->envs : "{}", cpu, I64(mem, r->memory_mb), r->traffic_token, r->template_version,
-                                I64(disk, r->disk_mb), r->allow_internet_access ? "true" : "false"};
+                                I64(disk, r->disk_mb), r->allow_internet_access ? "true" : "false",
+                                r->network_rules ? r->network_rules : ""};
         _cleanup_pgresult_ PGresult *res = NULL;
         int q;
 
@@ -521,8 +529,8 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
         q = capped(s, r, max_running,
                    "INSERT INTO sandboxes(id, team_id, template, state, created_at, timeout, deadline, idle_timeout,"
                    " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version, disk_mb,"
-                   " allow_internet_access)"
-                   " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) RETURNING seq",
+                   " allow_internet_access, network_rules)"
+                   " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18) RETURNING seq",
                    (int) ELEMENTSOF(values), values, "insert sandbox", &res, e);
         if (q >= 0)
                 r->seq = col_i64(res, 0, 0);

@@ -51,8 +51,10 @@ static const char *const migrations[] = {
         "ALTER TABLE sandboxes ADD COLUMN template_version TEXT NOT NULL DEFAULT '';",
         /* 4: disk limits. Older rows have their files on the state file system, unlimited: 0. */
         "ALTER TABLE sandboxes ADD COLUMN disk_mb INTEGER NOT NULL DEFAULT 0;",
-        /* 5: egress (issue 15). Older rows get the internet, as a create that does not say. */
-        "ALTER TABLE sandboxes ADD COLUMN allow_internet_access INTEGER NOT NULL DEFAULT 1;",
+        /* 5: egress (issue 15). Older rows get the internet, as a create that does not say,
+         * and no rules of their own (network_rules: JSON {"allow_out": […], "deny_out": […]}). */
+        "ALTER TABLE sandboxes ADD COLUMN allow_internet_access INTEGER NOT NULL DEFAULT 1;"
+        "ALTER TABLE sandboxes ADD COLUMN network_rules TEXT NOT NULL DEFAULT '';",
 };
 
 static int db_error(struct sqlite_store *s, struct error *e, const char *what) {
@@ -208,7 +210,7 @@ static int key_foreach(struct store *base, void (*fn)(void *, const char *, cons
 #define SANDBOX_COLUMNS                                                                              \
         "seq, id, team_id, template, state, error, created_at, started_at, killed_at, timeout, deadline, " \
         "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version, disk_mb, " \
-        "allow_internet_access"
+        "allow_internet_access, network_rules"
 
 static void copy_text(char *dst, size_t n, const unsigned char *src) {
         snprintf(dst, n, "%s", src ? (const char *) src : "");
@@ -244,6 +246,11 @@ static int row_to_rec(sqlite3_stmt *st, struct sandbox_rec *r) {
         copy_text(r->template_version, sizeof(r->template_version), sqlite3_column_text(st, 20));
         r->disk_mb = sqlite3_column_int64(st, 21);
         r->allow_internet_access = sqlite3_column_int(st, 22) != 0;
+        r->network_rules = strdup(sqlite3_column_text(st, 23) ? (const char *) sqlite3_column_text(st, 23) : "");
+        if (!r->network_rules) {
+                sandbox_rec_done(r);
+                return -ENOMEM;
+        }
         if (!r->metadata || !r->envs) {
                 sandbox_rec_done(r);
                 return -ENOMEM;
@@ -290,8 +297,8 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
         if (sqlite3_prepare_v2(s->db,
                                "INSERT INTO sandboxes(id, team_id, template, state, created_at, timeout, deadline, idle_timeout,"
                                " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version, disk_mb,"
-                               " allow_internet_access)"
-                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"
+                               " allow_internet_access, network_rules)"
+                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)"
                                " RETURNING seq",
                                -1, &st, NULL) != SQLITE_OK) {
                 q = db_error(s, e, "prepare insert");
@@ -315,6 +322,7 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
         sqlite3_bind_text(st, 15, r->template_version, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 16, r->disk_mb);
         sqlite3_bind_int(st, 17, r->allow_internet_access);
+        sqlite3_bind_text(st, 18, r->network_rules ? r->network_rules : "", -1, SQLITE_TRANSIENT);
         if (sqlite3_step(st) != SQLITE_ROW)
                 q = db_error(s, e, "insert sandbox");
         else

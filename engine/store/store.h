@@ -69,6 +69,7 @@ struct sandbox_rec {
         enum pause_kind pause_kind;
         char traffic_token[48]; /* secure sandboxes: what preview requests must carry; "" = open */
         bool allow_internet_access; /* its address comes from the pool's half that goes out (net.h) */
+        char *network_rules;   /* "" or JSON {"allow_out": [CIDR…], "deny_out": [CIDR…]}, owned */
         int64_t seq;           /* insertion order, for pagination */
 };
 

@@ -31,6 +31,8 @@ from it import Engine, rand_suffix, start_engine
 from test_network import TEST_NET, host_uses, run, sandbox_ipv4, sh
 
 METADATA = "169.254.169.254"
+ON = {"allow_internet_access": True, "allow_out": [], "deny_out": []}
+OFF = {"allow_internet_access": False, "allow_out": [], "deny_out": []}
 
 # Runs in the namespace: an HTTP server on every address of it, port 80, that answers with
 # who connected; a DNS server on port 53 (UDP) that answers A queries for allowed.test and
@@ -94,6 +96,7 @@ class FakeInternet:
         self.name = "ai2t-inet-" + sfx
         self.host_if, self.ns_if = "ai2tih" + sfx, "ai2tin" + sfx
         self.host_ip, self.server_ip, self.denied_ip = f"198.19.{r}.1", f"198.19.{r}.2", f"198.19.{r}.66"
+        self.other_ip = f"198.19.{r}.130"  # for a sandbox's own rules
         self.deny_out = f"198.19.{r}.64/26"
         self.proc: Optional[subprocess.Popen[str]] = None
         self.metadata_routed = False
@@ -111,7 +114,7 @@ class FakeInternet:
                 f.write("1")
         run("ip", "addr", "add", f"{self.host_ip}/24", "dev", self.host_if)
         run("ip", "link", "set", self.host_if, "up")
-        for addr in (f"{self.server_ip}/24", f"{self.denied_ip}/24", f"{METADATA}/32"):
+        for addr in (f"{self.server_ip}/24", f"{self.denied_ip}/24", f"{self.other_ip}/24", f"{METADATA}/32"):
             run("ip", "-n", self.name, "addr", "add", addr, "dev", self.ns_if)
         run("ip", "-n", self.name, "link", "set", self.ns_if, "up")
         run("ip", "-n", self.name, "link", "set", "lo", "up")
@@ -128,7 +131,7 @@ class FakeInternet:
         assert self.proc.stdout.readline().strip() == "ready", "the fake internet's servers did not start"
         # Up, and reached from the host by each address (the host's own traffic is not the
         # engine's to filter): what a sandbox fails to reach is there.
-        for addr in (self.server_ip, self.denied_ip, METADATA):
+        for addr in (self.server_ip, self.denied_ip, self.other_ip, METADATA):
             with socket.create_connection((addr, 80), timeout=3) as c:
                 c.sendall(b"GET / HTTP/1.0\r\n\r\n")
                 assert b"fake-internet" in c.makefile("rb").read()
@@ -217,7 +220,7 @@ def reached(results: dict) -> dict:
 def test_default_sandbox_reaches_the_internet_by_address_and_name(eng: Engine, team: str, inet: FakeInternet) -> None:
     s = eng.sandbox(team)
     try:
-        assert s.get_info()["network"] == {"allow_internet_access": True}
+        assert s.get_info()["network"] == ON
         gateway = str(ipaddress.ip_network(eng.net_pool)[1])
         assert s.files.read("/etc/resolv.conf").split() == ["nameserver", gateway]
         res = probe(s, f"{inet.server_ip}:80", "allowed.test:80")
@@ -236,7 +239,7 @@ def test_default_sandbox_reaches_the_internet_by_address_and_name(eng: Engine, t
 def test_no_internet_reaches_nothing_and_fails_at_once(eng: Engine, team: str, inet: FakeInternet) -> None:
     s = eng.sandbox(team, allow_internet_access=False)
     try:
-        assert s.get_info()["network"] == {"allow_internet_access": False}
+        assert s.get_info()["network"] == OFF
         before = len(inet.peers())
         res = probe(s, f"{inet.server_ip}:80", f"{inet.server_ip}:443", "allowed.test:80", f"{METADATA}:80")
         assert not reached(res), res
@@ -261,10 +264,10 @@ def test_sdk_create_forms_pass_the_option(eng: Engine, team: str) -> None:
         finally:
             await a.kill()
 
-    assert asyncio.run(async_info()) == {"allow_internet_access": False}
+    assert asyncio.run(async_info()) == OFF
     b = Sandbox.create(api_key=team, api_url=eng.url, allow_internet_access=False)
     try:
-        assert b.get_info()["network"] == {"allow_internet_access": False}
+        assert b.get_info()["network"] == OFF
     finally:
         b.kill()
 
@@ -311,13 +314,41 @@ def test_pause_and_resume_keep_the_policy(eng: Engine, team: str, inet: FakeInte
             for s in (on, off):
                 s.pause(keep_memory=keep_memory)
                 s.resume()
-            assert on.get_info()["network"] == {"allow_internet_access": True}
-            assert off.get_info()["network"] == {"allow_internet_access": False}
+            assert on.get_info()["network"] == ON
+            assert off.get_info()["network"] == OFF
             assert reached(probe(on, "allowed.test:80")), keep_memory
             assert not reached(probe(off, f"{inet.server_ip}:80")), keep_memory
     finally:
         on.kill()
         off.kill()
+
+
+def test_a_sandboxs_own_rules(eng: Engine, team: str, inet: FakeInternet) -> None:
+    """network.deny_out on top of the internet; network.allow_out without it (and the
+    engine's deny list still above both); kept across pause and resume."""
+    deny = eng.sandbox(team, network={"deny_out": [inet.server_ip]})
+    allow = eng.sandbox(team, allow_internet_access=False,
+                        network={"allow_out": [f"{inet.server_ip}/32", inet.deny_out, "169.254.0.0/16"]})
+    try:
+        assert deny.get_info()["network"] == {"allow_internet_access": True, "allow_out": [],
+                                              "deny_out": [f"{inet.server_ip}/32"]}
+        assert allow.get_info()["network"]["allow_out"] == [f"{inet.server_ip}/32", inet.deny_out, "169.254.0.0/16"]
+        for rnd in range(2):
+            res = probe(deny, f"{inet.server_ip}:80", "allowed.test:80", f"{inet.other_ip}:80", f"{inet.denied_ip}:80")
+            assert set(reached(res)) == {f"{inet.other_ip}:80"}, res
+            assert res[f"{inet.server_ip}:80"][1] < 2.0, res
+            res = probe(allow, f"{inet.server_ip}:80", "allowed.test:80", f"{inet.other_ip}:80", f"{inet.denied_ip}:80",
+                        f"{METADATA}:80")
+            assert set(reached(res)) == {f"{inet.server_ip}:80", "allowed.test:80"}, res
+            for t, (what, took) in res.items():
+                assert took < 2.0, (t, what, took)
+            if rnd == 0:
+                for s in (deny, allow):
+                    s.pause()
+                    s.resume()
+    finally:
+        deny.kill()
+        allow.kill()
 
 
 def engine_rules(bridge: str) -> Tuple[List[str], List[str]]:
@@ -332,12 +363,20 @@ def test_create_and_kill_leave_the_ruleset_as_it_was(eng: Engine, team: str) -> 
     before = engine_rules(eng.bridge)
     assert before[0] and before[1], before
     for i in range(20):
-        s = eng.sandbox(team, allow_internet_access=bool(i % 2))
+        rules = {"deny_out": ["203.0.113.7"]} if i % 3 == 0 else None
+        s = eng.sandbox(team, allow_internet_access=bool(i % 2), network=rules)
         if i % 5 == 0:
             s.pause()
             s.resume()
         s.kill()
     assert engine_rules(eng.bridge) == before
-    # And a restart puts back the same rules, once.
+    # And a restart puts back the same rules, once; a live sandbox's own chain stays while it
+    # lives and goes when it is killed while the engine is down.
+    live = eng.sandbox(team, network={"deny_out": ["203.0.113.7"]})
+    with_live = engine_rules(eng.bridge)
+    # Its chain: DNS, its deny_out, the internet; and the jump to it.
+    assert len(with_live[0]) == len(before[0]) + 4, with_live
     eng.restart()
+    assert engine_rules(eng.bridge) == with_live
+    live.kill()
     assert engine_rules(eng.bridge) == before

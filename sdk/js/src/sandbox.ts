@@ -97,8 +97,11 @@ export interface SandboxInfo {
    * null when it runs no preview proxy.
    */
   preview: { scheme: "http" | "https"; domain: string } | null;
-  /** What the sandbox may reach: `allow_internet_access` as created (or the engine's default). */
-  network: { allow_internet_access: boolean };
+  /**
+   * What the sandbox may reach: `allow_internet_access` as created (or the engine's
+   * default), and its own `allowOut` / `denyOut` ranges (normalized CIDRs; empty when none).
+   */
+  network: { allow_internet_access: boolean; allow_out: string[]; deny_out: string[] };
 }
 
 /** Options of `Sandbox.create`. */
@@ -138,6 +141,12 @@ export interface SandboxOpts extends ConnectionOpts {
    * resume; shown in `getInfo().network`.
    */
   allowInternetAccess?: boolean;
+  /**
+   * Rules of the sandbox's own, IPv4 CIDRs (domain names later): `allowOut`, ranges it
+   * reaches even without internet access; `denyOut`, ranges it never reaches. `allowOut`
+   * wins over `denyOut`; the engine's own deny list wins over both.
+   */
+  network?: { allowOut?: string[]; denyOut?: string[] };
   /** Aborts the call. */
   signal?: AbortSignal;
 }
@@ -263,6 +272,12 @@ export class Sandbox {
     if (opts.diskMb !== undefined) body["disk_mb"] = opts.diskMb;
     if (opts.secure) body["secure"] = true;
     if (opts.allowInternetAccess !== undefined) body["allow_internet_access"] = opts.allowInternetAccess;
+    if (opts.network !== undefined) {
+      const network: Record<string, string[]> = {};
+      if (opts.network.allowOut !== undefined) network["allow_out"] = [...opts.network.allowOut];
+      if (opts.network.denyOut !== undefined) network["deny_out"] = [...opts.network.denyOut];
+      body["network"] = network;
+    }
     const info = expectSandbox(await transport.request("POST", "/v1/sandboxes", { body, signal: opts.signal }));
     return new this(info, transport, opts.domain) as InstanceType<S>;
   }
