@@ -6,6 +6,7 @@
  *             FORWARD  -i <bridge>                                 AI2IN-FWD-<bridge>
  *             FORWARD  -o <bridge>                                 AI2IN-FWD-<bridge>
  *             AI2IN-FWD-<bridge>  -o <bridge> ESTABLISHED,RELATED  ACCEPT   replies to sandboxes
+ *                                 -i <bridge>                      AI2IN-SBX-<bridge>  (own rules)
  *                                 -i <bridge> -s EGRESS            AI2IN-OUT-<bridge>
  *                                 -i <bridge>                      REJECT   (no waiting for a timeout)
  *                                                                  DROP     the forward policy
@@ -13,17 +14,22 @@
  *                                 169.254.0.0/16, the pool, deny-out REJECT the engine's deny list
  *                                                                  ACCEPT   the internet
  *   nat       PREROUTING  -i <bridge>  AI2IN-DNS-<bridge>: gateway:53 DNAT to the resolver
- *             POSTROUTING ! -o <bridge> AI2IN-NAT-<bridge>: -s EGRESS MASQUERADE
+ *             POSTROUTING ! -o <bridge> AI2IN-NAT-<bridge>: -s POOL MASQUERADE
  *   ip6tables INPUT    -i <bridge>                                 DROP     (sandboxes have no
  *             FORWARD  -i <bridge>, -o <bridge>                    DROP      IPv6: second line)
  *
  * Policy by address class, not per sandbox: EGRESS is the half of the pool that sandboxes
  * allowed out take their addresses from (net.c), so creating or killing a sandbox runs no
  * iptables at all (one run costs 6-16 ms: bench/README.md) and no rule can outlive its
- * sandbox. The engine's chains are (re)loaded whole at start in one transaction; the jumps
- * to them in the built-in chains are kept above every rule that is not the engine's
- * (Docker, Podman, ufw and firewalld insert rules of their own), whatever the host's
- * policies and net.ipv4.ip_forward.
+ * sandbox. Only a sandbox with rules of its own (network.allow_out / deny_out) gets a chain,
+ * AI2IN-<veth>, jumped to from AI2IN-SBX-<bridge> (right after the replies in
+ * AI2IN-FWD-<bridge>) by its source address: one iptables-restore when its slot is made,
+ * one listing and one restore when it is released, a sweep at start for sandboxes no longer
+ * live. The engine's chains are (re)loaded whole at start in one transaction
+ * (AI2IN-SBX-<bridge> excepted: it holds live sandboxes' jumps); the jumps to them in the
+ * built-in chains are kept above every rule that is not the engine's (Docker, Podman, ufw
+ * and firewalld insert rules of their own), whatever the host's policies and
+ * net.ipv4.ip_forward.
  */
 #pragma once
 
