@@ -366,3 +366,17 @@ int firewall_sandbox_sweep(const char *bridge, bool (*drop)(const char *veth, co
                 log_warn("%s, ignoring", e.message);
         return (int) dropped;
 }
+
+int firewall_sandbox_remove(const char *bridge, const char *veth, const char *ip) {
+        _cleanup_buf_ struct buf text;
+        struct error e = {0};
+        struct names nm;
+
+        names_init(&nm, bridge);
+        buf_init(&text, 4096);
+        if (buf_printf(&text, "*filter\n-D %s -s %s/32 -m comment --comment %s -j AI2IN-%s\n-F AI2IN-%s\n-X AI2IN-%s\nCOMMIT\n",
+                       nm.sbx, ip, nm.comment, veth, veth, veth) < 0 ||
+            restore(&text, bridge, &e) < 0)
+                return -EIO;
+        return 0;
+}

@@ -78,3 +78,7 @@ int firewall_sandbox_add(const char *bridge, const struct firewall_sandbox *s, s
  * drop(veth, ip, data) says so, in one transaction. Returns how many (failures are logged
  * and ignored: teardown goes on). */
 int firewall_sandbox_sweep(const char *bridge, bool (*drop)(const char *veth, const char *ip, void *data), void *data);
+
+/* Removes the chain of the sandbox with that veth and its jump (source ip), without listing
+ * anything first: one iptables-restore. -EIO if they were not as made (then sweep). */
+int firewall_sandbox_remove(const char *bridge, const char *veth, const char *ip);

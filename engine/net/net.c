@@ -594,7 +594,8 @@ static bool is_veth(const char *veth, const char *ip, void *data) {
 }
 
 void net_slot_release(struct net *n, const struct net_slot *s) {
-        if (has_rules(n, s->ip))
+        /* The jump is known: removed without a listing, unless it is not as made. */
+        if (has_rules(n, s->ip) && firewall_sandbox_remove(n->bridge, s->veth, s->ip) < 0)
                 (void) firewall_sandbox_sweep(n->bridge, is_veth, (void *) s->veth);
         veth_delete(s->veth);
         sysfs_remove(s->sysfs_path);
