@@ -219,8 +219,8 @@ static const char *const migrations[] = {
         "CREATE INDEX sandboxes_team_state ON sandboxes(team_id, state);",
         /* 2: egress (issue 15). Older rows get the internet, as a create that does not say,
          * and no rules of their own (network_rules: JSON {"allow_out": […], "deny_out": […]}). */
-        "ALTER TABLE sandboxes ADD COLUMN allow_internet_access BOOLEAN NOT NULL DEFAULT true;"
-        "ALTER TABLE sandboxes ADD COLUMN network_rules TEXT NOT NULL DEFAULT '';",
+        /* One literal: clang takes two adjacent ones in an array for a missing comma. */
+        "ALTER TABLE sandboxes ADD COLUMN allow_internet_access BOOLEAN NOT NULL DEFAULT true, ADD COLUMN network_rules TEXT NOT NULL DEFAULT '';",
 };
 
 /* Applies migration i; no parameters: constant SQL, several statements (simple protocol). */

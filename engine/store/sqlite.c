@@ -53,8 +53,8 @@ static const char *const migrations[] = {
         "ALTER TABLE sandboxes ADD COLUMN disk_mb INTEGER NOT NULL DEFAULT 0;",
         /* 5: egress (issue 15). Older rows get the internet, as a create that does not say,
          * and no rules of their own (network_rules: JSON {"allow_out": […], "deny_out": […]}). */
-        "ALTER TABLE sandboxes ADD COLUMN allow_internet_access INTEGER NOT NULL DEFAULT 1;"
-        "ALTER TABLE sandboxes ADD COLUMN network_rules TEXT NOT NULL DEFAULT '';",
+        /* One literal: clang takes two adjacent ones in an array for a missing comma. */
+        "ALTER TABLE sandboxes ADD COLUMN allow_internet_access INTEGER NOT NULL DEFAULT 1; ALTER TABLE sandboxes ADD COLUMN network_rules TEXT NOT NULL DEFAULT '';",
 };
 
 static int db_error(struct sqlite_store *s, struct error *e, const char *what) {
