@@ -20,7 +20,7 @@
  *
  * Policy by address class, not per sandbox: EGRESS is the half of the pool that sandboxes
  * allowed out take their addresses from (net.c), so creating or killing a sandbox runs no
- * iptables at all (one run costs 6-16 ms: bench/README.md) and no rule can outlive its
+ * iptables at all (one run costs more than a create may add: bench/README.md) and no rule can outlive its
  * sandbox. Only a sandbox with rules of its own (network.allow_out / deny_out) gets a chain,
  * AI2IN-<veth>, jumped to from AI2IN-SBX-<bridge> (right after the replies in
  * AI2IN-FWD-<bridge>) by its source address: one iptables-restore when its slot is made,
