@@ -20,6 +20,7 @@ import json
 import os
 import random
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -380,3 +381,19 @@ def test_create_and_kill_leave_the_ruleset_as_it_was(eng: Engine, team: str) -> 
     assert engine_rules(eng.bridge) == with_live
     live.kill()
     assert engine_rules(eng.bridge) == before
+
+
+def test_restart_removes_the_chain_of_a_dead_sandbox(eng: Engine, team: str) -> None:
+    """A sandbox with rules of its own whose container dies while the engine is down: the
+    restarted engine tears it down, its chain included."""
+    before = engine_rules(eng.bridge)
+    s = eng.sandbox(team, network={"deny_out": ["203.0.113.9"]})
+    assert engine_rules(eng.bridge) != before
+    eng.stop(signal.SIGKILL)
+    for state in [p for p in (os.path.join(d, "state.json") for d, _, f in os.walk(eng.run_dir) if "state.json" in f)
+                  if s.id in p]:
+        root = os.path.dirname(os.path.dirname(state))
+        run("runc", "--root", root, "delete", "--force", s.id)
+    eng.start()
+    assert engine_rules(eng.bridge) == before
+    assert eng.connect(s.id, team).get_info()["state"] == "error"
