@@ -41,6 +41,11 @@ static const struct opt opts[] = {
         S("agent", agent, "", "ai2in-agent binary (default: beside ai2ind)"),
         S("bridge", bridge, "ai2in0", "bridge the sandboxes' veths attach to"),
         S("net-pool", net_pool, "10.77.0.0/16", "sandbox address pool (CIDR); .1 is the bridge"),
+        S("internet-access", internet_access_setting, "on",
+          "on: a sandbox reaches the internet (through NAT) unless created with allow_internet_access false; off: only if created with it true"),
+        S("deny-out", deny_out, "",
+          "comma list of IPv4 CIDRs no sandbox may reach, whatever it asks (beside the engine's own: the host, the pool, 169.254.0.0/16)"),
+        S("dns", dns, "", "resolver the sandboxes' DNS goes to (IPv4; default: the host's first non-loopback nameserver)"),
         S("cgroup-parent", cgroup_parent, "ai2in", "cgroup under which sandboxes are placed"),
         S("log-level", log_level, "info", "debug, info, warn or error"),
         S("node-name", node_name, "", "this engine's name among the nodes sharing its database: 1-63 of a-z 0-9 - . (default: the host name)"),
@@ -208,6 +213,14 @@ static int load_flags(struct config *c, int argc, char **argv, bool config_only,
         }
         if (ret_argi)
                 *ret_argi = i;
+        return 0;
+}
+
+static int fill_internet_access(struct config *c, struct error *e) {
+        if (!streq(c->internet_access_setting, "on") && !streq(c->internet_access_setting, "off"))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "internet-access must be on or off, not '%.32s'",
+                                 c->internet_access_setting);
+        c->internet_access = streq(c->internet_access_setting, "on");
         return 0;
 }
 
@@ -399,6 +412,9 @@ static int fill_derived(struct config *c, struct error *e) {
         r = fill_disk_volume(c, e);
         if (r < 0)
                 return r;
+        r = fill_internet_access(c, e);
+        if (r < 0)
+                return r;
         r = fill_limits(c, e);
         if (r < 0)
                 return r;
@@ -454,6 +470,6 @@ void config_help(FILE *f) {
                 char env[64];
                 env_name(opts[i].name, env, sizeof(env));
                 fprintf(f, "  --%-26s %s (default %s; env %s)\n", opts[i].name, opts[i].help,
-                        *opts[i].def ? opts[i].def : streq(opts[i].name, "database") ? "none" : "see text", env);
+                        *opts[i].def ? opts[i].def : streq(opts[i].name, "database") || streq(opts[i].name, "deny-out") ? "none" : "see text", env);
         }
 }

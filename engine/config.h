@@ -26,6 +26,10 @@ struct config {
         char *agent;         /* ai2in-agent beside the ai2ind binary */
         char *bridge;        /* ai2in0 */
         char *net_pool;      /* 10.77.0.0/16 */
+        char *dns;           /* upstream resolver of the sandboxes; "": the host's (net/dns.h) */
+        char *deny_out;      /* comma list of CIDRs no sandbox may reach; "" */
+        char *internet_access_setting; /* "on" | "off", read into internet_access */
+        bool internet_access; /* a create that does not say gets the internet */
         char *cgroup_parent; /* ai2in */
         char *log_level;     /* info */
         char *node_name;     /* this engine's name among the nodes sharing its store; default: the host name */

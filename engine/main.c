@@ -265,8 +265,9 @@ static int serve_setup(struct engine *eng, struct error *e) {
         if ((r = locks_new(&eng->locks)) < 0)
                 return error_set(e, r, ERR_INTERNAL, "out of memory");
         userns_host_limits(eng->cfg.sandbox_inotify_instances, eng->cfg.sandbox_inotify_watches);
-        if ((r = runtime_new(eng->cfg.runtime, runc_root, &eng->runtime, e)) < 0 ||
-            (r = net_new(eng->cfg.bridge, eng->cfg.net_pool, eng->cfg.run_dir, &eng->net, e)) < 0 ||
+        struct net_config nc = {.bridge = eng->cfg.bridge, .pool = eng->cfg.net_pool, .run_dir = eng->cfg.run_dir,
+                                .dns = eng->cfg.dns, .deny_out = eng->cfg.deny_out};
+        if ((r = runtime_new(eng->cfg.runtime, runc_root, &eng->runtime, e)) < 0 || (r = net_new(&nc, &eng->net, e)) < 0 ||
             (r = node_register(eng, e)) < 0 || (r = reconcile(eng, e)) < 0 ||
             (r = reaper_start(eng, e)) < 0)
                 return r;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/net.h"
 #include "sandbox/sandbox.h"
 #include "timeutil.h"
 
@@ -33,6 +34,17 @@ static json_t *preview_json(const struct config *cfg) {
         return json_pack("{s:s, s:s}", "scheme", cfg->preview_scheme, "domain", cfg->preview_domain);
 }
 
+/* What a sandbox may reach: allow_internet_access and its own lists (empty when none). */
+static json_t *network_json(const struct sandbox_rec *r) {
+        json_t *rules = r->network_rules && *r->network_rules ? json_loads(r->network_rules, 0, NULL) : NULL;
+        json_t *allow = json_object_get(rules, "allow_out"), *deny = json_object_get(rules, "deny_out");
+        json_t *j = json_pack("{s:b, s:o, s:o}", "allow_internet_access", r->allow_internet_access, "allow_out",
+                              allow ? json_incref(allow) : json_array(), "deny_out", deny ? json_incref(deny) : json_array());
+
+        json_decref(rules);
+        return j;
+}
+
 json_t *sandbox_to_json(const struct config *cfg, const struct sandbox_rec *r) {
         json_t *meta = json_loads(r->metadata ? r->metadata : "{}", 0, NULL);
         const char *kind = r->state == SANDBOX_RUNNING ? NULL : pause_kind_to_string(r->pause_kind);
@@ -54,7 +66,8 @@ json_t *sandbox_to_json(const struct config *cfg, const struct sandbox_rec *r) {
                   json_object_set_new(j, "node", json_string(r->node)) < 0 ||
                   json_object_set_new(j, "disk_mb", r->disk_mb > 0 ? json_integer(r->disk_mb) : json_null()) < 0 ||
                   json_object_set_new(j, "template_version", *r->template_version ? json_string(r->template_version) : json_null()) < 0 ||
-                  json_object_set_new(j, "traffic_access_token", *r->traffic_token ? json_string(r->traffic_token) : json_null()) < 0)) {
+                  json_object_set_new(j, "traffic_access_token", *r->traffic_token ? json_string(r->traffic_token) : json_null()) < 0 ||
+                  json_object_set_new(j, "network", network_json(r)) < 0)) {
                 json_decref(j);
                 return NULL;
         }
@@ -182,9 +195,66 @@ static int get_disk_mb(json_t *body, const struct config *cfg, int64_t *ret, str
         return get_int(body, "disk_mb", 16, max, "MiB", ret, e);
 }
 
+#define MAX_NETWORK_RULES 64
+
+/* One list of "network" into out (normalized CIDRs). Domain names are for later (issue 15). */
+static int network_list(json_t *network, const char *name, json_t *out, struct error *e) {
+        json_t *v = json_object_get(network, name), *item;
+        size_t i;
+
+        if (!v || json_is_null(v))
+                return 0;
+        if (!json_is_array(v) || json_array_size(v) > MAX_NETWORK_RULES)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "network.%s must be an array of at most %d IPv4 CIDRs", name,
+                                 MAX_NETWORK_RULES);
+        json_array_foreach(v, i, item) {
+                char cidr[20];
+                if (!json_is_string(item) ||
+                    net_cidr_normalize(json_string_value(item), json_string_length(item), cidr) < 0)
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                         "network.%s[%zu] must be an IPv4 CIDR such as 10.1.2.0/24 (domain names are not supported yet)",
+                                         name, i);
+                json_array_append_new(out, json_string(cidr));
+        }
+        return 0;
+}
+
+/* "network": {"allow_out": [CIDR…], "deny_out": [CIDR…]} into *ret as compact JSON ("" when
+ * both are empty). */
+static int get_network(json_t *body, char **ret, struct error *e) {
+        json_t *v = json_object_get(body, "network"), *allow, *deny, *rules;
+        static const char *const fields[] = {"allow_out", "deny_out"};
+        int r;
+
+        if (!v || json_is_null(v))
+                return 0;
+        if (!json_is_object(v))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "network must be an object with allow_out and deny_out");
+        r = check_fields(v, fields, ELEMENTSOF(fields), e);
+        if (r < 0)
+                return r;
+        allow = json_array();
+        deny = json_array();
+        if ((r = network_list(v, "allow_out", allow, e)) < 0 || (r = network_list(v, "deny_out", deny, e)) < 0) {
+                json_decref(allow);
+                json_decref(deny);
+                return r;
+        }
+        if (json_array_size(allow) == 0 && json_array_size(deny) == 0) {
+                json_decref(allow);
+                json_decref(deny);
+                return 0;
+        }
+        rules = json_pack("{s:o, s:o}", "allow_out", allow, "deny_out", deny);
+        *ret = rules ? json_dumps(rules, JSON_COMPACT) : NULL;
+        json_decref(rules);
+        return *ret ? 0 : error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+}
+
 static int parse_create(json_t *body, const struct config *cfg, struct sandbox_create_opts *o, char **meta, char **envs,
-                        struct error *e) {
-        static const char *const fields[] = {"template", "timeout", "metadata", "envs", "cpu_count", "memory_mb", "disk_mb", "secure"};
+                        char **network, struct error *e) {
+        static const char *const fields[] = {"template", "timeout", "metadata", "envs", "cpu_count", "memory_mb", "disk_mb", "secure",
+                                             "allow_internet_access", "network"};
         json_t *v;
         int r;
 
@@ -201,7 +271,7 @@ static int parse_create(json_t *body, const struct config *cfg, struct sandbox_c
             (r = get_memory_mb(body, cfg->max_memory_mb, &o->memory_mb, e)) < 0 ||
             (r = get_disk_mb(body, cfg, &o->disk_mb, e)) < 0 ||
             (r = api_string_map(body, "metadata", MAX_METADATA, false, meta, e)) < 0 ||
-            (r = api_string_map(body, "envs", MAX_ENVS, true, envs, e)) < 0)
+            (r = api_string_map(body, "envs", MAX_ENVS, true, envs, e)) < 0 || (r = get_network(body, network, e)) < 0)
                 return r;
         v = json_object_get(body, "cpu_count");
         if (v && !json_is_null(v)) {
@@ -215,14 +285,22 @@ static int parse_create(json_t *body, const struct config *cfg, struct sandbox_c
                         return error_set(e, EINVAL, ERR_BAD_REQUEST, "secure must be true or false");
                 o->secure = json_is_true(v);
         }
+        v = json_object_get(body, "allow_internet_access");
+        o->allow_internet_access = -1; /* the engine's internet-access setting */
+        if (v && !json_is_null(v)) {
+                if (!json_is_boolean(v))
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "allow_internet_access must be true or false");
+                o->allow_internet_access = json_is_true(v);
+        }
         o->metadata = *meta;
         o->envs = *envs;
+        o->network_rules = *network;
         return 0;
 }
 
 int api_sandbox_create(struct api_request *req, struct api_response *resp, struct error *e) {
         struct sandbox_create_opts o = {0};
-        _cleanup_free_ char *meta = NULL, *envs = NULL;
+        _cleanup_free_ char *meta = NULL, *envs = NULL, *network = NULL;
         struct sandbox_rec rec;
         json_t *body;
         int r;
@@ -230,7 +308,7 @@ int api_sandbox_create(struct api_request *req, struct api_response *resp, struc
         r = api_body_object(req, &body, e);
         if (r < 0)
                 return r;
-        r = parse_create(body, &req->eng->cfg, &o, &meta, &envs, e);
+        r = parse_create(body, &req->eng->cfg, &o, &meta, &envs, &network, e);
         if (r >= 0)
                 r = sandbox_create(req->eng, req->team_id, &o, &rec, e);
         json_decref(body);

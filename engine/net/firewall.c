@@ -7,12 +7,15 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "buf.h"
+#include "fsutil.h"
 #include "log.h"
 #include "spawn.h"
 
-#define SPEC_MAX 14
+#define SPEC_MAX 16
 #define DELETE_MAX 64   /* copies of one rule removed at most (someone may have added more) */
 #define LISTING_MAX (4 << 20)
 
@@ -20,6 +23,10 @@ struct names {
         const char *bridge;
         char comment[32]; /* ai2in:<bridge>; a bridge name has at most 15 characters */
         char chain[32];   /* AI2IN-FWD-<bridge>: 25 at most, iptables allows 28 */
+        char out[32];     /* AI2IN-OUT-<bridge>: the egress policy (filter) */
+        char dns[32];     /* AI2IN-DNS-<bridge>: the gateway's port 53 to the resolver (nat) */
+        char nat[32];     /* AI2IN-NAT-<bridge>: the masquerade (nat) */
+        char sbx[32];     /* AI2IN-SBX-<bridge>: jumps to the chains of sandboxes with rules of their own */
 };
 
 /* A rule: what follows the chain's name, NULL-terminated. */
@@ -30,6 +37,7 @@ struct rule {
 /* A built-in chain and the engine's rules in it, top to bottom. */
 struct group {
         const char *tool;
+        const char *table; /* "filter" or "nat" */
         const char *chain;
         unsigned n;
         struct rule rules[2];
@@ -37,22 +45,28 @@ struct group {
 
 #define TAG(nm) "-m", "comment", "--comment", (nm)->comment
 
-static unsigned groups(const struct names *nm, bool ipv6, struct group out[4]) {
+#define GROUPS_MAX 6
+
+static unsigned groups(const struct names *nm, bool ipv6, struct group out[GROUPS_MAX]) {
         const char *br = nm->bridge;
         unsigned n = 0;
 
-        out[n++] = (struct group){"iptables", "INPUT", 2, {
+        out[n++] = (struct group){"iptables", "filter", "INPUT", 2, {
                 {{"-i", br, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", TAG(nm), "-j", "ACCEPT", NULL}},
                 {{"-i", br, TAG(nm), "-j", "DROP", NULL}},
         }};
-        out[n++] = (struct group){"iptables", "FORWARD", 2, {
+        out[n++] = (struct group){"iptables", "filter", "FORWARD", 2, {
                 {{"-i", br, TAG(nm), "-j", nm->chain, NULL}},
                 {{"-o", br, TAG(nm), "-j", nm->chain, NULL}},
         }};
+        /* Above any other owner's too: a DNAT or a masquerade of theirs met first would take
+         * the packet elsewhere, or out with the wrong address. */
+        out[n++] = (struct group){"iptables", "nat", "PREROUTING", 1, {{{"-i", br, TAG(nm), "-j", nm->dns, NULL}}}};
+        out[n++] = (struct group){"iptables", "nat", "POSTROUTING", 1, {{{"!", "-o", br, TAG(nm), "-j", nm->nat, NULL}}}};
         if (!ipv6)
                 return n;
-        out[n++] = (struct group){"ip6tables", "INPUT", 1, {{{"-i", br, TAG(nm), "-j", "DROP", NULL}}}};
-        out[n++] = (struct group){"ip6tables", "FORWARD", 2, {
+        out[n++] = (struct group){"ip6tables", "filter", "INPUT", 1, {{{"-i", br, TAG(nm), "-j", "DROP", NULL}}}};
+        out[n++] = (struct group){"ip6tables", "filter", "FORWARD", 2, {
                 {{"-i", br, TAG(nm), "-j", "DROP", NULL}},
                 {{"-o", br, TAG(nm), "-j", "DROP", NULL}},
         }};
@@ -63,16 +77,22 @@ static void names_init(struct names *nm, const char *bridge) {
         nm->bridge = bridge;
         snprintf(nm->comment, sizeof(nm->comment), "ai2in:%s", bridge);
         snprintf(nm->chain, sizeof(nm->chain), "AI2IN-FWD-%s", bridge);
+        snprintf(nm->out, sizeof(nm->out), "AI2IN-OUT-%s", bridge);
+        snprintf(nm->dns, sizeof(nm->dns), "AI2IN-DNS-%s", bridge);
+        snprintf(nm->nat, sizeof(nm->nat), "AI2IN-NAT-%s", bridge);
+        snprintf(nm->sbx, sizeof(nm->sbx), "AI2IN-SBX-%s", bridge);
 }
 
-/* Runs `tool -w op chain [pos] spec…`; as spawn_check. */
-static int rule_run(const char *tool, const char *op, const char *chain, const char *pos, const char *const *spec,
-                    char *err, size_t errlen) {
-        char *argv[6 + SPEC_MAX];
+/* Runs `tool -w -t table op chain [pos] spec…`; as spawn_check. */
+static int rule_run(const char *tool, const char *table, const char *op, const char *chain, const char *pos,
+                    const char *const *spec, char *err, size_t errlen) {
+        char *argv[8 + SPEC_MAX];
         unsigned i = 0;
 
         argv[i++] = (char *) tool;
         argv[i++] = "-w";
+        argv[i++] = "-t";
+        argv[i++] = (char *) table;
         argv[i++] = (char *) op;
         argv[i++] = (char *) chain;
         if (pos)
@@ -88,7 +108,7 @@ static unsigned delete_all(const struct group *g) {
         unsigned n = 0;
 
         for (unsigned i = 0; i < g->n; i++)
-                for (unsigned k = 0; k < DELETE_MAX && rule_run(g->tool, "-D", g->chain, NULL, g->rules[i].spec, NULL, 0) >= 0; k++)
+                for (unsigned k = 0; k < DELETE_MAX && rule_run(g->tool, g->table, "-D", g->chain, NULL, g->rules[i].spec, NULL, 0) >= 0; k++)
                         n++;
         return n;
 }
@@ -109,7 +129,7 @@ static bool has_comment(const char *line, const char *c) {
 /* Whether g's chain holds exactly g->n rules of the engine and none of them comes after a
  * rule of another owner. */
 static bool in_place(const struct group *g, const struct names *nm) {
-        char *argv[] = {(char *) g->tool, "-w", "-S", (char *) g->chain, NULL};
+        char *argv[] = {(char *) g->tool, "-w", "-t", (char *) g->table, "-S", (char *) g->chain, NULL};
         _cleanup_buf_ struct buf out;
         bool foreign = false, misplaced = false;
         unsigned ours = 0;
@@ -139,14 +159,14 @@ static int ensure_group(const struct group *g, const struct names *nm, struct er
         unsigned had;
 
         for (unsigned i = 0; ok && i < g->n; i++)
-                ok = rule_run(g->tool, "-C", g->chain, NULL, g->rules[i].spec, NULL, 0) >= 0;
+                ok = rule_run(g->tool, g->table, "-C", g->chain, NULL, g->rules[i].spec, NULL, 0) >= 0;
         if (ok)
                 return 0;
         /* Removed, then put back at the top: a copy left below another owner's ACCEPT would
          * only mislead whoever reads the rules. */
         had = delete_all(g);
         for (unsigned i = g->n; i-- > 0;)
-                if (rule_run(g->tool, "-I", g->chain, "1", g->rules[i].spec, msg, sizeof(msg)) < 0)
+                if (rule_run(g->tool, g->table, "-I", g->chain, "1", g->rules[i].spec, msg, sizeof(msg)) < 0)
                         return error_set(e, EIO, ERR_INTERNAL, "cannot add a firewall rule for %s to %s %s: %s", nm->bridge,
                                          g->tool, g->chain, msg);
         if (had == 0)
@@ -157,27 +177,90 @@ static int ensure_group(const struct group *g, const struct names *nm, struct er
         return 0;
 }
 
-static int ensure_chain(const struct names *nm, struct error *e) {
-        const char *drop[] = {TAG(nm), "-j", "DROP", NULL};
-        char *create[] = {"iptables", "-w", "-N", (char *) nm->chain, NULL};
-        char msg[512];
+/* The rules of the engine's own chains, in iptables-restore's format. */
+static int chains_text(const struct names *nm, const struct firewall_policy *p, struct buf *b) {
+        const char *rej = "-j REJECT --reject-with icmp-admin-prohibited";
+        const char *c = nm->comment;
+        int r = 0;
 
-        (void) spawn_check(create, NULL, 0); /* fails when it exists, which is fine */
-        if (rule_run("iptables", "-C", nm->chain, NULL, drop, NULL, 0) >= 0)
-                return 0;
-        if (rule_run("iptables", "-A", nm->chain, NULL, drop, msg, sizeof(msg)) < 0)
-                return error_set(e, EIO, ERR_INTERNAL, "cannot make the forward policy chain %s: %s", nm->chain, msg);
+        r |= buf_printf(b, "*filter\n:%s - [0:0]\n:%s - [0:0]\n", nm->chain, nm->out);
+        /* Replies (to the sandboxes' own connections; nothing from outside starts one). */
+        r |= buf_printf(b, "-A %s -o %s -m conntrack --ctstate ESTABLISHED,RELATED -m comment --comment %s -j ACCEPT\n",
+                        nm->chain, nm->bridge, c);
+        r |= buf_printf(b, "-A %s -i %s -m comment --comment %s -j %s\n", nm->chain, nm->bridge, c, nm->sbx);
+        r |= buf_printf(b, "-A %s -i %s -s %s -m comment --comment %s -j %s\n", nm->chain, nm->bridge, p->egress, c, nm->out);
+        /* The rest from a sandbox is refused at once (EHOSTUNREACH), not left to time out. */
+        r |= buf_printf(b, "-A %s -i %s -m comment --comment %s %s\n", nm->chain, nm->bridge, c, rej);
+        r |= buf_printf(b, "-A %s -m comment --comment %s -j DROP\n", nm->chain, c);
+        /* Egress: the engine's deny list first, whatever the sandbox asked; DNS through the
+         * gateway before it, as the resolver may sit in a denied range (a data centre's). */
+        for (unsigned i = 0; p->dns && *p->dns && i < 2; i++)
+                r |= buf_printf(b, "-A %s -p %s --dport 53 -m conntrack --ctstate DNAT --ctorigdst %s -m comment --comment %s -j ACCEPT\n",
+                                nm->out, i ? "tcp" : "udp", p->gateway, c);
+        r |= buf_printf(b, "-A %s -d 169.254.0.0/16 -m comment --comment %s %s\n", nm->out, c, rej);
+        r |= buf_printf(b, "-A %s -d %s -m comment --comment %s %s\n", nm->out, p->pool, c, rej);
+        for (unsigned i = 0; i < p->n_deny_out; i++)
+                r |= buf_printf(b, "-A %s -d %s -m comment --comment %s %s\n", nm->out, p->deny_out[i], c, rej);
+        r |= buf_printf(b, "-A %s -m comment --comment %s -j ACCEPT\nCOMMIT\n", nm->out, c);
+        r |= buf_printf(b, "*nat\n:%s - [0:0]\n:%s - [0:0]\n", nm->dns, nm->nat);
+        for (unsigned i = 0; p->dns && *p->dns && i < 2; i++)
+                r |= buf_printf(b, "-A %s -d %s -p %s --dport 53 -m comment --comment %s -j DNAT --to-destination %s:53\n", nm->dns,
+                                p->gateway, i ? "tcp" : "udp", c, p->dns);
+        /* The whole pool: a sandbox with rules of its own has its address in the upper half;
+         * what may leave at all is the filter table's to say. */
+        r |= buf_printf(b, "-A %s -s %s -m comment --comment %s -j MASQUERADE\nCOMMIT\n", nm->nat, p->pool, c);
+        return r < 0 ? -ENOMEM : 0;
+}
+
+/* Creates or refills the engine's chains in one iptables-restore transaction (--noflush: a
+ * chain it declares is flushed and refilled at once, the rest of the tables untouched), so
+ * that no packet ever meets a half-made chain. */
+/* Runs iptables-restore --noflush on text (a chain it declares is flushed and refilled at
+ * once, the rest of the tables untouched): one transaction, so no packet ever meets a
+ * half-made chain. */
+static int restore(const struct buf *text, const char *bridge, struct error *e) {
+        char *argv[] = {"iptables-restore", "-w", "--noflush", "/dev/fd/3", NULL};
+        _cleanup_buf_ struct buf out;
+        _cleanup_close_ int fd = -1;
+        int status, r;
+
+        buf_init(&out, 64 * 1024);
+        fd = memfd_create("ai2in-rules", MFD_CLOEXEC);
+        if (fd < 0 || write(fd, text->data, text->len) != (ssize_t) text->len)
+                return error_set(e, errno, ERR_INTERNAL, "cannot write the firewall rules of %s: %s", bridge, strerror(errno));
+        struct spawn_opts o = {.extra_fd = fd, .stdio_fd = -1};
+        r = spawn_run(argv, &o, &status, &out);
+        if (r < 0 || status != 0) {
+                char last[400] = "";
+                if (out.data)
+                        text_last_line(out.data, out.len, last, sizeof(last));
+                return error_set(e, r < 0 ? -r : EIO, ERR_INTERNAL, "cannot load firewall rules for %s: %s", bridge,
+                                 r < 0 ? strerror(-r) : last);
+        }
         return 0;
 }
 
-int firewall_ensure(const char *bridge, bool ipv6, struct error *e) {
-        struct group g[4];
+static int load_chains(const struct names *nm, const struct firewall_policy *p, struct error *e) {
+        char *create[] = {"iptables", "-w", "-N", (char *) nm->sbx, NULL};
+        _cleanup_buf_ struct buf text;
+
+        /* Not declared in the transaction, which would flush it: it holds the jumps of live
+         * sandboxes, which outlive the engine. */
+        (void) spawn_check(create, NULL, 0); /* fails when it exists, which is fine */
+        buf_init(&text, 1 << 20);
+        if (chains_text(nm, p, &text) < 0)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "too many firewall rules for %s", nm->bridge);
+        return restore(&text, nm->bridge, e);
+}
+
+int firewall_ensure(const char *bridge, bool ipv6, const struct firewall_policy *p, struct error *e) {
+        struct group g[GROUPS_MAX];
         struct names nm;
         unsigned n;
         int r;
 
         names_init(&nm, bridge);
-        r = ensure_chain(&nm, e); /* before the jumps to it */
+        r = load_chains(&nm, p, e); /* before the jumps to them */
         if (r < 0)
                 return r;
         n = groups(&nm, ipv6, g);
@@ -189,8 +272,14 @@ int firewall_ensure(const char *bridge, bool ipv6, struct error *e) {
         return 0;
 }
 
+int firewall_sandbox_sweep(const char *bridge, bool (*drop)(const char *veth, const char *ip, void *data), void *data);
+
+static bool drop_all(const char *veth, const char *ip, void *data) {
+        return true;
+}
+
 void firewall_remove(const char *bridge) {
-        struct group g[4];
+        struct group g[GROUPS_MAX];
         struct names nm;
         unsigned n;
 
@@ -198,8 +287,96 @@ void firewall_remove(const char *bridge) {
         n = groups(&nm, true, g);
         for (unsigned i = 0; i < n; i++)
                 delete_all(&g[i]);
-        char *flush[] = {"iptables", "-w", "-F", nm.chain, NULL};
-        char *del[] = {"iptables", "-w", "-X", nm.chain, NULL};
-        (void) spawn_check(flush, NULL, 0);
-        (void) spawn_check(del, NULL, 0);
+        (void) firewall_sandbox_sweep(bridge, drop_all, NULL);
+        /* Flushed first: the FWD chain jumps to the OUT chain, which cannot go before. */
+        const char *chains[][2] = {{"filter", nm.chain}, {"filter", nm.out}, {"filter", nm.sbx}, {"nat", nm.dns}, {"nat", nm.nat}};
+        for (unsigned op = 0; op < 2; op++)
+                for (size_t i = 0; i < ELEMENTSOF(chains); i++) {
+                        char *argv[] = {"iptables", "-w", "-t", (char *) chains[i][0], op ? "-X" : "-F", (char *) chains[i][1], NULL};
+                        (void) spawn_check(argv, NULL, 0);
+                }
+}
+
+/* The rules of one sandbox with rules of its own, in its chain AI2IN-<veth>, and its jump
+ * from AI2IN-SBX-<bridge>. Order: its DNS (through the gateway), its allow_out ranges (each
+ * through AI2IN-OUT, so the engine's deny list still applies), its deny_out ranges, then the
+ * internet (AI2IN-OUT again) if it has it; what falls off the end is refused in AI2IN-FWD. */
+static int sandbox_text(const struct names *nm, const struct firewall_sandbox *s, struct buf *b) {
+        const char *c = nm->comment, *rej = "-j REJECT --reject-with icmp-admin-prohibited";
+        char chain[32];
+        int r = 0;
+
+        snprintf(chain, sizeof(chain), "AI2IN-%s", s->veth);
+        r |= buf_printf(b, "*filter\n:%s - [0:0]\n", chain);
+        if (s->internet || s->n_allow_out > 0)
+                r |= buf_printf(b, "-A %s -m conntrack --ctstate DNAT --ctorigdst %s -m comment --comment %s -j %s\n", chain,
+                                s->gateway, c, nm->out);
+        for (unsigned i = 0; i < s->n_allow_out; i++)
+                r |= buf_printf(b, "-A %s -d %s -m comment --comment %s -j %s\n", chain, s->allow_out[i], c, nm->out);
+        for (unsigned i = 0; i < s->n_deny_out; i++)
+                r |= buf_printf(b, "-A %s -d %s -m comment --comment %s %s\n", chain, s->deny_out[i], c, rej);
+        if (s->internet)
+                r |= buf_printf(b, "-A %s -m comment --comment %s -j %s\n", chain, c, nm->out);
+        r |= buf_printf(b, "-A %s -s %s/32 -m comment --comment %s -j %s\nCOMMIT\n", nm->sbx, s->ip, c, chain);
+        return r < 0 ? -ENOMEM : 0;
+}
+
+int firewall_sandbox_add(const char *bridge, const struct firewall_sandbox *s, struct error *e) {
+        _cleanup_buf_ struct buf text;
+        struct names nm;
+
+        names_init(&nm, bridge);
+        buf_init(&text, 1 << 20);
+        if (sandbox_text(&nm, s, &text) < 0)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "too many firewall rules for %s", s->veth);
+        return restore(&text, bridge, e);
+}
+
+int firewall_sandbox_sweep(const char *bridge, bool (*drop)(const char *veth, const char *ip, void *data), void *data) {
+        _cleanup_buf_ struct buf listing, text;
+        struct error e = {0};
+        struct names nm;
+        unsigned dropped = 0;
+        int status;
+
+        names_init(&nm, bridge);
+        char *argv[] = {"iptables", "-w", "-S", nm.sbx, NULL};
+        buf_init(&listing, LISTING_MAX);
+        buf_init(&text, LISTING_MAX);
+        if (spawn_run(argv, NULL, &status, &listing) < 0 || status != 0 || !listing.data)
+                return 0; /* no chain: no sandbox has rules */
+        (void) buf_printf(&text, "*filter\n");
+        for (char *line = listing.data, *next; line && *line; line = next) {
+                char ip[16] = "";
+                const char *target, *src;
+
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                target = strstr(line, " -j AI2IN-");
+                src = strstr(line, " -s ");
+                if (strncmp(line, "-A ", 3) != 0 || !target || !src || sscanf(src, " -s %15[0-9.]", ip) != 1 ||
+                    !drop(target + strlen(" -j AI2IN-"), ip, data))
+                        continue;
+                (void) buf_printf(&text, "-D%s\n-F %s\n-X %s\n", line + 2, target + 4, target + 4);
+                dropped++;
+        }
+        (void) buf_printf(&text, "COMMIT\n");
+        if (dropped > 0 && restore(&text, bridge, &e) < 0)
+                log_warn("%s, ignoring", e.message);
+        return (int) dropped;
+}
+
+int firewall_sandbox_remove(const char *bridge, const char *veth, const char *ip) {
+        _cleanup_buf_ struct buf text;
+        struct error e = {0};
+        struct names nm;
+
+        names_init(&nm, bridge);
+        buf_init(&text, 4096);
+        if (buf_printf(&text, "*filter\n-D %s -s %s/32 -m comment --comment %s -j AI2IN-%s\n-F AI2IN-%s\n-X AI2IN-%s\nCOMMIT\n",
+                       nm.sbx, ip, nm.comment, veth, veth, veth) < 0 ||
+            restore(&text, bridge, &e) < 0)
+                return -EIO;
+        return 0;
 }

@@ -23,8 +23,10 @@
 
 #include "fsutil.h"
 #include "log.h"
+#include "net/dns.h"
 #include "net/firewall.h"
 #include "spawn.h"
+#include "strv.h"
 
 struct net {
         char bridge[IFNAMSIZ];
@@ -34,10 +36,14 @@ struct net {
         uint32_t network; /* host order */
         unsigned prefix;
         uint32_t size;    /* addresses in the pool */
-        uint8_t *used;    /* one byte per address: simple and small enough (64 KiB for a /16) */
-        uint32_t next;    /* where the search for a free address starts */
+        uint8_t *used;    /* one byte per address: simple and small enough (64 KiB for a /16); USED_RULES
+                           * too when its sandbox has a firewall chain of its own */
+        uint32_t next[2]; /* where the search for a free address starts, per half */
+        char dns[16];     /* upstream resolver, "" for none */
         pthread_mutex_t lock;
 };
+
+#define USED_RULES 2
 
 static int parse_cidr(const char *s, uint32_t *net, unsigned *prefix) {
         char addr[32];
@@ -94,6 +100,100 @@ static int host_ipv6_off(struct net *n, const char *ifname, struct error *e) {
         return 0;
 }
 
+int net_cidr_normalize(const char *s, size_t len, char out[20]) {
+        char item[40], addr[16];
+        unsigned prefix = 32;
+        struct in_addr in;
+        char *slash;
+
+        if (len == 0 || len >= sizeof(item))
+                return -EINVAL;
+        memcpy(item, s, len);
+        item[len] = 0;
+        slash = strchr(item, '/');
+        if (slash) {
+                char *end;
+                long v = strtol(slash + 1, &end, 10);
+                if (*end || end == slash + 1 || v < 0 || v > 32)
+                        return -EINVAL;
+                prefix = (unsigned) v;
+                *slash = 0;
+        }
+        if (inet_pton(AF_INET, item, &in) != 1)
+                return -EINVAL;
+        ip_string(ntohl(in.s_addr) & (prefix ? 0xffffffffu << (32 - prefix) : 0), addr);
+        snprintf(out, 20, "%s/%u", addr, prefix);
+        return 0;
+}
+
+/* Parses the deny-out setting (comma-separated CIDRs or addresses) into ret, normalized. */
+static int parse_deny_out(const char *setting, struct strv *ret, struct error *e) {
+        const char *p = setting;
+
+        while (p && *p) {
+                const char *comma = strchr(p, ',');
+                size_t len = comma ? (size_t) (comma - p) : strlen(p);
+                char out[20];
+
+                while (len && (*p == ' ' || *p == '\t'))
+                        p++, len--;
+                while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+                        len--;
+                if (net_cidr_normalize(p, len, out) < 0)
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "deny-out: '%.*s' is not an IPv4 CIDR", (int) (len > 40 ? 40 : len), p);
+                if (ret->n >= 256)
+                        return error_set(e, E2BIG, ERR_BAD_REQUEST, "deny-out: more than 256 ranges");
+                if (strv_push(ret, strdup(out)) < 0)
+                        return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+                p = comma ? comma + 1 : NULL;
+        }
+        return 0;
+}
+
+/* Egress needs the host to forward; what it forwards from the bridge is the engine's chain's
+ * to decide, whatever this says. */
+static void ip_forward_on(const char *bridge) {
+        _cleanup_close_ int fd = open("/proc/sys/net/ipv4/ip_forward", O_RDWR | O_CLOEXEC);
+        char c = 0;
+
+        if (fd < 0 || read(fd, &c, 1) != 1) {
+                log_warn_errno(errno, "cannot read net.ipv4.ip_forward: sandboxes may not reach the internet, ignoring");
+                return;
+        }
+        if (c == '1')
+                return;
+        if (pwrite(fd, "1", 1, 0) != 1) {
+                log_warn_errno(errno, "cannot set net.ipv4.ip_forward=1: sandboxes will not reach the internet, ignoring");
+                return;
+        }
+        log_info("net.ipv4.ip_forward was 0: set to 1 for the sandboxes' egress (the host now forwards between its "
+                 "interfaces as its FORWARD chain allows; the engine's chain decides for %s)", bridge);
+}
+
+static int ensure_firewall(struct net *n, const struct net_config *c, struct error *e) {
+        _cleanup_(strv_done) struct strv deny = {0};
+        char gw[16], pool[24], egress[24], base[16];
+        int r;
+
+        r = parse_deny_out(c->deny_out, &deny, e);
+        if (r < 0)
+                return r;
+        r = dns_upstream(c->dns, n->dns, e);
+        if (r < 0)
+                return r;
+        ip_string(n->network + 1, gw);
+        ip_string(n->network, base);
+        snprintf(pool, sizeof(pool), "%s/%u", base, n->prefix);
+        snprintf(egress, sizeof(egress), "%s/%u", base, n->prefix + 1);
+        struct firewall_policy p = {.pool = pool, .egress = egress, .gateway = gw, .dns = n->dns, .deny_out = deny.v,
+                                    .n_deny_out = (unsigned) deny.n};
+        r = firewall_ensure(n->bridge, n->ipv6, &p, e);
+        if (r < 0)
+                return r;
+        ip_forward_on(n->bridge);
+        return 0;
+}
+
 static int ensure_bridge(struct net *n, struct error *e) {
         char gw[16], cidr[24], path[64];
         struct stat st;
@@ -114,7 +214,7 @@ static int ensure_bridge(struct net *n, struct error *e) {
         if ((r = host_ipv6_off(n, n->bridge, e)) < 0 || (r = run(addr, e, "cannot address bridge")) < 0 ||
             (r = run(up, e, "cannot bring bridge up")) < 0)
                 return r;
-        return firewall_ensure(n->bridge, n->ipv6, e);
+        return 0;
 }
 
 static int make_dir(const char *dir, struct error *e) {
@@ -125,7 +225,8 @@ static int make_dir(const char *dir, struct error *e) {
         return 0;
 }
 
-int net_new(const char *bridge, const char *pool_cidr, const char *run_dir, struct net **ret, struct error *e) {
+int net_new(const struct net_config *c, struct net **ret, struct error *e) {
+        const char *bridge = c->bridge, *pool_cidr = c->pool, *run_dir = c->run_dir;
         struct net *n = calloc(1, sizeof(*n));
         int r;
 
@@ -152,12 +253,24 @@ int net_new(const char *bridge, const char *pool_cidr, const char *run_dir, stru
                 return r;
         }
         r = ensure_bridge(n, e);
+        if (r >= 0)
+                r = ensure_firewall(n, c, e);
         if (r < 0) {
                 net_free(n);
                 return r;
         }
         *ret = n;
         return 0;
+}
+
+void net_resolv_conf(struct net *n, char *buf, size_t size) {
+        char gw[16];
+
+        ip_string(n->network + 1, gw);
+        if (*n->dns)
+                snprintf(buf, size, "nameserver %s\n", gw);
+        else
+                snprintf(buf, size, "# no DNS: the engine found no resolver to send queries to (its log says why)\n");
 }
 
 void net_free(struct net *n) {
@@ -177,18 +290,27 @@ void net_slot_paths(struct net *n, const char *id, struct net_slot *s) {
         snprintf(s->veth, sizeof(s->veth), "ai%.12s", rand);
 }
 
-static int ip_take(struct net *n, char out[16]) {
+/* The first and one-past-last index of the pool's half for sandboxes allowed out (the
+ * lower one: network and gateway at its start) or not (the upper one: broadcast at its end). */
+static void half_range(const struct net *n, bool internet, uint32_t *lo, uint32_t *hi) {
+        *lo = internet ? 2 : n->size / 2;
+        *hi = internet ? n->size / 2 : n->size - 1;
+}
+
+static int ip_take(struct net *n, bool internet, char out[16]) {
+        uint32_t lo, hi, *next = &n->next[internet];
         int r = -EADDRNOTAVAIL;
 
-        /* Round the pool, not lowest-first: an address a sandbox gave back (paused, killed)
+        half_range(n, internet, &lo, &hi);
+        /* Round the half, not lowest-first: an address a sandbox gave back (paused, killed)
          * is the last to be handed out again, so that a client still holding it (a preview
          * connection, a cached DNS answer) is unlikely to meet another sandbox there. */
         pthread_mutex_lock(&n->lock);
-        for (uint32_t k = 0, usable = n->size - 3; k < usable && r < 0; k++) {
-                uint32_t i = 2 + (n->next + k) % usable;
+        for (uint32_t k = 0, usable = hi - lo; k < usable && r < 0; k++) {
+                uint32_t i = lo + (*next + k) % usable;
                 if (!n->used[i]) {
                         n->used[i] = 1;
-                        n->next = i - 1; /* the one after i, as an offset from 2 */
+                        *next = i - lo + 1;
                         ip_string(n->network + i, out);
                         r = 0;
                 }
@@ -359,12 +481,60 @@ static int netns_configure(struct net *n, const struct net_slot *s, struct error
         return error_set(e, f.err, ERR_INTERNAL, "%s: %s", what[f.step], strerror(f.err));
 }
 
-int net_slot_acquire(struct net *n, const char *id, struct net_slot *s, struct error *e) {
+/* The pool index of ip, or n->size if it is not in the pool. */
+static uint32_t ip_index(const struct net *n, const char *ip) {
+        struct in_addr in;
+        uint32_t i;
+
+        if (!ip || inet_pton(AF_INET, ip, &in) != 1)
+                return n->size;
+        i = ntohl(in.s_addr) - n->network;
+        return i < n->size ? i : n->size;
+}
+
+static void mark_rules(struct net *n, const char *ip) {
+        uint32_t i = ip_index(n, ip);
+
+        pthread_mutex_lock(&n->lock);
+        if (i < n->size)
+                n->used[i] |= USED_RULES;
+        pthread_mutex_unlock(&n->lock);
+}
+
+static bool has_rules(struct net *n, const char *ip) {
+        uint32_t i = ip_index(n, ip);
+        bool r;
+
+        pthread_mutex_lock(&n->lock);
+        r = i < n->size && (n->used[i] & USED_RULES);
+        pthread_mutex_unlock(&n->lock);
+        return r;
+}
+
+static int add_rules(struct net *n, const struct net_slot *s, bool internet, const struct net_rules *rules, struct error *e) {
+        char gw[16];
+        int r;
+
+        ip_string(n->network + 1, gw);
+        struct firewall_sandbox fs = {.veth = s->veth, .ip = s->ip, .gateway = gw, .internet = internet,
+                                      .allow_out = rules->allow_out, .n_allow_out = rules->n_allow_out,
+                                      .deny_out = rules->deny_out, .n_deny_out = rules->n_deny_out};
+        r = firewall_sandbox_add(n->bridge, &fs, e);
+        if (r >= 0)
+                mark_rules(n, s->ip);
+        return r;
+}
+
+int net_slot_acquire(struct net *n, const char *id, bool internet, const struct net_rules *rules, struct net_slot *s,
+                     struct error *e) {
+        bool own = rules && (rules->n_allow_out > 0 || rules->n_deny_out > 0);
         int r;
 
         net_slot_paths(n, id, s);
-        if (ip_take(n, s->ip) < 0)
-                return error_set(e, EADDRNOTAVAIL, ERR_UNAVAILABLE, "the address pool is exhausted");
+        /* With rules of its own, the other half: its chain says what it reaches. */
+        if (ip_take(n, internet && !own, s->ip) < 0)
+                return error_set(e, EADDRNOTAVAIL, ERR_UNAVAILABLE, "the address pool's half for sandboxes %s the internet is exhausted",
+                                 internet ? "with" : "without");
         r = netns_create(s->netns_path, e);
         if (r < 0) {
                 ip_give(n, s->ip);
@@ -376,7 +546,7 @@ int net_slot_acquire(struct net *n, const char *id, struct net_slot *s, struct e
         /* The host end's IPv6 off before it is up, as for the bridge. */
         if ((r = run(add, e, "cannot create veth")) < 0 || (r = host_ipv6_off(n, s->veth, e)) < 0 ||
             (r = run(attach, e, "cannot attach veth")) < 0 || (r = run(isolate, e, "cannot isolate bridge port")) < 0 ||
-            (r = netns_configure(n, s, e)) < 0) {
+            (r = netns_configure(n, s, e)) < 0 || (own && (r = add_rules(n, s, internet, rules, e)) < 0)) {
                 net_slot_release(n, s);
                 return r;
         }
@@ -392,7 +562,7 @@ void net_slot_adopt(struct net *n, const char *id, const char *ip, struct net_sl
                 uint32_t i = ntohl(in.s_addr) - n->network;
                 pthread_mutex_lock(&n->lock);
                 if (i < n->size)
-                        n->used[i] = 1;
+                        n->used[i] |= 1; /* USED_RULES, if set, stays: the chain is still there */
                 pthread_mutex_unlock(&n->lock);
         }
 }
@@ -419,7 +589,14 @@ static void sysfs_remove(const char *path) {
                 log_warn_errno(errno, "cannot remove %s, ignoring", path);
 }
 
+static bool is_veth(const char *veth, const char *ip, void *data) {
+        return streq(veth, data);
+}
+
 void net_slot_release(struct net *n, const struct net_slot *s) {
+        /* The jump is known: removed without a listing, unless it is not as made. */
+        if (has_rules(n, s->ip) && firewall_sandbox_remove(n->bridge, s->veth, s->ip) < 0)
+                (void) firewall_sandbox_sweep(n->bridge, is_veth, (void *) s->veth);
         veth_delete(s->veth);
         sysfs_remove(s->sysfs_path);
         netns_remove(s->netns_path);
@@ -451,12 +628,36 @@ static void remove_dead_entries(const char *dir, char **live, unsigned n_live, c
                 closedir(d);
 }
 
+struct live_set {
+        struct net *n;
+        char **live;
+        unsigned n_live;
+};
+
+/* A chain whose sandbox is not live goes; a live one's address is marked as having one. */
+static bool not_live(const char *veth, const char *ip, void *data) {
+        struct live_set *ls = data;
+
+        for (unsigned i = 0; i < ls->n_live; i++) {
+                struct net_slot s;
+                net_slot_paths(ls->n, ls->live[i], &s);
+                if (streq(s.veth, veth)) {
+                        mark_rules(ls->n, ip);
+                        return false;
+                }
+        }
+        log_info("removing the orphaned firewall chain AI2IN-%s (%s)", veth, ip);
+        return true;
+}
+
 void net_remove_orphans(struct net *n, char **live, unsigned n_live) {
+        struct live_set ls = {n, live, n_live};
         struct dirent *de;
         char path[512], veths[64][16];
         unsigned nv = 0;
         DIR *d;
 
+        (void) firewall_sandbox_sweep(n->bridge, not_live, &ls);
         /* The sysfs views first: each holds its namespace. */
         remove_dead_entries(n->sysfs_dir, live, n_live, "sysfs", sysfs_remove);
         remove_dead_entries(n->netns_dir, live, n_live, "network namespace", netns_remove);

@@ -66,6 +66,7 @@ static json_t *mounts(const struct bundle_spec *s) {
          * sandbox's own network devices only, and none of the host's submounts of /sys. */
         static const char *const sys[] = {"bind", "nosuid", "noexec", "nodev", "ro"};
         static const char *const agent[] = {"bind", "ro", "nosuid", "nodev"};
+        static const char *const resolv[] = {"bind", "nosuid", "nodev", "noexec"};
         json_t *m = json_array();
 
         snprintf(max, sizeof(max), "max=%lld", (long long) s->ptys);
@@ -76,6 +77,7 @@ static json_t *mounts(const struct bundle_spec *s) {
         json_array_append_new(m, mount_entry("/dev/mqueue", "mqueue", "mqueue", mq, ELEMENTSOF(mq)));
         json_array_append_new(m, mount_entry("/sys", "none", s->sysfs, sys, ELEMENTSOF(sys)));
         json_array_append_new(m, mount_entry(AGENT_PATH_INSIDE, "none", s->agent, agent, ELEMENTSOF(agent)));
+        json_array_append_new(m, mount_entry("/etc/resolv.conf", "none", s->resolv_conf, resolv, ELEMENTSOF(resolv)));
         return m;
 }
 

@@ -20,6 +20,7 @@ struct bundle_spec {
         const char *agent;        /* host path of ai2in-agent, bind-mounted read-only */
         const char *userns_path;  /* the user namespace made by sandbox/userns.h, joined */
         const char *sysfs;        /* the sysfs of its network namespace (net/), bound as /sys */
+        const char *resolv_conf;  /* bound as /etc/resolv.conf (net_resolv_conf) */
         const char *cgroup_path;  /* "/ai2in/sbx_…" */
         int64_t uid_base, uid_count;
         int64_t memory_mb, pids;

@@ -28,6 +28,7 @@
 #include "cluster/node.h"
 #include "disk/disk.h"
 #include "fsutil.h"
+#include "strv.h"
 #include "id.h"
 #include "log.h"
 #include "sandbox/agent_client.h"
@@ -241,9 +242,26 @@ static int make_userns(struct engine *eng, const struct net_slot *slot, struct u
         return userns_make(&us, ret, e);
 }
 
+/* The sandbox's /etc/resolv.conf, written at every start (create, resume) and bound over
+ * the template's (a copy of the host's, naming a resolver the sandbox may not reach). Its
+ * root owns it, so it can edit its own copy, as in Docker; the next start writes it anew. */
+static int write_resolv_conf(struct engine *eng, const char *path, struct error *e) {
+        _cleanup_close_ int fd = -1;
+        char text[256];
+        size_t n;
+
+        net_resolv_conf(eng->net, text, sizeof(text));
+        n = strlen(text);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0 || write(fd, text, n) != (ssize_t) n || fchown(fd, (uid_t) eng->cfg.uid_base, (gid_t) eng->cfg.uid_base) < 0 ||
+            fchmod(fd, 0644) < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot write %s: %s", path, strerror(errno));
+        return 0;
+}
+
 static int start_container(struct engine *eng, const char *id, const struct sandbox_rec *rec, const struct net_slot *slot,
                            struct error *e) {
-        char dir[4096], bundle[4200], rootfs[4200], cgroup[256], sock[4200], logpath[4200], tail[400];
+        char dir[4096], bundle[4200], rootfs[4200], cgroup[256], sock[4200], logpath[4200], tail[400], resolv[4200];
         _cleanup_close_ int lfd = -1, logfd = -1;
         _cleanup_(userns_release) struct userns ns = {.pid = 0, .hold_fd = -1};
         json_t *answer = NULL;
@@ -255,14 +273,18 @@ static int start_container(struct engine *eng, const char *id, const struct sand
         snprintf(rootfs, sizeof(rootfs), "%s/rootfs", dir);
         snprintf(cgroup, sizeof(cgroup), "/%s/%s", eng->cfg.cgroup_parent, id);
         snprintf(logpath, sizeof(logpath), "%s/agent.log", dir);
+        snprintf(resolv, sizeof(resolv), "%s/resolv.conf", dir);
         sandbox_socket_path(eng, id, sock, sizeof(sock));
 
+        r = write_resolv_conf(eng, resolv, e);
+        if (r < 0)
+                return r;
         r = make_userns(eng, slot, &ns, e);
         if (r < 0)
                 return r;
         struct bundle_spec spec = {
                 .id = id, .bundle_dir = bundle, .rootfs = rootfs, .agent = eng->cfg.agent, .userns_path = ns.path,
-                .sysfs = slot->sysfs_path, .cgroup_path = cgroup, .uid_base = eng->cfg.uid_base, .uid_count = eng->cfg.uid_count,
+                .sysfs = slot->sysfs_path, .resolv_conf = resolv, .cgroup_path = cgroup, .uid_base = eng->cfg.uid_base, .uid_count = eng->cfg.uid_count,
                 .memory_mb = rec->memory_mb, .pids = eng->cfg.default_pids, .ptys = eng->cfg.sandbox_ptys,
                 .cpu_count = rec->cpu_count,
         };
@@ -341,8 +363,38 @@ void sandbox_teardown(struct engine *eng, const char *id, const char *ip) {
                 log_warn_errno(r, "cannot remove %s, ignoring", path);
 }
 
+/* The list name of the record's network_rules JSON into v (validated by the API at create). */
+static int rules_list(json_t *rules, const char *name, struct strv *v) {
+        json_t *item;
+        size_t i;
+
+        json_array_foreach(json_object_get(rules, name), i, item)
+                if (json_is_string(item) && strv_push(v, strdup(json_string_value(item))) < 0)
+                        return -ENOMEM;
+        return 0;
+}
+
+/* A sandbox's rules of its own, from its record, into allow and deny. */
+static int rules_of(const struct sandbox_rec *rec, struct strv *allow, struct strv *deny, struct error *e) {
+        json_t *rules;
+        int r;
+
+        if (!rec->network_rules || !*rec->network_rules)
+                return 0;
+        rules = json_loads(rec->network_rules, 0, NULL);
+        if (!rules)
+                return error_set(e, EINVAL, ERR_INTERNAL, "the network rules of %s are not JSON", rec->id);
+        r = rules_list(rules, "allow_out", allow);
+        if (r >= 0)
+                r = rules_list(rules, "deny_out", deny);
+        json_decref(rules);
+        return r < 0 ? error_set(e, -r, ERR_INTERNAL, "out of memory") : 0;
+}
+
 int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct error *e) {
+        _cleanup_(strv_done) struct strv allow = {0}, deny = {0};
         struct net_slot slot = {0};
+        struct net_rules rules;
         int r;
 
         rec->ip[0] = 0;
@@ -355,7 +407,10 @@ int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct erro
         }
         if ((r = mount_rootfs(eng, rec, e)) < 0)
                 goto fail;
-        r = net_slot_acquire(eng->net, rec->id, &slot, e);
+        if ((r = rules_of(rec, &allow, &deny, e)) < 0)
+                goto fail;
+        rules = (struct net_rules){allow.v, (unsigned) allow.n, deny.v, (unsigned) deny.n};
+        r = net_slot_acquire(eng->net, rec->id, rec->allow_internet_access, &rules, &slot, e);
         if (r < 0)
                 goto fail; /* it gave its address back itself */
         /* Recorded before the container starts: a restarted engine must know which address
@@ -389,6 +444,10 @@ static int fill_new_rec(struct engine *eng, int64_t team_id, const struct sandbo
         rec->cpu_count = o->cpu_count > 0 ? o->cpu_count : 1;
         rec->memory_mb = o->memory_mb > 0 ? o->memory_mb : eng->cfg.default_memory_mb;
         rec->disk_mb = !eng->disk ? 0 : o->disk_mb > 0 ? o->disk_mb : eng->cfg.default_disk_mb; /* 0: unlimited */
+        rec->allow_internet_access = o->allow_internet_access < 0 ? eng->cfg.internet_access : o->allow_internet_access > 0;
+        rec->network_rules = strdup(o->network_rules ? o->network_rules : "");
+        if (!rec->network_rules)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         if (o->secure) {
                 _Static_assert(sizeof(rec->traffic_token) > TRAFFIC_TOKEN_LEN, "traffic_token too small");
                 r = traffic_token_new(rec->traffic_token);

@@ -27,6 +27,8 @@ struct sandbox_create_opts {
         int64_t memory_mb;         /* 0 = engine default */
         int64_t disk_mb;           /* 0 = engine default */
         bool secure;               /* preview requests must carry the sandbox's traffic token */
+        int allow_internet_access; /* 1, 0, or -1: the engine's internet-access setting */
+        const char *network_rules; /* "" / NULL, or JSON {"allow_out": [CIDR…], "deny_out": [CIDR…]} */
 };
 
 int locks_new(struct lock_table **ret);

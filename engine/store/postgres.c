@@ -227,6 +227,10 @@ static const char *const migrations[] = {
         "CREATE TABLE nodes (name TEXT PRIMARY KEY, advertise TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'active',"
         "  started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL, lease_until BIGINT NOT NULL,"
         "  memory_mb BIGINT NOT NULL DEFAULT 0, cpus BIGINT NOT NULL DEFAULT 0, running BIGINT NOT NULL DEFAULT 0);",
+        /* 3: egress (issue 15), as SQLite's 6. Older rows get the internet, as a create that does not say,
+         * and no rules of their own (network_rules: JSON {"allow_out": […], "deny_out": […]}). */
+        /* One literal: clang takes two adjacent ones in an array for a missing comma. */
+        "ALTER TABLE sandboxes ADD COLUMN allow_internet_access BOOLEAN NOT NULL DEFAULT true, ADD COLUMN network_rules TEXT NOT NULL DEFAULT '';",
 };
 
 /* Applies migration i; no parameters: constant SQL, several statements (simple protocol). */
@@ -437,7 +441,7 @@ static int key_foreach(struct store *base, void (*fn)(void *, const char *, cons
 #define SANDBOX_COLUMNS                                                                              \
         "seq, id, team_id, template, state, error, created_at, started_at, killed_at, timeout, deadline, " \
         "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version, disk_mb, " \
-        "node"
+        "node, allow_internet_access, network_rules"
 
 static int row_to_rec(const PGresult *res, int i, struct sandbox_rec *r) {
         *r = (struct sandbox_rec){0};
@@ -465,6 +469,12 @@ static int row_to_rec(const PGresult *res, int i, struct sandbox_rec *r) {
         col_text(res, i, 20, r->template_version, sizeof(r->template_version));
         r->disk_mb = col_i64(res, i, 21);
         col_text(res, i, 22, r->node, sizeof(r->node));
+        r->allow_internet_access = streq(PQgetvalue(res, i, 23), "t");
+        r->network_rules = strdup(PQgetvalue(res, i, 24));
+        if (!r->network_rules) {
+                sandbox_rec_done(r);
+                return -ENOMEM;
+        }
         if (!r->metadata || !r->envs) {
                 sandbox_rec_done(r);
                 return -ENOMEM;
@@ -521,15 +531,17 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
                                 I64(created, r->created_at), I64(timeout, r->timeout), I64(deadline, r->deadline),
                                 I64(idle, r->idle_timeout), I64(last, r->last_activity), r->metadata ? r->metadata : "{}",
                                 r->envs ? r->envs : "{}", cpu, I64(mem, r->memory_mb), r->traffic_token, r->template_version,
-                                I64(disk, r->disk_mb), r->node};
+                                I64(disk, r->disk_mb), r->node, r->allow_internet_access ? "true" : "false",
+                                r->network_rules ? r->network_rules : ""};
         _cleanup_pgresult_ PGresult *res = NULL;
         int q;
 
         snprintf(cpu, sizeof(cpu), "%.17g", r->cpu_count);
         q = capped(s, r, max_running,
                    "INSERT INTO sandboxes(id, team_id, template, state, created_at, timeout, deadline, idle_timeout,"
-                   " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version, disk_mb, node)"
-                   " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) RETURNING seq",
+                   " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version, disk_mb, node,"
+                   " allow_internet_access, network_rules)"
+                   " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) RETURNING seq",
                    (int) ELEMENTSOF(values), values, "insert sandbox", &res, e);
         if (q >= 0)
                 r->seq = col_i64(res, 0, 0);

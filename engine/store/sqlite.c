@@ -58,6 +58,10 @@ static const char *const migrations[] = {
         "CREATE TABLE nodes (name TEXT PRIMARY KEY, advertise TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'active',"
         "  started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL, lease_until INTEGER NOT NULL,"
         "  memory_mb INTEGER NOT NULL DEFAULT 0, cpus INTEGER NOT NULL DEFAULT 0, running INTEGER NOT NULL DEFAULT 0);",
+        /* 6: egress (issue 15). Older rows get the internet, as a create that does not say,
+         * and no rules of their own (network_rules: JSON {"allow_out": […], "deny_out": […]}). */
+        /* One literal: clang takes two adjacent ones in an array for a missing comma. */
+        "ALTER TABLE sandboxes ADD COLUMN allow_internet_access INTEGER NOT NULL DEFAULT 1; ALTER TABLE sandboxes ADD COLUMN network_rules TEXT NOT NULL DEFAULT '';",
 };
 
 static int db_error(struct sqlite_store *s, struct error *e, const char *what) {
@@ -213,7 +217,7 @@ static int key_foreach(struct store *base, void (*fn)(void *, const char *, cons
 #define SANDBOX_COLUMNS                                                                              \
         "seq, id, team_id, template, state, error, created_at, started_at, killed_at, timeout, deadline, " \
         "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version, disk_mb, " \
-        "node"
+        "node, allow_internet_access, network_rules"
 
 static void copy_text(char *dst, size_t n, const unsigned char *src) {
         snprintf(dst, n, "%s", src ? (const char *) src : "");
@@ -249,6 +253,12 @@ static int row_to_rec(sqlite3_stmt *st, struct sandbox_rec *r) {
         copy_text(r->template_version, sizeof(r->template_version), sqlite3_column_text(st, 20));
         r->disk_mb = sqlite3_column_int64(st, 21);
         copy_text(r->node, sizeof(r->node), sqlite3_column_text(st, 22));
+        r->allow_internet_access = sqlite3_column_int(st, 23) != 0;
+        r->network_rules = strdup(sqlite3_column_text(st, 24) ? (const char *) sqlite3_column_text(st, 24) : "");
+        if (!r->network_rules) {
+                sandbox_rec_done(r);
+                return -ENOMEM;
+        }
         if (!r->metadata || !r->envs) {
                 sandbox_rec_done(r);
                 return -ENOMEM;
@@ -294,8 +304,9 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
                 return q;
         if (sqlite3_prepare_v2(s->db,
                                "INSERT INTO sandboxes(id, team_id, template, state, created_at, timeout, deadline, idle_timeout,"
-                               " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version, disk_mb, node)"
-                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"
+                               " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version, disk_mb, node,"
+                               " allow_internet_access, network_rules)"
+                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
                                " RETURNING seq",
                                -1, &st, NULL) != SQLITE_OK) {
                 q = db_error(s, e, "prepare insert");
@@ -319,6 +330,8 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
         sqlite3_bind_text(st, 15, r->template_version, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 16, r->disk_mb);
         sqlite3_bind_text(st, 17, r->node, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(st, 18, r->allow_internet_access);
+        sqlite3_bind_text(st, 19, r->network_rules ? r->network_rules : "", -1, SQLITE_TRANSIENT);
         if (sqlite3_step(st) != SQLITE_ROW)
                 q = db_error(s, e, "insert sandbox");
         else

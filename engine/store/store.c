@@ -65,7 +65,8 @@ int sandbox_state_from_string(const char *s, enum sandbox_state *ret) {
 void sandbox_rec_done(struct sandbox_rec *r) {
         free(r->metadata);
         free(r->envs);
-        r->metadata = r->envs = NULL;
+        free(r->network_rules);
+        r->metadata = r->envs = r->network_rules = NULL;
 }
 
 int store_cap_error(struct error *e, int64_t running, int64_t max_running) {

@@ -76,6 +76,8 @@ struct sandbox_rec {
         enum pause_kind pause_kind;
         char traffic_token[48]; /* secure sandboxes: what preview requests must carry; "" = open */
         char node[NODE_NAME_MAX + 1]; /* the node (engine) that owns it: set at insert, never changed */
+        bool allow_internet_access; /* its address comes from the pool's half that goes out (net.h) */
+        char *network_rules;   /* "" or JSON {"allow_out": [CIDR…], "deny_out": [CIDR…]}, owned */
         int64_t seq;           /* insertion order, for pagination */
 };
 

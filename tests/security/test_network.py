@@ -7,7 +7,8 @@ resume, and nothing of it left on the host after kill or a restart).
 Safe for the host: every packet goes to this machine only — the host's own addresses, the
 engine's bridge, and a network namespace the test makes on 198.18.0.0/15 (routed to that
 namespace for the test's duration, so nothing "beyond the bridge" can leave the machine).
-The forwarding test sets net.ipv4.ip_forward=1 and puts the previous value back.
+The forwarding test sets net.ipv4.ip_forward=1 and puts the previous value back (the engine
+itself turns it on for egress: test_egress.py), with sandboxes created without internet access.
 """
 
 from __future__ import annotations
@@ -363,8 +364,14 @@ def probe_beyond_the_bridge(engine: Engine, sbx: Sandbox) -> Tuple[dict, List[st
         assert read_ip_forward() == before
 
 
-def test_nothing_is_forwarded_beyond_the_bridge(engine: Engine, sbx: Sandbox) -> None:
-    reached, seen = probe_beyond_the_bridge(engine, sbx)
+def test_nothing_is_forwarded_beyond_the_bridge(engine: Engine, module_key: str) -> None:
+    """A sandbox created without internet access (what one with it may reach beyond the
+    bridge: test_egress.py)."""
+    sbx = engine.sandbox(module_key, allow_internet_access=False)
+    try:
+        reached, seen = probe_beyond_the_bridge(engine, sbx)
+    finally:
+        sbx.kill()
     assert not reached, f"with ip_forward=1 the sandbox reached a server beyond the bridge: {reached}"
     assert not seen, f"packets of the sandbox were forwarded out of the host: {seen[:10]}"
 
@@ -381,7 +388,7 @@ def test_rules_stay_above_other_owners_accept_rules() -> None:
         for rule in foreign:
             run("iptables", "-w", "-I", rule[0], "1", *rule[1:])
         e.start()
-        sbx = e.sandbox(e.make_key("fw"))
+        sbx = e.sandbox(e.make_key("fw"), allow_internet_access=False)
         reached, seen = probe_beyond_the_bridge(e, sbx)
         assert not reached and not seen, (reached, seen)
         # The host's services too, through the bridge's address (INPUT).

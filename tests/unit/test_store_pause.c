@@ -106,8 +106,10 @@ static void test_migration_keeps_old_rows(void **state) {
 
         assert_int_equal(user_version(), 0);
         assert_int_equal(open_store(&s), 0);
-        assert_int_equal(user_version(), 5);
+        assert_int_equal(user_version(), 6);
         assert_int_equal(store_sandbox_get(s, "sbx_old", &r, &e), 0);
+        assert_true(r.allow_internet_access); /* an old sandbox gets the internet, as a create that does not say */
+        assert_string_equal(r.network_rules, ""); /* and no rules of its own */
         assert_int_equal(r.state, SANDBOX_RUNNING);
         assert_int_equal(r.disk_mb, 0); /* an old sandbox has no disk limit: its files stay where they are */
         assert_int_equal(r.pause_kind, PAUSE_NONE);
@@ -122,8 +124,9 @@ static void test_migration_keeps_old_rows(void **state) {
 
         /* Opening again migrates nothing and loses nothing. */
         assert_int_equal(open_store(&s), 0);
-        assert_int_equal(user_version(), 5);
+        assert_int_equal(user_version(), 6);
         assert_int_equal(store_sandbox_get(s, "sbx_old", &r, &e), 0);
+        assert_true(r.allow_internet_access); /* an old sandbox gets the internet, as a create that does not say */
         assert_int_equal(r.state, SANDBOX_PAUSED);
         assert_int_equal(r.pause_kind, PAUSE_MEMORY);
         sandbox_rec_done(&r);

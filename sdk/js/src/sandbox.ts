@@ -97,6 +97,11 @@ export interface SandboxInfo {
    * null when it runs no preview proxy.
    */
   preview: { scheme: "http" | "https"; domain: string } | null;
+  /**
+   * What the sandbox may reach: `allow_internet_access` as created (or the engine's
+   * default), and its own `allowOut` / `denyOut` ranges (normalized CIDRs; empty when none).
+   */
+  network: { allow_internet_access: boolean; allow_out: string[]; deny_out: string[] };
 }
 
 /** Options of `Sandbox.create`. */
@@ -128,6 +133,20 @@ export interface SandboxOpts extends ConnectionOpts {
    * a preview request must carry in the `X-Ai2in-Traffic-Token` header.
    */
   secure?: boolean;
+  /**
+   * `false`: the sandbox reaches nothing beyond itself (a connection out fails at once);
+   * `true`: the internet through the engine's NAT, never the host, other sandboxes,
+   * 169.254.0.0/16 or the engine's `deny-out` ranges. Left out: the engine's
+   * `internet-access` setting (on unless its operator turned it off). Kept across pause and
+   * resume; shown in `getInfo().network`.
+   */
+  allowInternetAccess?: boolean;
+  /**
+   * Rules of the sandbox's own, IPv4 CIDRs (domain names later): `allowOut`, ranges it
+   * reaches even without internet access; `denyOut`, ranges it never reaches. `allowOut`
+   * wins over `denyOut`; the engine's own deny list wins over both.
+   */
+  network?: { allowOut?: string[]; denyOut?: string[] };
   /** Aborts the call. */
   signal?: AbortSignal;
 }
@@ -252,6 +271,13 @@ export class Sandbox {
     if (opts.memoryMb !== undefined) body["memory_mb"] = opts.memoryMb;
     if (opts.diskMb !== undefined) body["disk_mb"] = opts.diskMb;
     if (opts.secure) body["secure"] = true;
+    if (opts.allowInternetAccess !== undefined) body["allow_internet_access"] = opts.allowInternetAccess;
+    if (opts.network !== undefined) {
+      const network: Record<string, string[]> = {};
+      if (opts.network.allowOut !== undefined) network["allow_out"] = [...opts.network.allowOut];
+      if (opts.network.denyOut !== undefined) network["deny_out"] = [...opts.network.denyOut];
+      body["network"] = network;
+    }
     const info = expectSandbox(await transport.request("POST", "/v1/sandboxes", { body, signal: opts.signal }));
     return new this(info, transport, opts.domain) as InstanceType<S>;
   }

@@ -108,6 +108,21 @@ test("create options: template, metadata, envs, cpuCount, memoryMb, diskMb reach
   await sbx.kill();
 });
 
+test("allowInternetAccess and network reach the engine and show in getInfo().network", async () => {
+  const on = await Sandbox.create({ ...env.opts });
+  const off = await Sandbox.create({ ...env.opts, allowInternetAccess: false });
+  const ruled = await Sandbox.create({ ...env.opts, network: { allowOut: ["10.9.8.7"], denyOut: ["192.0.2.0/24"] } });
+  assert.deepEqual((await on.getInfo()).network, { allow_internet_access: true, allow_out: [], deny_out: [] },
+    "the engine's default: on");
+  assert.deepEqual((await off.getInfo()).network, { allow_internet_access: false, allow_out: [], deny_out: [] });
+  assert.deepEqual((await ruled.getInfo()).network,
+    { allow_internet_access: true, allow_out: ["10.9.8.7/32"], deny_out: ["192.0.2.0/24"] });
+  await ruled.kill();
+  // What each may reach is tests/security/test_egress.py's.
+  await on.kill();
+  await off.kill();
+});
+
 test("list: the team's sandboxes, filters by state and metadata, follows pages", async () => {
   const key = env.engine.makeKey();
   const o = { apiKey: key, apiUrl: env.url };

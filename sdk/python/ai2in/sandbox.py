@@ -56,7 +56,9 @@ class Sandbox:
                  cpu_count: Optional[float] = None, memory_mb: Optional[int] = None,
                  api_url: Optional[str] = None,
                  request_timeout: Optional[float] = None, secure: Optional[bool] = None,
-                 domain: Optional[str] = None, disk_mb: Optional[int] = None) -> None:
+                 domain: Optional[str] = None, disk_mb: Optional[int] = None,
+                 allow_internet_access: Optional[bool] = None,
+                 network: Optional[Mapping[str, Sequence[str]]] = None) -> None:
         """Creates a sandbox (``POST /v1/sandboxes``) and returns once it is running.
 
         Args:
@@ -78,6 +80,16 @@ class Sandbox:
                 ``traffic_access_token`` in the ``X-Ai2in-Traffic-Token`` header.
             domain: the preview URLs' domain for get_host(); defaults to ``$AI2IN_DOMAIN``
                 or ``localhost:7301``.
+            allow_internet_access: False: the sandbox reaches nothing beyond itself (a
+                connection out fails at once); True: the internet through the engine's NAT,
+                never the host, other sandboxes, 169.254.0.0/16 or the engine's
+                ``deny-out`` ranges. None: the engine's ``internet-access`` setting (on
+                unless its operator turned it off). Shown in ``get_info()["network"]``,
+                kept across pause and resume.
+            network: rules of the sandbox's own, IPv4 CIDRs (domain names later):
+                ``{"allow_out": [...]}``, ranges it reaches even without internet access;
+                ``{"deny_out": [...]}``, ranges it never reaches. allow_out wins over
+                deny_out; the engine's own deny list wins over both.
 
         Raises:
             AuthenticationError, InvalidArgumentError, NotFoundError (unknown template),
@@ -101,6 +113,10 @@ class Sandbox:
             body["disk_mb"] = disk_mb
         if secure is not None:
             body["secure"] = secure
+        if allow_internet_access is not None:
+            body["allow_internet_access"] = allow_internet_access
+        if network is not None:
+            body["network"] = {k: list(v) for k, v in network.items()}
         info = transport.request("POST", "/v1/sandboxes", body=body)
         self._attach(_expect_sandbox(info), transport, domain)
 
@@ -122,12 +138,14 @@ class Sandbox:
                envs: Optional[Mapping[str, str]] = None, cpu_count: Optional[float] = None,
                memory_mb: Optional[int] = None, api_url: Optional[str] = None,
                request_timeout: Optional[float] = None, secure: Optional[bool] = None,
-               domain: Optional[str] = None, disk_mb: Optional[int] = None) -> S:
+               domain: Optional[str] = None, disk_mb: Optional[int] = None,
+               allow_internet_access: Optional[bool] = None,
+               network: Optional[Mapping[str, Sequence[str]]] = None) -> S:
         """Creates a sandbox; the same as calling ``Sandbox(...)``."""
         return cls(api_key=api_key, timeout=timeout, template=template, metadata=metadata,
                    envs=envs, cpu_count=cpu_count, memory_mb=memory_mb, api_url=api_url,
                    request_timeout=request_timeout, secure=secure, domain=domain,
-                   disk_mb=disk_mb)
+                   disk_mb=disk_mb, allow_internet_access=allow_internet_access, network=network)
 
     @classmethod
     def connect(cls: Type[S], sandbox_id: str, api_key: Optional[str] = None,
