@@ -7,6 +7,11 @@
 # normal one, and the isolation suite (tests/security).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The engines the tests start turn IPv4 forwarding on (sandboxes' egress): give the host back
+# its own setting whatever happens.
+ip_forward=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || true)
+restore_ip_forward() { [ -z "$ip_forward" ] || echo "$ip_forward" > /proc/sys/net/ipv4/ip_forward 2>/dev/null || true; }
+trap restore_ip_forward EXIT
 scripts/install-deps.sh --test
 scripts/check-deps.py   # install-deps.sh lists every library linked and program run
 make -j"$(nproc)" all unit

@@ -428,8 +428,32 @@ def start_engine(extra_args: Sequence[str] = (), templates: Optional[str] = None
 # -- pytest wiring -------------------------------------------------------------------------
 
 
+IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: long-running test (still run in CI)")
+    # Engines turn IPv4 forwarding on (their sandboxes' egress needs it); the suites give the
+    # host back as they found it.
+    try:
+        with open(IP_FORWARD) as f:
+            config.stash[_ip_forward_key] = f.read().strip()
+    except OSError:
+        pass
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    value = config.stash.get(_ip_forward_key, None)
+    if value is None or os.geteuid() != 0:
+        return
+    try:
+        with open(IP_FORWARD, "w") as f:
+            f.write(value + "\n")
+    except OSError:
+        pass
+
+
+_ip_forward_key = pytest.StashKey[str]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:

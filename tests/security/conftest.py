@@ -29,5 +29,6 @@ from it import (  # noqa: E402,F401
     pytest_collection_modifyitems,
     pytest_configure,
     pytest_runtest_makereport,
+    pytest_unconfigure,
     sbx,
 )
