@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -41,6 +44,9 @@ struct agent_stream {
         struct http_chunked dec; /* of a chunked body */
         bool done;
         long read_timeout_ms; /* each wait for body bytes; -1: none */
+        char peer[160];     /* who answers, for messages: "the sandbox's agent", "node a (http://…)" */
+        int err_status;     /* and the status and code of its failures */
+        const char *err_code;
         int64_t deadline;   /* mono ms by which the whole exchange must be over; 0: none */
         uint64_t consumed;  /* bytes of the body taken out of in[] so far, framing included */
         char *in;           /* bytes read from the socket, in[pos..len) unconsumed */
@@ -121,54 +127,135 @@ static int connect_agent(struct agent_stream *s, const struct sockaddr_un *sa) {
         }
 }
 
+/* A new exchange, not connected yet: errors name peer and answer status/code. */
+static int stream_new(const char *peer, int err_status, const char *err_code, int watch_fd, long total_ms,
+                      struct agent_stream **ret) {
+        struct agent_stream *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return -ENOMEM;
+        s->fd = -1;
+        s->in = malloc(IN_SIZE + 1);
+        if (!s->in) {
+                free(s);
+                return -ENOMEM;
+        }
+        snprintf(s->peer, sizeof(s->peer), "%s", peer);
+        s->err_status = err_status;
+        s->err_code = err_code;
+        s->content_length = -1;
+        s->read_timeout_ms = -1;
+        s->watch_fd = watch_fd;
+        s->deadline = total_ms >= 0 ? mono_ms() + total_ms : 0;
+        *ret = s;
+        return 0;
+}
+
+/* Sends the request head: the fixed lines, extra (complete header lines, may be NULL), the
+ * Content-Type and the body's framing. */
+static int send_head(struct agent_stream *s, const char *host, const struct agent_stream_request *q, struct error *e) {
+        _cleanup_buf_ struct buf head = {0};
+        int r;
+
+        buf_init(&head, HEAD_MAX);
+        r = buf_printf(&head, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", q->method, q->target, host);
+        if (r >= 0 && q->extra_headers)
+                r = buf_append_str(&head, q->extra_headers);
+        if (r >= 0 && q->content_type)
+                r = buf_printf(&head, "Content-Type: %s\r\n", q->content_type);
+        if (r >= 0 && q->body_len >= 0)
+                r = buf_printf(&head, "Content-Length: %lld\r\n\r\n", (long long) q->body_len);
+        else if (r >= 0)
+                r = buf_append_str(&head, "Transfer-Encoding: chunked\r\n\r\n");
+        if (r >= 0)
+                r = send_all(s, head.data, head.len);
+        if (r < 0)
+                return error_set(e, r, s->err_status, s->err_code, "cannot send a request to %s: %s", s->peer, strerror(-r));
+        s->chunked_upload = q->body_len < 0;
+        return 0;
+}
+
 int agent_stream_open(const char *socket_path, const char *method, const char *target, const char *content_type,
                       int64_t body_len, int watch_fd, long total_ms, struct agent_stream **ret, struct error *e) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        _cleanup_buf_ struct buf head = {0};
-        struct agent_stream *s;
+        const struct agent_stream_request q = {method, target, NULL, content_type, body_len};
+        _cleanup_agent_stream_ struct agent_stream *s = NULL;
         int r;
 
         if (strlen(socket_path) >= sizeof(sa.sun_path))
                 return error_set(e, ENAMETOOLONG, ERR_INTERNAL, "agent socket path too long: %s", socket_path);
         strcpy(sa.sun_path, socket_path);
-        s = calloc(1, sizeof(*s));
-        if (s)
-                s->fd = -1;
-        if (!s || !(s->in = malloc(IN_SIZE + 1))) {
-                agent_stream_free(s);
+        if (stream_new("the sandbox's agent", ERR_SANDBOX, watch_fd, total_ms, &s) < 0)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
-        }
-        s->content_length = -1;
-        s->read_timeout_ms = -1;
-        s->watch_fd = watch_fd;
-        s->deadline = total_ms >= 0 ? mono_ms() + total_ms : 0;
         s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         r = s->fd < 0 ? -errno : connect_agent(s, &sa);
-        if (r == -EAGAIN) {
-                agent_stream_free(s);
+        if (r == -EAGAIN)
                 return error_set(e, EAGAIN, ERR_UNAVAILABLE,
                                  "the sandbox's agent is not accepting connections (too many at once); try again");
-        }
-        if (r < 0) {
-                agent_stream_free(s);
+        if (r < 0)
                 return error_set(e, r, ERR_SANDBOX, "the sandbox's agent is not reachable: %s", strerror(-r));
+        r = send_head(s, "agent", &q, e);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+/* Connects s to one address without blocking, waiting at most timeout_ms (and no longer
+ * than the client stays). */
+static int connect_tcp(struct agent_stream *s, const struct addrinfo *ai, long timeout_ms) {
+        int one = 1, err = 0, r;
+        socklen_t len = sizeof(err);
+
+        s->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (s->fd < 0)
+                return -errno;
+        /* Heads and small bodies go out at once: Nagle with delayed ACKs adds 40 ms a call. */
+        (void) setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (connect(s->fd, ai->ai_addr, ai->ai_addrlen) == 0)
+                return 0;
+        if (errno != EINPROGRESS)
+                return -errno;
+        r = wait_fd(s->fd, POLLOUT, s->watch_fd, bounded(s, timeout_ms));
+        if (r < 0)
+                return r;
+        if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+                return -errno;
+        return -err;
+}
+
+int agent_stream_open_tcp(const char *host, const char *port, const char *peer, long connect_ms,
+                          const struct agent_stream_request *q, int watch_fd, struct agent_stream **ret, struct error *e) {
+        const struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+        _cleanup_agent_stream_ struct agent_stream *s = NULL;
+        struct addrinfo *res = NULL;
+        char host_header[300];
+        int r;
+
+        if (stream_new(peer, ERR_NODE, watch_fd, -1, &s) < 0)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        r = getaddrinfo(host, port, &hints, &res);
+        if (r != 0)
+                return error_set(e, EHOSTUNREACH, ERR_NODE_DOWN, "%s is not reachable: cannot resolve %s: %s", peer, host,
+                                 gai_strerror(r));
+        r = -EHOSTUNREACH;
+        for (const struct addrinfo *ai = res; ai && r < 0 && r != -ECONNRESET; ai = ai->ai_next) {
+                if (s->fd >= 0)
+                        close(s->fd);
+                s->fd = -1;
+                r = connect_tcp(s, ai, connect_ms);
         }
-        buf_init(&head, HEAD_MAX);
-        r = buf_printf(&head, "%s %s HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n", method, target);
-        if (r >= 0 && content_type)
-                r = buf_printf(&head, "Content-Type: %s\r\n", content_type);
-        if (r >= 0 && body_len >= 0)
-                r = buf_printf(&head, "Content-Length: %lld\r\n\r\n", (long long) body_len);
-        else if (r >= 0)
-                r = buf_append_str(&head, "Transfer-Encoding: chunked\r\n\r\n");
-        if (r >= 0)
-                r = send_all(s, head.data, head.len);
-        if (r < 0) {
-                agent_stream_free(s);
-                return error_set(e, r, ERR_SANDBOX, "cannot send a request to the sandbox's agent: %s", strerror(-r));
-        }
-        s->chunked_upload = body_len < 0;
-        *ret = s;
+        freeaddrinfo(res);
+        if (r == -ECONNRESET)
+                return error_set(e, ECONNRESET, ERR_BAD_REQUEST, "the client went away before the answer");
+        if (r < 0)
+                return error_set(e, -r, ERR_NODE_DOWN, "%s is not reachable: %s", peer,
+                                 r == -ETIMEDOUT ? "no connection within the connect timeout" : strerror(-r));
+        snprintf(host_header, sizeof(host_header), strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
+        r = send_head(s, host_header, q, e);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(s);
         return 0;
 }
 
@@ -177,7 +264,7 @@ int agent_stream_send(struct agent_stream *s, const void *data, size_t len, stru
         int r = 0;
 
         if (s->send_error)
-                return error_set(e, s->send_error, ERR_SANDBOX, "the sandbox's agent stopped reading the request: %s",
+                return error_set(e, s->send_error, s->err_status, s->err_code, "%s stopped reading the request: %s", s->peer,
                                  strerror(s->send_error));
         if (len == 0)
                 return 0;
@@ -191,7 +278,7 @@ int agent_stream_send(struct agent_stream *s, const void *data, size_t len, stru
                 r = send_all(s, "\r\n", 2);
         if (r < 0) {
                 s->send_error = -r;
-                return error_set(e, r, ERR_SANDBOX, "the sandbox's agent stopped reading the request: %s", strerror(-r));
+                return error_set(e, r, s->err_status, s->err_code, "%s stopped reading the request: %s", s->peer, strerror(-r));
         }
         return 0;
 }
@@ -275,18 +362,19 @@ int agent_stream_finish(struct agent_stream *s, long timeout_ms, struct error *e
                 if (r > 0)
                         break;
                 if (r < 0)
-                        return error_set(e, EPROTO, ERR_SANDBOX, "the sandbox's agent sent an unreadable answer (%s)",
+                        return error_set(e, EPROTO, s->err_status, s->err_code, "%s sent an unreadable answer (%s)", s->peer,
                                          r == -E2BIG ? "head too large" : "malformed head");
                 k = fill(s, s->watch_fd, MAX(deadline - mono_ms(), 1));
                 if (k == -ECONNRESET)
                         return error_set(e, ECONNRESET, ERR_BAD_REQUEST, "the client went away before the answer");
                 if (k == -ETIMEDOUT)
-                        return error_set(e, ETIMEDOUT, 504, "timeout", "the sandbox's agent did not answer within %ld ms", timeout_ms);
+                        return error_set(e, ETIMEDOUT, 504, "timeout", "%s did not answer within %ld ms", s->peer, timeout_ms);
                 if (k <= 0 && s->send_error)
-                        return error_set(e, s->send_error, ERR_SANDBOX, "the sandbox's agent stopped reading the request: %s",
+                        return error_set(e, s->send_error, s->err_status, s->err_code, "%s stopped reading the request: %s", s->peer,
                                          strerror(s->send_error));
                 if (k <= 0)
-                        return error_set(e, k < 0 ? (int) -k : EPIPE, ERR_SANDBOX, "the sandbox's agent closed the connection without an answer");
+                        return error_set(e, k < 0 ? (int) -k : EPIPE, s->err_status, s->err_code,
+                                         "%s closed the connection without an answer", s->peer);
         }
         take_head(s, &resp);
         http_response_done(&resp);

@@ -1,6 +1,7 @@
 /* agent_stream.h — one HTTP/1.1 exchange with a sandbox's agent over its unix socket: the
  * engine's only client of the agents (the routes it forwards — processes, PTYs, files — and
- * the small JSON calls of agent_client.h).
+ * the small JSON calls of agent_client.h), and of other nodes when it forwards a request to
+ * the node that owns its sandbox (agent_stream_open_tcp).
  *
  * Forwarding shapes it: the engine pulls the agent's answer a block at a time when its own
  * client is ready for more (libmicrohttpd's content reader), and pushes an upload to the
@@ -30,6 +31,23 @@ struct agent_stream;
  * 5 s → 503. Sending stalls of 60 s end the exchange. */
 int agent_stream_open(const char *socket_path, const char *method, const char *target, const char *content_type,
                       int64_t body_len, int watch_fd, long total_ms, struct agent_stream **ret, struct error *e);
+
+/* A request, for agent_stream_open_tcp. */
+struct agent_stream_request {
+        const char *method;
+        const char *target;        /* path and query, percent-encoded */
+        const char *extra_headers; /* complete "Name: value\r\n" lines to add, or NULL */
+        const char *content_type;  /* or NULL */
+        int64_t body_len;          /* -1: a chunked body of unknown length */
+};
+
+/* Like agent_stream_open, to another engine's API at host:port over TCP (a request forwarded
+ * to the node that owns a sandbox, api/relay.c): the same strict reading of its answer, as
+ * from any peer not trusted. peer names it in messages ("node a (http://…)"). Connecting
+ * takes at most connect_ms: a node that cannot be reached is 503 node_down in e; its other
+ * failures are 502 node_error. No deadline on the whole exchange (streams last). */
+int agent_stream_open_tcp(const char *host, const char *port, const char *peer, long connect_ms,
+                          const struct agent_stream_request *q, int watch_fd, struct agent_stream **ret, struct error *e);
 
 /* Sends part of the request body (framed as a chunk for chunked bodies). */
 int agent_stream_send(struct agent_stream *s, const void *data, size_t len, struct error *e);
