@@ -4,6 +4,9 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -51,6 +54,9 @@ static const struct opt opts[] = {
         S("node-name", node_name, "", "this engine's name among the nodes sharing its database: 1-63 of a-z 0-9 - . (default: the host name)"),
         S("advertise", advertise, "",
           "URL other nodes reach this engine's API at, http[s]://HOST[:PORT] (default http://LISTEN, with the host name for 0.0.0.0)"),
+        S("cluster-secret-file", cluster_secret_file, "",
+          "file holding the secret that requests between nodes carry (>= 32 bytes, mode 0600 or 0400, owned by root); "
+          "required for nodes on more than one machine"),
         I("node-lease", node_lease, "15", 3, 3600,
           "seconds without a heartbeat after which this node counts as down (renewed every third of it)"),
         I("idle-timeout", idle_timeout, "1800", 1, 30 * 86400, "seconds of inactivity before reaping"),
@@ -348,6 +354,55 @@ static int set_string(char **field, const char *value, struct error *e) {
         return 0;
 }
 
+#define CLUSTER_SECRET_MIN 32
+#define CLUSTER_SECRET_MAX 4096
+
+/* Reads the cluster secret: a file only root can read (it lets a request pass as another
+ * node's), its contents trimmed of surrounding whitespace (a trailing newline). */
+static int load_cluster_secret(struct config *c, struct error *e) {
+        _cleanup_free_ char *data = NULL;
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+        ssize_t n;
+        char *t;
+
+        if (!*c->cluster_secret_file)
+                return 0;
+        fd = open(c->cluster_secret_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return error_set(e, errno, ERR_BAD_REQUEST, "cannot open cluster-secret-file %s: %s", c->cluster_secret_file,
+                                 strerror(errno));
+        if (fstat(fd, &st) < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot stat cluster-secret-file %s: %s", c->cluster_secret_file,
+                                 strerror(errno));
+        if (!S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 0177) != 0)
+                return error_set(e, EPERM, ERR_BAD_REQUEST,
+                                 "cluster-secret-file %s must be a regular file owned by root with mode 0600 or 0400 (it is "
+                                 "uid %u, mode %04o): chown root: %s && chmod 600 %s",
+                                 c->cluster_secret_file, (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777),
+                                 c->cluster_secret_file, c->cluster_secret_file);
+        data = calloc(1, CLUSTER_SECRET_MAX + 2);
+        if (!data)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        n = read(fd, data, CLUSTER_SECRET_MAX + 1);
+        if (n < 0)
+                return error_set(e, errno, ERR_BAD_REQUEST, "cannot read cluster-secret-file %s: %s", c->cluster_secret_file,
+                                 strerror(errno));
+        t = trim(data);
+        if (n > CLUSTER_SECRET_MAX || memchr(data, 0, (size_t) n) || strlen(t) < CLUSTER_SECRET_MIN)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "cluster-secret-file %s must hold %d to %d bytes (after trimming whitespace), e.g. "
+                                 "`openssl rand -hex 32`",
+                                 c->cluster_secret_file, CLUSTER_SECRET_MIN, CLUSTER_SECRET_MAX);
+        /* Sent in a header: only visible ASCII, no whitespace. */
+        for (const char *p = t; *p; p++)
+                if (*p <= 0x20 || *p >= 0x7f)
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                         "cluster-secret-file %s: the secret must be visible ASCII characters without spaces",
+                                         c->cluster_secret_file);
+        return set_string(&c->cluster_secret, t, e);
+}
+
 /* The node's name (default: the host name, lower-cased: host names ignore case) and the URL
  * it advertises (default: the API's address; the host name when that is every address). */
 static int fill_node(struct config *c, struct error *e) {
@@ -381,7 +436,7 @@ static int fill_node(struct config *c, struct error *e) {
         if (strlen(c->advertise) > 255 || !advertise_valid(c->advertise))
                 return error_set(e, EINVAL, ERR_BAD_REQUEST, "advertise '%.80s' is not a URL of the form http[s]://HOST[:PORT]",
                                  c->advertise);
-        return 0;
+        return load_cluster_secret(c, e);
 }
 
 static int fill_derived(struct config *c, struct error *e) {
@@ -457,6 +512,10 @@ int config_load(struct config *c, int argc, char **argv, int *ret_argi, struct e
 }
 
 void config_free(struct config *c) {
+        if (c->cluster_secret)
+                OPENSSL_cleanse(c->cluster_secret, strlen(c->cluster_secret));
+        free(c->cluster_secret);
+        c->cluster_secret = NULL;
         for (size_t i = 0; i < ELEMENTSOF(opts); i++)
                 if (opts[i].type == OPT_STR) {
                         char **f = (char **) ((char *) c + opts[i].offset);

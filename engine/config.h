@@ -34,6 +34,8 @@ struct config {
         char *log_level;     /* info */
         char *node_name;     /* this engine's name among the nodes sharing its store; default: the host name */
         char *advertise;     /* the URL other nodes reach its API at; default http://LISTEN (http://HOSTNAME:PORT for 0.0.0.0) */
+        char *cluster_secret_file; /* "" = none: nodes forward to each other without a secret (one machine only) */
+        char *cluster_secret; /* its contents, trimmed (>= 32 bytes), or NULL; never logged */
         int64_t node_lease;  /* s, 15: down (its sandboxes lost) once it has not renewed its lease for this long */
         char *disk_volume_setting; /* "on" | "off", read into disk_volume */
         bool disk_volume;    /* sandboxes' files on the disk volume, limited (disk/disk.h) */

@@ -339,6 +339,11 @@ static int cmd_serve(struct engine *eng, struct error *e) {
         log_info("engine ready (node %s at %s, runtime %s, bridge %s, pool %s, idle timeout %llds, cap %lld per team, store %s)",
                  eng->cfg.node_name, eng->cfg.advertise, eng->cfg.runtime, eng->cfg.bridge, eng->cfg.net_pool,
                  (long long) eng->cfg.idle_timeout, (long long) eng->cfg.max_running, database);
+        /* Engines sharing PostgreSQL forward requests to each other: without a secret, anyone
+         * who reaches a node's port can pass a request as another node's. */
+        if (*eng->cfg.database && !eng->cfg.cluster_secret)
+                log_warn("no cluster-secret-file: requests forwarded between nodes carry no secret; set one (the same "
+                         "file on every node) for any deployment on more than one machine");
         sigwait(&set, &sig);
         log_info("stopping on signal %d; sandboxes keep running and are re-adopted at the next start", sig);
         proxy_stop(preview);

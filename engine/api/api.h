@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "buf.h"
 #include "engine.h"
 #include "error.h"
 
@@ -68,6 +69,34 @@ int api_upload_begin(struct api_request *req, struct api_upload **ret, struct er
 int api_upload_data(struct api_upload *u, const char *data, size_t len, struct error *e);
 int api_upload_end(struct api_upload *u, struct api_response *resp, struct error *e);
 void api_upload_free(struct api_upload *u);
+
+/* The target to send on for req: path (decoded, as libmicrohttpd hands it) percent-encoded
+ * again, so that no byte of it can change the request line, and req's query re-encoded.
+ * 400 in e when longer than API_TARGET_MAX. */
+#define API_TARGET_MAX (15 * 1024) /* encoded; the agent and the engine take heads of up to 16 KiB */
+int api_encode_target(const struct api_request *req, const char *path, struct buf *b, struct error *e);
+
+/* The API key of a request (X-API-Key, or Authorization: Bearer), or NULL. */
+const char *api_request_key(struct MHD_Connection *conn);
+
+/* Relaying a request for another node's sandbox to its owner (relay.c). A relayed request
+ * carries the sender's node name in RELAY_HOP_HEADER (never relayed again) and the cluster
+ * secret, when configured, in RELAY_SECRET_HEADER (server.c checks it, 403 when wrong). */
+#define RELAY_HOP_HEADER "X-Ai2in-Forwarded-By"
+#define RELAY_SECRET_HEADER "X-Ai2in-Cluster-Secret"
+struct api_relay;
+/* Once req's head is authenticated: *ret NULL when this node answers req itself; else the
+ * relay to the owner, its head sent (body_len: the caller's Content-Length, -1 chunked).
+ * Errors: the owner down (503 node_down), a relayed request for a sandbox not this node's
+ * (503 other_node), the owner not reachable. */
+int api_relay_begin(struct api_request *req, int64_t body_len, struct api_relay **ret, struct error *e);
+/* Streams a piece of the request body to the owner (blocks while the owner does not read). */
+int api_relay_data(struct api_relay *rl, const char *data, size_t len, struct error *e);
+/* Ends the body, reads the owner's answer head and fills resp with a response that streams
+ * its body; owns rl from here on, also on failure. */
+int api_relay_end(struct api_relay *rl, struct api_response *resp, struct error *e);
+/* Closes the relay (the owner sees the body cut short). Accepts NULL. */
+void api_relay_free(struct api_relay *rl);
 
 /* A JSON object of string values named name in body, at most max entries, keys checked as
  * environment variable names when env_keys; absent or null leaves *ret alone; *ret gets

@@ -30,7 +30,6 @@
 #define MAX_ENVS 256
 #define BLOCK_SIZE (64 * 1024)
 #define HEAD_TIMEOUT_MS (300 * 1000)
-#define TARGET_MAX (15 * 1024) /* encoded; the agent takes heads of up to 16 KiB */
 #define DEATH_CHECKS 20
 #define DEATH_CHECK_INTERVAL_MS 50
 
@@ -58,47 +57,9 @@ static void forward_free(struct forward *f) {
         free(f);
 }
 
-static void percent_encode(struct buf *b, const char *s, size_t n) {
-        static const char hex[] = "0123456789ABCDEF";
-
-        for (size_t i = 0; i < n; i++) {
-                unsigned char ch = (unsigned char) s[i];
-                if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || strchr("-._~/", ch))
-                        buf_append(b, &s[i], 1);
-                else
-                        buf_printf(b, "%%%c%c", hex[ch >> 4], hex[ch & 15]);
-        }
-}
-
-static enum MHD_Result add_query_arg(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size, const char *value,
-                                     size_t value_size) {
-        struct buf *b = cls;
-
-        buf_append_str(b, strchr(b->data, '?') ? "&" : "?");
-        percent_encode(b, key, key_size);
-        if (value) {
-                buf_append_str(b, "=");
-                percent_encode(b, value, value_size);
-        }
-        return MHD_YES;
-}
-
 /* The agent's target: the path after /v1/sandboxes/{id}, and the query. */
 static int agent_target(const struct api_request *req, struct buf *b, struct error *e) {
-        const char *path = req->url + strlen("/v1/sandboxes/") + strlen(req->id);
-
-        /* Room past TARGET_MAX: a target that does not fit is seen as too long, never cut
-         * short by an append the cap refused. */
-        buf_init(b, 2 * TARGET_MAX);
-        /* libmicrohttpd hands the path over decoded: encode it again, so that no byte of it
-         * (a CR, an LF, a space) can change the request line sent to the agent. */
-        percent_encode(b, path, strlen(path));
-        MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, add_query_arg, b);
-        if (!b->data || b->len > TARGET_MAX)
-                return error_set(e, E2BIG, ERR_BAD_REQUEST,
-                                 "the request's path and query are too long (%zu bytes percent-encoded, at most %d)",
-                                 b->data ? b->len : 0, TARGET_MAX);
-        return 0;
+        return api_encode_target(req, req->url + strlen("/v1/sandboxes/") + strlen(req->id), b, e);
 }
 
 /* Checks the sandbox is the team's, this node's and running; leaves its record in rec. */

@@ -1,7 +1,9 @@
 /* server.c — HTTP plumbing of the API: request framing checks (one unambiguous body
  * length, or the connection is refused and closed), routing and API-key authentication as
  * soon as a request head arrives (SHA-256 compared in constant time; keys are never
- * logged), body accumulation with a 1 MiB cap, and error bodies. What a client may hold
+ * logged), body accumulation with a 1 MiB cap, and error bodies; the cluster secret of
+ * requests from other nodes, and the choice, once a head is authenticated, to relay a
+ * request for another node's sandbox to that node (relay.c). What a client may hold
  * (connections, time) is guard.c's. */
 #include "api/api.h"
 #include "api/guard.h"
@@ -35,6 +37,8 @@ struct conn_ctx {
         struct api_upload *upload; /* the streamed upload, until it ends or fails */
         bool upload_stalled;       /* the agent stopped reading it */
         struct error error;        /* why the request or its upload failed */
+        struct api_relay *relay;   /* the request goes to the sandbox's owner node (relay.c) */
+        bool relay_stalled;        /* the owner stopped reading the body */
 };
 
 struct api_server {
@@ -148,7 +152,45 @@ int api_body_object(const struct api_request *req, json_t **ret, struct error *e
         return 0;
 }
 
-static const char *api_key_of(struct MHD_Connection *conn) {
+static void percent_encode(struct buf *b, const char *s, size_t n) {
+        static const char hex[] = "0123456789ABCDEF";
+
+        for (size_t i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char) s[i];
+                if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || strchr("-._~/", ch))
+                        buf_append(b, &s[i], 1);
+                else
+                        buf_printf(b, "%%%c%c", hex[ch >> 4], hex[ch & 15]);
+        }
+}
+
+static enum MHD_Result add_query_arg(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size, const char *value,
+                                     size_t value_size) {
+        struct buf *b = cls;
+
+        buf_append_str(b, strchr(b->data, '?') ? "&" : "?");
+        percent_encode(b, key, key_size);
+        if (value) {
+                buf_append_str(b, "=");
+                percent_encode(b, value, value_size);
+        }
+        return MHD_YES;
+}
+
+int api_encode_target(const struct api_request *req, const char *path, struct buf *b, struct error *e) {
+        /* Room past API_TARGET_MAX: a target that does not fit is seen as too long, never
+         * cut short by an append the cap refused. */
+        buf_init(b, 2 * API_TARGET_MAX);
+        percent_encode(b, path, strlen(path));
+        MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, add_query_arg, b);
+        if (!b->data || b->len > API_TARGET_MAX)
+                return error_set(e, E2BIG, ERR_BAD_REQUEST,
+                                 "the request's path and query are too long (%zu bytes percent-encoded, at most %d)",
+                                 b->data ? b->len : 0, API_TARGET_MAX);
+        return 0;
+}
+
+const char *api_request_key(struct MHD_Connection *conn) {
         const char *k = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-API-Key");
         const char *auth;
 
@@ -161,7 +203,7 @@ static const char *api_key_of(struct MHD_Connection *conn) {
 }
 
 static int authenticate(struct api_request *req, struct error *e) {
-        const char *key = api_key_of(req->conn);
+        const char *key = api_request_key(req->conn);
         unsigned char want[32], got[SHA256_DIGEST_LENGTH];
         char key_id[API_KEY_ID_LEN + 1];
         int r;
@@ -185,10 +227,44 @@ static int authenticate(struct api_request *req, struct error *e) {
         return 0;
 }
 
+/* A request from another node (it carries the hop marker or the secret header) must carry
+ * this node's cluster secret when one is set; any secret sent to a node without one, or a
+ * wrong one, is refused. Compared in constant time (digests: the length leaks nothing);
+ * never logged. */
+static int check_cluster_secret(const struct api_request *req, struct error *e) {
+        const char *got = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, RELAY_SECRET_HEADER);
+        const char *want = req->eng->cfg.cluster_secret;
+        unsigned char a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
+
+        if (!got && !want)
+                return 0;
+        if (!got) {
+                if (!MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, RELAY_HOP_HEADER))
+                        return 0;
+                return error_set(e, EACCES, ERR_FORBIDDEN,
+                                 "a request forwarded by another node must carry the cluster secret (%s): is "
+                                 "cluster-secret-file set on every node?",
+                                 RELAY_SECRET_HEADER);
+        }
+        if (!want)
+                return error_set(e, EACCES, ERR_FORBIDDEN,
+                                 "node %s has no cluster secret, and refuses requests that carry one (is cluster-secret-file "
+                                 "set on every node?)",
+                                 req->eng->cfg.node_name);
+        SHA256((const unsigned char *) got, strlen(got), a);
+        SHA256((const unsigned char *) want, strlen(want), b);
+        if (CRYPTO_memcmp(a, b, sizeof(a)) != 0)
+                return error_set(e, EACCES, ERR_FORBIDDEN, "wrong cluster secret (%s)", RELAY_SECRET_HEADER);
+        return 0;
+}
+
 /* Finds the route of req, authenticates it and checks its {id} (kept in idbuf). */
 static int resolve(struct api_request *req, char *idbuf, size_t n, const struct route **ret, struct error *e) {
         bool path_found = false;
+        int r = check_cluster_secret(req, e);
 
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
                 if (!route_match(routes[i].pattern, routes[i].prefix, req->url, idbuf, n))
                         continue;
@@ -196,7 +272,7 @@ static int resolve(struct api_request *req, char *idbuf, size_t n, const struct 
                 if (!streq(routes[i].method, "*") && !streq(routes[i].method, req->method))
                         continue;
                 if (routes[i].auth) {
-                        int r = authenticate(req, e);
+                        r = authenticate(req, e);
                         if (r < 0)
                                 return r;
                 }
@@ -291,7 +367,7 @@ struct framing {
 static int framing_length(struct framing *f, const char *value) {
         uint64_t n;
 
-        if (http_parse_content_length(value, &n) < 0)
+        if (http_parse_content_length(value, &n) < 0 || n > INT64_MAX)
                 return error_set(f->e, EINVAL, ERR_BAD_REQUEST, "Content-Length '%.40s' is not a number of bytes", value);
         if (f->length && n != f->length_value)
                 return error_set(f->e, EINVAL, ERR_BAD_REQUEST, "conflicting Content-Length headers (%.40s and %.40s)", f->length,
@@ -330,12 +406,13 @@ static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const 
  * could read differently (request smuggling through a proxy in front). libmicrohttpd
  * 0.9.75 reads the first Content-Length and ignores the others, lets Transfer-Encoding
  * win over Content-Length, and takes any other coding as a body that ends with the
- * connection. The same rules as common/http-parse.c. */
-static int check_framing(struct MHD_Connection *conn, const char *version, bool *ret_body, struct error *e) {
+ * connection. The same rules as common/http-parse.c. *ret_body_len: -1 for a chunked body. */
+static int check_framing(struct MHD_Connection *conn, const char *version, int64_t *ret_body_len, struct error *e) {
         struct framing f = {.e = e};
 
         MHD_get_connection_values_n(conn, MHD_HEADER_KIND, framing_header, &f);
-        *ret_body = f.encoding || f.length_value > 0;
+        /* http_parse_content_length caps a length well below 2^63. */
+        *ret_body_len = f.encoding ? -1 : (int64_t) f.length_value;
         if (f.r < 0 || !f.encoding)
                 return f.r;
         if (f.length)
@@ -390,6 +467,31 @@ static enum MHD_Result on_upload(struct api_request *req, struct conn_ctx *ctx, 
         return respond(req->conn, req->method, req->url, ctx->started, r, &resp, &ctx->error);
 }
 
+/* A request relayed to the node that owns its sandbox: the body streams to it as it
+ * arrives, then its answer streams back. Like an upload, a failure midway is kept, the rest
+ * of the body discarded, and the owner's answer (or the error) given at the end. */
+static enum MHD_Result on_relay(struct api_request *req, struct conn_ctx *ctx, const char *upload, size_t *upload_size) {
+        struct api_response resp = {0};
+        struct api_relay *rl;
+        int r;
+
+        if (*upload_size > 0) {
+                if (!ctx->relay_stalled && api_relay_data(ctx->relay, upload, *upload_size, &ctx->error) < 0)
+                        ctx->relay_stalled = true;
+                *upload_size = 0;
+                return MHD_YES;
+        }
+        rl = TAKE_PTR(ctx->relay);
+        r = api_relay_end(rl, &resp, &ctx->error);
+        return respond(req->conn, req->method, req->url, ctx->started, r, &resp, &ctx->error);
+}
+
+/* Whether the route of a resolved request names a sandbox that may be another node's: all
+ * but GET /v1/sandboxes/{id}, which every node answers from the store. */
+static bool relayable(const struct conn_ctx *ctx) {
+        return ctx->resolved >= 0 && strstr(ctx->route->pattern, "{id}") && ctx->route->fn != api_sandbox_get;
+}
+
 /* The first call, once the head has arrived: checks its framing and URL, then finds its
  * route and authenticates it, before any of the body is read. A refused request with a
  * body is answered now, which makes libmicrohttpd skip the body and close the connection:
@@ -399,10 +501,10 @@ static enum MHD_Result on_head(struct api_request *req, struct conn_ctx *ctx, co
                                size_t *upload_size) {
         struct api_response resp = {0};
         struct error e = {0};
-        bool has_body;
+        int64_t body_len;
         int r;
 
-        r = check_framing(req->conn, version, &has_body, &e);
+        r = check_framing(req->conn, version, &body_len, &e);
         if (r < 0) {
                 /* Closed even where libmicrohttpd would keep it alive (a first
                  * Content-Length of 0): the rest is no request of its own. */
@@ -416,7 +518,16 @@ static enum MHD_Result on_head(struct api_request *req, struct conn_ctx *ctx, co
         }
         ctx->resolved = resolve(req, ctx->idbuf, sizeof(ctx->idbuf), &ctx->route, &ctx->error);
         ctx->team_id = req->team_id;
-        if (ctx->resolved < 0 && (has_body || ctx->upload_route))
+        /* Another node's sandbox: everything, body included, goes to that node. Decided
+         * before any of the body is read, so that it streams through rather than here. */
+        if (relayable(ctx)) {
+                ctx->resolved = api_relay_begin(req, body_len, &ctx->relay, &ctx->error);
+                if (ctx->relay) {
+                        ctx->upload_route = false;
+                        return MHD_YES;
+                }
+        }
+        if (ctx->resolved < 0 && (body_len != 0 || ctx->upload_route))
                 return respond(req->conn, req->method, req->url, ctx->started, ctx->resolved, &resp, &ctx->error);
         if (ctx->upload_route)
                 return on_upload(req, ctx, true, upload, upload_size);
@@ -448,6 +559,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         req.team_id = ctx->team_id;
         req.id = ctx->route && strstr(ctx->route->pattern, "{id}") ? ctx->idbuf : NULL;
+        if (ctx->relay)
+                return on_relay(&req, ctx, upload, upload_size);
         if (ctx->upload_route)
                 return on_upload(&req, ctx, false, upload, upload_size);
         if (*upload_size > 0) {
@@ -479,6 +592,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 return;
         buf_free(&ctx->body);
         api_upload_free(ctx->upload);
+        api_relay_free(ctx->relay);
         free(ctx);
         *con_cls = NULL;
 }

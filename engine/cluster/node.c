@@ -91,7 +91,7 @@ int node_check_local(struct engine *eng, const struct sandbox_rec *rec, struct e
                                  "the sandbox's node %s is down (no heartbeat for %llds): sandbox %s is unavailable until that node returns",
                                  owner.name, (long long) ((now - owner.heartbeat_at) / 1000), rec->id);
         return error_set(e, EREMOTE, ERR_OTHER_NODE,
-                         "sandbox %s is on node %s (%s), not on this node (%s): send the request to %s (nodes do not forward requests yet)",
+                         "sandbox %s is on node %s (%s), not on this node (%s): send the request to %s",
                          rec->id, owner.name, owner.advertise, eng->cfg.node_name, owner.advertise);
 }
 

@@ -4,7 +4,7 @@
  * every third of node-lease seconds from the reaper thread; a node whose lease lapsed is down.
  * Each sandbox is owned by the node that created it, and only that node touches it: starts,
  * stops, pauses, reaps, reconciles, gives it an address. Another node reads it (get, list)
- * but answers 503 to anything that needs its container (no forwarding between nodes yet).
+ * from the store and relays every other request for it to its owner (api/relay.c).
  * Any live node, when it renews its lease, moves the running sandboxes of the nodes whose
  * lease lapsed to `error` "node NAME lost"; that node re-adopts them when it returns.
  */
@@ -24,8 +24,8 @@ int node_register(struct engine *eng, struct error *e);
 void node_renew_lease(struct engine *eng);
 
 /* 0 when rec is this node's sandbox. Else a 503 naming its owner: ERR_NODE_DOWN when that
- * node's lease lapsed ("the sandbox's node A is down"), ERR_OTHER_NODE with the owner's
- * advertised URL otherwise. */
+ * node's lease lapsed ("the sandbox's node A is down"), ERR_OTHER_NODE (-EREMOTE) with the
+ * owner's advertised URL otherwise (the relay then sends the request there). */
 int node_check_local(struct engine *eng, const struct sandbox_rec *rec, struct error *e);
 
 /* 0 when this node takes new sandboxes (it is active); ERR_NODE_CORDONED naming its state
