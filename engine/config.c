@@ -388,8 +388,10 @@ static int load_cluster_secret(struct config *c, struct error *e) {
         if (n < 0)
                 return error_set(e, errno, ERR_BAD_REQUEST, "cannot read cluster-secret-file %s: %s", c->cluster_secret_file,
                                  strerror(errno));
+        /* A NUL would cut the secret short: looked for before trim() writes its own. */
+        bool nul = memchr(data, 0, (size_t) n) != NULL;
         t = trim(data);
-        if (n > CLUSTER_SECRET_MAX || memchr(data, 0, (size_t) n) || strlen(t) < CLUSTER_SECRET_MIN)
+        if (n > CLUSTER_SECRET_MAX || nul || strlen(t) < CLUSTER_SECRET_MIN)
                 return error_set(e, EINVAL, ERR_BAD_REQUEST,
                                  "cluster-secret-file %s must hold %d to %d bytes (after trimming whitespace), e.g. "
                                  "`openssl rand -hex 32`",
