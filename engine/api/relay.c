@@ -117,10 +117,12 @@ static int owner_of(const struct api_request *req, struct node_rec *ret_owner, s
                 return r;
         }
         /* ERR_NODE_DOWN when the owner's lease lapsed; otherwise the owner's row. */
-        r = node_check_local(req->eng, &rec, e);
-        if (r == -EREMOTE)
-                r = store_node_get(req->eng->store, rec.node, ret_owner, e);
+        r = node_owner(req->eng, &rec, ret_owner, e);
         sandbox_rec_done(&rec);
+        if (r == -EREMOTE) {
+                error_clear(e);
+                return 0;
+        }
         return r;
 }
 

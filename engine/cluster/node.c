@@ -74,6 +74,12 @@ void node_renew_lease(struct engine *eng) {
 
 int node_check_local(struct engine *eng, const struct sandbox_rec *rec, struct error *e) {
         struct node_rec owner;
+
+        return node_owner(eng, rec, &owner, e);
+}
+
+int node_owner(struct engine *eng, const struct sandbox_rec *rec, struct node_rec *ret_owner, struct error *e) {
+        struct node_rec owner;
         int64_t now = now_ms();
         int r;
 
@@ -90,6 +96,7 @@ int node_check_local(struct engine *eng, const struct sandbox_rec *rec, struct e
                 return error_set(e, EHOSTDOWN, ERR_NODE_DOWN,
                                  "the sandbox's node %s is down (no heartbeat for %llds): sandbox %s is unavailable until that node returns",
                                  owner.name, (long long) ((now - owner.heartbeat_at) / 1000), rec->id);
+        *ret_owner = owner;
         return error_set(e, EREMOTE, ERR_OTHER_NODE,
                          "sandbox %s is on node %s (%s), not on this node (%s): send the request to %s",
                          rec->id, owner.name, owner.advertise, eng->cfg.node_name, owner.advertise);

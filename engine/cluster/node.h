@@ -28,6 +28,10 @@ void node_renew_lease(struct engine *eng);
  * owner's advertised URL otherwise (the relay then sends the request there). */
 int node_check_local(struct engine *eng, const struct sandbox_rec *rec, struct error *e);
 
+/* node_check_local, with the owner's row in *ret_owner when it returns -EREMOTE (a live
+ * node other than this one: the relay's destination). */
+int node_owner(struct engine *eng, const struct sandbox_rec *rec, struct node_rec *ret_owner, struct error *e);
+
 /* 0 when this node takes new sandboxes (it is active); ERR_NODE_CORDONED naming its state
  * otherwise. */
 int node_check_accepting(struct engine *eng, struct error *e);
