@@ -54,6 +54,9 @@ static const struct opt opts[] = {
         S("node-name", node_name, "", "this engine's name among the nodes sharing its database: 1-63 of a-z 0-9 - . (default: the host name)"),
         S("advertise", advertise, "",
           "URL other nodes reach this engine's API at, http[s]://HOST[:PORT] (default http://LISTEN, with the host name for 0.0.0.0)"),
+        S("advertise-preview", advertise_preview, "",
+          "HOST:PORT other nodes relay previews of this node's sandboxes to (default PREVIEW-LISTEN, with the host name "
+          "for 0.0.0.0; none when the preview proxy is off)"),
         S("cluster-secret-file", cluster_secret_file, "",
           "file holding the secret that requests between nodes carry (>= 32 bytes, mode 0600 or 0400, owned by root); "
           "required for nodes on more than one machine"),
@@ -354,6 +357,30 @@ static int set_string(char **field, const char *value, struct error *e) {
         return 0;
 }
 
+/* HOST:PORT of the preview proxy for other nodes: default the preview listen address (the
+ * host name in place of 0.0.0.0); "" when the proxy is off. */
+static int fill_advertise_preview(struct config *c, const char *host, struct error *e) {
+        char url[600];
+        const char *colon = strrchr(c->preview_listen, ':');
+
+        if (streq(c->preview_listen, "off"))
+                return set_string(&c->advertise_preview, "", e);
+        if (!*c->advertise_preview) {
+                if (colon && strncmp(c->preview_listen, "0.0.0.0:", 8) == 0)
+                        snprintf(url, sizeof(url), "%s%s", host, colon);
+                else
+                        snprintf(url, sizeof(url), "%s", c->preview_listen);
+                return set_string(&c->advertise_preview, url, e);
+        }
+        /* The same HOST[:PORT] rules as advertise's. */
+        snprintf(url, sizeof(url), "http://%s", c->advertise_preview);
+        if (strlen(c->advertise_preview) > 255 || !strchr(c->advertise_preview, ':') || !advertise_valid(url) ||
+            url[strlen(url) - 1] == '/')
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "advertise-preview '%.80s' is not of the form HOST:PORT",
+                                 c->advertise_preview);
+        return 0;
+}
+
 #define CLUSTER_SECRET_MIN 32
 #define CLUSTER_SECRET_MAX 4096
 
@@ -438,6 +465,9 @@ static int fill_node(struct config *c, struct error *e) {
         if (strlen(c->advertise) > 255 || !advertise_valid(c->advertise))
                 return error_set(e, EINVAL, ERR_BAD_REQUEST, "advertise '%.80s' is not a URL of the form http[s]://HOST[:PORT]",
                                  c->advertise);
+        r = fill_advertise_preview(c, host, e);
+        if (r < 0)
+                return r;
         return load_cluster_secret(c, e);
 }
 

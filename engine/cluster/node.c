@@ -31,6 +31,7 @@ int node_register(struct engine *eng, struct error *e) {
 
         snprintf(n.name, sizeof(n.name), "%s", eng->cfg.node_name);
         snprintf(n.advertise, sizeof(n.advertise), "%s", eng->cfg.advertise);
+        snprintf(n.advertise_preview, sizeof(n.advertise_preview), "%s", eng->cfg.advertise_preview);
         n.started_at = n.heartbeat_at = now;
         n.lease_until = now + lease_ms(eng);
         host_capacity(&n);

@@ -56,6 +56,7 @@ struct pconn {
         uint32_t addr;             /* the client's IPv4 address, network order */
         char token[48];            /* the sandbox's traffic token ("" = open) */
         char ip[16];               /* the sandbox's address ("" if it has none) */
+        char owner[256];           /* HOST:PORT of the owner node's preview proxy, for another node's sandbox; else "" */
         char *in;                  /* PROXY_IN_MAX bytes: [0, fwd) checked and due upstream, [fwd, len) not yet looked at */
         size_t len, fwd;
         struct pconn *prev, *next; /* in the proxy's list of open connections */

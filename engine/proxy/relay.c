@@ -74,7 +74,8 @@ static int take_head(struct pconn *c) {
                         rl->left = req.content_length;
                 }
                 rl->requests++;
-                new_len = head_strip_token(c->in + c->fwd, c->in + c->fwd, head_len);
+                /* The owner node's proxy checks the token again: it goes on there. */
+                new_len = *c->owner ? head_len : head_strip_token(c->in + c->fwd, c->in + c->fwd, head_len);
                 memmove(c->in + c->fwd + new_len, c->in + c->fwd + head_len, c->len - c->fwd - head_len);
                 c->len -= head_len - new_len;
                 c->fwd += new_len;

@@ -1,5 +1,7 @@
 /* route.c — which sandbox and port a preview request is for, whether it may go there, and
- * the tunnel to it. */
+ * the tunnel to it. A sandbox of another live node is reached through that node's preview
+ * proxy (its advertise-preview address): the connection is relayed there as it is, traffic
+ * token included, and the owner checks it again. */
 #include "proxy/proxy-internal.h"
 #include "proxy/proxy.h"
 
@@ -7,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
@@ -26,6 +29,7 @@
 #define TOKEN_HEADER "X-Ai2in-Traffic-Token"
 #define TUNNEL_ANSWER_MS 10000
 #define DIRECT_CONNECT_MS 1000
+#define OWNER_CONNECT_MS 3000
 
 int perr_set(struct perr *pe, int status, const char *code, const char *fmt, ...) {
         va_list ap;
@@ -84,11 +88,22 @@ static int lookup(struct pconn *c, struct perr *pe) {
                 return perr_set(pe, 500, "internal", "%s", e.message);
         snprintf(c->token, sizeof(c->token), "%s", rec.traffic_token);
         snprintf(c->ip, sizeof(c->ip), "%s", rec.ip);
-        /* Another node's sandbox: its address is on that node's bridge (no forwarding yet). */
-        if (rec.state != SANDBOX_KILLED && node_check_local(c->eng, &rec, &e) < 0) {
-                r = perr_set(pe, e.status, e.code, "%s", e.message);
-                sandbox_rec_done(&rec);
-                return r;
+        /* Another node's sandbox: its address is on that node's bridge; its preview proxy
+         * takes the connection, or (none advertised, or the node down) a 503 says why. */
+        *c->owner = 0;
+        if (rec.state != SANDBOX_KILLED) {
+                struct node_rec owner;
+                r = node_owner(c->eng, &rec, &owner, &e);
+                if (r == -EREMOTE && *owner.advertise_preview)
+                        snprintf(c->owner, sizeof(c->owner), "%s", owner.advertise_preview);
+                else if (r < 0) {
+                        r = perr_set(pe, e.status, e.code, "%s%s", e.message,
+                                     r == -EREMOTE ? " (that node's previews are not reachable from other nodes: it has no "
+                                                     "preview proxy)"
+                                                   : "");
+                        sandbox_rec_done(&rec);
+                        return r;
+                }
         }
         switch (rec.state) {
         case SANDBOX_RUNNING:
@@ -226,7 +241,40 @@ static int still_there(struct pconn *c, struct perr *pe) {
         return 0;
 }
 
+/* Connects to the owner node's preview proxy (c->owner, HOST:PORT). */
+static int connect_owner(struct pconn *c, struct perr *pe) {
+        const struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+        char host[256];
+        const char *colon = strrchr(c->owner, ':');
+        struct addrinfo *res = NULL;
+        size_t n = colon ? (size_t) (colon - c->owner) : 0;
+        int fd = -EHOSTUNREACH, r;
+
+        if (n >= 2 && c->owner[0] == '[' && c->owner[n - 1] == ']') { /* [v6]:port */
+                memcpy(host, c->owner + 1, n - 2);
+                host[n - 2] = 0;
+        } else if (n > 0 && n < sizeof(host)) {
+                memcpy(host, c->owner, n);
+                host[n] = 0;
+        } else
+                return perr_set(pe, 502, "node_error", "sandbox %s: its node advertises '%.80s', not HOST:PORT", c->id, c->owner);
+        r = getaddrinfo(host, colon + 1, &hints, &res);
+        if (r != 0)
+                return perr_set(pe, 503, "node_down", "sandbox %s: its node's preview proxy %s is not reachable: %s", c->id,
+                                c->owner, gai_strerror(r));
+        for (const struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next)
+                fd = tcp_connect(ai->ai_addr, ai->ai_addrlen, OWNER_CONNECT_MS);
+        freeaddrinfo(res);
+        if (fd < 0)
+                return perr_set(pe, 503, "node_down", "sandbox %s: its node's preview proxy %s is not reachable: %s", c->id,
+                                c->owner, strerror(-fd));
+        c->ufd = fd;
+        return 0;
+}
+
 int route_connect(struct pconn *c, struct perr *pe) {
+        if (*c->owner)
+                return connect_owner(c, pe);
         int fd = *c->ip ? connect_direct(c) : -EADDRNOTAVAIL;
 
         if (fd >= 0) {

@@ -231,6 +231,8 @@ static const char *const migrations[] = {
          * and no rules of their own (network_rules: JSON {"allow_out": […], "deny_out": […]}). */
         /* One literal: clang takes two adjacent ones in an array for a missing comma. */
         "ALTER TABLE sandboxes ADD COLUMN allow_internet_access BOOLEAN NOT NULL DEFAULT true, ADD COLUMN network_rules TEXT NOT NULL DEFAULT '';",
+        /* 4: where other nodes relay previews of a node's sandboxes, as SQLite's 7. */
+        "ALTER TABLE nodes ADD COLUMN advertise_preview TEXT NOT NULL DEFAULT '';",
 };
 
 /* Applies migration i; no parameters: constant SQL, several statements (simple protocol). */
@@ -776,7 +778,7 @@ static int node_register(struct store *base, const struct node_rec *n, int64_t *
         struct pg_store *s = of(base);
         char started[24], beat[24], lease[24], mem[24], cpus[24];
         const char *values[] = {n->name, n->advertise, I64(started, n->started_at), I64(beat, n->heartbeat_at),
-                                I64(lease, n->lease_until), I64(mem, n->memory_mb), I64(cpus, n->cpus)};
+                                I64(lease, n->lease_until), I64(mem, n->memory_mb), I64(cpus, n->cpus), n->advertise_preview};
         _cleanup_pgresult_ PGresult *res = NULL;
         int r;
 
@@ -785,8 +787,9 @@ static int node_register(struct store *base, const struct node_rec *n, int64_t *
                 goto out;
         if ((r = run(s, "SELECT pg_advisory_xact_lock(" REGISTER_LOCK ")", 0, NULL, false, "lock node registration", e)) < 0 ||
             (r = run(s,
-                     "INSERT INTO nodes(name, advertise, started_at, heartbeat_at, lease_until, memory_mb, cpus)"
-                     " VALUES($1, $2, $3, $4, $5, $6, $7) ON CONFLICT(name) DO UPDATE SET advertise = EXCLUDED.advertise,"
+                     "INSERT INTO nodes(name, advertise, started_at, heartbeat_at, lease_until, memory_mb, cpus, advertise_preview)"
+                     " VALUES($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT(name) DO UPDATE SET advertise = EXCLUDED.advertise,"
+                     " advertise_preview = EXCLUDED.advertise_preview,"
                      " started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at, lease_until = EXCLUDED.lease_until,"
                      " memory_mb = EXCLUDED.memory_mb, cpus = EXCLUDED.cpus",
                      (int) ELEMENTSOF(values), values, false, "register node", e)) < 0 ||
@@ -817,7 +820,7 @@ static int node_renew(struct store *base, const char *name, int64_t now, int64_t
         return r;
 }
 
-#define NODE_COLUMNS "name, advertise, state, started_at, heartbeat_at, lease_until, memory_mb, cpus, running"
+#define NODE_COLUMNS "name, advertise, state, started_at, heartbeat_at, lease_until, memory_mb, cpus, running, advertise_preview"
 
 static void row_to_node(const PGresult *res, int i, struct node_rec *n) {
         *n = (struct node_rec){0};
@@ -830,6 +833,7 @@ static void row_to_node(const PGresult *res, int i, struct node_rec *n) {
         n->lease_until = col_i64(res, i, 5);
         n->memory_mb = col_i64(res, i, 6);
         n->cpus = col_i64(res, i, 7);
+        col_text(res, i, 9, n->advertise_preview, sizeof(n->advertise_preview));
         n->running = col_i64(res, i, 8);
 }
 

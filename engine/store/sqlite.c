@@ -62,6 +62,8 @@ static const char *const migrations[] = {
          * and no rules of their own (network_rules: JSON {"allow_out": […], "deny_out": […]}). */
         /* One literal: clang takes two adjacent ones in an array for a missing comma. */
         "ALTER TABLE sandboxes ADD COLUMN allow_internet_access INTEGER NOT NULL DEFAULT 1; ALTER TABLE sandboxes ADD COLUMN network_rules TEXT NOT NULL DEFAULT '';",
+        /* 7: where other nodes relay previews of a node's sandboxes ('' = they do not). */
+        "ALTER TABLE nodes ADD COLUMN advertise_preview TEXT NOT NULL DEFAULT '';",
 };
 
 static int db_error(struct sqlite_store *s, struct error *e, const char *what) {
@@ -573,8 +575,9 @@ static int upsert_node(struct sqlite_store *s, const struct node_rec *n, struct 
         int rc;
 
         if (sqlite3_prepare_v2(s->db,
-                               "INSERT INTO nodes(name, advertise, started_at, heartbeat_at, lease_until, memory_mb, cpus)"
-                               " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(name) DO UPDATE SET advertise = excluded.advertise,"
+                               "INSERT INTO nodes(name, advertise, started_at, heartbeat_at, lease_until, memory_mb, cpus, advertise_preview)"
+                               " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(name) DO UPDATE SET advertise = excluded.advertise,"
+                               " advertise_preview = excluded.advertise_preview,"
                                " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
                                " lease_until = excluded.lease_until, memory_mb = excluded.memory_mb, cpus = excluded.cpus",
                                -1, &st, NULL) != SQLITE_OK)
@@ -586,6 +589,7 @@ static int upsert_node(struct sqlite_store *s, const struct node_rec *n, struct 
         sqlite3_bind_int64(st, 5, n->lease_until);
         sqlite3_bind_int64(st, 6, n->memory_mb);
         sqlite3_bind_int64(st, 7, n->cpus);
+        sqlite3_bind_text(st, 8, n->advertise_preview, -1, SQLITE_TRANSIENT);
         rc = sqlite3_step(st);
         sqlite3_finalize(st);
         return rc == SQLITE_DONE ? 0 : db_error(s, e, "register node");
@@ -639,7 +643,7 @@ static int node_renew(struct store *base, const char *name, int64_t now, int64_t
         return r;
 }
 
-#define NODE_COLUMNS "name, advertise, state, started_at, heartbeat_at, lease_until, memory_mb, cpus, running"
+#define NODE_COLUMNS "name, advertise, state, started_at, heartbeat_at, lease_until, memory_mb, cpus, running, advertise_preview"
 
 static void row_to_node(sqlite3_stmt *st, struct node_rec *n) {
         *n = (struct node_rec){0};
@@ -653,6 +657,7 @@ static void row_to_node(sqlite3_stmt *st, struct node_rec *n) {
         n->memory_mb = sqlite3_column_int64(st, 6);
         n->cpus = sqlite3_column_int64(st, 7);
         n->running = sqlite3_column_int64(st, 8);
+        copy_text(n->advertise_preview, sizeof(n->advertise_preview), sqlite3_column_text(st, 9));
 }
 
 static int node_get(struct store *base, const char *name, struct node_rec *ret, struct error *e) {

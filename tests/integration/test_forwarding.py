@@ -27,7 +27,7 @@ from typing import Iterator, List, Tuple
 import pytest
 from conftest import RssSampler, wait_until
 from test_database import PgEngine, Postgres, pg_bindir
-from test_nodes import node_engine
+from test_nodes import node_engine, preview_status
 
 HOME = "/home/sandbox"
 SECRET = "s3cret-" + "x" * 40
@@ -149,6 +149,25 @@ def test_everything_through_another_node(nodes: Tuple[PgEngine, PgEngine, str]) 
     assert sbx.commands.run(f"sha256sum {HOME}/up.bin").stdout.split()[0] == digest
     assert sbx.kill() is True
     assert wait_until(lambda: made.id not in [s["id"] for s in a.list(key)], 10)
+
+
+def test_preview_through_another_node(nodes: Tuple[PgEngine, PgEngine, str]) -> None:
+    a, b, key = nodes
+    made = a.sandbox(key)
+    made.commands.run(f"mkdir -p {HOME}/site && echo served-by-a > {HOME}/site/index.html")
+    made.commands.run(f"cd {HOME}/site && python3 -m http.server 8080", background=True)
+    assert wait_until(lambda: preview_status(a, made.id)[0] == 200, 15), preview_status(a, made.id)
+    status, text = preview_status(b, made.id)
+    assert status == 200 and "served-by-a" in text, (status, text)
+    # Several requests on one kept-alive connection, through B.
+    conn = http.client.HTTPConnection("127.0.0.1", b.preview_port, timeout=10)
+    try:
+        for _ in range(3):
+            conn.request("GET", "/index.html", headers={"Host": f"8080-{made.id}.{b.domain}"})
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.read() == b"served-by-a\n"
+    finally:
+        conn.close()
 
 
 def test_secret_and_no_loop(nodes: Tuple[PgEngine, PgEngine, str]) -> None:
