@@ -4,7 +4,8 @@ node A owns is relayed to A and its answer streamed back.
 Two engines on one throwaway PostgreSQL (test_nodes.py's set-up) sharing a cluster secret:
 create through A, then use the sandbox through B only: streamed commands (callbacks in
 order), a background command and its kill, run_code, 20 MB both ways with checksums, a
-directory watch, a PTY, pause, resume, set_timeout, kill, list. A request to B with a wrong
+directory watch, a PTY, pause, resume, set_timeout, kill, list; a preview (plain requests and
+a WebSocket) through B's proxy to A's. A request to B with a wrong
 secret is refused 403; a relayed request for a sandbox not the receiver's is never relayed
 again (503); B's memory stays flat while it relays a 100 MB download. Prints the command
 round trip through B against A directly.
@@ -12,12 +13,14 @@ round trip through B against A directly.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import http.client
 import json
 import os
 import random
+import socket
 import statistics
 import tempfile
 import threading
@@ -28,6 +31,7 @@ import pytest
 from conftest import RssSampler, wait_until
 from test_database import PgEngine, Postgres, pg_bindir
 from test_nodes import node_engine, preview_status
+from test_preview import PORT, start_server, ws_frame, ws_read
 
 HOME = "/home/sandbox"
 SECRET = "s3cret-" + "x" * 40
@@ -166,6 +170,35 @@ def test_preview_through_another_node(nodes: Tuple[PgEngine, PgEngine, str]) -> 
             conn.request("GET", "/index.html", headers={"Host": f"8080-{made.id}.{b.domain}"})
             resp = conn.getresponse()
             assert resp.status == 200 and resp.read() == b"served-by-a\n"
+    finally:
+        conn.close()
+
+    # A WebSocket (the preview tests' echo server) through B's proxy and A's.
+    start_server(made)
+    assert wait_until(lambda: preview_get(b, made.id, PORT) == 200, 15)
+    ws_key = base64.b64encode(os.urandom(16)).decode()
+    with socket.create_connection(("127.0.0.1", b.preview_port), timeout=20) as s:
+        s.sendall((f"GET /ws HTTP/1.1\r\nHost: {PORT}-{made.id}.{b.domain}\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {ws_key}\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        f = s.makefile("rb")
+        assert b" 101 " in f.readline()
+        while f.readline() not in (b"\r\n", b""):
+            pass
+        for msg in (b"hello", os.urandom(70000)):
+            s.sendall(ws_frame(msg, 1 if len(msg) < 100 else 2))
+            assert ws_read(f)[1] == msg
+        s.sendall(ws_frame(b"", 8))
+        assert ws_read(f)[0] == 8
+
+
+def preview_get(e: PgEngine, sid: str, port: int) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", e.preview_port, timeout=10)
+    try:
+        conn.request("GET", "/hello", headers={"Host": f"{port}-{sid}.{e.domain}"})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
     finally:
         conn.close()
 
