@@ -7,7 +7,8 @@ order), a background command and its kill, run_code, 20 MB both ways with checks
 directory watch, a PTY, pause, resume, set_timeout, kill, list; a preview (plain requests and
 a WebSocket) through B's proxy to A's. A request to B with a wrong
 secret is refused 403; a relayed request for a sandbox not the receiver's is never relayed
-again (503); B's memory stays flat while it relays a 100 MB download. Prints the command
+again (503); an owner that dies mid-stream ends the stream with an error event and is 503
+node_down until it returns; B's memory stays flat while it relays a 100 MB download. Prints the command
 round trip through B against A directly.
 """
 
@@ -20,6 +21,7 @@ import http.client
 import json
 import os
 import random
+import signal
 import socket
 import statistics
 import tempfile
@@ -261,6 +263,38 @@ def test_bounded_memory_and_latency(nodes: Tuple[PgEngine, PgEngine, str]) -> No
     direct, relayed = p50(made), p50(sbx)
     print(f"command round trip p50: direct to the owner {direct:.2f} ms, through another node {relayed:.2f} ms "
           f"(+{relayed - direct:.2f} ms)")
+
+
+def test_owner_unreachable(nodes: Tuple[PgEngine, PgEngine, str]) -> None:
+    a, b, key = nodes
+    made = a.sandbox(key)
+    sbx = b.connect(made.id, key)
+    out: List[str] = []
+    errors: List[object] = []
+
+    def stream() -> None:
+        try:
+            r = sbx.commands.run("echo started; sleep 60", on_stdout=out.append, timeout=90)
+            errors.append(r.error)  # the stream's last event: the relay's error
+        except BaseException as e:  # noqa: BLE001 - any error the SDK raises is the point
+            errors.append(e)
+
+    t = threading.Thread(target=stream, daemon=True)
+    t.start()
+    assert wait_until(lambda: out == ["started"], 10), out
+    # A dies mid-stream: the stream through B ends with an error, not a hang.
+    a.stop(signal.SIGKILL)
+    t.join(30)
+    assert not t.is_alive() and errors and errors[0], f"the stream through B did not end when its owner died: {errors}"
+    print(f"\nstream through B after A died: {errors[0]!r}")
+    # Within A's lease, B cannot connect: 503 node_down naming A, at once.
+    t0 = time.monotonic()
+    status, doc, raw = b.raw("POST", f"/v1/sandboxes/{made.id}/processes", body={"cmd": "true"}, key=key)
+    assert status == 503 and doc["error"]["code"] == "node_down", raw
+    assert "node-a" in doc["error"]["message"] and time.monotonic() - t0 < 5, raw
+    # A back: it re-adopts the sandbox, and B relays to it again.
+    a.start()
+    assert sbx.commands.run("echo back").stdout == "back\n"
 
 
 def test_secret_file_must_be_private(postgres: Postgres) -> None:
