@@ -5,11 +5,11 @@ Two engines on one throwaway PostgreSQL (test_nodes.py's set-up) sharing a clust
 create through A, then use the sandbox through B only: streamed commands (callbacks in
 order), a background command and its kill, run_code, 20 MB both ways with checksums, a
 directory watch, a PTY, pause, resume, set_timeout, kill, list; a preview (plain requests and
-a WebSocket) through B's proxy to A's. A request to B with a wrong
-secret is refused 403; a relayed request for a sandbox not the receiver's is never relayed
-again (503); an owner that dies mid-stream ends the stream with an error event and is 503
-node_down until it returns; B's memory stays flat while it relays a 100 MB download. Prints the command
-round trip through B against A directly.
+a WebSocket) through B's proxy to A's. A request to B with a wrong secret is refused 403; a
+relayed request for a sandbox not the receiver's is never relayed again (503); an owner that
+dies mid-stream ends the stream with an error event and is 503 node_down until it returns;
+B's memory stays flat while it relays a 100 MB download. Prints the command round trip
+through B against A directly.
 """
 
 from __future__ import annotations
