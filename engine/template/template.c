@@ -8,7 +8,9 @@
 #include <ftw.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,11 +30,50 @@ static const char base_hook[] =
         "printf '127.0.0.1 localhost sandbox\\n::1 localhost\\n' > \"$1/etc/hosts\" && "
         "echo sandbox > \"$1/etc/hostname\" && mkdir -p \"$1/.ai2in\" && : > \"$1/.ai2in/ai2in-agent\"";
 
+/* nftw's callback takes no context: the shift's state, one shift at a time (template builds
+ * hold the template lock). */
 static int64_t shift_base;
 static unsigned long shift_files;
 static int shift_error;
 
+/* Inodes with more than one name, already shifted: nftw visits a hard-linked file once per
+ * name, and each visit would add uid-base again (mmdebstrap's tree has such files: perl,
+ * perlbug). */
+struct inode_id {
+        dev_t dev;
+        ino_t ino;
+};
+static struct inode_id *shifted_links;
+static size_t n_shifted_links, cap_shifted_links;
+
+static bool link_seen(const struct stat *st) {
+        for (size_t i = 0; i < n_shifted_links; i++)
+                if (shifted_links[i].dev == st->st_dev && shifted_links[i].ino == st->st_ino)
+                        return true;
+        return false;
+}
+
+static int link_add(const struct stat *st) {
+        if (n_shifted_links == cap_shifted_links) {
+                size_t cap = cap_shifted_links ? cap_shifted_links * 2 : 64;
+                struct inode_id *p = reallocarray(shifted_links, cap, sizeof(*p));
+
+                if (!p)
+                        return -ENOMEM;
+                shifted_links = p;
+                cap_shifted_links = cap;
+        }
+        shifted_links[n_shifted_links++] = (struct inode_id){st->st_dev, st->st_ino};
+        return 0;
+}
+
 static int shift_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        if (!S_ISDIR(st->st_mode) && st->st_nlink > 1) {
+                if (link_seen(st))
+                        return 0;
+                if ((shift_error = link_add(st)) < 0)
+                        return 1;
+        }
         if (lchown(path, (uid_t) (st->st_uid + shift_base), (gid_t) (st->st_gid + shift_base)) < 0) {
                 shift_error = -errno;
                 return 1;
@@ -47,10 +88,17 @@ static int shift_one(const char *path, const struct stat *st, int flag, struct F
 }
 
 int template_shift(const char *root, int64_t uid_base, unsigned long *ret_files, struct error *e) {
+        int r;
+
         shift_base = uid_base;
         shift_files = 0;
         shift_error = 0;
-        if (nftw(root, shift_one, 64, FTW_PHYS | FTW_MOUNT) != 0)
+        n_shifted_links = 0;
+        r = nftw(root, shift_one, 64, FTW_PHYS | FTW_MOUNT);
+        free(shifted_links);
+        shifted_links = NULL;
+        n_shifted_links = cap_shifted_links = 0;
+        if (r != 0)
                 return error_set(e, shift_error ? shift_error : EIO, ERR_INTERNAL, "cannot shift ownership under %s: %s", root,
                                  strerror(shift_error ? -shift_error : EIO));
         if (ret_files)
