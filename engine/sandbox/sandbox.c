@@ -28,6 +28,7 @@
 #include "log.h"
 #include "sandbox/agent_client.h"
 #include "sandbox/bundle.h"
+#include "sandbox/idmap.h"
 #include "sandbox/userns.h"
 #include "template/template.h"
 #include "timeutil.h"
@@ -96,12 +97,34 @@ static int make_dirs(struct engine *eng, const char *id, struct error *e) {
         return 0;
 }
 
+/* The overlay's options: its layers are idmapped clones into the sandbox's range (idmap.h). */
+static int idmap_opts(struct engine *eng, const struct sandbox_rec *rec, const char *dir, const char *lower, uint32_t range,
+                      char *opts, size_t n, struct error *e) {
+        char lower_at[4200];
+        _cleanup_close_ int layer = -1;
+        struct idmap_spec s = {.id = rec->id, .lower = lower, .lower_at = lower_at, .layer = dir,
+                               .canonical = (uint32_t) eng->cfg.uid_base, .range = range, .count = (uint32_t) eng->cfg.uid_count};
+        int r;
+
+        snprintf(lower_at, sizeof(lower_at), "%s/lower", dir);
+        /* runc init reaches rootfs through dir as root inside (R), and the engine through the
+         * clone of dir (where R is nobody) as group root: R:0, 0710. */
+        if (chown(dir, range, 0) < 0 || chmod(dir, 0710) < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot prepare %s: %s", dir, strerror(errno));
+        r = idmap_layers(&s, &layer, e);
+        if (r < 0)
+                return r;
+        snprintf(opts, n, "lowerdir=%s,upperdir=/proc/self/fd/%d/upper,workdir=/proc/self/fd/%d/work", lower_at, layer, layer);
+        return TAKE_FD(layer);
+}
+
 /* Mounts the overlay on the sandbox's rootfs: exactly the template version it records as the
- * lower layer (never another: its upper dir holds changes to that one), its upper dir. The
- * shared lock keeps the version from being removed between its path and the mount. */
-static int mount_rootfs(struct engine *eng, const struct sandbox_rec *rec, struct error *e) {
+ * lower layer (never another: its upper dir holds changes to that one), its upper dir, both
+ * shown to the kernel in the sandbox's range. The shared lock keeps the version from being
+ * removed between its path and the mount. */
+static int mount_rootfs(struct engine *eng, const struct sandbox_rec *rec, uint32_t range, struct error *e) {
         char dir[4096], lower[4096], opts[12800], target[4200];
-        _cleanup_close_ int lock = -1;
+        _cleanup_close_ int lock = -1, layer = -1;
         int r;
 
         lock = template_lock(eng->cfg.template_dir, false, e);
@@ -118,7 +141,9 @@ static int mount_rootfs(struct engine *eng, const struct sandbox_rec *rec, struc
         if (r < 0)
                 return r;
         sandbox_dir(eng, rec->id, dir, sizeof(dir));
-        snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, dir, dir);
+        layer = idmap_opts(eng, rec, dir, lower, range, opts, sizeof(opts), e);
+        if (layer < 0)
+                return layer;
         snprintf(target, sizeof(target), "%s/rootfs", dir);
         if (mount("overlay", target, "overlay", MS_NODEV | MS_NOSUID, opts) < 0) /* no_new_privs inside anyway */
                 return error_set(e, errno, ERR_INTERNAL, "cannot mount the overlay for %s: %s", rec->id, strerror(errno));
@@ -169,9 +194,9 @@ static void log_tail(const char *path, char *out, size_t n) {
 }
 
 /* The user namespace of the container at slot, owned by a host uid of its own (userns.h). */
-static int make_userns(struct engine *eng, const struct net_slot *slot, struct userns *ret, struct error *e) {
+static int make_userns(struct engine *eng, const struct net_slot *slot, uint32_t range, struct userns *ret, struct error *e) {
         struct userns_spec us = {
-                .uid_base = (uint32_t) eng->cfg.uid_base, .uid_count = (uint32_t) eng->cfg.uid_count,
+                .uid_base = range, .uid_count = (uint32_t) eng->cfg.uid_count,
                 .inotify_instances = eng->cfg.sandbox_inotify_instances, .inotify_watches = eng->cfg.sandbox_inotify_watches,
         };
 
@@ -181,7 +206,7 @@ static int make_userns(struct engine *eng, const struct net_slot *slot, struct u
 }
 
 static int start_container(struct engine *eng, const char *id, const struct sandbox_rec *rec, const struct net_slot *slot,
-                           struct error *e) {
+                           uint32_t range, struct error *e) {
         char dir[4096], bundle[4200], rootfs[4200], cgroup[256], sock[4200], logpath[4200], tail[400];
         _cleanup_close_ int lfd = -1, logfd = -1;
         _cleanup_(userns_release) struct userns ns = {.pid = 0, .hold_fd = -1};
@@ -196,12 +221,12 @@ static int start_container(struct engine *eng, const char *id, const struct sand
         snprintf(logpath, sizeof(logpath), "%s/agent.log", dir);
         sandbox_socket_path(eng, id, sock, sizeof(sock));
 
-        r = make_userns(eng, slot, &ns, e);
+        r = make_userns(eng, slot, range, &ns, e);
         if (r < 0)
                 return r;
         struct bundle_spec spec = {
                 .id = id, .bundle_dir = bundle, .rootfs = rootfs, .agent = eng->cfg.agent, .userns_path = ns.path,
-                .sysfs = slot->sysfs_path, .cgroup_path = cgroup, .uid_base = eng->cfg.uid_base, .uid_count = eng->cfg.uid_count,
+                .sysfs = slot->sysfs_path, .cgroup_path = cgroup, .uid_base = range, .uid_count = eng->cfg.uid_count,
                 .memory_mb = rec->memory_mb, .pids = eng->cfg.default_pids, .ptys = eng->cfg.sandbox_ptys,
                 .cpu_count = rec->cpu_count,
         };
@@ -261,6 +286,8 @@ void sandbox_stop_parts(struct engine *eng, const char *id, const char *ip) {
         snprintf(path, sizeof(path), "%s/rootfs", dir);
         if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
                 log_warn_errno(errno, "cannot unmount %s, ignoring", path);
+        snprintf(path, sizeof(path), "%s/lower", dir);
+        (void) idmap_unmount(path);
         remove_cgroups(eng, id);
 }
 
@@ -281,6 +308,7 @@ void sandbox_teardown(struct engine *eng, const char *id, const char *ip) {
 
 int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct error *e) {
         struct net_slot slot = {0};
+        uint32_t range;
         int r;
 
         rec->ip[0] = 0;
@@ -291,15 +319,19 @@ int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct erro
                          (long long) rec->memory_mb, (long long) eng->cfg.max_memory_mb);
                 rec->memory_mb = eng->cfg.max_memory_mb;
         }
-        if ((r = mount_rootfs(eng, rec, e)) < 0)
-                goto fail;
         r = net_slot_acquire(eng->net, rec->id, &slot, e);
         if (r < 0)
                 goto fail; /* it gave its address back itself */
         /* Recorded before the container starts: a restarted engine must know which address
          * a container it finds running holds. */
         snprintf(rec->ip, sizeof(rec->ip), "%s", slot.ip);
-        if ((r = store_sandbox_update(eng->store, rec, e)) < 0 || (r = start_container(eng, rec->id, rec, &slot, e)) < 0)
+        /* The uid range goes with the address, which is this sandbox's alone while it runs. */
+        if (idmap_range(eng->cfg.uid_ranges_base, eng->cfg.uid_count, eng->cfg.uid_ranges, slot.ip, &range) < 0) {
+                r = error_set(e, EINVAL, ERR_INTERNAL, "the sandbox's address '%s' is not an IPv4 address", slot.ip);
+                goto fail;
+        }
+        if ((r = store_sandbox_update(eng->store, rec, e)) < 0 || (r = mount_rootfs(eng, rec, range, e)) < 0 ||
+            (r = start_container(eng, rec->id, rec, &slot, range, e)) < 0)
                 goto fail;
         return 0;
 fail:
