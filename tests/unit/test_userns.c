@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sandbox/idmap.h"
 #include "sandbox/userns.h"
 
 static void test_owner(void **state) {
@@ -89,7 +90,52 @@ static void test_make(void **state) {
         userns_release(&u); /* twice is fine */
 }
 
+/* A sandbox's range: base + k * count, k the address's low 24 bits folded into nranges. */
+static void test_range(void **state) {
+        uint32_t a = 0, b = 0;
+
+        assert_int_equal(idmap_range(2147483648LL, 65536, 32767, "10.77.0.5", &a), 0);
+        assert_int_equal(a, 2147483648u + ((77u << 16) + 5u) % 32767u * 65536u);
+        assert_int_equal(idmap_range(2147483648LL, 65536, 32767, "10.80.0.5", &b), 0);
+        assert_int_not_equal(a, b); /* the same host part in another pool */
+        for (unsigned i = 1; i < 255; i++) { /* every address of a /24 a range of its own */
+                char ip[32];
+                snprintf(ip, sizeof(ip), "10.77.3.%u", i);
+                assert_int_equal(idmap_range(2147483648LL, 65536, 32767, ip, &b), 0);
+                assert_true(b >= 2147483648u && b <= 2147483648u + 32766u * 65536u);
+                assert_true(i == 1 || b != a);
+                a = b;
+        }
+        assert_int_equal(idmap_range(2147483648LL, 65536, 32767, "nope", &a), -EINVAL);
+        assert_int_equal(idmap_range(2147483648LL, 65536, 0, "10.77.0.5", &a), -EINVAL);
+}
+
+/* The bare idmapping of idmap.c: 0 = 0, canonical.. = range.., no limits written. */
+static void test_idmapping(void **state) {
+        struct userns_spec spec = {.owner = 0, .inside = 1000000, .uid_base = 5000000, .uid_count = 65536, .map_root = true};
+        struct userns u;
+        struct error e = {0};
+        char path[64], map[256] = "";
+        size_t n;
+        FILE *f;
+
+        if (geteuid() != 0)
+                skip();
+        assert_int_equal(userns_make(&spec, &u, &e), 0);
+        snprintf(path, sizeof(path), "/proc/%d/gid_map", (int) u.pid);
+        f = fopen(path, "re");
+        assert_non_null(f);
+        n = fread(map, 1, sizeof(map) - 1, f);
+        fclose(f);
+        map[n] = 0;
+        unsigned v[6];
+        assert_int_equal(sscanf(map, "%u %u %u %u %u %u", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]), 6);
+        assert_memory_equal(v, ((unsigned[]){0, 0, 1, 1000000, 5000000, 65536}), sizeof(v));
+        userns_release(&u);
+}
+
 int main(void) {
-        const struct CMUnitTest tests[] = {cmocka_unit_test(test_owner), cmocka_unit_test(test_make)};
+        const struct CMUnitTest tests[] = {cmocka_unit_test(test_owner), cmocka_unit_test(test_make), cmocka_unit_test(test_range),
+                                           cmocka_unit_test(test_idmapping)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
