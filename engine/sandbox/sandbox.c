@@ -3,7 +3,8 @@
  * its idle limit (sandbox_end_at, sandbox_end_reason, reap_reason).
  *
  * A sandbox on the host is: a row in the store; STATE/sandboxes/<id>/{upper,work,rootfs,
- * bundle,agent.log} with the overlay mounted on rootfs; RUN/sandboxes/<id>/agent.sock; a
+ * bundle,agent.log,lower} with the overlay mounted on rootfs and the idmapped template on lower
+ * (idmap.h: each start runs in the uid range of its address); RUN/sandboxes/<id>/agent.sock; a
  * network slot; a runc container; cgroups under the engine's parent. Creation makes the
  * directories, then starts the rest (sandbox_start_parts, which resume uses too, pause.c)
  * in that order, and a failure at any step tears down whatever exists. A sandbox records the

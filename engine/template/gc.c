@@ -87,12 +87,12 @@ static int64_t store_users(const struct uses *u, const char *name, const char *v
         return 0;
 }
 
-/* Whether an overlay has path as a lower layer: by name, or by the directory itself, since a
+/* Whether an overlay has path as a lower layer: by name, or (by_inode) by the directory itself: a
  * sandbox's overlay names an idmapped clone of its version (sandbox/idmap.h), attached in the
  * sandbox's directory: the same directory (device and inode) under another path. */
-static bool mounted(const struct uses *u, const char *path) {
+static bool mounted(const struct uses *u, const char *path, bool by_inode) {
         struct stat st;
-        bool known = stat(path, &st) == 0;
+        bool known = by_inode && stat(path, &st) == 0;
 
         for (size_t i = 0; i < u->n; i++)
                 if (!u->v[i].name && (streq(u->v[i].version, path) ||
@@ -168,11 +168,12 @@ static bool in_use(const struct uses *u, const char *real, const char *name, con
         if (store_users(u, name, version) > 0)
                 return true;
         snprintf(path, sizeof(path), "%s/.versions/%s/%s/rootfs", real, name, *version ? version : TEMPLATE_LEGACY);
-        if (mounted(u, path))
+        if (mounted(u, path, true))
                 return true;
-        /* Mounted before it was moved among the versions (only a legacy one ever was). */
+        /* Mounted before it was moved among the versions (only a legacy one ever was); by name
+         * only, since that path now leads to the current version. */
         snprintf(path, sizeof(path), "%s/%s/rootfs", real, name);
-        return !*version && mounted(u, path);
+        return !*version && mounted(u, path, false);
 }
 
 struct trash {
