@@ -3,24 +3,25 @@
  * namespace maps canonical + i (inside) to R + i (outside), and 0 to 0: overlayfs creates its
  * work directory and every copied-up file as its mounter (root, with the mounter's
  * credentials) before giving them their owner, and an unmapped creator fails (EOVERFLOW, and
- * overlayfs then mounts read-only). The namespace is made by the child process of userns.c,
- * kept as an fd for the two mount_setattr calls, then dropped: each mount holds its own
- * reference.
+ * overlayfs then mounts read-only). The namespace is kept as an fd for the two mount_setattr
+ * calls, then dropped: each mount holds its own reference.
  */
 #include "sandbox/idmap.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fsutil.h"
 #include "log.h"
-#include "sandbox/userns.h"
 
 int idmap_range(int64_t base, int64_t count, int64_t nranges, const char *ip, uint32_t *ret) {
         struct in_addr in;
@@ -31,19 +32,52 @@ int idmap_range(int64_t base, int64_t count, int64_t nranges, const char *ip, ui
         return 0;
 }
 
-/* A user namespace mapping canonical.. to range.. and 0 to 0, as an fd. */
-static int idmap_userns(const struct idmap_spec *s, struct error *e) {
-        struct userns_spec us = {.owner = 0, .inside = s->canonical, .uid_base = s->range, .uid_count = s->count, .map_root = true};
-        _cleanup_(userns_release) struct userns u = {.pid = 0, .hold_fd = -1};
-        int fd, r;
+static int exit_at_once(void *arg) {
+        _exit(0);
+}
 
-        r = userns_make(&us, &u, e);
-        if (r < 0)
-                return error_wrap(e, "cannot make the idmapping of %s", s->id);
-        fd = open(u.path, O_RDONLY | O_CLOEXEC);
+static int write_map(pid_t pid, const char *which, const char *map) {
+        char path[64];
+        _cleanup_close_ int fd = -1;
+        ssize_t k;
+
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int) pid, which);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
         if (fd < 0)
-                return error_set(e, errno, ERR_INTERNAL, "cannot open %s for the idmapping of %s: %s", u.path, s->id, strerror(errno));
-        return fd;
+                return -errno;
+        k = write(fd, map, strlen(map));
+        return k == (ssize_t) strlen(map) ? 0 : k < 0 ? -errno : -EIO;
+}
+
+/* A user namespace mapping canonical.. to range.. and 0 to 0, as an fd. A child is cloned into
+ * a new namespace and exits at once: CLONE_VFORK makes this thread wait for that exit (the
+ * child runs first, and touches nothing but the stack below), CLONE_VM spares copying the
+ * engine's page tables. The maps are written and the namespace opened while the child is a
+ * zombie (its credentials, which hold the namespace, live until it is reaped), then it is
+ * reaped. Measured against a forked child that waits on a pipe (userns.c's way): 0.08 ms
+ * against 2 ms at p50 on a loaded host (bench/README.md). */
+static int idmap_userns(const struct idmap_spec *s, struct error *e) {
+        char stack[4096] __attribute__((aligned(16))), map[96], path[64];
+        int fd = -1, r = 0;
+        pid_t pid;
+
+        snprintf(map, sizeof(map), "0 0 1\n%u %u %u\n", s->canonical, s->range, s->count);
+        pid = clone(exit_at_once, stack + sizeof(stack), CLONE_VM | CLONE_VFORK | CLONE_NEWUSER | SIGCHLD, NULL);
+        if (pid < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot make the idmapping of %s: clone: %s", s->id, strerror(errno));
+        if ((r = write_map(pid, "uid_map", map)) < 0 || (r = write_map(pid, "gid_map", map)) < 0)
+                error_set(e, r, ERR_INTERNAL, "cannot write the idmapping of %s (%u to %u): %s", s->id, s->canonical, s->range,
+                          strerror(-r));
+        else {
+                snprintf(path, sizeof(path), "/proc/%d/ns/user", (int) pid);
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        r = error_set(e, errno, ERR_INTERNAL, "cannot open %s for the idmapping of %s: %s", path, s->id,
+                                      strerror(errno));
+        }
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        return r < 0 ? r : fd;
 }
 
 /* A detached clone of path, idmapped by userns_fd, with the extra attributes attr. */

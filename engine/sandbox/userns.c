@@ -78,7 +78,7 @@ static int write_proc(const char *path, const char *s) {
         return r;
 }
 
-static _noreturn_ void child(uint32_t owner, char values[][24], size_t nvalues, int report_fd, int hold_fd) {
+static _noreturn_ void child(uint32_t owner, char values[][24], int report_fd, int hold_fd) {
         struct child_report rep = {STEP_OWNER, 0};
         char c;
         int r;
@@ -93,7 +93,7 @@ static _noreturn_ void child(uint32_t owner, char values[][24], size_t nvalues, 
         else if (rep.step = STEP_UNSHARE, unshare(CLONE_NEWUSER) < 0)
                 rep.err = errno;
         else
-                for (size_t i = 0; i < nvalues && !rep.err; i++)
+                for (size_t i = 0; i < ELEMENTSOF(limit_files) && !rep.err; i++)
                         if (rep.step = STEP_LIMITS, (r = write_proc(limit_files[i], values[i])) < 0)
                                 rep.err = -r;
         (void) !write(report_fd, &rep, sizeof(rep));
@@ -105,10 +105,10 @@ static _noreturn_ void child(uint32_t owner, char values[][24], size_t nvalues, 
 }
 
 static int write_maps(pid_t pid, const struct userns_spec *s) {
-        char path[64], map[96];
+        char path[64], map[64];
         int r;
 
-        snprintf(map, sizeof(map), "%s%u %u %u\n", s->map_root ? "0 0 1\n" : "", s->inside, s->uid_base, s->uid_count);
+        snprintf(map, sizeof(map), "0 %u %u\n", s->uid_base, s->uid_count);
         snprintf(path, sizeof(path), "/proc/%d/uid_map", (int) pid);
         r = write_proc(path, map);
         if (r < 0)
@@ -162,7 +162,7 @@ int userns_make(const struct userns_spec *s, struct userns *ret, struct error *e
         }
         u.pid = fork();
         if (u.pid == 0)
-                child(s->owner, values, s->inotify_instances > 0 ? ELEMENTSOF(limit_files) : 0, report[1], hold[0]);
+                child(s->owner, values, report[1], hold[0]);
         r = u.pid < 0 ? errno : 0;
         close(report[1]);
         close(hold[0]);

@@ -20,7 +20,6 @@
  */
 #pragma once
 
-#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -28,10 +27,8 @@
 
 struct userns_spec {
         uint32_t owner;                 /* host uid that owns the namespace */
-        uint32_t inside;                /* first id inside: 0 for a sandbox */
-        uint32_t uid_base, uid_count;   /* inside = uid_base outside, for uid_count ids (gids alike) */
-        bool map_root;                  /* and 0 = 0: an idmapping for the engine's own mounts (idmap.h) */
-        int64_t inotify_instances;      /* the namespace's own limits: per user inside it; 0: left as they are */
+        uint32_t uid_base, uid_count;   /* 0 inside = uid_base outside, for uid_count ids (gids alike) */
+        int64_t inotify_instances;      /* the namespace's own limits: per user inside it */
         int64_t inotify_watches;
 };
 

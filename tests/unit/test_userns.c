@@ -110,32 +110,7 @@ static void test_range(void **state) {
         assert_int_equal(idmap_range(2147483648LL, 65536, 0, "10.77.0.5", &a), -EINVAL);
 }
 
-/* The bare idmapping of idmap.c: 0 = 0, canonical.. = range.., no limits written. */
-static void test_idmapping(void **state) {
-        struct userns_spec spec = {.owner = 0, .inside = 1000000, .uid_base = 5000000, .uid_count = 65536, .map_root = true};
-        struct userns u;
-        struct error e = {0};
-        char path[64], map[256] = "";
-        size_t n;
-        FILE *f;
-
-        if (geteuid() != 0)
-                skip();
-        assert_int_equal(userns_make(&spec, &u, &e), 0);
-        snprintf(path, sizeof(path), "/proc/%d/gid_map", (int) u.pid);
-        f = fopen(path, "re");
-        assert_non_null(f);
-        n = fread(map, 1, sizeof(map) - 1, f);
-        fclose(f);
-        map[n] = 0;
-        unsigned v[6];
-        assert_int_equal(sscanf(map, "%u %u %u %u %u %u", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]), 6);
-        assert_memory_equal(v, ((unsigned[]){0, 0, 1, 1000000, 5000000, 65536}), sizeof(v));
-        userns_release(&u);
-}
-
 int main(void) {
-        const struct CMUnitTest tests[] = {cmocka_unit_test(test_owner), cmocka_unit_test(test_make), cmocka_unit_test(test_range),
-                                           cmocka_unit_test(test_idmapping)};
+        const struct CMUnitTest tests[] = {cmocka_unit_test(test_owner), cmocka_unit_test(test_make), cmocka_unit_test(test_range)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
