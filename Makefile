@@ -10,7 +10,9 @@ BIN := $(BUILD)/bin
 OBJ := $(BUILD)/obj
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wno-format-truncation -Wvla
-CFLAGS_BASE := -std=gnu17 -D_GNU_SOURCE -g -O2 -fno-omit-frame-pointer $(WARN) -I. -Icommon -Iengine
+# libpq's header directory (Debian: /usr/include/postgresql), from pkg-config.
+PQ_CFLAGS := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
+CFLAGS_BASE := -std=gnu17 -D_GNU_SOURCE -g -O2 -fno-omit-frame-pointer $(WARN) -I. -Icommon -Iengine $(PQ_CFLAGS)
 ifeq ($(SANITIZE),1)
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 AGENT_SAN := -fsanitize=undefined -fsanitize-undefined-trap-on-error
@@ -23,7 +25,7 @@ CFLAGS += $(CFLAGS_BASE)
 COMMON_SRC := $(wildcard common/*.c)
 ENGINE_SRC := $(wildcard engine/*.c engine/*/*.c)
 AGENT_SRC := $(wildcard agent/*.c agent/*/*.c)
-ENGINE_LIBS := -lmicrohttpd -ljansson -lsqlite3 -lcrypto -lpthread
+ENGINE_LIBS := -lmicrohttpd -ljansson -lsqlite3 -lpq -lcrypto -lpthread
 # libzmq (Jupyter kernels) linked statically with what Debian's libzmq.a needs, minus
 # GSSAPI (no static library in Debian; agent/kernel/gss-stub.c stands in for it).
 ZMQ_STATIC_LIBS := -lzmq -lsodium -lpgm -lnorm -lprotokit -lxml2 -licui18n -licuuc -licudata -lz -llzma -lbsd -lmd -lstdc++ -lm
@@ -41,7 +43,7 @@ ENGINE_LIB_OBJ := $(filter-out $(OBJ)/engine/engine/main.o,$(ENGINE_OBJ))
 FUZZ_DIR := build-fuzz
 FUZZ_CC := clang
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -ftrivial-auto-var-init=pattern
-FUZZ_CFLAGS := -std=gnu17 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $(filter-out -Wno-format-truncation,$(WARN)) -Wno-format-nonliteral -I. -Icommon -Iengine -Iagent \
+FUZZ_CFLAGS := -std=gnu17 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $(filter-out -Wno-format-truncation,$(WARN)) -Wno-format-nonliteral -I. -Icommon -Iengine -Iagent $(PQ_CFLAGS) \
 	-DJUPYTER_LAZY_STREAM_MIN=256 -DJUPYTER_STREAM_EVENT_MAX=64 $(FUZZ_SAN) -fsanitize=fuzzer-no-link
 FUZZ_COMMON := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(COMMON_SRC))
 FUZZ_ENGINE := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(filter-out engine/main.c,$(ENGINE_SRC)))
@@ -112,8 +114,10 @@ deps:
 run: all
 	scripts/run.sh
 
+# The store's tests run against SQLite and, with a throwaway PostgreSQL server when this
+# machine has one and make runs as root (scripts/test-postgres.sh), against PostgreSQL too.
 unit: $(UNIT_BIN)
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@scripts/test-postgres.sh --if-available sh -c 'set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done'
 
 # The integration and isolation suites against the real engine (as root; make test runs them
 # with both builds).

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fsutil.h"
 
@@ -28,6 +29,8 @@ struct opt {
 static const struct opt opts[] = {
         S("config", config_file, "/etc/ai2in/ai2ind.conf", "config file (key = value lines)"),
         S("state-dir", state_dir, "/var/lib/ai2in", "state.db and sandboxes/"),
+        S("database", database, "",
+          "PostgreSQL URL (postgresql://USER:PASSWORD@HOST/DB?...) for engines sharing one database; unset: SQLite STATE-DIR/state.db"),
         S("template-dir", template_dir, "", "templates (default STATE-DIR/templates)"),
         S("run-dir", run_dir, "/run/ai2in", "runtime state: runc root, netns, agent sockets"),
         S("listen", listen, "127.0.0.1:7300", "API address HOST:PORT"),
@@ -40,12 +43,27 @@ static const struct opt opts[] = {
         S("net-pool", net_pool, "10.77.0.0/16", "sandbox address pool (CIDR); .1 is the bridge"),
         S("cgroup-parent", cgroup_parent, "ai2in", "cgroup under which sandboxes are placed"),
         S("log-level", log_level, "info", "debug, info, warn or error"),
+        S("node-name", node_name, "", "this engine's name among the nodes sharing its database: 1-63 of a-z 0-9 - . (default: the host name)"),
+        S("advertise", advertise, "",
+          "URL other nodes reach this engine's API at, http[s]://HOST[:PORT] (default http://LISTEN, with the host name for 0.0.0.0)"),
+        I("node-lease", node_lease, "15", 3, 3600,
+          "seconds without a heartbeat after which this node counts as down (renewed every third of it)"),
         I("idle-timeout", idle_timeout, "1800", 1, 30 * 86400, "seconds of inactivity before reaping"),
         I("max-running", max_running, "20", 1, 100000, "running sandboxes per team"),
         I("max-streams", max_streams, "256", 1, 100000, "requests open at once inside one sandbox (streams included)"),
+        I("api-connections-per-address", api_connections_per_address, "256", 1, 4000,
+          "API connections one client address may hold open at once (see docs/security.md)"),
+        I("api-head-timeout", api_head_timeout, "10", 1, 120,
+          "seconds a client has to send a whole request head (without an API key: its whole request)"),
         I("reap-interval", reap_interval, "1", 1, 3600, "seconds between reaper passes"),
         I("default-memory-mb", default_memory_mb, "512", 64, 65536, "memory limit when create gives none (at most max-memory-mb)"),
         I("max-memory-mb", max_memory_mb, "0", 0, 65536, "largest memory_mb a create may ask for (0: half the host's memory)"),
+        S("disk-volume", disk_volume_setting, "on",
+          "on: each sandbox's files on STATE/disk.img, limited to its disk_mb; off: unlimited, on the state file system"),
+        I("default-disk-mb", default_disk_mb, "2048", 16, 16777216, "disk limit of a sandbox when create gives none (at most max-disk-mb)"),
+        I("max-disk-mb", max_disk_mb, "0", 0, 16777216, "largest disk_mb a create may ask for (0: the disk image's size)"),
+        I("disk-image-mb", disk_image_mb, "0", 0, 16777216,
+          "size of STATE/disk.img, the sparse image holding every sandbox's files (0: half the free space when made)"),
         I("default-pids", default_pids, "1024", 16, 1000000, "pids limit per sandbox"),
         I("sandbox-open-files", sandbox_open_files, "1024", 64, 1048576, "open-file limit (RLIMIT_NOFILE) of every process in a sandbox"),
         I("sandbox-ptys", sandbox_ptys, "128", 1, 3072, "terminals (PTYs) a sandbox may have open at once"),
@@ -196,6 +214,13 @@ static int load_flags(struct config *c, int argc, char **argv, bool config_only,
         return 0;
 }
 
+static int fill_disk_volume(struct config *c, struct error *e) {
+        if (!streq(c->disk_volume_setting, "on") && !streq(c->disk_volume_setting, "off"))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "disk-volume must be on or off, not '%.32s'", c->disk_volume_setting);
+        c->disk_volume = streq(c->disk_volume_setting, "on");
+        return 0;
+}
+
 /* The preview URLs' domain defaults to localhost with the proxy's port: *.localhost is
  * loopback (RFC 6761), so the URLs work on the engine's machine with no DNS set-up. */
 static int fill_preview(struct config *c, struct error *e) {
@@ -275,6 +300,101 @@ static int fill_limits(struct config *c, struct error *e) {
         return check_uid_ranges(c, owners, e);
 }
 
+#define NODE_NAME_MAX_LEN 63 /* store.h's NODE_NAME_MAX */
+
+static bool node_name_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > NODE_NAME_MAX_LEN)
+                return false;
+        for (; *s; s++)
+                if (!(*s >= 'a' && *s <= 'z') && !(*s >= '0' && *s <= '9') && *s != '-' && *s != '.')
+                        return false;
+        return true;
+}
+
+/* http[s]://HOST[:PORT][/]: HOST a name, an IPv4 address or [an IPv6 one]; PORT 1..65535. */
+static bool advertise_valid(const char *url) {
+        const char *p = url, *host;
+        size_t n;
+
+        if (strncmp(p, "http://", 7) == 0)
+                p += 7;
+        else if (strncmp(p, "https://", 8) == 0)
+                p += 8;
+        else
+                return false;
+        host = p;
+        if (*p == '[') {
+                n = strspn(p + 1, "0123456789abcdefABCDEF:.");
+                if (n == 0 || p[1 + n] != ']')
+                        return false;
+                p += n + 2;
+        } else {
+                n = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.");
+                if (n == 0 || n > 253)
+                        return false;
+                p += n;
+        }
+        if (*p == ':') {
+                char *end;
+                errno = 0;
+                long port = strtol(p + 1, &end, 10);
+                if (errno || end == p + 1 || port < 1 || port > 65535)
+                        return false;
+                p = end;
+        }
+        if (*p == '/')
+                p++;
+        return p > host && *p == 0;
+}
+
+static int set_string(char **field, const char *value, struct error *e) {
+        char *copy = strdup(value);
+
+        if (!copy)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        free(*field);
+        *field = copy;
+        return 0;
+}
+
+/* The node's name (default: the host name, lower-cased: host names ignore case) and the URL
+ * it advertises (default: the API's address; the host name when that is every address). */
+static int fill_node(struct config *c, struct error *e) {
+        char host[256] = "", url[512];
+        const char *colon = strrchr(c->listen, ':');
+        int r;
+
+        if (gethostname(host, sizeof(host) - 1) < 0 || !*host)
+                snprintf(host, sizeof(host), "localhost");
+        /* The default must never stop an engine from starting: the host name lower-cased, any
+         * other character made '-', cut to 63. A name given is taken as it is, or refused. */
+        for (char *p = host; *p; p++) {
+                *p = (char) tolower((unsigned char) *p);
+                if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '.')
+                        *p = '-';
+        }
+        host[NODE_NAME_MAX_LEN] = 0;
+        if (!*c->node_name && (r = set_string(&c->node_name, host, e)) < 0)
+                return r;
+        if (!node_name_valid(c->node_name))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "node-name '%.80s' must be 1-63 characters of a-z, 0-9, '-' and '.'",
+                                 c->node_name);
+        if (!*c->advertise) {
+                if (colon && strncmp(c->listen, "0.0.0.0:", 8) == 0)
+                        snprintf(url, sizeof(url), "http://%s%s", host, colon);
+                else
+                        snprintf(url, sizeof(url), "http://%s", c->listen);
+                if ((r = set_string(&c->advertise, url, e)) < 0)
+                        return r;
+        }
+        if (strlen(c->advertise) > 255 || !advertise_valid(c->advertise))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "advertise '%.80s' is not a URL of the form http[s]://HOST[:PORT]",
+                                 c->advertise);
+        return 0;
+}
+
 static int fill_derived(struct config *c, struct error *e) {
         char buf[PATH_MAX];
         int r;
@@ -300,7 +420,13 @@ static int fill_derived(struct config *c, struct error *e) {
         r = fill_preview(c, e);
         if (r < 0)
                 return r;
+        r = fill_disk_volume(c, e);
+        if (r < 0)
+                return r;
         r = fill_limits(c, e);
+        if (r < 0)
+                return r;
+        r = fill_node(c, e);
         if (r < 0)
                 return r;
         if (strlen(c->bridge) > 15 || strlen(c->bridge) == 0)
@@ -352,6 +478,6 @@ void config_help(FILE *f) {
                 char env[64];
                 env_name(opts[i].name, env, sizeof(env));
                 fprintf(f, "  --%-26s %s (default %s; env %s)\n", opts[i].name, opts[i].help,
-                        *opts[i].def ? opts[i].def : "see text", env);
+                        *opts[i].def ? opts[i].def : streq(opts[i].name, "database") ? "none" : "see text", env);
         }
 }

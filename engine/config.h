@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -14,6 +15,7 @@
 struct config {
         char *config_file;   /* default /etc/ai2in/ai2ind.conf (missing is fine) */
         char *state_dir;     /* /var/lib/ai2in */
+        char *database;      /* "" = SQLite at STATE/state.db; postgres[ql]://… = PostgreSQL (store.h) */
         char *template_dir;  /* STATE/templates */
         char *run_dir;       /* /run/ai2in */
         char *listen;        /* 127.0.0.1:7300 */
@@ -26,12 +28,22 @@ struct config {
         char *net_pool;      /* 10.77.0.0/16 */
         char *cgroup_parent; /* ai2in */
         char *log_level;     /* info */
+        char *node_name;     /* this engine's name among the nodes sharing its store; default: the host name */
+        char *advertise;     /* the URL other nodes reach its API at; default http://LISTEN (http://HOSTNAME:PORT for 0.0.0.0) */
+        int64_t node_lease;  /* s, 15: down (its sandboxes lost) once it has not renewed its lease for this long */
+        char *disk_volume_setting; /* "on" | "off", read into disk_volume */
+        bool disk_volume;    /* sandboxes' files on the disk volume, limited (disk/disk.h) */
         int64_t idle_timeout;    /* s, 1800 */
         int64_t max_running;     /* per team, 20 */
         int64_t max_streams;     /* requests open at once inside one sandbox, 256 */
+        int64_t api_connections_per_address; /* open at once from one client address, 256 */
+        int64_t api_head_timeout; /* s, 10: for a whole request head (unauthenticated: whole request) */
         int64_t reap_interval;   /* s, 1 */
         int64_t default_memory_mb; /* 512, at most max_memory_mb */
         int64_t max_memory_mb;   /* largest memory_mb of a create; default half the host's memory, at most 65536 */
+        int64_t default_disk_mb; /* 2048, at most max_disk_mb */
+        int64_t max_disk_mb;     /* largest disk_mb of a create; 0 until the disk volume is open: its size */
+        int64_t disk_image_mb;   /* STATE/disk.img's size when made (0: half the state file system's free space) */
         int64_t default_pids;    /* 1024 */
         int64_t sandbox_open_files; /* RLIMIT_NOFILE (soft = hard) of a sandbox's processes, 1024 */
         int64_t sandbox_ptys;    /* devpts max= of a sandbox, 128 */

@@ -18,8 +18,10 @@ struct engine {
         struct runtime *runtime;
         struct net *net;
         struct lock_table *locks;
+        struct disk *disk; /* the sandboxes' disk volume (disk/disk.h) */
         char sandboxes_dir[4096]; /* STATE/sandboxes */
         char run_sandboxes_dir[4096]; /* RUN/sandboxes */
+        int64_t lease_renew_at;   /* mono ms: the reaper renews this node's lease then (cluster/node.h) */
         pthread_t reaper;
         bool reaper_started;
         volatile bool stopping;

@@ -26,6 +26,9 @@ struct error {
 #define ERR_NOT_IMPLEMENTED 501, "not_implemented"
 #define ERR_SANDBOX 502, "sandbox_error"
 #define ERR_UNAVAILABLE 503, "unavailable"
+#define ERR_OTHER_NODE 503, "other_node"       /* the sandbox is another node's (cluster/node.h) */
+#define ERR_NODE_DOWN 503, "node_down"         /* the sandbox's node is down */
+#define ERR_NODE_CORDONED 503, "node_cordoned" /* this node takes no new sandboxes */
 
 /* Fills e (if not NULL) and returns -abs(err) (or -EINVAL when err is 0), so that
  * `return error_set(e, r, ERR_INTERNAL, "…")` is the idiom. */

@@ -1,5 +1,5 @@
 /* main.c — ai2ind's entry point: wiring only. Parses the configuration, then runs one of the
- * subcommands: serve (the engine), keys (API keys), template (root filesystems). */
+ * subcommands: serve (the engine), keys (API keys), template (root filesystems), net, node (the nodes sharing the store). */
 #include <dirent.h>
 #include <errno.h>
 #include <openssl/sha.h>
@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 
 #include "api/api.h"
+#include "cluster/node.h"
+#include "disk/disk.h"
 #include "engine.h"
 #include "fsutil.h"
 #include "id.h"
@@ -34,7 +36,11 @@ static void usage(FILE *f) {
                 "  template import NAME DIR      make DIR (a root file system owned by uid-base, on the template\n"
                 "                                directory's file system) the new current version of NAME\n"
                 "  template list                 list templates, their versions and the sandboxes on each\n"
-                "  net remove [--force]          remove the bridge and its firewall rules (once no sandbox runs)\n\n"
+                "  net remove [--force]          remove the bridge, its firewall rules and the disk volume's mount\n"
+                "                                (once no sandbox runs)\n"
+                "  node list                     the nodes (engines) sharing the store: state, lease, URL, sandboxes\n"
+                "  node cordon NAME              NAME takes no new sandboxes (its own keep running)\n"
+                "  node uncordon NAME            NAME takes new sandboxes again\n\n"
                 "options (also AI2IN_<NAME> environment variables and lines of the config file):\n");
         config_help(f);
 }
@@ -57,8 +63,7 @@ static int open_store(struct engine *eng, struct error *e) {
                 if (chmod(path, 0600) < 0 && errno != ENOENT)
                         return error_set(e, errno, ERR_INTERNAL, "cannot restrict %s: %s", path, strerror(errno));
         }
-        snprintf(path, sizeof(path), "%s/state.db", eng->cfg.state_dir);
-        return store_open(path, &eng->store, e);
+        return store_open(eng->cfg.database, eng->cfg.state_dir, &eng->store, e);
 }
 
 static int cmd_keys(struct engine *eng, int argc, char **argv, struct error *e);
@@ -135,6 +140,46 @@ static int cmd_template(struct engine *eng, int argc, char **argv, struct error 
         return import ? template_import(&c, argv[1], argv[2], e) : template_list(&c, e);
 }
 
+static int print_node(void *data, const struct node_rec *n) {
+        int64_t now = *(const int64_t *) data;
+        bool down = n->lease_until < now;
+        char state[48], lease[48];
+
+        snprintf(state, sizeof(state), "%s%s%s%s", down ? "down" : node_state_to_string(n->state), down && n->state != NODE_ACTIVE ? " (" : "",
+                 down && n->state != NODE_ACTIVE ? node_state_to_string(n->state) : "", down && n->state != NODE_ACTIVE ? ")" : "");
+        if (down)
+                snprintf(lease, sizeof(lease), "lapsed %llds ago", (long long) ((now - n->lease_until) / 1000));
+        else
+                snprintf(lease, sizeof(lease), "renewed %llds ago", (long long) ((now - n->heartbeat_at) / 1000));
+        printf("%-24s %-18s %-20s %-8lld %-6lld %-8lld %s\n", n->name, state, lease, (long long) n->running, (long long) n->cpus,
+               (long long) n->memory_mb, n->advertise);
+        return 0;
+}
+
+/* `node list | cordon NAME | uncordon NAME`: the rows of the nodes sharing the store. */
+static int cmd_node(struct engine *eng, int argc, char **argv, struct error *e) {
+        bool list = argc == 1 && streq(argv[0], "list");
+        bool cordon = argc == 2 && streq(argv[0], "cordon"), uncordon = argc == 2 && streq(argv[0], "uncordon");
+        int64_t now = now_ms();
+        int r;
+
+        if (!list && !cordon && !uncordon)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "usage: ai2ind node list | node cordon NAME | node uncordon NAME");
+        if ((r = open_store(eng, e)) < 0)
+                return r;
+        if (list) {
+                printf("%-24s %-18s %-20s %-8s %-6s %-8s %s\n", "NAME", "STATE", "LEASE", "RUNNING", "CPUS", "MEM_MB", "ADVERTISE");
+                return store_node_foreach(eng->store, print_node, &now, e);
+        }
+        r = store_node_set_state(eng->store, argv[1], cordon ? NODE_CORDONED : NODE_ACTIVE, e);
+        if (r == -ENOENT)
+                return error_set(e, ENOENT, ERR_NOT_FOUND, "no node %s in the store (see `ai2ind node list`)", argv[1]);
+        if (r < 0)
+                return r;
+        printf(cordon ? "cordoned %s: it takes no new sandboxes\n" : "uncordoned %s: it takes new sandboxes\n", argv[1]);
+        return 0;
+}
+
 /* Whether a child can make a user namespace: without one no sandbox starts, and runc's own
  * message for it ("can't get final child's PID from pipe: EOF") says nothing useful. */
 static int userns_works(void) {
@@ -175,6 +220,32 @@ static int check_prerequisites(struct engine *eng, struct error *e) {
         return 0;
 }
 
+/* The disk volume, before reconcile (the sandboxes it re-adopts have their files on it), and
+ * the disk limits that depend on its size: max-disk-mb 0 is the image's size, and the default
+ * is lowered to the maximum. */
+static int open_disk(struct engine *eng, struct error *e) {
+        struct config *c = &eng->cfg;
+        int r;
+
+        if (!c->disk_volume) {
+                log_warn("disk-volume is off: sandboxes write to %s without a limit", c->state_dir);
+                return 0;
+        }
+        if ((r = disk_open(c->state_dir, c->disk_image_mb, &eng->disk, e)) < 0) {
+                error_wrap(e, "cannot set up the sandboxes' disk volume (setting disk-volume off runs without disk limits)");
+                return r;
+        }
+        if (r < 0)
+                return r;
+        if (c->max_disk_mb == 0)
+                c->max_disk_mb = eng->disk->size_mb;
+        if (c->max_disk_mb < 16)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "max-disk-mb must be at least 16 (or 0 for the disk image's size)");
+        if (c->default_disk_mb > c->max_disk_mb)
+                c->default_disk_mb = c->max_disk_mb;
+        return 0;
+}
+
 static int serve_setup(struct engine *eng, struct error *e) {
         char runc_root[4200];
         int r;
@@ -189,11 +260,14 @@ static int serve_setup(struct engine *eng, struct error *e) {
         if ((r = mkdir_p(eng->sandboxes_dir, 0711)) < 0 || (r = mkdir_p(eng->run_sandboxes_dir, 0700)) < 0 ||
             (r = chmod(eng->sandboxes_dir, 0711) < 0 ? -errno : 0) < 0)
                 return error_set(e, r, ERR_INTERNAL, "cannot create the engine's directories: %s", strerror(-r));
+        if ((r = open_disk(eng, e)) < 0)
+                return r;
         if ((r = locks_new(&eng->locks)) < 0)
                 return error_set(e, r, ERR_INTERNAL, "out of memory");
         userns_host_limits(eng->cfg.sandbox_inotify_instances, eng->cfg.sandbox_inotify_watches);
         if ((r = runtime_new(eng->cfg.runtime, runc_root, &eng->runtime, e)) < 0 ||
-            (r = net_new(eng->cfg.bridge, eng->cfg.net_pool, eng->cfg.run_dir, &eng->net, e)) < 0 || (r = reconcile(eng, e)) < 0 ||
+            (r = net_new(eng->cfg.bridge, eng->cfg.net_pool, eng->cfg.run_dir, &eng->net, e)) < 0 ||
+            (r = node_register(eng, e)) < 0 || (r = reconcile(eng, e)) < 0 ||
             (r = reaper_start(eng, e)) < 0)
                 return r;
         return 0;
@@ -228,8 +302,9 @@ static int raise_open_files(struct engine *eng, struct error *e) {
 }
 
 static int cmd_serve(struct engine *eng, struct error *e) {
-        struct MHD_Daemon *api = NULL;
+        struct api_server *api = NULL;
         struct proxy *preview = NULL;
+        char database[512];
         sigset_t set;
         int sig, r;
 
@@ -256,11 +331,13 @@ static int cmd_serve(struct engine *eng, struct error *e) {
         if (preview)
                 printf("preview URLs: %s://{port}-{sandbox id}.%s/ (proxy on %s)\n", eng->cfg.preview_scheme,
                        eng->cfg.preview_domain, eng->cfg.preview_listen);
-        printf("make an API key, in another shell: %s --state-dir %s keys create --team default\n", self_path(),
-               eng->cfg.state_dir);
+        printf("make an API key, in another shell: %s --state-dir %s%s keys create --team default\n", self_path(),
+               eng->cfg.state_dir, *eng->cfg.database ? " --database URL" : "");
         fflush(stdout);
-        log_info("engine ready (runtime %s, bridge %s, pool %s, idle timeout %llds, cap %lld per team)", eng->cfg.runtime,
-                 eng->cfg.bridge, eng->cfg.net_pool, (long long) eng->cfg.idle_timeout, (long long) eng->cfg.max_running);
+        store_database_mask(*eng->cfg.database ? eng->cfg.database : "SQLite STATE/state.db", database, sizeof(database));
+        log_info("engine ready (node %s at %s, runtime %s, bridge %s, pool %s, idle timeout %llds, cap %lld per team, store %s)",
+                 eng->cfg.node_name, eng->cfg.advertise, eng->cfg.runtime, eng->cfg.bridge, eng->cfg.net_pool,
+                 (long long) eng->cfg.idle_timeout, (long long) eng->cfg.max_running, database);
         sigwait(&set, &sig);
         log_info("stopping on signal %d; sandboxes keep running and are re-adopted at the next start", sig);
         proxy_stop(preview);
@@ -270,14 +347,19 @@ static int cmd_serve(struct engine *eng, struct error *e) {
 }
 
 /* `net remove`: what an engine leaves on the host besides its state directory — the bridge,
- * its firewall rules, the empty cgroup directories the sandboxes were placed under. */
+ * its firewall rules, the empty cgroup directories the sandboxes were placed under, the disk
+ * volume's mount and loop device (its image stays in the state directory: paused sandboxes'
+ * files are in it, and the next start mounts it again). */
 static int cmd_net_remove(struct engine *eng, bool force, struct error *e) {
         unsigned cgroups = 0;
+        bool unmounted;
         DIR *top;
         int r = net_remove(eng->cfg.bridge, force, e);
 
-        if (r < 0)
+        if (r < 0 || (r = disk_unmount(eng->cfg.state_dir, &unmounted, e)) < 0)
                 return r;
+        if (unmounted)
+                printf("unmounted the disk volume %s/disk (its image %s/disk.img stays)\n", eng->cfg.state_dir, eng->cfg.state_dir);
         top = opendir("/sys/fs/cgroup");
         for (struct dirent *c; top && (c = readdir(top));) {
                 char path[512];
@@ -326,6 +408,8 @@ int main(int argc, char **argv) {
                 r = cmd_serve(&eng, &e);
         else if (streq(argv[argi], "keys"))
                 r = cmd_keys(&eng, argc - argi - 1, argv + argi + 1, &e);
+        else if (streq(argv[argi], "node"))
+                r = cmd_node(&eng, argc - argi - 1, argv + argi + 1, &e);
         else if (streq(argv[argi], "template"))
                 r = cmd_template(&eng, argc - argi - 1, argv + argi + 1, &e);
         else if (streq(argv[argi], "net") && argi + 2 <= argc && argi + 3 >= argc && streq(argv[argi + 1], "remove") &&
@@ -338,6 +422,7 @@ int main(int argc, char **argv) {
         if (r < 0)
                 fprintf(stderr, "ai2ind: %s\n", e.message);
         net_free(eng.net);
+        disk_free(eng.disk);
         runtime_free(eng.runtime);
         store_close(eng.store);
         locks_free(eng.locks);

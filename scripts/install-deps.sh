@@ -6,21 +6,24 @@
 #   scripts/install-deps.sh --test   and to test it too (make test, make fuzz, unit tests)
 set -euo pipefail
 
-# Build and run: the compiler, the libraries the engine and the agent link, and the
-# programs the engine runs (runc, mmdebstrap with gpg for its keyrings, ip, iptables).
+# Build and run: the compiler, the libraries the engine and the agent link (libpq: the
+# PostgreSQL store; the server is needed only by whoever runs the database), and the
+# programs the engine runs (runc, mmdebstrap with gpg for its keyrings, ip, iptables,
+# mkfs.btrfs for the sandboxes' disk volume).
 packages=(
   gcc make pkg-config
-  libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev
+  libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev
   libzmq3-dev libsodium-dev libpgm-dev libnorm-dev libxml2-dev libicu-dev zlib1g-dev liblzma-dev
   libbsd-dev libmd-dev
-  runc mmdebstrap gpg iproute2 iptables util-linux
+  runc mmdebstrap gpg iproute2 iptables util-linux btrfs-progs
   python3 python3-venv
 )
 
 # Tests: unit tests (cmocka), fuzzers (clang, libFuzzer), the integration suites (pytest and
-# the HTTP clients they open preview URLs with), the benchmarks (wrk), the JS SDK (node).
+# the HTTP clients they open preview URLs with), the benchmarks (wrk), the JS SDK (node), and
+# a PostgreSQL server the store's tests start a throwaway instance of (scripts/test-postgres.sh).
 test_packages=(
-  libcmocka-dev
+  libcmocka-dev postgresql
   clang libclang-rt-14-dev
   python3-pytest python3-setuptools python3-pip
   curl wget wrk python3-requests
@@ -67,4 +70,12 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+# Installing Debian's postgresql makes and starts a cluster (15/main on port 5432); the tests
+# start throwaway servers of their own, and nothing of ours may be left running.
+if printf '%s\n' "${missing[@]}" | grep -qx postgresql && command -v pg_lsclusters >/dev/null; then
+  pg_lsclusters -h | awk '$4 == "online" { print $1, $2 }' | while read -r version cluster; do
+    echo "install-deps: stopping the PostgreSQL cluster $version/$cluster the package started (the tests run their own)"
+    pg_ctlcluster "$version" "$cluster" stop || true
+  done
+fi
 localhost_names

@@ -2,6 +2,13 @@
  * (DEALER shell and control, SUB IOPub over transport "ipc") and moving Jupyter messages over
  * them, whole multipart messages in, signed ones out (jupyter.c does the format).
  *
+ * The kernel is the sandbox's code and may send anything. Every socket the agent connects has
+ * a ZMQ_MAXMSGSIZE (stdin and heartbeat are never connected): ZeroMQ refuses a larger frame
+ * when its header arrives, before allocating it, and drops the connection for good (a
+ * protocol error is not reconnected). For shell, where the agent waits for replies, a monitor
+ * reports that drop (ZMQ_EVENT_DISCONNECTED, sent by the I/O thread as it happens), so that
+ * python.c ends the execution whose reply was lost and reopens the socket.
+ *
  * Every kernel's sockets belong to one ZeroMQ context, made when the agent starts. libzmq
  * starts a context's threads (its reaper and its I/O thread) with its first socket, and
  * aborts the process when pthread_create() fails there (thread_t::start asserts): a context
@@ -22,8 +29,25 @@
 
 #define RECONNECT_MS 10 /* connecting before the kernel has bound: retry this often */
 #define SEND_TIMEOUT_MS 2000
+#define RCVHWM 2 /* few messages wait here unread (each may be large); the kernel queues the rest */
+
+/* An IOPub message this large is past the 32 MiB output cap on its own, so nothing it carries
+ * would be sent anyway. ZeroMQ drops the connection for it (with what was queued behind it,
+ * past the cap too): python.c notices the missing "idle" and reopens IOPub. */
 #define IOPUB_MAX_MESSAGE ((int64_t) 64 << 20)
-#define IOPUB_RCVHWM 2 /* few messages wait here unread (each may be large); the kernel queues the rest */
+
+/* Shell brings the replies to execute_request and kernel_info_request, the only requests the
+ * agent sends: a status, an execution count, a kernel's banner, or, on error, the exception's
+ * name, value and traceback (also sent on IOPub, where the events come from), and payloads
+ * (an IPython help page: `obj??` shows a module's source, rarely past 1 MiB). 8 MiB is far
+ * past any of them that a person reads, and bounds what the agent holds per kernel (RCVHWM
+ * messages and one being read). A larger reply (an exception whose message is megabytes) is
+ * lost: the execution says so, its output having come on IOPub. */
+#define SHELL_MAX_MESSAGE ((int64_t) PYTHON_SHELL_MAX_MESSAGE_MIB << 20)
+
+/* Control brings only the reply to shutdown_request (under 1 KiB), which is never read: the
+ * socket is closed just after. Whatever else the kernel sends there waits unread. */
+#define CONTROL_MAX_MESSAGE ((int64_t) 64 << 10)
 
 static void *zctx; /* set once at start */
 
@@ -98,6 +122,8 @@ int python_channel_recv(struct kernel *k, void *sock, const char *channel, struc
                 struct iovec frames[PYTHON_MAX_FRAMES];
                 int r;
 
+                /* jupyter_parse() leaves it untouched when it fails, and it is released then */
+                in->m = (struct jupyter_message) {};
                 r = frames_recv(sock, in);
                 if (r <= 0)
                         return r;
@@ -117,32 +143,56 @@ int python_channel_recv(struct kernel *k, void *sock, const char *channel, struc
         }
 }
 
-static void *socket_open(struct kernel *k, int type, const char *endpoint) {
-        const int linger = 0, reconnect = RECONNECT_MS, sndtimeo = SEND_TIMEOUT_MS, rcvhwm = IOPUB_RCVHWM;
-        const int64_t maxmsgsize = IOPUB_MAX_MESSAGE;
-        void *s = zctx ? zmq_socket(zctx, type) : NULL;
+/* Connects a PAIR to a new monitor of s that reports ZMQ_EVENT_DISCONNECTED. The endpoint is
+ * unique in the process (an old monitor may still be bound while its socket closes). */
+static void *monitor_open(void *s) {
+        static unsigned counter;
+        char endpoint[64];
+        void *m;
+
+        snprintf(endpoint, sizeof(endpoint), "inproc://ai2in-monitor-%u",
+                 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+        if (zmq_socket_monitor(s, endpoint, ZMQ_EVENT_DISCONNECTED) < 0)
+                return NULL;
+        m = zmq_socket(zctx, ZMQ_PAIR);
+        if (m && zmq_connect(m, endpoint) < 0) {
+                int saved = errno;
+
+                zmq_close(m);
+                errno = saved;
+                return NULL;
+        }
+        return m;
+}
+
+/* Opens a socket of type connected to endpoint; with ret_monitor, also a monitor of it
+ * (connected first, so that no drop goes unseen). */
+static void *socket_open(int type, const char *endpoint, int64_t maxmsgsize, int sndtimeo, void **ret_monitor) {
+        const int linger = 0, reconnect = RECONNECT_MS, rcvhwm = RCVHWM;
+        void *s = zctx ? zmq_socket(zctx, type) : NULL, *m = NULL;
 
         if (!s) {
                 errno = zctx ? errno : ENOTCONN;
                 return NULL;
         }
-        /* An IOPub message this large is past the 32 MiB output cap on its own, so nothing it
-         * carries would be sent anyway; refusing it keeps the agent from holding it whole.
-         * ZeroMQ then drops the connection for good (with what was queued behind it, past the
-         * cap too): python.c notices the missing "idle" and reopens IOPub. Options must be set
-         * before connecting. */
-        if ((type == ZMQ_SUB && zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsgsize, sizeof(maxmsgsize)) < 0) ||
+        /* options must be set before connecting */
+        if (zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsgsize, sizeof(maxmsgsize)) < 0 ||
             zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger)) < 0 ||
             zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &reconnect, sizeof(reconnect)) < 0 ||
             zmq_setsockopt(s, ZMQ_SNDTIMEO, &sndtimeo, sizeof(sndtimeo)) < 0 ||
             zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof(rcvhwm)) < 0 ||
-            (type == ZMQ_SUB && zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0) < 0) || zmq_connect(s, endpoint) < 0) {
+            (type == ZMQ_SUB && zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0) < 0) ||
+            (ret_monitor && !(m = monitor_open(s))) || zmq_connect(s, endpoint) < 0) {
                 int saved = errno;
 
+                if (m)
+                        zmq_close(m);
                 zmq_close(s);
                 errno = saved;
                 return NULL;
         }
+        if (ret_monitor)
+                *ret_monitor = m;
         return s;
 }
 
@@ -151,29 +201,83 @@ int python_iopub_open(struct kernel *k) {
         size_t fd_len = sizeof(int);
 
         snprintf(endpoint, sizeof(endpoint), "ipc://%s/kernel-2", k->dir);
-        k->iopub = socket_open(k, ZMQ_SUB, endpoint);
+        k->iopub = socket_open(ZMQ_SUB, endpoint, IOPUB_MAX_MESSAGE, SEND_TIMEOUT_MS, NULL);
         if (!k->iopub || zmq_getsockopt(k->iopub, ZMQ_FD, &k->iopub_fd, &fd_len) < 0)
                 return -errno;
         return 0;
 }
 
-int python_sockets_open(struct kernel *k) {
+static int shell_open(struct kernel *k) {
         char endpoint[PATH_MAX + 16];
         size_t fd_len = sizeof(int);
-        int r;
 
         snprintf(endpoint, sizeof(endpoint), "ipc://%s/kernel-1", k->dir);
-        k->shell = socket_open(k, ZMQ_DEALER, endpoint);
-        if (!k->shell)
+        k->shell = socket_open(ZMQ_DEALER, endpoint, SHELL_MAX_MESSAGE, SEND_TIMEOUT_MS, &k->shell_monitor);
+        if (!k->shell || zmq_getsockopt(k->shell, ZMQ_FD, &k->shell_fd, &fd_len) < 0 ||
+            zmq_getsockopt(k->shell_monitor, ZMQ_FD, &k->shell_monitor_fd, &fd_len) < 0)
                 return -errno;
+        return 0;
+}
+
+bool python_shell_dropped(struct kernel *k) {
+        for (;;) {
+                zmq_msg_t event;
+                bool more;
+
+                zmq_msg_init(&event);
+                if (zmq_msg_recv(&event, k->shell_monitor, ZMQ_DONTWAIT) < 0) {
+                        zmq_msg_close(&event);
+                        if (errno == EINTR)
+                                continue;
+                        return k->shell_dropped;
+                }
+                /* the only event asked for; its second frame (the endpoint) is dropped */
+                k->shell_dropped = true;
+                more = zmq_msg_more(&event);
+                zmq_msg_close(&event);
+                while (more) {
+                        zmq_msg_init(&event);
+                        if (zmq_msg_recv(&event, k->shell_monitor, 0) < 0)
+                                more = false;
+                        else
+                                more = zmq_msg_more(&event);
+                        zmq_msg_close(&event);
+                }
+        }
+}
+
+void python_shell_close(struct kernel *k) {
+        if (k->shell)
+                zmq_close(k->shell); /* stops its monitor too */
+        if (k->shell_monitor)
+                zmq_close(k->shell_monitor);
+        k->shell = k->shell_monitor = NULL;
+        k->shell_fd = k->shell_monitor_fd = -1;
+}
+
+int python_shell_reopen(struct kernel *k) {
+        int r;
+
+        python_shell_close(k);
+        r = shell_open(k);
+        k->shell_dropped = r < 0; /* the next execution tries again */
+        return r;
+}
+
+int python_sockets_open(struct kernel *k) {
+        char endpoint[PATH_MAX + 16];
+        int r;
+
+        r = shell_open(k);
+        if (r < 0)
+                return r;
         r = python_iopub_open(k);
         if (r < 0)
                 return r;
+        /* sends never wait: with the connection dropped, shutdown goes straight to SIGTERM */
         snprintf(endpoint, sizeof(endpoint), "ipc://%s/kernel-4", k->dir);
-        k->control = socket_open(k, ZMQ_DEALER, endpoint);
+        k->control = socket_open(ZMQ_DEALER, endpoint, CONTROL_MAX_MESSAGE, 0, NULL);
         if (!k->control)
-                return -errno;
-        if (zmq_getsockopt(k->shell, ZMQ_FD, &k->shell_fd, &fd_len) < 0)
                 return -errno;
         return 0;
 }

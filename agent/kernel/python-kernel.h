@@ -26,8 +26,10 @@ struct kernel {
         int dir_fd;         /* it, opened when made (-1 if not); removal goes through it */
         int parent_fd;      /* its parent (O_PATH; -1 if not open) */
         void *shell, *control, *iopub; /* sockets of the agent's one ZeroMQ context */
-        int shell_fd, iopub_fd; /* ZMQ_FD of each: readable when the socket's events may have changed */
+        void *shell_monitor;    /* PAIR receiving shell's ZMQ_EVENT_DISCONNECTED (python-channel.c) */
+        int shell_fd, iopub_fd, shell_monitor_fd; /* ZMQ_FD of each: readable when its events may have changed */
         bool iopub_lost;        /* a status went missing: IOPub is to be reconnected */
+        bool shell_dropped;     /* shell's connection dropped: replies are lost until it is reopened */
         struct jupyter_session session;
 };
 
@@ -77,6 +79,22 @@ int python_sockets_open(struct kernel *k);
 
 /* Connects a new IOPub socket (after the old one was closed). Returns 0 or -errno. */
 int python_iopub_open(struct kernel *k);
+
+/* Whether shell's connection has dropped since it was opened (a message over
+ * PYTHON_SHELL_MAX_MESSAGE_MIB, or the kernel closed its end): reads the monitor's events and sets
+ * k->shell_dropped. What was in flight on it either way is lost. Never blocks. */
+bool python_shell_dropped(struct kernel *k);
+
+/* Closes shell and its monitor (if open). */
+void python_shell_close(struct kernel *k);
+
+/* Replaces shell (and its monitor) with a new connection to the kernel; k->shell_dropped is
+ * cleared. Returns 0, or -errno with shell closed and k->shell_dropped still set. */
+int python_shell_reopen(struct kernel *k);
+
+/* The cap on one frame from the kernel on shell, in MiB (python-channel.c says why this much);
+ * python.c names it in the error of an execution whose reply it lost. */
+#define PYTHON_SHELL_MAX_MESSAGE_MIB 8
 
 /* ---- python-launch.c ---- */
 

@@ -405,6 +405,10 @@ static void dir_remove(struct kernel *k) {
                 return;
         }
         k->dir_fd = -1;
+        /* The directory was opened when it was empty: btrfs (the sandbox's disk) lists only
+         * what existed when it was opened, or last rewound (POSIX leaves later entries
+         * unspecified), so rewind before reading. */
+        rewinddir(d);
         while ((de = readdir(d)))
                 if (!streq(de->d_name, ".") && !streq(de->d_name, "..") && unlinkat(dirfd(d), de->d_name, 0) < 0)
                         log_warn_errno(errno, "failed to remove %s/%s, ignoring", k->dir, de->d_name);
@@ -465,8 +469,7 @@ void python_kernel_free(struct kernel *k, bool polite) {
                 (void) child_terminate(k->child, SIGKILL);
                 child_free(k->child);
         }
-        if (k->shell)
-                zmq_close(k->shell);
+        python_shell_close(k);
         if (k->iopub)
                 zmq_close(k->iopub);
         if (k->control)
@@ -495,6 +498,7 @@ int python_kernel_start(const struct kernel_config *cfg, int64_t timeout_ms, str
         if (!k)
                 return set_error(ret_error, -ENOMEM, "out of memory");
         k->stderr_fd = k->dir_fd = k->parent_fd = -1;
+        k->shell_fd = k->shell_monitor_fd = k->iopub_fd = -1;
 
         r = dir_make(k);
         if (r < 0) {

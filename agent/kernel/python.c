@@ -10,6 +10,12 @@
  * output never accumulates here. A step ends when both its execute_reply and its "idle" status
  * have come. Timeout or hang-up: SIGINT to the kernel's process group (ipykernel's
  * interrupt_mode "signal"), then 5 s of grace before the kernel is declared dead.
+ *
+ * Either message can be lost while the kernel lives: a reply or a status past its channel's
+ * cap drops that connection (python-channel.c). A lost "idle" only has IOPub reopened. A lost
+ * reply, seen as shell's monitor reporting the drop (or as no reply long after "idle"), ends
+ * the step once its code has ended (its "idle") with an error event that says so, or at once
+ * if its request never reached the code; shell is then reopened, and the kernel keeps its state.
  */
 #include <errno.h>
 #include <poll.h>
@@ -27,6 +33,9 @@
 #define INTERRUPT_GRACE_MS 5000 /* after SIGINT, before the kernel counts as dead */
 #define ENV_STEP_TIMEOUT_MS 10000
 #define IDLE_AFTER_REPLY_MS 2000 /* a reply with no "idle" after it: the status was lost */
+#define REPLY_AFTER_IDLE_MS 5000 /* "idle" with no reply after it, shell still up: the reply was lost */
+#define START_AFTER_DROP_MS 5000 /* shell dropped, the request not started: it never reached the kernel */
+#define DROP_SETTLE_MS 50 /* ZeroMQ reports a drop just before it hands over what came ahead of it */
 #define ABORTED_RETRIES 5
 #define EXIT_SETTLE_MS 20 /* a dead kernel's last messages: quiet this long means all came */
 #define EXIT_SETTLE_MAX_MS 200
@@ -49,6 +58,8 @@ struct step {
         bool idle;
         json_t *reply;      /* execute_reply content */
         int64_t replied_at; /* when the reply came */
+        int64_t idle_at;    /* when "idle" came */
+        int64_t dropped_at; /* when shell's connection was seen dropped during the step (0: not) */
         int64_t deadline;   /* when to interrupt it */
         int64_t kill_at;    /* when an interrupted step counts as hung */
 };
@@ -109,8 +120,10 @@ static void handle_iopub(struct run *run, struct step *st, struct jupyter_messag
         if (streq(m->msg_type, "status")) {
                 const char *state = json_string_value(json_object_get(m->content, "execution_state"));
 
-                if (state && streq(state, "idle"))
+                if (state && streq(state, "idle") && !st->idle) {
                         st->idle = true;
+                        st->idle_at = mono_ms();
+                }
                 return;
         }
         if (streq(m->msg_type, "execute_input")) {
@@ -175,32 +188,101 @@ static void drain_after_exit(struct run *run, struct step *st) {
         }
 }
 
-static bool step_done(struct kernel *k, struct step *st) {
-        if (!st->reply)
+/* Ends a step whose reply is lost with an error event that says why and what became of the
+ * code, unless the code's own error already came (from IOPub: the reply would only have said
+ * "error"; an exception megabytes long makes a reply past the cap); shell is to be reopened. */
+static void emit_reply_lost(struct run *run, struct step *st) {
+        char why[512];
+        json_t *ev;
+
+        if (st->dropped_at)
+                snprintf(why, sizeof(why),
+                         "the Python kernel's shell connection dropped (as it does for a message over the %d MiB cap "
+                         "on that channel), and this execution's %s with it; %s; the kernel keeps its state",
+                         PYTHON_SHELL_MAX_MESSAGE_MIB, st->idle ? "reply" : "request",
+                         st->idle ? "the code ran to its end and its output above is complete"
+                                  : "the code did not run");
+        else
+                snprintf(why, sizeof(why),
+                         "the Python kernel's reply to this execution never came (%d s after the code ended); its "
+                         "output above is complete; the kernel keeps its state",
+                         REPLY_AFTER_IDLE_MS / 1000);
+        log_warn("%s (%s)", why, st->msg_id);
+        run->k->shell_dropped = true;
+        if (run->out->error)
+                return;
+        ev = json_pack("{s:s, s:s, s:s, s:[]}", "type", "error", "name", "KernelReplyLost", "value", why,
+                       "traceback");
+        if (ev)
+                emit(run, st, ev);
+        run->out->error = true;
+        json_decref(ev);
+}
+
+/* Whether the step is over: its reply and "idle" came, or one of them is lost. */
+static bool step_done(struct run *run, struct step *st) {
+        struct kernel *k = run->k;
+        int64_t now = mono_ms();
+        /* read every time: an unread event keeps the monitor's fd readable, and poll() spinning */
+        bool dropped = python_shell_dropped(k);
+
+        if (st->reply) {
+                if (st->idle)
+                        return true;
+                if (now - st->replied_at >= IDLE_AFTER_REPLY_MS) {
+                        log_warn("the Python kernel's idle status for %s never came; reconnecting IOPub", st->msg_id);
+                        k->iopub_lost = true;
+                        return true;
+                }
                 return false;
-        if (st->idle)
-                return true;
-        if (mono_ms() - st->replied_at >= IDLE_AFTER_REPLY_MS) {
-                log_warn("the Python kernel's idle status for %s never came; reconnecting IOPub", st->msg_id);
-                k->iopub_lost = true;
+        }
+        if (dropped && !st->dropped_at)
+                st->dropped_at = now;
+        /* dropped: no reply will come (once what came before the drop was read); wait for the
+         * code to end, if it ever started */
+        if ((st->dropped_at && now - st->dropped_at >= DROP_SETTLE_MS &&
+             (st->idle || (!st->started && now - st->dropped_at >= START_AFTER_DROP_MS))) ||
+            (st->idle && now - st->idle_at >= REPLY_AFTER_IDLE_MS)) {
+                emit_reply_lost(run, st);
                 return true;
         }
         return false;
 }
 
+/* When step_done() may change without a message: the step's next time limit. */
+static int64_t step_wake(const struct step *st) {
+        int64_t wake = MIN(st->deadline, st->kill_at);
+
+        if (st->reply)
+                return MIN(wake, st->replied_at + IDLE_AFTER_REPLY_MS);
+        if (st->dropped_at && !st->started)
+                wake = MIN(wake, st->dropped_at + START_AFTER_DROP_MS);
+        if (st->idle) /* (past times here mean step_done() is true: no spinning) */
+                wake = MIN(wake, MIN(st->idle_at + REPLY_AFTER_IDLE_MS,
+                                     st->dropped_at ? st->dropped_at + DROP_SETTLE_MS : INT64_MAX));
+        return wake;
+}
 
 /* Runs one execute_request until its reply and idle status have come, the kernel died or it
  * hung after an interrupt (both reported as died). Returns 0, or -errno if the kernel could
  * not be reached at all. */
 static int step_run(struct run *run, struct step *st, const char *code, bool silent, int64_t timeout_ms) {
         struct kernel *k = run->k;
-        int status, r;
+        int status, r = 0;
 
         json_t *content = json_pack("{s:s, s:b, s:b, s:{}, s:b, s:b}", "code", code, "silent", silent, "store_history",
                                     !silent, "user_expressions", "allow_stdin", 0, "stop_on_error", !silent);
         if (!content)
                 return -ENOMEM;
-        r = python_channel_send(k, k->shell, "execute_request", content, st->msg_id);
+        /* dropped since the last step (a message between executions): a request sent now would
+         * be lost with it */
+        if (python_shell_dropped(k)) {
+                log_warn("the Python kernel's shell connection (pid %d) dropped; reconnecting",
+                         (int) child_pid(k->child));
+                r = python_shell_reopen(k);
+        }
+        if (r >= 0)
+                r = python_channel_send(k, k->shell, "execute_request", content, st->msg_id);
         json_decref(content);
         if (r < 0)
                 return r;
@@ -212,10 +294,10 @@ static int step_run(struct run *run, struct step *st, const char *code, bool sil
 
                 if (more < 0)
                         return more;
-                if (step_done(k, st)) {
+                if (step_done(run, st)) {
                         if (k->iopub_lost)
                                 python_iopub_reopen(k);
-                        return 0;
+                        return k->shell_dropped ? python_shell_reopen(k) : 0;
                 }
                 if (child_exited(k->child, &status)) {
                         char how[64], why[160];
@@ -250,11 +332,10 @@ static int step_run(struct run *run, struct step *st, const char *code, bool sil
                         {.fd = child_exit_fd(k->child), .events = POLLIN},
                         {.fd = k->stderr_fd, .events = POLLIN},
                         {.fd = run->watching ? run->sink->watch_fd : -1, .events = POLLRDHUP},
+                        {.fd = k->shell_monitor_fd, .events = POLLIN},
                 };
-                int64_t idle_by = st->reply ? st->replied_at + IDLE_AFTER_REPLY_MS : INT64_MAX;
-                int64_t wake = MIN(MIN(st->deadline, st->kill_at), idle_by);
 
-                if (poll(fds, ELEMENTSOF(fds), more ? 0 : deadline_poll_timeout(wake)) < 0 && errno != EINTR)
+                if (poll(fds, ELEMENTSOF(fds), more ? 0 : deadline_poll_timeout(step_wake(st))) < 0 && errno != EINTR)
                         return -errno;
                 if (fds[3].revents)
                         python_stderr_drain(k);

@@ -32,9 +32,11 @@ struct api_response {
         bool close;                /* close the connection after this answer (JSON bodies) */
 };
 
-/* Starts the API server on the configured address. */
-int api_start(struct engine *eng, struct MHD_Daemon **ret, struct error *e);
-void api_stop(struct MHD_Daemon *d);
+/* Starts the API server on the configured address, with its connection guard (guard.h). */
+struct api_server;
+int api_start(struct engine *eng, struct api_server **ret, struct error *e);
+/* Stops it: open connections are closed. Accepts NULL. */
+void api_stop(struct api_server *srv);
 
 /* Parses the request body as a JSON object (400 with the parser's message otherwise). */
 int api_body_object(const struct api_request *req, json_t **ret, struct error *e);

@@ -101,9 +101,9 @@ static int agent_target(const struct api_request *req, struct buf *b, struct err
         return 0;
 }
 
-/* Checks the sandbox is the team's and running; leaves its record in rec. */
+/* Checks the sandbox is the team's, this node's and running; leaves its record in rec. */
 static int running_sandbox(const struct api_request *req, struct sandbox_rec *rec, struct error *e) {
-        int r = sandbox_get(req->eng, req->team_id, req->id, rec, e);
+        int r = sandbox_get_local(req->eng, req->team_id, req->id, rec, e);
 
         if (r < 0)
                 return r;

@@ -51,6 +51,8 @@ json_t *sandbox_to_json(const struct config *cfg, const struct sandbox_rec *r) {
         /* The token is the owning team's to hand to its users; other teams never see the sandbox. */
         if (j && (json_object_set_new(j, "preview", preview_json(cfg)) < 0 ||
                   json_object_set_new(j, "secure", json_boolean(*r->traffic_token)) < 0 ||
+                  json_object_set_new(j, "node", json_string(r->node)) < 0 ||
+                  json_object_set_new(j, "disk_mb", r->disk_mb > 0 ? json_integer(r->disk_mb) : json_null()) < 0 ||
                   json_object_set_new(j, "template_version", *r->template_version ? json_string(r->template_version) : json_null()) < 0 ||
                   json_object_set_new(j, "traffic_access_token", *r->traffic_token ? json_string(r->traffic_token) : json_null()) < 0)) {
                 json_decref(j);
@@ -163,9 +165,26 @@ static int get_memory_mb(json_t *body, int64_t max, int64_t *ret, struct error *
         return get_int(body, "memory_mb", 64, max, "MiB", ret, e);
 }
 
+/* disk_mb: from 16 MiB to the engine's max-disk-mb, whose name the message gives past it;
+ * an engine without the disk volume has no limits to give. */
+static int get_disk_mb(json_t *body, const struct config *cfg, int64_t *ret, struct error *e) {
+        json_t *v = json_object_get(body, "disk_mb");
+        int64_t max = cfg->max_disk_mb;
+
+        if (!cfg->disk_volume && v && !json_is_null(v))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "disk_mb cannot be given: this engine has no disk limits (its setting disk-volume is off)");
+
+        if (json_is_number(v) && json_number_value(v) > (double) max)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "disk_mb must be at most %lld MiB on this engine (its setting max-disk-mb), got %.0f", (long long) max,
+                                 json_number_value(v));
+        return get_int(body, "disk_mb", 16, max, "MiB", ret, e);
+}
+
 static int parse_create(json_t *body, const struct config *cfg, struct sandbox_create_opts *o, char **meta, char **envs,
                         struct error *e) {
-        static const char *const fields[] = {"template", "timeout", "metadata", "envs", "cpu_count", "memory_mb", "secure"};
+        static const char *const fields[] = {"template", "timeout", "metadata", "envs", "cpu_count", "memory_mb", "disk_mb", "secure"};
         json_t *v;
         int r;
 
@@ -180,6 +199,7 @@ static int parse_create(json_t *body, const struct config *cfg, struct sandbox_c
         }
         if ((r = get_timeout(body, &o->timeout, e)) < 0 ||
             (r = get_memory_mb(body, cfg->max_memory_mb, &o->memory_mb, e)) < 0 ||
+            (r = get_disk_mb(body, cfg, &o->disk_mb, e)) < 0 ||
             (r = api_string_map(body, "metadata", MAX_METADATA, false, meta, e)) < 0 ||
             (r = api_string_map(body, "envs", MAX_ENVS, true, envs, e)) < 0)
                 return r;
@@ -346,6 +366,14 @@ int api_sandbox_get(struct api_request *req, struct api_response *resp, struct e
                 sandbox_touch(req->eng, req->id);
         resp->status = 200;
         resp->body = sandbox_to_json(&req->eng->cfg, &rec);
+        /* What its files take now, in whole MiB rounded up (null without a limited layer). */
+        if (resp->body) {
+                int64_t used;
+                bool here = streq(rec.node, req->eng->cfg.node_name); /* another node's files are not on this host */
+                json_object_set_new(resp->body, "disk_used_mb",
+                                    here && sandbox_disk_used(req->eng, &rec, &used) >= 0 ? json_integer((used + (1 << 20) - 1) >> 20)
+                                                                                  : json_null());
+        }
         sandbox_rec_done(&rec);
         return 0;
 }

@@ -1,8 +1,10 @@
 /* server.c — HTTP plumbing of the API: request framing checks (one unambiguous body
- * length, or the connection is refused and closed), body accumulation with a 1 MiB cap,
- * API-key authentication (SHA-256 compared in constant time; keys are never logged),
- * routing, and error bodies. */
+ * length, or the connection is refused and closed), routing and API-key authentication as
+ * soon as a request head arrives (SHA-256 compared in constant time; keys are never
+ * logged), body accumulation with a 1 MiB cap, and error bodies. What a client may hold
+ * (connections, time) is guard.c's. */
 #include "api/api.h"
+#include "api/guard.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -25,10 +27,19 @@ struct conn_ctx {
         struct buf body;
         bool too_large;
         int64_t started;
+        const struct route *route; /* resolved when the head arrived */
+        int resolved;              /* < 0: the request is refused (error says why) */
+        char idbuf[128];           /* its {id} */
+        int64_t team_id;           /* set by authentication */
         bool upload_route;         /* PUT …/files: the body streams to the agent */
         struct api_upload *upload; /* the streamed upload, until it ends or fails */
         bool upload_stalled;       /* the agent stopped reading it */
-        struct error upload_error; /* why it failed */
+        struct error error;        /* why the request or its upload failed */
+};
+
+struct api_server {
+        struct MHD_Daemon *daemon;
+        struct api_guard *guard;
 };
 
 /* Per-connection buffer of libmicrohttpd: bigger pieces of an upload per call. */
@@ -170,6 +181,7 @@ static int authenticate(struct api_request *req, struct error *e) {
         SHA256((const unsigned char *) key, strlen(key), got);
         if (CRYPTO_memcmp(want, got, sizeof(got)) != 0)
                 return error_set(e, EACCES, ERR_UNAUTHORIZED, "invalid API key");
+        api_guard_authenticated(req->conn);
         return 0;
 }
 
@@ -201,14 +213,6 @@ static int resolve(struct api_request *req, char *idbuf, size_t n, const struct 
         if (path_found)
                 return error_set(e, EINVAL, ERR_METHOD, "method %s is not allowed on %s", req->method, req->url);
         return error_set(e, ENOENT, ERR_NOT_FOUND, "no route %s %s", req->method, req->url);
-}
-
-static int dispatch(struct api_request *req, struct api_response *resp, struct error *e) {
-        char idbuf[128];
-        const struct route *rt;
-        int r = resolve(req, idbuf, sizeof(idbuf), &rt, e);
-
-        return r < 0 ? r : rt->fn(req, resp, e);
 }
 
 static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body, bool close) {
@@ -256,6 +260,7 @@ static enum MHD_Result respond(struct MHD_Connection *conn, const char *method, 
                                struct api_response *resp, struct error *e) {
         enum MHD_Result ret;
 
+        api_guard_answering(conn);
         if (r < 0) {
                 resp->status = e->status ? e->status : 500;
                 resp->body = error_body(e);
@@ -326,10 +331,11 @@ static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const 
  * 0.9.75 reads the first Content-Length and ignores the others, lets Transfer-Encoding
  * win over Content-Length, and takes any other coding as a body that ends with the
  * connection. The same rules as common/http-parse.c. */
-static int check_framing(struct MHD_Connection *conn, const char *version, struct error *e) {
+static int check_framing(struct MHD_Connection *conn, const char *version, bool *ret_body, struct error *e) {
         struct framing f = {.e = e};
 
         MHD_get_connection_values_n(conn, MHD_HEADER_KIND, framing_header, &f);
+        *ret_body = f.encoding || f.length_value > 0;
         if (f.r < 0 || !f.encoding)
                 return f.r;
         if (f.length)
@@ -350,24 +356,20 @@ static bool is_upload_route(const char *method, const char *url) {
         return streq(method, "PUT") && route_match("/v1/sandboxes/{id}/files", false, url, idbuf, sizeof(idbuf));
 }
 
-/* PUT …/files: the body goes to the agent piece by piece as it arrives. The request is
- * authenticated and the agent's connection opened when the head arrives (first call), so
- * that a refusal is answered before the client sends its body (libmicrohttpd then skips
- * "100 Continue"). A failure midway is kept, the rest of the body discarded, and the
- * error answered at the end. */
+/* PUT …/files: the body goes to the agent piece by piece as it arrives. The agent's
+ * connection is opened when the head arrives (first call, once on_head resolved and
+ * authenticated the request), so that a refusal is answered before the client sends its
+ * body (libmicrohttpd then skips "100 Continue"). A failure midway is kept, the rest of the
+ * body discarded, and the error answered at the end. */
 static enum MHD_Result on_upload(struct api_request *req, struct conn_ctx *ctx, bool first, const char *upload,
                                  size_t *upload_size) {
         struct api_response resp = {0};
-        const struct route *rt;
-        char idbuf[128];
         int r;
 
         if (first) {
-                r = resolve(req, idbuf, sizeof(idbuf), &rt, &ctx->upload_error);
-                if (r >= 0)
-                        r = api_upload_begin(req, &ctx->upload, &ctx->upload_error);
+                r = api_upload_begin(req, &ctx->upload, &ctx->error);
                 if (r < 0)
-                        return respond(req->conn, req->method, req->url, ctx->started, r, &resp, &ctx->upload_error);
+                        return respond(req->conn, req->method, req->url, ctx->started, r, &resp, &ctx->error);
                 return MHD_YES;
         }
         if (!ctx->upload) { /* refused at the first call: nothing more to do */
@@ -377,15 +379,48 @@ static enum MHD_Result on_upload(struct api_request *req, struct conn_ctx *ctx, 
         if (*upload_size > 0) {
                 /* Once the agent stops reading (it refused the request early), the rest is
                  * discarded; its answer is read at the end. */
-                if (!ctx->upload_stalled && api_upload_data(ctx->upload, upload, *upload_size, &ctx->upload_error) < 0)
+                if (!ctx->upload_stalled && api_upload_data(ctx->upload, upload, *upload_size, &ctx->error) < 0)
                         ctx->upload_stalled = true;
                 *upload_size = 0;
                 return MHD_YES;
         }
-        r = api_upload_end(ctx->upload, &resp, &ctx->upload_error);
+        r = api_upload_end(ctx->upload, &resp, &ctx->error);
         api_upload_free(ctx->upload);
         ctx->upload = NULL;
-        return respond(req->conn, req->method, req->url, ctx->started, r, &resp, &ctx->upload_error);
+        return respond(req->conn, req->method, req->url, ctx->started, r, &resp, &ctx->error);
+}
+
+/* The first call, once the head has arrived: checks its framing and URL, then finds its
+ * route and authenticates it, before any of the body is read. A refused request with a
+ * body is answered now, which makes libmicrohttpd skip the body and close the connection:
+ * a client without a key cannot make the engine read a body it will refuse. One without
+ * a body is answered at the end as usual, which keeps the connection alive. */
+static enum MHD_Result on_head(struct api_request *req, struct conn_ctx *ctx, const char *version, const char *upload,
+                               size_t *upload_size) {
+        struct api_response resp = {0};
+        struct error e = {0};
+        bool has_body;
+        int r;
+
+        r = check_framing(req->conn, version, &has_body, &e);
+        if (r < 0) {
+                /* Closed even where libmicrohttpd would keep it alive (a first
+                 * Content-Length of 0): the rest is no request of its own. */
+                resp.close = true;
+                return respond(req->conn, req->method, req->url, ctx->started, r, &resp, &e);
+        }
+        if (url_had_nul) {
+                url_had_nul = false;
+                r = error_set(&e, EINVAL, ERR_BAD_REQUEST, "the URL contains a NUL byte (%%00), which no path or value may hold");
+                return respond(req->conn, req->method, req->url, ctx->started, r, &resp, &e);
+        }
+        ctx->resolved = resolve(req, ctx->idbuf, sizeof(ctx->idbuf), &ctx->route, &ctx->error);
+        ctx->team_id = req->team_id;
+        if (ctx->resolved < 0 && (has_body || ctx->upload_route))
+                return respond(req->conn, req->method, req->url, ctx->started, ctx->resolved, &resp, &ctx->error);
+        if (ctx->upload_route)
+                return on_upload(req, ctx, true, upload, upload_size);
+        return MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -398,6 +433,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         int r;
 
         if (!ctx) {
+                /* Over the per-address cap: answered 503 already, and never served. */
+                if (api_guard_refused(conn))
+                        return MHD_NO;
+                api_guard_head(conn);
                 ctx = calloc(1, sizeof(*ctx));
                 if (!ctx)
                         return MHD_NO;
@@ -405,20 +444,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 ctx->started = mono_ms();
                 ctx->upload_route = is_upload_route(method, url);
                 *con_cls = ctx;
-                r = check_framing(conn, version, &e);
-                if (r < 0) {
-                        /* Closed even where libmicrohttpd would keep it alive (a first
-                         * Content-Length of 0): the rest is no request of its own. */
-                        resp.close = true;
-                        return respond(conn, method, url, ctx->started, r, &resp, &e);
-                }
-                if (url_had_nul) {
-                        url_had_nul = false;
-                        r = error_set(&e, EINVAL, ERR_BAD_REQUEST, "the URL contains a NUL byte (%%00), which no path or value may hold");
-                        return respond(conn, method, url, ctx->started, r, &resp, &e);
-                }
-                return ctx->upload_route ? on_upload(&req, ctx, true, upload, upload_size) : MHD_YES;
+                return on_head(&req, ctx, version, upload, upload_size);
         }
+        req.team_id = ctx->team_id;
+        req.id = ctx->route && strstr(ctx->route->pattern, "{id}") ? ctx->idbuf : NULL;
         if (ctx->upload_route)
                 return on_upload(&req, ctx, false, upload, upload_size);
         if (*upload_size > 0) {
@@ -429,12 +458,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 *upload_size = 0;
                 return MHD_YES;
         }
+        if (ctx->resolved < 0)
+                return respond(conn, method, url, ctx->started, ctx->resolved, &resp, &ctx->error);
         if (ctx->too_large)
                 r = error_set(&e, E2BIG, ERR_TOO_LARGE, "request body is larger than %d bytes", API_MAX_BODY);
         else {
                 req.body = ctx->body.data ? ctx->body.data : "";
                 req.body_len = ctx->body.len;
-                r = dispatch(&req, &resp, &e);
+                r = ctx->route->fn(&req, &resp, &e);
         }
         return respond(conn, method, url, ctx->started, r, &resp, &e);
 }
@@ -443,6 +474,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         struct conn_ctx *ctx = *con_cls;
 
         url_had_nul = false;
+        api_guard_completed(conn);
         if (!ctx)
                 return;
         buf_free(&ctx->body);
@@ -465,30 +497,46 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
         log_debug("libmicrohttpd: %s", line);
 }
 
-int api_start(struct engine *eng, struct MHD_Daemon **ret, struct error *e) {
+int api_start(struct engine *eng, struct api_server **ret, struct error *e) {
+        _cleanup_free_ struct api_server *srv = calloc(1, sizeof(*srv));
         struct sockaddr_in sa;
-        struct MHD_Daemon *d;
-        int r = net_parse_listen(eng->cfg.listen, "listen", &sa, e);
+        int r;
 
+        if (!srv)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        r = net_parse_listen(eng->cfg.listen, "listen", &sa, e);
+        if (r < 0)
+                return r;
+        r = api_guard_new((unsigned) eng->cfg.api_connections_per_address, eng->cfg.api_head_timeout, CONN_IDLE_TIMEOUT_S,
+                          &srv->guard, e);
         if (r < 0)
                 return r;
         /* poll(), not select(): connections with fds past 1023 must work. An idle
          * connection is closed after CONN_IDLE_TIMEOUT_S (streams send keepalives every
-         * 10 s; the SDK replaces a kept-alive connection the engine closed). */
-        d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-                             on_request, eng, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                             MHD_OPTION_CONNECTION_LIMIT, 4000u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u,
-                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) CONN_IDLE_TIMEOUT_S,
-                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) CONN_MEMORY, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
-                             NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
-        if (!d)
+         * 10 s; the SDK replaces a kept-alive connection the engine closed); the guard
+         * closes sooner one that is slow to send its request, or has no key. */
+        srv->daemon = MHD_start_daemon(
+                MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request,
+                eng, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                MHD_OPTION_NOTIFY_CONNECTION, api_guard_notify, srv->guard, MHD_OPTION_CONNECTION_LIMIT, 4000u,
+                MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) CONN_IDLE_TIMEOUT_S,
+                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) CONN_MEMORY, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        if (!srv->daemon) {
+                api_guard_free(srv->guard);
                 return error_set(e, EADDRINUSE, ERR_INTERNAL, "cannot listen on %s (in use, or not an address of this host)",
                                  eng->cfg.listen);
-        *ret = d;
+        }
+        *ret = TAKE_PTR(srv);
         return 0;
 }
 
-void api_stop(struct MHD_Daemon *d) {
-        if (d)
-                MHD_stop_daemon(d);
+void api_stop(struct api_server *srv) {
+        if (!srv)
+                return;
+        /* The watchdog first: it must not shut down a connection the daemon is tearing down. */
+        api_guard_stop(srv->guard);
+        MHD_stop_daemon(srv->daemon);
+        api_guard_free(srv->guard);
+        free(srv);
 }

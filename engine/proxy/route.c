@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "cluster/node.h"
 #include "log.h"
 #include "sandbox/agent_stream.h"
 #include "sandbox/sandbox.h"
@@ -83,6 +84,12 @@ static int lookup(struct pconn *c, struct perr *pe) {
                 return perr_set(pe, 500, "internal", "%s", e.message);
         snprintf(c->token, sizeof(c->token), "%s", rec.traffic_token);
         snprintf(c->ip, sizeof(c->ip), "%s", rec.ip);
+        /* Another node's sandbox: its address is on that node's bridge (no forwarding yet). */
+        if (rec.state != SANDBOX_KILLED && node_check_local(c->eng, &rec, &e) < 0) {
+                r = perr_set(pe, e.status, e.code, "%s", e.message);
+                sandbox_rec_done(&rec);
+                return r;
+        }
         switch (rec.state) {
         case SANDBOX_RUNNING:
                 r = 0;

@@ -84,7 +84,7 @@ int sandbox_pause(struct engine *eng, int64_t team_id, const char *id, bool keep
         int r;
 
         sandbox_lock(eng, id);
-        r = sandbox_get(eng, team_id, id, ret, e);
+        r = sandbox_get_local(eng, team_id, id, ret, e);
         if (r < 0)
                 goto out;
         switch (ret->state) {
@@ -176,7 +176,7 @@ int sandbox_resume(struct engine *eng, int64_t team_id, const char *id, int64_t 
         int r;
 
         sandbox_lock(eng, id);
-        r = sandbox_get(eng, team_id, id, ret, e);
+        r = sandbox_get_local(eng, team_id, id, ret, e);
         if (r < 0)
                 goto out;
         switch (ret->state) {

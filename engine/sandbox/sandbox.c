@@ -2,10 +2,12 @@
  * that get_info shows and the reaper applies: a hard deadline if the sandbox has one, else
  * its idle limit (sandbox_end_at, sandbox_end_reason, reap_reason).
  *
- * A sandbox on the host is: a row in the store; STATE/sandboxes/<id>/{upper,work,rootfs,
- * bundle,agent.log,lower} with the overlay mounted on rootfs and the idmapped template on lower
- * (idmap.h: each start runs in the uid range of its address); RUN/sandboxes/<id>/agent.sock; a
- * network slot; a runc container; cgroups under the engine's parent. Creation makes the
+ * A sandbox on the host is: a row in the store; STATE/sandboxes/<id>/{rootfs,bundle,agent.log,
+ * lower} with the overlay mounted on rootfs and the idmapped template on lower (idmap.h: each
+ * start runs in the uid range of its address); its layer STATE/disk/<id>/{upper,work}, limited
+ * to its disk_mb (disk/disk.h; a sandbox of an engine from before disk limits has its layer in
+ * STATE/sandboxes/<id>, unlimited); RUN/sandboxes/<id>/agent.sock; a network slot; a runc
+ * container; cgroups under the engine's parent. Creation makes the
  * directories, then starts the rest (sandbox_start_parts, which resume uses too, pause.c)
  * in that order, and a failure at any step tears down whatever exists. A sandbox records the
  * template version it was created on (the current one then) and every mount of its overlay
@@ -24,6 +26,8 @@
 #include <sys/un.h>
 
 #include "buf.h"
+#include "cluster/node.h"
+#include "disk/disk.h"
 #include "fsutil.h"
 #include "id.h"
 #include "log.h"
@@ -36,6 +40,12 @@
 
 void sandbox_dir(struct engine *eng, const char *id, char *out, size_t n) {
         snprintf(out, n, "%s/%s", eng->sandboxes_dir, id);
+}
+
+int sandbox_disk_used(struct engine *eng, const struct sandbox_rec *rec, int64_t *ret_bytes) {
+        if (rec->disk_mb <= 0 || rec->state == SANDBOX_KILLED || !eng->disk)
+                return -ENOENT;
+        return disk_layer_used(eng->disk, rec->id, ret_bytes);
 }
 
 void sandbox_socket_path(struct engine *eng, const char *id, char *out, size_t n) {
@@ -71,45 +81,83 @@ static int insert_on_current(struct engine *eng, struct sandbox_rec *rec, struct
         return store_sandbox_insert(eng->store, rec, eng->cfg.max_running, e);
 }
 
-static int make_dirs(struct engine *eng, const char *id, struct error *e) {
-        static const char *const parts[] = {"upper", "work", "rootfs", "bundle"};
+/* upper/ (the sandbox's "/", owned by its root) and work/ in dir. */
+static int make_unlimited_layer(struct engine *eng, const char *dir, struct error *e) {
+        char path[4200];
+        int r;
+
+        snprintf(path, sizeof(path), "%s/work", dir);
+        if ((r = mkdir_p(path, 0700)) < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", path, strerror(-r));
+        snprintf(path, sizeof(path), "%s/upper", dir);
+        if ((r = mkdir_p(path, 0755)) < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", path, strerror(-r));
+        if (chown(path, (uid_t) eng->cfg.uid_base, (gid_t) eng->cfg.uid_base) < 0 || chmod(path, 0755) < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot prepare %s: %s", path, strerror(errno));
+        return 0;
+}
+
+static int make_dirs(struct engine *eng, const struct sandbox_rec *rec, struct error *e) {
+        static const char *const parts[] = {"rootfs", "bundle"};
         char dir[4096], path[4200];
         int r;
 
-        sandbox_dir(eng, id, dir, sizeof(dir));
+        sandbox_dir(eng, rec->id, dir, sizeof(dir));
         for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
                 snprintf(path, sizeof(path), "%s/%s", dir, parts[i]);
                 r = mkdir_p(path, 0700);
                 if (r < 0)
                         return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", path, strerror(-r));
         }
-        /* The upper layer's root is the sandbox's "/": owned by its root, world-readable inside.
-         * The sandbox's directory is its root's alone (runc init reaches rootfs through it as
-         * that uid, before it has taken the matching group) and nobody else's on the host: what
-         * a sandbox writes — setuid binaries included — is out of reach of other host users. */
-        snprintf(path, sizeof(path), "%s/upper", dir);
-        if (chown(path, (uid_t) eng->cfg.uid_base, (gid_t) eng->cfg.uid_base) < 0 || chmod(path, 0755) < 0 ||
-            chown(dir, (uid_t) eng->cfg.uid_base, (gid_t) eng->cfg.uid_base) < 0 || chmod(dir, 0700) < 0)
-                return error_set(e, errno, ERR_INTERNAL, "cannot prepare %s: %s", path, strerror(errno));
-        snprintf(path, sizeof(path), "%s/%s", eng->run_sandboxes_dir, id);
+        /* The sandbox's directory is its root's alone (runc init reaches rootfs through it as
+         * that uid, before it has taken the matching group) and nobody else's on the host. Its
+         * layer, whose upper dir is "/" inside (owned by its root), is on the disk volume,
+         * which is root's alone: what a sandbox writes — setuid binaries included — is out of
+         * reach of other host users. */
+        if (chown(dir, (uid_t) eng->cfg.uid_base, (gid_t) eng->cfg.uid_base) < 0 || chmod(dir, 0700) < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot prepare %s: %s", dir, strerror(errno));
+        if (rec->disk_mb > 0)
+                r = disk_layer_make(eng->disk, rec->id, rec->disk_mb, (uid_t) eng->cfg.uid_base, e);
+        else /* disk-volume off: unlimited, on the state file system, inside the sandbox's directory */
+                r = make_unlimited_layer(eng, dir, e);
+        if (r < 0)
+                return r;
+        snprintf(path, sizeof(path), "%s/%s", eng->run_sandboxes_dir, rec->id);
         r = mkdir_p(path, 0700);
         if (r < 0)
                 return error_set(e, r, ERR_INTERNAL, "cannot create %s: %s", path, strerror(-r));
         return 0;
 }
 
+/* The directory holding the sandbox's upper and work dirs: its layer on the disk volume, or,
+ * for a sandbox without a limit (disk_mb 0: made before disk limits, or with disk-volume off),
+ * its directory on the state file system. A limited sandbox on an engine that now runs
+ * without the volume cannot be mounted: -ENOMEDIUM, said plainly. */
+static int layer_dir(struct engine *eng, const struct sandbox_rec *rec, char *out, size_t n, struct error *e) {
+        if (rec->disk_mb <= 0)
+                sandbox_dir(eng, rec->id, out, n);
+        else if (eng->disk)
+                disk_layer_dir(eng->disk, rec->id, out, n);
+        else
+                return error_set(e, ENOMEDIUM, ERR_UNAVAILABLE,
+                                 "the files of %s are on the engine's disk volume, which this engine does not mount (its "
+                                 "setting disk-volume is off): start it with disk-volume on to resume it",
+                                 rec->id);
+        return 0;
+}
+
 /* The overlay's options: its layers are idmapped clones into the sandbox's range (idmap.h). */
-static int idmap_opts(struct engine *eng, const struct sandbox_rec *rec, const char *dir, const char *lower, uint32_t range,
-                      char *opts, size_t n, struct error *e) {
+static int idmap_opts(struct engine *eng, const struct sandbox_rec *rec, const char *dir, const char *layer_dir, const char *lower,
+                      uint32_t range, char *opts, size_t n, struct error *e) {
         char lower_at[4200];
         _cleanup_close_ int layer = -1;
-        struct idmap_spec s = {.id = rec->id, .lower = lower, .lower_at = lower_at, .layer = dir,
+        struct idmap_spec s = {.id = rec->id, .lower = lower, .lower_at = lower_at, .layer = layer_dir,
                                .canonical = (uint32_t) eng->cfg.uid_base, .range = range, .count = (uint32_t) eng->cfg.uid_count};
         int r;
 
         snprintf(lower_at, sizeof(lower_at), "%s/lower", dir);
         /* runc init reaches rootfs through dir as root inside (R), and the engine through the
-         * clone of dir (where R is nobody) as group root: R:0, 0710. */
+         * clone of dir, when it holds the layer (where R is nobody), as group root: R:0, 0710. */
         if (chown(dir, range, 0) < 0 || chmod(dir, 0710) < 0)
                 return error_set(e, errno, ERR_INTERNAL, "cannot prepare %s: %s", dir, strerror(errno));
         r = idmap_layers(&s, &layer, e);
@@ -124,9 +172,9 @@ static int idmap_opts(struct engine *eng, const struct sandbox_rec *rec, const c
  * shown to the kernel in the sandbox's range. The shared lock keeps the version from being
  * removed between its path and the mount. */
 static int mount_rootfs(struct engine *eng, const struct sandbox_rec *rec, uint32_t range, struct error *e) {
-        char dir[4096], lower[4096], opts[12800], target[4200];
-        _cleanup_close_ int lock = -1, layer = -1;
-        int r;
+        char dir[4096], layer[4096], lower[4096], opts[12800], target[4200];
+        _cleanup_close_ int lock = -1, layer_fd = -1;
+        int r, q;
 
         lock = template_lock(eng->cfg.template_dir, false, e);
         if (lock < 0 && lock != -ENOENT) /* no template directory: template_rootfs says it is gone */
@@ -142,12 +190,25 @@ static int mount_rootfs(struct engine *eng, const struct sandbox_rec *rec, uint3
         if (r < 0)
                 return r;
         sandbox_dir(eng, rec->id, dir, sizeof(dir));
-        layer = idmap_opts(eng, rec, dir, lower, range, opts, sizeof(opts), e);
-        if (layer < 0)
-                return layer;
+        if ((r = layer_dir(eng, rec, layer, sizeof(layer), e)) < 0)
+                return r;
+        layer_fd = idmap_opts(eng, rec, dir, layer, lower, range, opts, sizeof(opts), e);
+        if (layer_fd < 0)
+                return layer_fd;
         snprintf(target, sizeof(target), "%s/rootfs", dir);
-        if (mount("overlay", target, "overlay", MS_NODEV | MS_NOSUID, opts) < 0) /* no_new_privs inside anyway */
-                return error_set(e, errno, ERR_INTERNAL, "cannot mount the overlay for %s: %s", rec->id, strerror(errno));
+        /* Lifted for the mount: overlayfs makes its work dir then, and mounts read-only a
+         * sandbox at its limit otherwise (disk.h); set again (or for the first time, after a
+         * restart that changed nothing) before anything runs in it. */
+        if (rec->disk_mb > 0 && (r = disk_layer_limit(eng->disk, rec->id, 0, e)) < 0)
+                return r;
+        r = mount("overlay", target, "overlay", MS_NODEV | MS_NOSUID, opts) < 0 ? -errno : 0; /* no_new_privs inside anyway */
+        if (rec->disk_mb > 0 && (q = disk_layer_limit(eng->disk, rec->id, rec->disk_mb, e)) < 0) {
+                if (r == 0)
+                        (void) umount2(target, MNT_DETACH);
+                return q;
+        }
+        if (r < 0)
+                return error_set(e, -r, ERR_INTERNAL, "cannot mount the overlay for %s: %s", rec->id, strerror(-r));
         return 0;
 }
 
@@ -301,6 +362,7 @@ void sandbox_teardown(struct engine *eng, const char *id, const char *ip) {
         r = rm_rf(dir);
         if (r < 0)
                 log_warn_errno(r, "cannot remove %s, ignoring", dir);
+        disk_layer_remove(eng->disk, id);
         snprintf(path, sizeof(path), "%s/%s", eng->run_sandboxes_dir, id);
         r = rm_rf(path);
         if (r < 0)
@@ -354,10 +416,12 @@ static int fill_new_rec(struct engine *eng, int64_t team_id, const struct sandbo
         rec->timeout = o->timeout;
         rec->deadline = o->timeout > 0 ? now + o->timeout * 1000 : 0;
         rec->idle_timeout = eng->cfg.idle_timeout;
+        snprintf(rec->node, sizeof(rec->node), "%s", eng->cfg.node_name);
         rec->metadata = strdup(o->metadata ? o->metadata : "{}");
         rec->envs = strdup(o->envs ? o->envs : "{}");
         rec->cpu_count = o->cpu_count > 0 ? o->cpu_count : 1;
         rec->memory_mb = o->memory_mb > 0 ? o->memory_mb : eng->cfg.default_memory_mb;
+        rec->disk_mb = !eng->disk ? 0 : o->disk_mb > 0 ? o->disk_mb : eng->cfg.default_disk_mb; /* 0: unlimited */
         if (o->secure) {
                 _Static_assert(sizeof(rec->traffic_token) > TRAFFIC_TOKEN_LEN, "traffic_token too small");
                 r = traffic_token_new(rec->traffic_token);
@@ -375,6 +439,9 @@ int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_cre
         int64_t t0 = mono_ms();
         int r;
 
+        r = node_check_accepting(eng, e); /* a cordoned node takes no new sandboxes */
+        if (r < 0)
+                return r;
         r = fill_new_rec(eng, team_id, o, &rec, e);
         if (r < 0)
                 goto fail_rec;
@@ -383,7 +450,7 @@ int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_cre
                 goto fail_rec;
 
         sandbox_lock(eng, rec.id);
-        if ((r = make_dirs(eng, rec.id, e)) < 0 || (r = sandbox_start_parts(eng, &rec, e)) < 0) {
+        if ((r = make_dirs(eng, &rec, e)) < 0 || (r = sandbox_start_parts(eng, &rec, e)) < 0) {
                 error_wrap(e, "cannot create sandbox %s", rec.id);
                 log_warn("%s", e->message);
                 sandbox_teardown(eng, rec.id, NULL); /* the address is already given back */
@@ -429,6 +496,17 @@ int sandbox_get(struct engine *eng, int64_t team_id, const char *id, struct sand
         return 0;
 }
 
+int sandbox_get_local(struct engine *eng, int64_t team_id, const char *id, struct sandbox_rec *ret, struct error *e) {
+        int r = sandbox_get(eng, team_id, id, ret, e);
+
+        if (r < 0)
+                return r;
+        r = node_check_local(eng, ret, e);
+        if (r < 0)
+                sandbox_rec_done(ret);
+        return r;
+}
+
 /* Kills the sandbox of rec, whose lock the caller holds, from whatever state it is in. */
 static int kill_locked(struct engine *eng, struct sandbox_rec *rec, const char *reason, struct error *e) {
         int r;
@@ -449,7 +527,7 @@ int sandbox_kill(struct engine *eng, int64_t team_id, const char *id, const char
         int r;
 
         sandbox_lock(eng, id);
-        r = sandbox_get(eng, team_id, id, &rec, e);
+        r = sandbox_get_local(eng, team_id, id, &rec, e);
         if (r >= 0) {
                 r = kill_locked(eng, &rec, reason, e);
                 sandbox_rec_done(&rec);
@@ -485,8 +563,8 @@ int sandbox_reap(struct engine *eng, const char *id, int64_t now, struct error *
                 return r == -ENOENT ? 0 : r;
         }
         /* Decided again under the lock: the sandbox may have been paused, given a new
-         * timeout or used since the reaper's query. */
-        reason = reap_reason(eng, &rec, now);
+         * timeout or used since the reaper's query. (Only this node's: the query asked.) */
+        reason = streq(rec.node, eng->cfg.node_name) ? reap_reason(eng, &rec, now) : NULL;
         r = reason ? kill_locked(eng, &rec, reason, e) : 0;
         sandbox_rec_done(&rec);
         sandbox_unlock(eng, id);
@@ -501,7 +579,7 @@ int sandbox_set_timeout(struct engine *eng, int64_t team_id, const char *id, int
                 return error_set(e, EINVAL, ERR_BAD_REQUEST, "timeout must be between 1 and %d seconds (24 h), got %lld",
                                  SANDBOX_MAX_TIMEOUT, (long long) timeout);
         sandbox_lock(eng, id);
-        r = sandbox_get(eng, team_id, id, ret, e);
+        r = sandbox_get_local(eng, team_id, id, ret, e);
         if (r >= 0) {
                 ret->timeout = timeout;
                 ret->last_activity = now_ms();
@@ -562,7 +640,7 @@ int sandbox_check_alive(struct engine *eng, const char *id, struct error *e) {
                 sandbox_unlock(eng, id);
                 return 0;
         }
-        if (rec.state == SANDBOX_RUNNING && eng->runtime->ops->status(eng->runtime, id, &st, &pid, &ignore) == 0 &&
+        if (rec.state == SANDBOX_RUNNING && streq(rec.node, eng->cfg.node_name) && eng->runtime->ops->status(eng->runtime, id, &st, &pid, &ignore) == 0 &&
             st != CONTAINER_RUNNING) {
                 sandbox_dir(eng, id, dir, sizeof(dir));
                 snprintf(logpath, sizeof(logpath), "%s/agent.log", dir);

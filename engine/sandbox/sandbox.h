@@ -25,6 +25,7 @@ struct sandbox_create_opts {
         const char *envs;          /* JSON object text or NULL */
         double cpu_count;          /* 0 = 1 */
         int64_t memory_mb;         /* 0 = engine default */
+        int64_t disk_mb;           /* 0 = engine default */
         bool secure;               /* preview requests must carry the sandbox's traffic token */
 };
 
@@ -49,7 +50,12 @@ int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_cre
  * killed sandbox is -ENOENT with a message saying so. */
 int sandbox_get(struct engine *eng, int64_t team_id, const char *id, struct sandbox_rec *ret, struct error *e);
 
-/* Kills a sandbox of team (team < 0: any, for the reaper). reason is logged. */
+/* sandbox_get, for a call that needs the sandbox's container: a sandbox of another node is a
+ * 503 naming that node (cluster/node.h: node_check_local). Every transition below (kill,
+ * pause, resume, set_timeout) looks its sandbox up through this. */
+int sandbox_get_local(struct engine *eng, int64_t team_id, const char *id, struct sandbox_rec *ret, struct error *e);
+
+/* Kills a sandbox of team (team < 0: any, for the reaper) of this node. reason is logged. */
 int sandbox_kill(struct engine *eng, int64_t team_id, const char *id, const char *reason, struct error *e);
 
 /* Pauses a running sandbox of team (pause.c). Without keep_memory: stops its container and
@@ -104,12 +110,16 @@ const char *sandbox_end_reason(const struct sandbox_rec *r);
  * its deadline if it has one, else last activity + idle timeout, which activity moves. */
 int64_t sandbox_end_at(const struct sandbox_rec *r);
 
+/* How many bytes the files of the sandbox of rec take on its disk (its layer's quota group);
+ * -ENOENT for a sandbox without a limited layer (made before disk limits, or killed). */
+int sandbox_disk_used(struct engine *eng, const struct sandbox_rec *rec, int64_t *ret_bytes);
+
 /* Paths of a sandbox's parts. */
 void sandbox_dir(struct engine *eng, const char *id, char *out, size_t n);
 void sandbox_socket_path(struct engine *eng, const char *id, char *out, size_t n);
 
 /* Tears down every host-side part of a sandbox that exists (container, network, overlay,
- * directories, cgroups). ip: the address to give back to the pool, or NULL. Failures are
+ * directories, its layer on the disk volume, cgroups). ip: the address to give back to the pool, or NULL. Failures are
  * logged and teardown goes on. */
 void sandbox_teardown(struct engine *eng, const char *id, const char *ip);
 
@@ -139,6 +149,13 @@ void agentlog_rotate_all(struct engine *eng);
 int reaper_start(struct engine *eng, struct error *e);
 void reaper_stop(struct engine *eng);
 
-/* Brings the host in line with the store after a start: re-adopts live containers, marks
- * sandboxes whose container vanished as error, removes every orphaned part. */
+/* Brings the host in line with the store after a start, for this node's sandboxes only:
+ * re-adopts live containers (those another node marked "node NAME lost" too), marks
+ * sandboxes whose container vanished as error, removes every orphaned part (a part of a
+ * sandbox live on any node is kept). */
 int reconcile(struct engine *eng, struct error *e);
+
+/* For a running engine, from the reaper after it renewed the lease: this node's sandboxes
+ * that another node marked lost (this node missed its heartbeats: a stall, the database out
+ * of reach) go back to running when their container still runs, else to error. */
+void reconcile_lost(struct engine *eng);

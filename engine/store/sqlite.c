@@ -1,10 +1,13 @@
-/* sqlite.c — the SQLite store (see store.h). One connection in WAL mode behind a mutex;
- * other processes (the `keys` subcommand) may use the same file at the same time.
+/* sqlite.c — the SQLite backend of the store (store.h, backend.h), the default: one file,
+ * nothing to set up. One connection in WAL mode behind a mutex; other processes (the `keys`
+ * subcommand) may use the same file at the same time. The running cap is exact because the
+ * count and the write happen under that one mutex, and SQLite serialises writers across
+ * processes (the count is a read in the same connection, never interleaved).
  *
  * The schema of the first release is created as it was; later changes are migrations,
  * numbered by SQLite's user_version and applied in one transaction at open, so that a
  * database made by an older engine keeps working (and keeps its sandboxes). */
-#include "store/store.h"
+#include "store/backend.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -16,49 +19,14 @@
 #include "buf.h"
 #include "timeutil.h"
 
-struct store {
+struct sqlite_store {
+        struct store base;
         sqlite3 *db;
         pthread_mutex_t lock;
 };
 
-static const char *const state_names[_SANDBOX_STATE_MAX] = {
-        [SANDBOX_CREATING] = "creating", [SANDBOX_RUNNING] = "running", [SANDBOX_PAUSED] = "paused",
-        [SANDBOX_KILLED] = "killed",     [SANDBOX_ERROR] = "error",     [SANDBOX_PAUSING] = "pausing",
-        [SANDBOX_RESUMING] = "resuming",
-};
-
-/* As stored in the pause_kind column ('' for none). */
-static const char *const pause_kind_names[_PAUSE_KIND_MAX] = {
-        [PAUSE_NONE] = "", [PAUSE_FILESYSTEM] = "filesystem", [PAUSE_MEMORY] = "memory"};
-
-const char *pause_kind_to_string(enum pause_kind k) {
-        return k > PAUSE_NONE && k < _PAUSE_KIND_MAX ? pause_kind_names[k] : NULL;
-}
-
-static enum pause_kind pause_kind_from_string(const char *s) {
-        for (int i = 0; i < _PAUSE_KIND_MAX; i++)
-                if (s && streq(s, pause_kind_names[i]))
-                        return (enum pause_kind) i;
-        return PAUSE_NONE;
-}
-
-const char *sandbox_state_to_string(enum sandbox_state s) {
-        return s < _SANDBOX_STATE_MAX ? state_names[s] : "unknown";
-}
-
-int sandbox_state_from_string(const char *s, enum sandbox_state *ret) {
-        for (int i = 0; i < _SANDBOX_STATE_MAX; i++)
-                if (streq(s, state_names[i])) {
-                        *ret = (enum sandbox_state) i;
-                        return 0;
-                }
-        return -EINVAL;
-}
-
-void sandbox_rec_done(struct sandbox_rec *r) {
-        free(r->metadata);
-        free(r->envs);
-        r->metadata = r->envs = NULL;
+static struct sqlite_store *of(struct store *base) {
+        return (struct sqlite_store *) base;
 }
 
 static const char schema[] =
@@ -81,13 +49,18 @@ static const char *const migrations[] = {
         "ALTER TABLE sandboxes ADD COLUMN traffic_token TEXT NOT NULL DEFAULT '';",
         /* 3: template versions. Older rows were made on a template from before versions: ''. */
         "ALTER TABLE sandboxes ADD COLUMN template_version TEXT NOT NULL DEFAULT '';",
+        /* 4: disk limits. Older rows have their files on the state file system, unlimited: 0. */
+        "ALTER TABLE sandboxes ADD COLUMN disk_mb INTEGER NOT NULL DEFAULT 0;",
+        /* 5: nodes (cluster/node.h). Older rows have no owner (''): the engine claims them when
+         * it registers (store_node_register). */
+        "ALTER TABLE sandboxes ADD COLUMN node TEXT NOT NULL DEFAULT '';"
+        "CREATE INDEX sandboxes_node_state ON sandboxes(node, state);"
+        "CREATE TABLE nodes (name TEXT PRIMARY KEY, advertise TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'active',"
+        "  started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL, lease_until INTEGER NOT NULL,"
+        "  memory_mb INTEGER NOT NULL DEFAULT 0, cpus INTEGER NOT NULL DEFAULT 0, running INTEGER NOT NULL DEFAULT 0);",
 };
 
-/* The sandboxes that hold a container's CPU or RAM, and so count against the running cap. */
-#define HOLDS_A_CONTAINER \
-        "(state IN ('creating', 'running', 'pausing', 'resuming') OR (state = 'paused' AND pause_kind = 'memory'))"
-
-static int db_error(struct store *s, struct error *e, const char *what) {
+static int db_error(struct sqlite_store *s, struct error *e, const char *what) {
         return error_set(e, EIO, ERR_INTERNAL, "state store: %s: %s", what, sqlite3_errmsg(s->db));
 }
 
@@ -126,40 +99,8 @@ static int migrate(sqlite3 *db, char *err, size_t n) {
         return r;
 }
 
-int store_open(const char *path, struct store **ret, struct error *e) {
-        struct store *s = calloc(1, sizeof(*s));
-        char msg[512] = "";
-
-        if (!s)
-                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
-        pthread_mutex_init(&s->lock, NULL);
-        if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-                int r = error_set(e, EIO, ERR_INTERNAL, "cannot open state store %s: %s", path,
-                                  s->db ? sqlite3_errmsg(s->db) : "out of memory");
-                store_close(s);
-                return r;
-        }
-        sqlite3_busy_timeout(s->db, 5000);
-        if (exec_sql(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", msg, sizeof(msg)) < 0 ||
-            exec_sql(s->db, schema, msg, sizeof(msg)) < 0 || migrate(s->db, msg, sizeof(msg)) < 0) {
-                int r = error_set(e, EIO, ERR_INTERNAL, "cannot prepare state store %s: %s", path, msg);
-                store_close(s);
-                return r;
-        }
-        *ret = s;
-        return 0;
-}
-
-void store_close(struct store *s) {
-        if (!s)
-                return;
-        sqlite3_close(s->db);
-        pthread_mutex_destroy(&s->lock);
-        free(s);
-}
-
 /* Prepares sql under the lock; the caller finishes with finish(). */
-static int prepare(struct store *s, const char *sql, sqlite3_stmt **st, struct error *e) {
+static int prepare(struct sqlite_store *s, const char *sql, sqlite3_stmt **st, struct error *e) {
         pthread_mutex_lock(&s->lock);
         if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
                 int r = db_error(s, e, "prepare");
@@ -169,13 +110,13 @@ static int prepare(struct store *s, const char *sql, sqlite3_stmt **st, struct e
         return 0;
 }
 
-static void finish(struct store *s, sqlite3_stmt *st) {
+static void finish(struct sqlite_store *s, sqlite3_stmt *st) {
         sqlite3_finalize(st);
         pthread_mutex_unlock(&s->lock);
 }
 
 /* Steps a statement that returns no rows. */
-static int step_done(struct store *s, sqlite3_stmt *st, const char *what, struct error *e) {
+static int step_done(struct sqlite_store *s, sqlite3_stmt *st, const char *what, struct error *e) {
         int rc = sqlite3_step(st), r = 0;
 
         if (rc != SQLITE_DONE && rc != SQLITE_ROW)
@@ -184,7 +125,8 @@ static int step_done(struct store *s, sqlite3_stmt *st, const char *what, struct
         return r;
 }
 
-int store_team_ensure(struct store *s, const char *name, int64_t *ret_id, struct error *e) {
+static int team_ensure(struct store *base, const char *name, int64_t *ret_id, struct error *e) {
+        struct sqlite_store *s = of(base);
         sqlite3_stmt *st;
         int r;
 
@@ -203,7 +145,8 @@ int store_team_ensure(struct store *s, const char *name, int64_t *ret_id, struct
         return 0;
 }
 
-int store_key_insert(struct store *s, const char *key_id, const unsigned char hash[32], int64_t team_id, struct error *e) {
+static int key_insert(struct store *base, const char *key_id, const unsigned char hash[32], int64_t team_id, struct error *e) {
+        struct sqlite_store *s = of(base);
         sqlite3_stmt *st;
         int r = prepare(s, "INSERT INTO api_keys(id, team_id, hash, created_at) VALUES(?1, ?2, ?3, ?4)", &st, e);
 
@@ -216,7 +159,8 @@ int store_key_insert(struct store *s, const char *key_id, const unsigned char ha
         return step_done(s, st, "insert key", e);
 }
 
-int store_key_lookup(struct store *s, const char *key_id, unsigned char ret_hash[32], int64_t *ret_team, struct error *e) {
+static int key_lookup(struct store *base, const char *key_id, unsigned char ret_hash[32], int64_t *ret_team, struct error *e) {
+        struct sqlite_store *s = of(base);
         sqlite3_stmt *st;
         int r = prepare(s, "SELECT hash, team_id FROM api_keys WHERE id = ?1 AND revoked = 0", &st, e);
 
@@ -236,7 +180,8 @@ int store_key_lookup(struct store *s, const char *key_id, unsigned char ret_hash
         return r;
 }
 
-int store_key_revoke(struct store *s, const char *key_id, struct error *e) {
+static int key_revoke(struct store *base, const char *key_id, struct error *e) {
+        struct sqlite_store *s = of(base);
         sqlite3_stmt *st;
         int r = prepare(s, "UPDATE api_keys SET revoked = 1 WHERE id = ?1", &st, e);
 
@@ -251,7 +196,8 @@ int store_key_revoke(struct store *s, const char *key_id, struct error *e) {
         return r;
 }
 
-int store_key_foreach(struct store *s, void (*fn)(void *, const char *, const char *, int64_t, bool), void *data, struct error *e) {
+static int key_foreach(struct store *base, void (*fn)(void *, const char *, const char *, int64_t, bool), void *data, struct error *e) {
+        struct sqlite_store *s = of(base);
         sqlite3_stmt *st;
         int r = prepare(s, "SELECT k.id, t.name, k.created_at, k.revoked FROM api_keys k JOIN teams t ON t.id = k.team_id ORDER BY k.created_at", &st, e);
 
@@ -266,7 +212,8 @@ int store_key_foreach(struct store *s, void (*fn)(void *, const char *, const ch
 
 #define SANDBOX_COLUMNS                                                                              \
         "seq, id, team_id, template, state, error, created_at, started_at, killed_at, timeout, deadline, " \
-        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version"
+        "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version, disk_mb, " \
+        "node"
 
 static void copy_text(char *dst, size_t n, const unsigned char *src) {
         snprintf(dst, n, "%s", src ? (const char *) src : "");
@@ -297,9 +244,11 @@ static int row_to_rec(sqlite3_stmt *st, struct sandbox_rec *r) {
         r->cpu_count = sqlite3_column_double(st, 15);
         r->memory_mb = sqlite3_column_int64(st, 16);
         copy_text(r->ip, sizeof(r->ip), sqlite3_column_text(st, 17));
-        r->pause_kind = pause_kind_from_string((const char *) sqlite3_column_text(st, 18));
+        r->pause_kind = store_pause_kind_from_column((const char *) sqlite3_column_text(st, 18));
         copy_text(r->traffic_token, sizeof(r->traffic_token), sqlite3_column_text(st, 19));
         copy_text(r->template_version, sizeof(r->template_version), sqlite3_column_text(st, 20));
+        r->disk_mb = sqlite3_column_int64(st, 21);
+        copy_text(r->node, sizeof(r->node), sqlite3_column_text(st, 22));
         if (!r->metadata || !r->envs) {
                 sandbox_rec_done(r);
                 return -ENOMEM;
@@ -310,12 +259,12 @@ static int row_to_rec(sqlite3_stmt *st, struct sandbox_rec *r) {
 /* Takes the store's lock and counts r's team's sandboxes that hold a container, r itself
  * left out. Under the cap: returns 0 with the lock still held, for the caller's write to
  * follow under it. Otherwise releases the lock and returns the error. */
-static int lock_under_cap(struct store *s, const struct sandbox_rec *r, int64_t max_running, struct error *e) {
+static int lock_under_cap(struct sqlite_store *s, const struct sandbox_rec *r, int64_t max_running, struct error *e) {
         sqlite3_stmt *st;
         int64_t running;
         int q;
 
-        q = prepare(s, "SELECT count(*) FROM sandboxes WHERE team_id = ?1 AND id != ?2 AND " HOLDS_A_CONTAINER, &st, e);
+        q = prepare(s, "SELECT count(*) FROM sandboxes WHERE team_id = ?1 AND id != ?2 AND " STORE_HOLDS_A_CONTAINER, &st, e);
         if (q < 0)
                 return q;
         sqlite3_bind_int64(st, 1, r->team_id);
@@ -329,14 +278,13 @@ static int lock_under_cap(struct store *s, const struct sandbox_rec *r, int64_t 
         sqlite3_finalize(st);
         if (running >= max_running) {
                 pthread_mutex_unlock(&s->lock);
-                return error_set(e, EUSERS, ERR_LIMIT,
-                                 "the team already has %lld running sandboxes, the cap is %lld: kill or pause one first",
-                                 (long long) running, (long long) max_running);
+                return store_cap_error(e, running, max_running);
         }
         return 0;
 }
 
-int store_sandbox_insert(struct store *s, struct sandbox_rec *r, int64_t max_running, struct error *e) {
+static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max_running, struct error *e) {
+        struct sqlite_store *s = of(base);
         sqlite3_stmt *st;
         int q;
 
@@ -346,8 +294,8 @@ int store_sandbox_insert(struct store *s, struct sandbox_rec *r, int64_t max_run
                 return q;
         if (sqlite3_prepare_v2(s->db,
                                "INSERT INTO sandboxes(id, team_id, template, state, created_at, timeout, deadline, idle_timeout,"
-                               " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version)"
-                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
+                               " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version, disk_mb, node)"
+                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"
                                " RETURNING seq",
                                -1, &st, NULL) != SQLITE_OK) {
                 q = db_error(s, e, "prepare insert");
@@ -369,6 +317,8 @@ int store_sandbox_insert(struct store *s, struct sandbox_rec *r, int64_t max_run
         sqlite3_bind_int64(st, 13, r->memory_mb);
         sqlite3_bind_text(st, 14, r->traffic_token, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 15, r->template_version, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 16, r->disk_mb);
+        sqlite3_bind_text(st, 17, r->node, -1, SQLITE_TRANSIENT);
         if (sqlite3_step(st) != SQLITE_ROW)
                 q = db_error(s, e, "insert sandbox");
         else
@@ -377,7 +327,8 @@ int store_sandbox_insert(struct store *s, struct sandbox_rec *r, int64_t max_run
         return q;
 }
 
-int store_sandbox_get(struct store *s, const char *id, struct sandbox_rec *ret, struct error *e) {
+static int sandbox_get(struct store *base, const char *id, struct sandbox_rec *ret, struct error *e) {
+        struct sqlite_store *s = of(base);
         sqlite3_stmt *st;
         int r = prepare(s, "SELECT " SANDBOX_COLUMNS " FROM sandboxes WHERE id = ?1", &st, e);
 
@@ -410,11 +361,12 @@ static void bind_update(sqlite3_stmt *st, const struct sandbox_rec *r) {
         sqlite3_bind_int64(st, 8, r->idle_timeout);
         sqlite3_bind_int64(st, 9, r->last_activity);
         sqlite3_bind_text(st, 10, r->ip, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 11, r->pause_kind < _PAUSE_KIND_MAX ? pause_kind_names[r->pause_kind] : "", -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 11, store_pause_kind_column(r->pause_kind), -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 12, r->memory_mb); /* lowered at resume when over max-memory-mb */
 }
 
-int store_sandbox_update(struct store *s, const struct sandbox_rec *r, struct error *e) {
+static int sandbox_update(struct store *base, const struct sandbox_rec *r, struct error *e) {
+        struct sqlite_store *s = of(base);
         sqlite3_stmt *st;
         int q = prepare(s, update_sql, &st, e);
 
@@ -424,7 +376,8 @@ int store_sandbox_update(struct store *s, const struct sandbox_rec *r, struct er
         return step_done(s, st, "update sandbox", e);
 }
 
-int store_sandbox_update_capped(struct store *s, const struct sandbox_rec *r, int64_t max_running, struct error *e) {
+static int sandbox_update_capped(struct store *base, const struct sandbox_rec *r, int64_t max_running, struct error *e) {
+        struct sqlite_store *s = of(base);
         sqlite3_stmt *st;
         int q = lock_under_cap(s, r, max_running, e);
 
@@ -439,7 +392,8 @@ int store_sandbox_update_capped(struct store *s, const struct sandbox_rec *r, in
         return step_done(s, st, "update sandbox", e);
 }
 
-int store_sandbox_touch(struct store *s, const char *id, int64_t at, struct error *e) {
+static int sandbox_touch(struct store *base, const char *id, int64_t at, struct error *e) {
+        struct sqlite_store *s = of(base);
         sqlite3_stmt *st;
         int r = prepare(s, "UPDATE sandboxes SET last_activity = ?2 WHERE id = ?1 AND last_activity < ?2", &st, e);
 
@@ -450,7 +404,8 @@ int store_sandbox_touch(struct store *s, const char *id, int64_t at, struct erro
         return step_done(s, st, "touch sandbox", e);
 }
 
-int store_sandbox_delete(struct store *s, const char *id, struct error *e) {
+static int sandbox_delete(struct store *base, const char *id, struct error *e) {
+        struct sqlite_store *s = of(base);
         sqlite3_stmt *st;
         int r = prepare(s, "DELETE FROM sandboxes WHERE id = ?1", &st, e);
 
@@ -460,8 +415,9 @@ int store_sandbox_delete(struct store *s, const char *id, struct error *e) {
         return step_done(s, st, "delete sandbox", e);
 }
 
-int store_sandbox_foreach(struct store *s, const struct sandbox_filter *f, int (*fn)(void *, const struct sandbox_rec *), void *data,
+static int sandbox_foreach(struct store *base, const struct sandbox_filter *f, int (*fn)(void *, const struct sandbox_rec *), void *data,
                           struct error *e) {
+        struct sqlite_store *s = of(base);
         _cleanup_buf_ struct buf sql;
         sqlite3_stmt *st;
         bool first = true;
@@ -474,7 +430,7 @@ int store_sandbox_foreach(struct store *s, const struct sandbox_filter *f, int (
         buf_append_str(&sql, " AND state IN (");
         for (int i = 0; i < _SANDBOX_STATE_MAX; i++)
                 if (f->state_mask & (1u << i)) {
-                        buf_printf(&sql, "%s'%s'", first ? "" : ",", state_names[i]);
+                        buf_printf(&sql, "%s'%s'", first ? "" : ",", sandbox_state_to_string((enum sandbox_state) i));
                         first = false;
                 }
         buf_append_str(&sql, first ? "'')" : ")");
@@ -483,6 +439,8 @@ int store_sandbox_foreach(struct store *s, const struct sandbox_filter *f, int (
                  * path invalid and the list a 500). */
                 buf_printf(&sql, " AND EXISTS (SELECT 1 FROM json_each(metadata) WHERE key = ?%u AND value IS ?%u)", 3 + 2 * i,
                            4 + 2 * i);
+        if (f->node)
+                buf_printf(&sql, " AND node = ?%u", 3 + 2 * f->n_meta);
         buf_append_str(&sql, " ORDER BY seq");
         if (f->limit)
                 buf_printf(&sql, " LIMIT %u", f->limit);
@@ -497,6 +455,8 @@ int store_sandbox_foreach(struct store *s, const struct sandbox_filter *f, int (
                 sqlite3_bind_text(st, 3 + 2 * i, f->meta_keys[i], -1, SQLITE_TRANSIENT);
                 sqlite3_bind_text(st, 4 + 2 * i, f->meta_values[i], -1, SQLITE_TRANSIENT);
         }
+        if (f->node)
+                sqlite3_bind_text(st, 3 + 2 * (int) f->n_meta, f->node, -1, SQLITE_TRANSIENT);
         for (;;) {
                 struct sandbox_rec rec;
                 int rc = sqlite3_step(st), stop;
@@ -520,18 +480,20 @@ int store_sandbox_foreach(struct store *s, const struct sandbox_filter *f, int (
         return r;
 }
 
-int store_sandbox_expired(struct store *s, int64_t now, char ***ret, unsigned *ret_n, struct error *e) {
+static int sandbox_expired(struct store *base, const char *node, int64_t now, char ***ret, unsigned *ret_n, struct error *e) {
+        struct sqlite_store *s = of(base);
         sqlite3_stmt *st;
         char **ids = NULL;
         unsigned n = 0;
         int r = prepare(s,
-                        "SELECT id FROM sandboxes WHERE state = 'running' AND CASE WHEN deadline > 0 THEN deadline"
+                        "SELECT id FROM sandboxes WHERE state = 'running' AND node = ?2 AND CASE WHEN deadline > 0 THEN deadline"
                         " ELSE last_activity + idle_timeout * 1000 END <= ?1 LIMIT 1000",
                         &st, e);
 
         if (r < 0)
                 return r;
         sqlite3_bind_int64(st, 1, now);
+        sqlite3_bind_text(st, 2, node, -1, SQLITE_TRANSIENT);
         while (sqlite3_step(st) == SQLITE_ROW) {
                 char **more = realloc(ids, sizeof(char *) * (n + 1));
                 if (!more)
@@ -547,7 +509,8 @@ int store_sandbox_expired(struct store *s, int64_t now, char ***ret, unsigned *r
         return 0;
 }
 
-int store_template_users(struct store *s, int (*fn)(void *, const char *, const char *, int64_t), void *data, struct error *e) {
+static int template_users(struct store *base, int (*fn)(void *, const char *, const char *, int64_t), void *data, struct error *e) {
+        struct sqlite_store *s = of(base);
         sqlite3_stmt *st;
         int rc, r = prepare(s,
                             "SELECT template, template_version, count(*) FROM sandboxes WHERE state != 'killed'"
@@ -566,7 +529,8 @@ int store_template_users(struct store *s, int (*fn)(void *, const char *, const 
         return r;
 }
 
-int store_sandbox_purge(struct store *s, int64_t killed_before, struct error *e) {
+static int sandbox_purge(struct store *base, int64_t killed_before, struct error *e) {
+        struct sqlite_store *s = of(base);
         sqlite3_stmt *st;
         int r = prepare(s, "DELETE FROM sandboxes WHERE state = 'killed' AND killed_at < ?1", &st, e);
 
@@ -574,4 +538,237 @@ int store_sandbox_purge(struct store *s, int64_t killed_before, struct error *e)
                 return r;
         sqlite3_bind_int64(st, 1, killed_before);
         return step_done(s, st, "purge", e);
+}
+
+/* -- nodes ----------------------------------------------------------------------------- */
+
+/* Runs one statement of a transaction, the lock held, with name bound as ?1. */
+static int step_named(struct sqlite_store *s, const char *sql, const char *name, const char *what, struct error *e) {
+        sqlite3_stmt *st;
+        int rc;
+
+        if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+                return db_error(s, e, what);
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_error(s, e, what);
+}
+
+static int upsert_node(struct sqlite_store *s, const struct node_rec *n, struct error *e) {
+        sqlite3_stmt *st;
+        int rc;
+
+        if (sqlite3_prepare_v2(s->db,
+                               "INSERT INTO nodes(name, advertise, started_at, heartbeat_at, lease_until, memory_mb, cpus)"
+                               " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(name) DO UPDATE SET advertise = excluded.advertise,"
+                               " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
+                               " lease_until = excluded.lease_until, memory_mb = excluded.memory_mb, cpus = excluded.cpus",
+                               -1, &st, NULL) != SQLITE_OK)
+                return db_error(s, e, "register node");
+        sqlite3_bind_text(st, 1, n->name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, n->advertise, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 3, n->started_at);
+        sqlite3_bind_int64(st, 4, n->heartbeat_at);
+        sqlite3_bind_int64(st, 5, n->lease_until);
+        sqlite3_bind_int64(st, 6, n->memory_mb);
+        sqlite3_bind_int64(st, 7, n->cpus);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        return rc == SQLITE_DONE ? 0 : db_error(s, e, "register node");
+}
+
+/* One engine's own file: every row not this node's becomes its own (rows from before nodes,
+ * and those of a name the host had before), and the other names' nodes are forgotten. */
+static int node_register(struct store *base, const struct node_rec *n, int64_t *ret_adopted, struct error *e) {
+        struct sqlite_store *s = of(base);
+        char msg[256];
+        int64_t adopted = 0;
+        int r;
+
+        pthread_mutex_lock(&s->lock);
+        if (exec_sql(s->db, "BEGIN IMMEDIATE;", msg, sizeof(msg)) < 0) {
+                r = error_set(e, EIO, ERR_INTERNAL, "state store: register node: %s", msg);
+                goto out;
+        }
+        if ((r = upsert_node(s, n, e)) >= 0 &&
+            (r = step_named(s, "UPDATE sandboxes SET node = ?1 WHERE node != ?1", n->name, "adopt sandboxes", e)) >= 0) {
+                adopted = sqlite3_changes(s->db);
+                r = step_named(s, "DELETE FROM nodes WHERE name != ?1", n->name, "forget old names", e);
+        }
+        if (r >= 0 && exec_sql(s->db, "COMMIT;", msg, sizeof(msg)) < 0)
+                r = error_set(e, EIO, ERR_INTERNAL, "state store: register node: %s", msg);
+        if (r < 0)
+                sqlite3_exec(s->db, "ROLLBACK;", NULL, NULL, NULL);
+        else if (ret_adopted)
+                *ret_adopted = adopted;
+out:
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+static int node_renew(struct store *base, const char *name, int64_t now, int64_t lease_until, struct error *e) {
+        struct sqlite_store *s = of(base);
+        sqlite3_stmt *st;
+        int r = prepare(s, "UPDATE nodes SET heartbeat_at = ?2, lease_until = ?3, running = " STORE_NODE_RUNNING_SQL("?1") " WHERE name = ?1",
+                        &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, now);
+        sqlite3_bind_int64(st, 3, lease_until);
+        if (sqlite3_step(st) != SQLITE_DONE)
+                r = db_error(s, e, "renew node lease");
+        else if (sqlite3_changes(s->db) == 0)
+                r = error_set(e, ENOENT, ERR_NOT_FOUND, "no node %s", name);
+        finish(s, st);
+        return r;
+}
+
+#define NODE_COLUMNS "name, advertise, state, started_at, heartbeat_at, lease_until, memory_mb, cpus, running"
+
+static void row_to_node(sqlite3_stmt *st, struct node_rec *n) {
+        *n = (struct node_rec){0};
+        copy_text(n->name, sizeof(n->name), sqlite3_column_text(st, 0));
+        copy_text(n->advertise, sizeof(n->advertise), sqlite3_column_text(st, 1));
+        if (node_state_from_string((const char *) sqlite3_column_text(st, 2), &n->state) < 0)
+                n->state = NODE_CORDONED; /* a state of a newer engine: take no new sandboxes */
+        n->started_at = sqlite3_column_int64(st, 3);
+        n->heartbeat_at = sqlite3_column_int64(st, 4);
+        n->lease_until = sqlite3_column_int64(st, 5);
+        n->memory_mb = sqlite3_column_int64(st, 6);
+        n->cpus = sqlite3_column_int64(st, 7);
+        n->running = sqlite3_column_int64(st, 8);
+}
+
+static int node_get(struct store *base, const char *name, struct node_rec *ret, struct error *e) {
+        struct sqlite_store *s = of(base);
+        sqlite3_stmt *st;
+        int r = prepare(s, "SELECT " NODE_COLUMNS " FROM nodes WHERE name = ?1", &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+                row_to_node(st, ret);
+                r = 0;
+        } else
+                r = r == SQLITE_DONE ? -ENOENT : db_error(s, e, "get node");
+        finish(s, st);
+        return r;
+}
+
+static int node_foreach(struct store *base, int (*fn)(void *, const struct node_rec *), void *data, struct error *e) {
+        struct sqlite_store *s = of(base);
+        sqlite3_stmt *st;
+        int rc, r = prepare(s, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY name", &st, e);
+
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                struct node_rec n;
+
+                row_to_node(st, &n);
+                if (fn(data, &n))
+                        break;
+        }
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                r = db_error(s, e, "list nodes");
+        finish(s, st);
+        return r;
+}
+
+static int node_set_state(struct store *base, const char *name, enum node_state state, struct error *e) {
+        struct sqlite_store *s = of(base);
+        sqlite3_stmt *st;
+        int r = prepare(s, "UPDATE nodes SET state = ?2 WHERE name = ?1", &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, node_state_to_string(state), -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+                r = db_error(s, e, "set node state");
+        else if (sqlite3_changes(s->db) == 0)
+                r = error_set(e, ENOENT, ERR_NOT_FOUND, "no node %s", name);
+        finish(s, st);
+        return r;
+}
+
+static int nodes_mark_lost(struct store *base, const char *self, int64_t now, int64_t *ret_n, struct error *e) {
+        struct sqlite_store *s = of(base);
+        sqlite3_stmt *st;
+        int r = prepare(s, STORE_MARK_LOST_SQL("?1", "?2"), &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, self, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, now);
+        if (sqlite3_step(st) != SQLITE_DONE)
+                r = db_error(s, e, "mark the sandboxes of lost nodes");
+        else if (ret_n)
+                *ret_n = sqlite3_changes(s->db);
+        finish(s, st);
+        return r;
+}
+
+static void sqlite_close(struct store *base) {
+        struct sqlite_store *s = of(base);
+
+        sqlite3_close(s->db);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+}
+
+static const struct store_ops sqlite_ops = {
+        .name = "sqlite",
+        .close = sqlite_close,
+        .team_ensure = team_ensure,
+        .key_insert = key_insert,
+        .key_lookup = key_lookup,
+        .key_revoke = key_revoke,
+        .key_foreach = key_foreach,
+        .sandbox_insert = sandbox_insert,
+        .sandbox_get = sandbox_get,
+        .sandbox_update = sandbox_update,
+        .sandbox_update_capped = sandbox_update_capped,
+        .sandbox_touch = sandbox_touch,
+        .sandbox_delete = sandbox_delete,
+        .sandbox_foreach = sandbox_foreach,
+        .sandbox_expired = sandbox_expired,
+        .template_users = template_users,
+        .sandbox_purge = sandbox_purge,
+        .node_register = node_register,
+        .node_renew = node_renew,
+        .node_get = node_get,
+        .node_foreach = node_foreach,
+        .node_set_state = node_set_state,
+        .nodes_mark_lost = nodes_mark_lost,
+};
+
+int store_sqlite_open(const char *path, struct store **ret, struct error *e) {
+        struct sqlite_store *s = calloc(1, sizeof(*s));
+        char msg[512] = "";
+        int r;
+
+        if (!s)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        s->base.ops = &sqlite_ops;
+        pthread_mutex_init(&s->lock, NULL);
+        if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+                r = error_set(e, EIO, ERR_INTERNAL, "cannot open state store %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+                sqlite_close(&s->base);
+                return r;
+        }
+        sqlite3_busy_timeout(s->db, 5000);
+        if (exec_sql(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", msg, sizeof(msg)) < 0 ||
+            exec_sql(s->db, schema, msg, sizeof(msg)) < 0 || migrate(s->db, msg, sizeof(msg)) < 0) {
+                r = error_set(e, EIO, ERR_INTERNAL, "cannot prepare state store %s: %s", path, msg);
+                sqlite_close(&s->base);
+                return r;
+        }
+        *ret = &s->base;
+        return 0;
 }

@@ -34,6 +34,7 @@
 #include "log.h"
 #include "macro.h"
 #include "proxy/proxy-internal.h"
+#include "store/backend.h"
 #include "timeutil.h"
 
 /* The rules being added to the relay on main: 1 models the rule, 0 leaves it out (to test a
@@ -260,7 +261,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         struct error e = {0};
 
         log_setup("fuzz_relay", LOG_LVL_ERROR);
-        if (store_open(":memory:", &eng.store, &e) < 0) /* the real store, in memory: nothing left behind */
+        if (store_sqlite_open(":memory:", &eng.store, &e) < 0) /* the real store, in memory: nothing left behind */
                 abort();
         return 0;
 }

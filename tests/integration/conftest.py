@@ -221,6 +221,12 @@ class Engine:
             return "(no log)"
         return "\n".join(lines[-n:])
 
+    def layer_dir(self, sandbox_id: str) -> str:
+        """The host directory holding a sandbox's upper/ and work/: its layer on the disk volume
+        (STATE/disk/<id>), or STATE/sandboxes/<id> for an engine without the volume."""
+        layer = os.path.join(self.state_dir, "disk", sandbox_id)
+        return layer if os.path.isdir(layer) else os.path.join(self.state_dir, "sandboxes", sandbox_id)
+
     # -- API helpers -------------------------------------------------------------------------
 
     def make_key(self, team: str) -> str:
@@ -358,15 +364,19 @@ class Engine:
             notes.append(f"container {cid} left in {croot}")
             subprocess.run(["runc", "--root", croot, "delete", "--force", cid],
                            capture_output=True, timeout=30)
-        for m in sorted(mounts_under(self.root), key=len, reverse=True):
-            notes.append(f"mount {m} left")
-            subprocess.run(["umount", "-l", m], capture_output=True, timeout=30)
-        # The bridge and the engine's host firewall rules and chain for it: left behind, every run
-        # would add rules, and each packet into the host, loopback included, walks them all.
+        # The bridge and the engine's host firewall rules and chain for it (left behind, every run
+        # would add rules, and each packet into the host, loopback included, walks them all),
+        # and its disk volume's mount, whose loop device goes with it.
         p = subprocess.run([str(self.binary)] + self.base_args() + ["net", "remove", "--force"],
                            capture_output=True, text=True, timeout=60, env=self.env())
         if p.returncode != 0:
             notes.append(f"ai2ind net remove failed: {p.stderr.strip()}")
+        for m in sorted(mounts_under(self.root), key=len, reverse=True):
+            notes.append(f"mount {m} left")
+            subprocess.run(["umount", "-l", m], capture_output=True, timeout=30)
+        for dev, backing in loop_devices_under(self.root):
+            notes.append(f"loop device {dev} ({backing}) left")
+            subprocess.run(["losetup", "-d", dev], capture_output=True, timeout=30)
         for d in sorted(cgroup_dirs(self.cgroup_parent), key=len, reverse=True):
             try:
                 os.rmdir(d)
@@ -379,6 +389,21 @@ class Engine:
         else:
             shutil.rmtree(self.root, ignore_errors=True)
         return notes
+
+
+def loop_devices_under(prefix: str) -> List[Tuple[str, str]]:
+    """(device, backing file) of every loop device backed by a file at or below prefix."""
+    out = []
+    prefix = prefix.rstrip("/") + "/"
+    for name in sorted(os.listdir("/sys/block")):
+        try:
+            with open(f"/sys/block/{name}/loop/backing_file") as f:
+                backing = f.read().strip()
+        except OSError:
+            continue
+        if backing.startswith(prefix):
+            out.append((f"/dev/{name}", backing))
+    return out
 
 
 def cgroup_dirs(parent: str) -> List[str]:

@@ -45,6 +45,8 @@ def snapshot(e: Engine) -> Dict[str, List[str]]:
         "cgroup dirs": sorted(cgroup_dirs(e.cgroup_parent)),
         "sandbox dirs": sorted(os.listdir(os.path.join(e.state_dir, "sandboxes")))
         if os.path.isdir(os.path.join(e.state_dir, "sandboxes")) else [],
+        "sandbox layers on the disk volume": sorted(os.listdir(os.path.join(e.state_dir, "disk")))
+        if os.path.isdir(os.path.join(e.state_dir, "disk")) else [],
         "engine fds": [str(len(os.listdir(f"/proc/{e.pid()}/fd")))],
     }
 

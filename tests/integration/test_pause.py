@@ -143,13 +143,13 @@ def test_files_survive_many_cycles(engine: Engine, module_key: str) -> None:
     sbx = engine.sandbox(module_key)
     want = write_files(sbx)
     check_files(sbx, want, "before any pause")
-    sandbox_dir = os.path.join(engine.state_dir, "sandboxes", sbx.id)
+    layer = engine.layer_dir(sbx.id)
     for i in range(CYCLES):
         assert sbx.pause() == {"status": "paused"}
         info = sbx.get_info()
         assert info["state"] == "paused" and info["pause_kind"] == "filesystem", info
         assert info["end_at"] is None and info["deadline"] is None, info
-        assert os.path.isdir(os.path.join(sandbox_dir, "upper")), "the upper dir is gone"
+        assert os.path.isdir(os.path.join(layer, "upper")), "the upper dir is gone"
         assert sbx.resume() == {"status": "running"}
         assert sbx.get_info()["pause_kind"] is None
         # A change made between cycles survives the next one too.
@@ -554,9 +554,10 @@ def test_restart_finishes_interrupted_transition(own_engine: Engine, crash: str)
         sbx.pause()
         e.stop(signal.SIGKILL)
         src = os.path.join(e.state_dir, "sandboxes", sbx.id)
+        layer = e.layer_dir(sbx.id)
         lower = os.path.join(e.template_dir, "base", "rootfs")
         subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                        f"nodev,lowerdir={lower},upperdir={src}/upper,workdir={src}/work",
+                        f"nodev,lowerdir={lower},upperdir={layer}/upper,workdir={layer}/work",
                         f"{src}/rootfs"], check=True, timeout=30)
         db_set(e, sbx.id, state="resuming", ip="10.0.0.99")
         expect = "paused"
@@ -614,7 +615,7 @@ def test_keep_memory_continues_where_it_was(engine: Engine, module_key: str) -> 
     t0 = time.monotonic()
     assert sbx.pause(keep_memory=True) == {"status": "paused"}
     pause_s = time.monotonic() - t0
-    upper = os.path.join(engine.state_dir, "sandboxes", sbx.id, "upper", "tmp", "counter")
+    upper = os.path.join(engine.layer_dir(sbx.id), "upper", "tmp", "counter")
     with open(upper) as f:
         frozen_at = int(f.read() or 0)
     info = sbx.get_info()

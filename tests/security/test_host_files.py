@@ -40,7 +40,7 @@ def test_what_a_sandbox_wrote_is_out_of_other_users_reach(engine: Engine, module
     out = sbx.commands.run("cp /bin/bash /tmp/suid && chmod 4755 /tmp/suid && echo s3cret > /tmp/secret && "
                            "chmod 644 /tmp/secret && echo ok", user="root")
     assert out.stdout == "ok\n", out.stderr
-    upper = os.path.join(engine.state_dir, "sandboxes", sbx.id, "upper")
+    upper = os.path.join(engine.layer_dir(sbx.id), "upper")
     assert os.stat(os.path.join(upper, "tmp", "suid")).st_mode & stat.S_ISUID  # it is there, for root
     try:
         r = as_nobody(os.path.join(upper, "tmp", "suid"), "-p", "-c", "id -u")

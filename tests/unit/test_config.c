@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,95 @@ static void test_errors(void **state) {
         char *long_bridge[] = {"ai2ind", "--bridge", "a-very-long-bridge-name", NULL};
         assert_true(config_load(&c, 3, long_bridge, &argi, &e) < 0);
         assert_non_null(strstr(e.message, "15"));
+        config_free(&c);
+}
+
+/* The store: SQLite unless database is set, in the file, the environment or a flag. */
+static void test_database(void **state) {
+        char path[] = "/tmp/ai2in-conf-XXXXXX";
+        int fd = mkstemp(path), argi;
+        const char *text = "database = postgresql://file@h/d\n";
+        struct config c;
+        struct error e = {0};
+
+        char *dflt[] = {"ai2ind", "--config", "/dev/null", NULL};
+        assert_int_equal(config_load(&c, 3, dflt, &argi, &e), 0);
+        assert_string_equal(c.database, "");
+        config_free(&c);
+
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+        close(fd);
+        char *file[] = {"ai2ind", "--config", path, NULL};
+        assert_int_equal(config_load(&c, 3, file, &argi, &e), 0);
+        assert_string_equal(c.database, "postgresql://file@h/d");
+        config_free(&c);
+        setenv("AI2IN_DATABASE", "postgresql://env@h/d", 1);
+        assert_int_equal(config_load(&c, 3, file, &argi, &e), 0);
+        assert_string_equal(c.database, "postgresql://env@h/d");
+        config_free(&c);
+        char *flag[] = {"ai2ind", "--config", path, "--database", "postgres://flag@h/d", NULL};
+        assert_int_equal(config_load(&c, 5, flag, &argi, &e), 0);
+        assert_string_equal(c.database, "postgres://flag@h/d");
+        config_free(&c);
+        unsetenv("AI2IN_DATABASE");
+        unlink(path);
+}
+
+/* The node: its name defaults to the host name and is checked when given; its advertised URL
+ * follows the API's address (the host name for 0.0.0.0) and must parse. */
+static void test_node(void **state) {
+        struct config c;
+        struct error e = {0};
+        char host[256] = "", want[300];
+        int argi;
+
+        char *dflt[] = {"ai2ind", "--config", "/dev/null", "--listen", "127.0.0.1:9000", NULL};
+        assert_int_equal(config_load(&c, 5, dflt, &argi, &e), 0);
+        assert_true(strlen(c.node_name) >= 1 && strlen(c.node_name) <= 63);
+        assert_int_equal(strspn(c.node_name, "abcdefghijklmnopqrstuvwxyz0123456789-."), strlen(c.node_name));
+        assert_string_equal(c.advertise, "http://127.0.0.1:9000");
+        assert_int_equal(c.node_lease, 15);
+        config_free(&c);
+
+        char *any[] = {"ai2ind", "--config", "/dev/null", "--listen", "0.0.0.0:7300", "--node-name", "n1.dc-2", NULL};
+        assert_int_equal(config_load(&c, 7, any, &argi, &e), 0);
+        assert_string_equal(c.node_name, "n1.dc-2");
+        assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
+        snprintf(want, sizeof(want), "http://%s:7300", host);
+        for (char *p = want; *p; p++)
+                *p = (char) tolower((unsigned char) *p);
+        assert_string_equal(c.advertise, want);
+        config_free(&c);
+
+        char *given[] = {"ai2ind", "--config", "/dev/null", "--advertise", "https://[fd00::1]:8443/", NULL};
+        assert_int_equal(config_load(&c, 5, given, &argi, &e), 0);
+        assert_string_equal(c.advertise, "https://[fd00::1]:8443/");
+        config_free(&c);
+
+        const char *bad_names[] = {"Upper", "under_score", "", "a234567890123456789012345678901234567890123456789012345678901234"};
+        for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+                char *bad[] = {"ai2ind", "--config", "/dev/null", "--node-name", (char *) bad_names[i], NULL};
+                error_clear(&e);
+                if (!*bad_names[i]) /* empty: the default, which is always valid */
+                        assert_int_equal(config_load(&c, 5, bad, &argi, &e), 0);
+                else {
+                        assert_true(config_load(&c, 5, bad, &argi, &e) < 0);
+                        assert_non_null(strstr(e.message, "node-name"));
+                }
+                config_free(&c);
+        }
+        const char *bad_urls[] = {"ftp://h", "http://", "http://h:0", "http://h:99999", "http://h/path", "h:7300"};
+        for (size_t i = 0; i < sizeof(bad_urls) / sizeof(bad_urls[0]); i++) {
+                char *bad[] = {"ai2ind", "--config", "/dev/null", "--advertise", (char *) bad_urls[i], NULL};
+                error_clear(&e);
+                assert_true(config_load(&c, 5, bad, &argi, &e) < 0);
+                assert_non_null(strstr(e.message, "advertise"));
+                config_free(&c);
+        }
+        char *short_lease[] = {"ai2ind", "--config", "/dev/null", "--node-lease", "2", NULL};
+        assert_true(config_load(&c, 5, short_lease, &argi, &e) < 0);
+        assert_non_null(strstr(e.message, "node-lease"));
         config_free(&c);
 }
 
@@ -181,7 +271,7 @@ static void test_uid_ranges(void **state) {
 }
 
 int main(void) {
-        const struct CMUnitTest tests[] = {cmocka_unit_test(test_precedence), cmocka_unit_test(test_errors),
+        const struct CMUnitTest tests[] = {cmocka_unit_test(test_precedence), cmocka_unit_test(test_errors), cmocka_unit_test(test_database), cmocka_unit_test(test_node),
                                            cmocka_unit_test(test_preview), cmocka_unit_test(test_budgets),
                                            cmocka_unit_test(test_uid_ranges)};
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,6 @@
-/* test_store.c — the SQLite store: teams, keys, the running cap, filters, pagination,
- * expiry and tombstones. */
+/* test_store.c — the store, against each backend (SQLite, and PostgreSQL when one is given:
+ * store-backend.h): teams, keys, the running cap, filters, pagination, expiry and tombstones;
+ * and what store_open accepts, and how it hides a database URL's password. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,20 +13,22 @@
 
 #include "fsutil.h"
 #include "store/store.h"
+#include "store-backend.h"
 #include "timeutil.h"
 
 static char dir[] = "/tmp/ai2in-store-XXXXXX";
 
 static int setup(void **state) {
-        char path[256];
         struct store *s;
         struct error e = {0};
 
-        if (!mkdtemp(dir))
+        snprintf(dir, sizeof(dir), "/tmp/ai2in-store-XXXXXX");
+        if (!mkdtemp(dir) || (test_database && test_postgres_reset() < 0))
                 return -1;
-        snprintf(path, sizeof(path), "%s/state.db", dir);
-        if (store_open(path, &s, &e) < 0)
+        if (store_open(test_database, dir, &s, &e) < 0) {
+                fprintf(stderr, "store_open: %s\n", e.message);
                 return -1;
+        }
         *state = s;
         return 0;
 }
@@ -51,6 +54,21 @@ static void add(struct store *s, const char *id, int64_t team, const char *meta,
 
 static int count_cb(void *data, const struct sandbox_rec *r) {
         (*(int *) data)++;
+        return 0;
+}
+
+struct page {
+        char ids[8][32];
+        unsigned n;
+        int64_t last_seq;
+};
+
+static int page_cb(void *data, const struct sandbox_rec *r) {
+        struct page *p = data;
+
+        if (p->n < 8)
+                snprintf(p->ids[p->n++], sizeof(p->ids[0]), "%s", r->id);
+        p->last_seq = r->seq;
         return 0;
 }
 
@@ -81,8 +99,8 @@ static void test_cap_and_list(void **state) {
         struct sandbox_filter f = {.team_id = 1, .state_mask = 1u << SANDBOX_CREATING};
         int n = 0;
 
-        add(s, "sbx_a", 1, "{\"user\":\"alice\"}", 2, 0);
-        add(s, "sbx_b", 1, "{\"user\":\"bob\"}", 2, 0);
+        add(s, "sbx_a", 1, "{\"user\":\"alice\",\"n\":5}", 2, 0);
+        add(s, "sbx_b", 1, "{\"user\":\"bob\",\"a\\\"b\":\"x\"}", 2, 0);
         add(s, "sbx_c", 1, "{}", 2, -EUSERS);
         add(s, "sbx_d", 2, "{}", 2, 0); /* another team has its own cap */
 
@@ -94,6 +112,17 @@ static void test_cap_and_list(void **state) {
         n = 0;
         assert_int_equal(store_sandbox_foreach(s, &f, count_cb, &n, &e), 0);
         assert_int_equal(n, 1);
+        /* A key may hold any character; only a string value matches (5 is not "5"). */
+        keys[0] = "a\"b";
+        values[0] = "x";
+        n = 0;
+        assert_int_equal(store_sandbox_foreach(s, &f, count_cb, &n, &e), 0);
+        assert_int_equal(n, 1);
+        keys[0] = "n";
+        values[0] = "5";
+        n = 0;
+        assert_int_equal(store_sandbox_foreach(s, &f, count_cb, &n, &e), 0);
+        assert_int_equal(n, 0);
 
         /* Killing one frees a place under the cap. */
         assert_int_equal(store_sandbox_get(s, "sbx_a", &r, &e), 0);
@@ -103,11 +132,26 @@ static void test_cap_and_list(void **state) {
         sandbox_rec_done(&r);
         add(s, "sbx_c", 1, "{}", 2, 0);
 
-        /* Pagination: seq > after. */
+        /* Pagination: seq > after, in insertion order, limit at a time. */
         f = (struct sandbox_filter){.team_id = 1, .state_mask = 1u << SANDBOX_CREATING, .limit = 1};
-        n = 0;
-        assert_int_equal(store_sandbox_foreach(s, &f, count_cb, &n, &e), 0);
-        assert_int_equal(n, 1);
+        struct page pg = {0};
+        assert_int_equal(store_sandbox_foreach(s, &f, page_cb, &pg, &e), 0);
+        assert_int_equal(pg.n, 1);
+        assert_string_equal(pg.ids[0], "sbx_b");
+        f.after_seq = pg.last_seq;
+        assert_int_equal(store_sandbox_foreach(s, &f, page_cb, &pg, &e), 0);
+        assert_int_equal(pg.n, 2);
+        assert_string_equal(pg.ids[1], "sbx_c");
+        f.after_seq = pg.last_seq;
+        assert_int_equal(store_sandbox_foreach(s, &f, page_cb, &pg, &e), 0);
+        assert_int_equal(pg.n, 2);
+        /* Every team, several states. */
+        f = (struct sandbox_filter){.team_id = -1, .state_mask = 1u << SANDBOX_CREATING | 1u << SANDBOX_KILLED};
+        pg = (struct page){0};
+        assert_int_equal(store_sandbox_foreach(s, &f, page_cb, &pg, &e), 0);
+        assert_int_equal(pg.n, 4);
+        assert_string_equal(pg.ids[0], "sbx_a");
+        assert_string_equal(pg.ids[3], "sbx_c");
 
         assert_int_equal(store_sandbox_purge(s, 2, &e), 0);
         assert_int_equal(store_sandbox_get(s, "sbx_a", &r, &e), -ENOENT);
@@ -118,7 +162,7 @@ static unsigned expired_at(struct store *s, int64_t now) {
         char **ids;
         unsigned n;
 
-        assert_int_equal(store_sandbox_expired(s, now, &ids, &n, &e), 0);
+        assert_int_equal(store_sandbox_expired(s, "", now, &ids, &n, &e), 0);
         for (unsigned i = 0; i < n; i++) {
                 assert_string_equal(ids[i], "sbx_b");
                 free(ids[i]);
@@ -159,11 +203,58 @@ static void test_expired(void **state) {
         sandbox_rec_done(&r);
 }
 
+static void test_mask(void **state) {
+        char out[256];
+
+        store_database_mask("postgresql://ai2in:s3cret@db.example:5432/ai2in?sslmode=verify-full", out, sizeof(out));
+        assert_string_equal(out, "postgresql://ai2in:***@db.example:5432/ai2in?sslmode=verify-full");
+        store_database_mask("postgres://u:p%40ss@h/d?password=two&sslmode=require", out, sizeof(out));
+        assert_string_equal(out, "postgres://u:***@h/d?password=***&sslmode=require");
+        store_database_mask("postgresql://u@h/d", out, sizeof(out));
+        assert_string_equal(out, "postgresql://u@h/d");
+        store_database_mask("postgresql:///ai2in?host=/tmp/x", out, sizeof(out));
+        assert_string_equal(out, "postgresql:///ai2in?host=/tmp/x");
+        store_database_mask("postgresql://u:secret@h/d", out, 12); /* truncated, never a partial password */
+        assert_null(strstr(out, "sec"));
+}
+
+static void test_open_refuses(void **state) {
+        struct store *s = NULL;
+        struct error e = {0};
+
+        assert_true(store_database_is_postgres("postgres://h/d"));
+        assert_true(store_database_is_postgres("postgresql://h/d"));
+        assert_false(store_database_is_postgres("mysql://h/d"));
+        assert_int_equal(store_open("mysql://u:hunter2@h/d", "/nonexistent", &s, &e), -EINVAL);
+        assert_int_equal(e.status, 400);
+        assert_null(strstr(e.message, "hunter2"));
+        assert_non_null(strstr(e.message, "u:***@h/d"));
+        /* Unreachable: 503, the URL shown without its password. */
+        error_clear(&e);
+        assert_true(store_open("postgresql://u:hunter2@localhost/d?host=/nonexistent-ai2in&connect_timeout=2", "/nonexistent", &s, &e) < 0);
+        assert_int_equal(e.status, 503);
+        assert_non_null(strstr(e.message, "the database is unreachable"));
+        assert_null(strstr(e.message, "hunter2"));
+        assert_null(s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_keys),
                 cmocka_unit_test(test_cap_and_list),
                 cmocka_unit_test(test_expired),
         };
-        return cmocka_run_group_tests(tests, setup, teardown);
+        const struct CMUnitTest plain[] = {
+                cmocka_unit_test(test_mask),
+                cmocka_unit_test(test_open_refuses),
+        };
+        int failed = cmocka_run_group_tests_name("store open", plain, NULL, NULL);
+
+        failed += cmocka_run_group_tests_name("store on sqlite", tests, setup, teardown);
+        test_database = test_postgres_url();
+        if (test_database)
+                failed += cmocka_run_group_tests_name("store on postgres", tests, setup, teardown);
+        else
+                test_postgres_skipped("test_store");
+        return failed;
 }

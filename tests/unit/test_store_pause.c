@@ -1,7 +1,8 @@
 /* test_store_pause.c — the store's side of pause and resume: a database made by an engine
- * before pause existed opens, keeps its rows and gains pause_kind; the states round-trip;
- * the running cap counts what holds a container (creating, running, pausing, resuming, and
- * paused with memory kept) and store_sandbox_update_capped refuses over it. */
+ * before pause existed opens, keeps its rows and gains pause_kind (SQLite: PostgreSQL's schema
+ * starts after pause); the states round-trip; the running cap counts what holds a container
+ * (creating, running, pausing, resuming, and paused with memory kept) and
+ * store_sandbox_update_capped refuses over it (both backends: store-backend.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 
 #include "fsutil.h"
 #include "store/store.h"
+#include "store-backend.h"
 #include "timeutil.h"
 
 static char dir[] = "/tmp/ai2in-store-pause-XXXXXX";
@@ -35,6 +37,15 @@ static const char old_schema[] =
         "INSERT INTO teams(name, created_at) VALUES('old', 1);"
         "INSERT INTO sandboxes(id, team_id, template, state, created_at, idle_timeout, last_activity, cpu_count, memory_mb, ip)"
         "  VALUES('sbx_old', 1, 'base', 'running', 1, 1800, 1, 1.0, 512, '10.0.0.2');";
+
+static int open_store(struct store **ret) {
+        struct error e = {0};
+        int r = store_open(test_database, dir, ret, &e);
+
+        if (r < 0)
+                fprintf(stderr, "store_open: %s\n", e.message);
+        return r;
+}
 
 static int setup(void **state) {
         sqlite3 *db;
@@ -94,10 +105,11 @@ static void test_migration_keeps_old_rows(void **state) {
         struct error e = {0};
 
         assert_int_equal(user_version(), 0);
-        assert_int_equal(store_open(path, &s, &e), 0);
-        assert_int_equal(user_version(), 3);
+        assert_int_equal(open_store(&s), 0);
+        assert_int_equal(user_version(), 5);
         assert_int_equal(store_sandbox_get(s, "sbx_old", &r, &e), 0);
         assert_int_equal(r.state, SANDBOX_RUNNING);
+        assert_int_equal(r.disk_mb, 0); /* an old sandbox has no disk limit: its files stay where they are */
         assert_int_equal(r.pause_kind, PAUSE_NONE);
         assert_string_equal(r.traffic_token, ""); /* an old sandbox is not secure */
         assert_string_equal(r.ip, "10.0.0.2");
@@ -109,8 +121,8 @@ static void test_migration_keeps_old_rows(void **state) {
         store_close(s);
 
         /* Opening again migrates nothing and loses nothing. */
-        assert_int_equal(store_open(path, &s, &e), 0);
-        assert_int_equal(user_version(), 3);
+        assert_int_equal(open_store(&s), 0);
+        assert_int_equal(user_version(), 5);
         assert_int_equal(store_sandbox_get(s, "sbx_old", &r, &e), 0);
         assert_int_equal(r.state, SANDBOX_PAUSED);
         assert_int_equal(r.pause_kind, PAUSE_MEMORY);
@@ -132,7 +144,7 @@ static void test_states_round_trip(void **state) {
         assert_null(pause_kind_to_string(PAUSE_NONE));
         assert_string_equal(pause_kind_to_string(PAUSE_FILESYSTEM), "filesystem");
 
-        assert_int_equal(store_open(path, &s, &e), 0);
+        assert_int_equal(open_store(&s), 0);
         for (size_t i = 0; i < ELEMENTSOF(states); i++) {
                 set_state(s, "sbx_old", states[i], PAUSE_FILESYSTEM);
                 assert_int_equal(store_sandbox_get(s, "sbx_old", &r, &e), 0);
@@ -148,7 +160,7 @@ static void test_cap_counts_what_holds_a_container(void **state) {
         struct sandbox_rec r;
         struct error e = {0};
 
-        assert_int_equal(store_open(path, &s, &e), 0);
+        assert_int_equal(open_store(&s), 0);
         set_state(s, "sbx_old", SANDBOX_PAUSED, PAUSE_FILESYSTEM); /* counts for nothing */
         add(s, "sbx_a", 2, 0);
         add(s, "sbx_b", 2, 0);
@@ -187,11 +199,42 @@ static void test_cap_counts_what_holds_a_container(void **state) {
         store_close(s);
 }
 
+/* PostgreSQL: a fresh database with the row the old SQLite one had (running, team 1). */
+static int setup_postgres(void **state) {
+        struct sandbox_rec r = {.team_id = 1, .state = SANDBOX_CREATING, .created_at = 1, .last_activity = 1, .idle_timeout = 1800,
+                                .cpu_count = 1, .memory_mb = 512, .id = "sbx_old", .template_name = "base"};
+        struct store *s;
+        struct error e = {0};
+
+        if (!mkdtemp(dir) || test_postgres_reset() < 0 || open_store(&s) < 0)
+                return -1;
+        if (store_sandbox_insert(s, &r, 100, &e) < 0)
+                return -1;
+        r.state = SANDBOX_RUNNING;
+        snprintf(r.ip, sizeof(r.ip), "10.0.0.2");
+        if (store_sandbox_update(s, &r, &e) < 0)
+                return -1;
+        store_close(s);
+        return 0;
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_migration_keeps_old_rows),
                 cmocka_unit_test(test_states_round_trip),
                 cmocka_unit_test(test_cap_counts_what_holds_a_container),
         };
-        return cmocka_run_group_tests(tests, setup, teardown);
+        const struct CMUnitTest pg_tests[] = {
+                cmocka_unit_test(test_states_round_trip),
+                cmocka_unit_test(test_cap_counts_what_holds_a_container),
+        };
+        int failed = cmocka_run_group_tests_name("store pause on sqlite", tests, setup, teardown);
+
+        test_database = test_postgres_url();
+        if (!test_database) {
+                test_postgres_skipped("test_store_pause");
+                return failed;
+        }
+        snprintf(dir, sizeof(dir), "/tmp/ai2in-store-pause-XXXXXX");
+        return failed + cmocka_run_group_tests_name("store pause on postgres", pg_tests, setup_postgres, teardown);
 }

@@ -2,7 +2,8 @@
  * before them (schema version 2, with sandboxes running and paused) opens, keeps its rows and
  * gains template_version '' (the legacy template they were made on); a fresh database has the
  * column too; a new sandbox's version round-trips and no update changes it; and
- * store_template_users counts, per template version, the sandboxes that are not killed. */
+ * store_template_users counts, per template version, the sandboxes that are not killed.
+ * The migration is SQLite's; the rest runs on both backends (store-backend.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,9 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fsutil.h"
 #include "store/store.h"
+#include "store-backend.h"
 #include "timeutil.h"
 
 static char dir[] = "/tmp/ai2in-store-template-XXXXXX";
@@ -41,6 +44,15 @@ static const char v2_schema[] =
         "  VALUES('sbx_running', 1, 'base', 'running', 1, 1800, 1, 1.0, 512, '10.0.0.2', '', 'tok'),"
         "        ('sbx_paused', 1, 'base', 'paused', 2, 1800, 2, 1.0, 512, '', 'filesystem', ''),"
         "        ('sbx_killed', 1, 'base', 'killed', 3, 1800, 3, 1.0, 512, '', '', '');";
+
+static int open_store(const char *state_dir, struct store **ret) {
+        struct error e = {0};
+        int r = store_open(test_database, state_dir, ret, &e);
+
+        if (r < 0)
+                fprintf(stderr, "store_open: %s\n", e.message);
+        return r;
+}
 
 static int setup(void **state) {
         sqlite3 *db;
@@ -114,14 +126,15 @@ static void test_migration_from_v2(void **state) {
         struct seen seen = {0};
 
         assert_int_equal(user_version(path), 2);
-        assert_int_equal(store_open(path, &s, &e), 0);
-        assert_int_equal(user_version(path), 3);
+        assert_int_equal(open_store(dir, &s), 0);
+        assert_int_equal(user_version(path), 5);
         /* Old rows keep everything and were made on the legacy template. */
         assert_int_equal(store_sandbox_get(s, "sbx_paused", &r, &e), 0);
         assert_int_equal(r.state, SANDBOX_PAUSED);
         assert_int_equal(r.pause_kind, PAUSE_FILESYSTEM);
         assert_string_equal(r.template_name, "base");
         assert_string_equal(r.template_version, "");
+        assert_string_equal(r.node, ""); /* no owner until a node registers (test_store_nodes.c) */
         sandbox_rec_done(&r);
         assert_int_equal(store_sandbox_get(s, "sbx_running", &r, &e), 0);
         assert_string_equal(r.traffic_token, "tok");
@@ -135,8 +148,8 @@ static void test_migration_from_v2(void **state) {
         store_close(s);
 
         /* Opening again migrates nothing and loses nothing. */
-        assert_int_equal(store_open(path, &s, &e), 0);
-        assert_int_equal(user_version(path), 3);
+        assert_int_equal(open_store(dir, &s), 0);
+        assert_int_equal(user_version(path), 5);
         assert_int_equal(store_sandbox_get(s, "sbx_paused", &r, &e), 0);
         assert_string_equal(r.template_version, "");
         sandbox_rec_done(&r);
@@ -149,7 +162,7 @@ static void test_version_recorded_and_counted(void **state) {
         struct error e = {0};
         struct seen seen = {0};
 
-        assert_int_equal(store_open(path, &s, &e), 0);
+        assert_int_equal(open_store(dir, &s), 0);
         add(s, "sbx_v1a", "base", "20261207T170000Z-aaaaa");
         add(s, "sbx_v1b", "base", "20261207T170000Z-aaaaa");
         add(s, "sbx_v2", "base", "20261207T180000Z-bbbbb");
@@ -183,14 +196,52 @@ static void test_fresh_database(void **state) {
         struct sandbox_rec r;
         struct error e = {0};
 
-        snprintf(fresh, sizeof(fresh), "%s/fresh.db", dir);
-        assert_int_equal(store_open(fresh, &s, &e), 0);
-        assert_int_equal(user_version(fresh), 3);
+        snprintf(fresh, sizeof(fresh), "%s/fresh", dir);
+        assert_int_equal(mkdir(fresh, 0700), 0);
+        if (test_database) {
+                assert_int_equal(test_postgres_reset(), 0);
+                assert_int_equal(open_store(fresh, &s), 0);
+                assert_int_equal(test_postgres_scalar("SELECT version FROM schema_version"), 2);
+        } else {
+                assert_int_equal(open_store(fresh, &s), 0);
+                snprintf(fresh, sizeof(fresh), "%s/fresh/state.db", dir);
+                assert_int_equal(user_version(fresh), 5);
+        }
         add(s, "sbx_new", "base", "20261207T190000Z-ccccc");
         assert_int_equal(store_sandbox_get(s, "sbx_new", &r, &e), 0);
         assert_string_equal(r.template_version, "20261207T190000Z-ccccc");
         sandbox_rec_done(&r);
         store_close(s);
+}
+
+/* Puts in s the sandbox id of the legacy template in the given state. */
+static int legacy_row(struct store *s, const char *id, enum sandbox_state st, enum pause_kind kind, const char *ip, const char *token) {
+        struct sandbox_rec r = {.team_id = 1, .state = SANDBOX_CREATING, .created_at = 1, .last_activity = 1, .idle_timeout = 1800,
+                                .cpu_count = 1, .memory_mb = 512, .template_name = "base"};
+        struct error e = {0};
+
+        snprintf(r.id, sizeof(r.id), "%s", id);
+        snprintf(r.traffic_token, sizeof(r.traffic_token), "%s", token);
+        if (store_sandbox_insert(s, &r, 100, &e) < 0)
+                return -1;
+        r.state = st;
+        r.pause_kind = kind;
+        snprintf(r.ip, sizeof(r.ip), "%s", ip);
+        return store_sandbox_update(s, &r, &e);
+}
+
+/* PostgreSQL: a fresh database holding the rows the v2 SQLite one had. */
+static int setup_postgres(void **state) {
+        struct store *s;
+
+        if (!mkdtemp(dir) || test_postgres_reset() < 0 || open_store(dir, &s) < 0)
+                return -1;
+        if (legacy_row(s, "sbx_running", SANDBOX_RUNNING, PAUSE_NONE, "10.0.0.2", "tok") < 0 ||
+            legacy_row(s, "sbx_paused", SANDBOX_PAUSED, PAUSE_FILESYSTEM, "", "") < 0 ||
+            legacy_row(s, "sbx_killed", SANDBOX_KILLED, PAUSE_NONE, "", "") < 0)
+                return -1;
+        store_close(s);
+        return 0;
 }
 
 int main(void) {
@@ -199,5 +250,17 @@ int main(void) {
                 cmocka_unit_test(test_version_recorded_and_counted),
                 cmocka_unit_test(test_fresh_database),
         };
-        return cmocka_run_group_tests(tests, setup, teardown);
+        const struct CMUnitTest pg_tests[] = {
+                cmocka_unit_test(test_version_recorded_and_counted),
+                cmocka_unit_test(test_fresh_database),
+        };
+        int failed = cmocka_run_group_tests_name("store template on sqlite", tests, setup, teardown);
+
+        test_database = test_postgres_url();
+        if (!test_database) {
+                test_postgres_skipped("test_store_template");
+                return failed;
+        }
+        snprintf(dir, sizeof(dir), "/tmp/ai2in-store-template-XXXXXX");
+        return failed + cmocka_run_group_tests_name("store template on postgres", pg_tests, setup_postgres, teardown);
 }

@@ -77,6 +77,13 @@ export interface SandboxInfo {
   metadata: Record<string, string>;
   cpu_count: number;
   memory_mb: number;
+  /**
+   * The limit in MiB of everything it writes (kept across pause and resume); null for a
+   * sandbox made by an engine from before disk limits.
+   */
+  disk_mb: number | null;
+  /** Only from `getInfo()`: MiB its files take now (null without a disk limit). */
+  disk_used_mb?: number | null;
   /** The reason, when `state` is `"error"`. */
   error: string | null;
   /** `"filesystem"` or `"memory"` while paused, else null. */
@@ -110,6 +117,12 @@ export interface SandboxOpts extends ConnectionOpts {
   cpuCount?: number;
   /** Memory limit in MiB (64..65536; engine default 512). */
   memoryMb?: number;
+  /**
+   * Disk limit in MiB of everything the sandbox writes, kept across pause and resume (16 up
+   * to the engine's `max-disk-mb`; engine default 2048). Past it, writes inside fail with
+   * "Disk quota exceeded".
+   */
+  diskMb?: number;
   /**
    * Require a token on preview requests: the sandbox then has a `trafficAccessToken`, which
    * a preview request must carry in the `X-Ai2in-Traffic-Token` header.
@@ -237,6 +250,7 @@ export class Sandbox {
     if (opts.envs !== undefined) body["envs"] = { ...opts.envs };
     if (opts.cpuCount !== undefined) body["cpu_count"] = opts.cpuCount;
     if (opts.memoryMb !== undefined) body["memory_mb"] = opts.memoryMb;
+    if (opts.diskMb !== undefined) body["disk_mb"] = opts.diskMb;
     if (opts.secure) body["secure"] = true;
     const info = expectSandbox(await transport.request("POST", "/v1/sandboxes", { body, signal: opts.signal }));
     return new this(info, transport, opts.domain) as InstanceType<S>;

@@ -88,18 +88,21 @@ test("over 24 h is capped to 24 h, at create, setTimeout and resume; 0 or less i
   await sbx.kill();
 });
 
-test("create options: template, metadata, envs, cpuCount, memoryMb reach the engine", async () => {
+test("create options: template, metadata, envs, cpuCount, memoryMb, diskMb reach the engine", async () => {
   const sbx = await Sandbox.create("base", {
     ...env.opts,
     metadata: { user: "alice", run: "lifecycle" },
     envs: { GREETING: "hello from envs" },
     cpuCount: 0.5,
     memoryMb: 256,
+    diskMb: 64,
   });
   const info = await sbx.getInfo();
   assert.deepEqual(info.metadata, { user: "alice", run: "lifecycle" });
   assert.equal(info.cpu_count, 0.5);
   assert.equal(info.memory_mb, 256);
+  assert.equal(info.disk_mb, 64);
+  assert.equal(typeof info.disk_used_mb, "number", "getInfo shows what its files take");
   assert.equal(info.envs, undefined, "envs are never echoed back");
   assert.equal((await sbx.commands.run("echo $GREETING")).stdout, "hello from envs\n");
   await sbx.kill();

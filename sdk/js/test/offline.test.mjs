@@ -175,3 +175,40 @@ test("no API key at all is an AuthenticationError before any request", async () 
     if (saved !== undefined) process.env.AI2IN_API_KEY = saved;
   }
 });
+
+test("diskMb is sent as disk_mb, and an engine's 400 naming max-disk-mb is an InvalidArgumentError", async () => {
+  const { createServer } = await import("node:http");
+  const bodies = [];
+  const srv = createServer((req, res) => {
+    let data = "";
+    req.on("data", (c) => { data += c; });
+    req.on("end", () => {
+      const body = JSON.parse(data || "{}");
+      bodies.push(body);
+      res.setHeader("Content-Type", "application/json");
+      if (body.disk_mb > 256) {
+        res.statusCode = 400;
+        res.end(JSON.stringify({ error: { code: "bad_request", message: `disk_mb must be at most 256 MiB on this engine (its setting max-disk-mb), got ${body.disk_mb}` } }));
+        return;
+      }
+      res.statusCode = 201;
+      res.end(JSON.stringify({ id: "sbx_aaaaaaaaaaaaaaaaaaaa", state: "running", disk_mb: body.disk_mb ?? 2048, preview: null }));
+    });
+  });
+  await new Promise((r) => srv.listen(0, "127.0.0.1", r));
+  const apiUrl = `http://127.0.0.1:${srv.address().port}`;
+  try {
+    const sbx = await Sandbox.create({ apiKey: "k", apiUrl, diskMb: 64 });
+    assert.deepEqual(bodies.at(-1), { disk_mb: 64 });
+    assert.equal(sbx.id, "sbx_aaaaaaaaaaaaaaaaaaaa");
+    await Sandbox.create({ apiKey: "k", apiUrl });
+    assert.deepEqual(bodies.at(-1), {}, "no diskMb: the engine's default");
+    await assert.rejects(Sandbox.create({ apiKey: "k", apiUrl, diskMb: 1024 }), (e) => {
+      assert.ok(e instanceof InvalidArgumentError, String(e));
+      assert.match(e.message, /max-disk-mb/);
+      return true;
+    });
+  } finally {
+    srv.close();
+  }
+});

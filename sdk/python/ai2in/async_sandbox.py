@@ -366,12 +366,13 @@ class AsyncSandbox:
                      cpu_count: Optional[float] = None, memory_mb: Optional[int] = None,
                      api_url: Optional[str] = None,
                      request_timeout: Optional[float] = None, secure: Optional[bool] = None,
-                     domain: Optional[str] = None) -> "AsyncSandbox":
+                     domain: Optional[str] = None,
+                     disk_mb: Optional[int] = None) -> "AsyncSandbox":
         """Creates a sandbox; the arguments are those of ``Sandbox(...)``."""
         sbx = await asyncio.to_thread(
             Sandbox, api_key=api_key, timeout=timeout, template=template, metadata=metadata,
             envs=envs, cpu_count=cpu_count, memory_mb=memory_mb, api_url=api_url,
-            request_timeout=request_timeout, secure=secure, domain=domain)
+            request_timeout=request_timeout, secure=secure, domain=domain, disk_mb=disk_mb)
         return cls(sbx)
 
     @classmethod

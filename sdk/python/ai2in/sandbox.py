@@ -56,7 +56,7 @@ class Sandbox:
                  cpu_count: Optional[float] = None, memory_mb: Optional[int] = None,
                  api_url: Optional[str] = None,
                  request_timeout: Optional[float] = None, secure: Optional[bool] = None,
-                 domain: Optional[str] = None) -> None:
+                 domain: Optional[str] = None, disk_mb: Optional[int] = None) -> None:
         """Creates a sandbox (``POST /v1/sandboxes``) and returns once it is running.
 
         Args:
@@ -69,6 +69,9 @@ class Sandbox:
             envs: environment variables set in every command (never echoed back).
             cpu_count: CPUs (0.1..64; engine default 1).
             memory_mb: memory limit in MiB (64..65536; engine default 512).
+            disk_mb: disk limit in MiB of everything the sandbox writes, kept across pause
+                and resume (16 up to the engine's ``max-disk-mb``; engine default 2048).
+                Past it, writes inside fail with "Disk quota exceeded".
             api_url: engine URL; defaults to ``$AI2IN_API_URL`` or ``http://127.0.0.1:7300``.
             request_timeout: client-side timeout of each HTTP request, in seconds.
             secure: every request to the sandbox's preview URLs must then carry its
@@ -94,6 +97,8 @@ class Sandbox:
             body["cpu_count"] = cpu_count
         if memory_mb is not None:
             body["memory_mb"] = memory_mb
+        if disk_mb is not None:
+            body["disk_mb"] = disk_mb
         if secure is not None:
             body["secure"] = secure
         info = transport.request("POST", "/v1/sandboxes", body=body)
@@ -117,11 +122,12 @@ class Sandbox:
                envs: Optional[Mapping[str, str]] = None, cpu_count: Optional[float] = None,
                memory_mb: Optional[int] = None, api_url: Optional[str] = None,
                request_timeout: Optional[float] = None, secure: Optional[bool] = None,
-               domain: Optional[str] = None) -> S:
+               domain: Optional[str] = None, disk_mb: Optional[int] = None) -> S:
         """Creates a sandbox; the same as calling ``Sandbox(...)``."""
         return cls(api_key=api_key, timeout=timeout, template=template, metadata=metadata,
                    envs=envs, cpu_count=cpu_count, memory_mb=memory_mb, api_url=api_url,
-                   request_timeout=request_timeout, secure=secure, domain=domain)
+                   request_timeout=request_timeout, secure=secure, domain=domain,
+                   disk_mb=disk_mb)
 
     @classmethod
     def connect(cls: Type[S], sandbox_id: str, api_key: Optional[str] = None,

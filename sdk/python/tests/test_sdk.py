@@ -154,13 +154,13 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake]:
 
 
 def test_create_info_kill(fake: Fake) -> None:
-    sbx = Sandbox(timeout=300, metadata={"u": "a"}, envs={"A": "1"}, memory_mb=256)
+    sbx = Sandbox(timeout=300, metadata={"u": "a"}, envs={"A": "1"}, memory_mb=256, disk_mb=64)
     assert sbx.id == sbx.sandbox_id and sbx.id.startswith("sbx_")
     method, path, headers, body = fake.requests[-1]
     assert (method, path) == ("POST", "/v1/sandboxes")
     assert headers["X-API-Key"] == KEY
     assert body == {"timeout": 300, "metadata": {"u": "a"}, "envs": {"A": "1"},
-                    "memory_mb": 256}
+                    "memory_mb": 256, "disk_mb": 64}
     assert sbx.get_info()["metadata"] == {"u": "a"}
     assert sbx.is_running()
     sbx.set_timeout(3600)

@@ -307,16 +307,17 @@ export class Engine {
       notes.push(`container ${path.basename(cdir)} left`);
       spawnSync("runc", ["--root", path.dirname(cdir), "delete", "--force", path.basename(cdir)], { timeout: 30_000 });
     }
-    for (const m of mountsUnder(this.root).sort((a, b) => b.length - a.length)) {
-      notes.push(`mount ${m} left`);
-      spawnSync("umount", ["-l", m], { timeout: 30_000 });
-    }
-    // The bridge and the engine's two host INPUT rules for it: left behind, every run would
-    // add two rules, and each packet into the host, loopback included, walks them all.
+    // The bridge and the engine's host firewall rules for it (left behind, every run would
+    // add rules, and each packet into the host, loopback included, walks them all), and its
+    // disk volume's mount, whose loop device goes with it.
     const net = spawnSync(this.binary, [...this.baseArgs(), "net", "remove", "--force"], {
       encoding: "utf8", timeout: 60_000, env: this.env(),
     });
     if (net.status !== 0) notes.push(`ai2ind net remove failed: ${(net.stderr ?? "").trim()}`);
+    for (const m of mountsUnder(this.root).sort((a, b) => b.length - a.length)) {
+      notes.push(`mount ${m} left`);
+      spawnSync("umount", ["-l", m], { timeout: 30_000 });
+    }
     for (const d of cgroupDirs(this.cgroupParent).sort((a, b) => b.length - a.length)) {
       try {
         fs.rmdirSync(d);
