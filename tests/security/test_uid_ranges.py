@@ -120,7 +120,7 @@ def test_files_keep_their_owners_inside_and_canonical_ones_on_disk(engine: Engin
     sh(sbx, "echo hi > /root-file && chown 1234:2345 /root-file")
     assert sh(sbx, "stat -c %U:%u $HOME/mine $HOME/d/f", user="sandbox") == "sandbox:1000\nsandbox:1000"
     # On the host, in the upper dir: the canonical owners, whatever range the sandbox runs in.
-    upper = os.path.join(engine.state_dir, "sandboxes", sbx.id, "upper")
+    upper = os.path.join(engine.layer_dir(sbx.id), "upper")
     st = os.stat(os.path.join(upper, "home", "sandbox", "mine"))
     assert (st.st_uid, st.st_gid) == (UID_BASE + 1000, UID_BASE + 1000)
     st = os.stat(os.path.join(upper, "root-file"))
