@@ -89,6 +89,9 @@ static const struct opt opts[] = {
         I("uid-count", uid_count, "65536", 1024, 65536, "size of the uid range"),
         I("owner-uid-base", owner_uid_base, "2000000000", 1, 4000000000LL,
           "host uids owning the sandboxes' user namespaces: this + the low 24 bits of the sandbox's address"),
+        I("sandbox-uid-ranges-base", uid_ranges_base, "2147483648", 1, 4294967294LL,
+          "first host uid of the sandboxes' own uid ranges (each uid-count long, one per running sandbox)"),
+        I("sandbox-uid-ranges", uid_ranges, "32767", 1, 65535, "how many such ranges (a sandbox's is picked by its address)"),
 };
 
 static int opt_set(struct config *c, const struct opt *o, const char *value, const char *origin, struct error *e) {
@@ -273,6 +276,27 @@ static int64_t half_host_memory_mb(void) {
         return kib > 0 ? kib / 1024 / 2 : 0;
 }
 
+/* The sandboxes' own uid ranges (sandbox/idmap.h) must fit below 2^32-1 and meet neither the
+ * canonical range the files are owned by on disk (a sandbox would then run as the owner of
+ * every sandbox's files) nor the owner uids (a sandbox's uid would own another's namespace). */
+static int check_uid_ranges(const struct config *c, int64_t owners, struct error *e) {
+        int64_t lo = c->uid_ranges_base, hi = c->uid_ranges_base + c->uid_ranges * c->uid_count;
+
+        if (hi - 1 > 4294967294LL)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "sandbox-uid-ranges-base %lld + sandbox-uid-ranges %lld x uid-count %lld goes past 2^32-2",
+                                 (long long) lo, (long long) c->uid_ranges, (long long) c->uid_count);
+        if (lo < c->uid_base + c->uid_count && c->uid_base < hi)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "sandbox-uid-ranges-base %lld: its ranges (up to %lld) overlap uid-base %lld + uid-count %lld",
+                                 (long long) lo, (long long) hi - 1, (long long) c->uid_base, (long long) c->uid_count);
+        if (lo < c->owner_uid_base + owners && c->owner_uid_base < hi)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "sandbox-uid-ranges-base %lld: its ranges (up to %lld) overlap the 2^24 owner uids from %lld",
+                                 (long long) lo, (long long) hi - 1, (long long) c->owner_uid_base);
+        return 0;
+}
+
 /* The caps that depend on each other or on the host: max-memory-mb (0: half the host's
  * memory, within 64..65536; default-memory-mb is lowered to it), and the owner uids, which
  * must not meet the mapped range: a host process running as a sandbox's owner would have
@@ -295,7 +319,7 @@ static int fill_limits(struct config *c, struct error *e) {
                 return error_set(e, EINVAL, ERR_BAD_REQUEST,
                                  "owner-uid-base %lld: its 2^24 uids overlap the sandboxes' range (uid-base %lld, uid-count %lld)",
                                  (long long) c->owner_uid_base, (long long) c->uid_base, (long long) c->uid_count);
-        return 0;
+        return check_uid_ranges(c, owners, e);
 }
 
 #define NODE_NAME_MAX_LEN 63 /* store.h's NODE_NAME_MAX */

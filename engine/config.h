@@ -59,6 +59,8 @@ struct config {
         int64_t uid_base;        /* first host uid of the sandboxes' range, 1000000 */
         int64_t uid_count;       /* 65536 */
         int64_t owner_uid_base;  /* owners of the sandboxes' user namespaces: + low 24 bits of the address */
+        int64_t uid_ranges_base; /* the sandboxes' own ranges: this + k * uid_count, 2^31 */
+        int64_t uid_ranges;      /* k < this, 32767 */
 };
 
 /* Fills c with defaults, then the config file, the environment and argv (flags before the

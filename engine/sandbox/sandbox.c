@@ -2,9 +2,10 @@
  * that get_info shows and the reaper applies: a hard deadline if the sandbox has one, else
  * its idle limit (sandbox_end_at, sandbox_end_reason, reap_reason).
  *
- * A sandbox on the host is: a row in the store; STATE/sandboxes/<id>/{rootfs,bundle,agent.log}
- * with the overlay mounted on rootfs; its layer STATE/disk/<id>/{upper,work}, limited to its
- * disk_mb (disk/disk.h; a sandbox of an engine from before disk limits has its layer in
+ * A sandbox on the host is: a row in the store; STATE/sandboxes/<id>/{rootfs,bundle,agent.log,
+ * lower} with the overlay mounted on rootfs and the idmapped template on lower (idmap.h: each
+ * start runs in the uid range of its address); its layer STATE/disk/<id>/{upper,work}, limited
+ * to its disk_mb (disk/disk.h; a sandbox of an engine from before disk limits has its layer in
  * STATE/sandboxes/<id>, unlimited); RUN/sandboxes/<id>/agent.sock; a network slot; a runc
  * container; cgroups under the engine's parent. Creation makes the
  * directories, then starts the rest (sandbox_start_parts, which resume uses too, pause.c)
@@ -33,6 +34,7 @@
 #include "log.h"
 #include "sandbox/agent_client.h"
 #include "sandbox/bundle.h"
+#include "sandbox/idmap.h"
 #include "sandbox/userns.h"
 #include "template/template.h"
 #include "timeutil.h"
@@ -145,12 +147,34 @@ static int layer_dir(struct engine *eng, const struct sandbox_rec *rec, char *ou
         return 0;
 }
 
+/* The overlay's options: its layers are idmapped clones into the sandbox's range (idmap.h). */
+static int idmap_opts(struct engine *eng, const struct sandbox_rec *rec, const char *dir, const char *layer_dir, const char *lower,
+                      uint32_t range, char *opts, size_t n, struct error *e) {
+        char lower_at[4200];
+        _cleanup_close_ int layer = -1;
+        struct idmap_spec s = {.id = rec->id, .lower = lower, .lower_at = lower_at, .layer = layer_dir,
+                               .canonical = (uint32_t) eng->cfg.uid_base, .range = range, .count = (uint32_t) eng->cfg.uid_count};
+        int r;
+
+        snprintf(lower_at, sizeof(lower_at), "%s/lower", dir);
+        /* runc init reaches rootfs through dir as root inside (R), and the engine through the
+         * clone of dir, when it holds the layer (where R is nobody), as group root: R:0, 0710. */
+        if (chown(dir, range, 0) < 0 || chmod(dir, 0710) < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot prepare %s: %s", dir, strerror(errno));
+        r = idmap_layers(&s, &layer, e);
+        if (r < 0)
+                return r;
+        snprintf(opts, n, "lowerdir=%s,upperdir=/proc/self/fd/%d/upper,workdir=/proc/self/fd/%d/work", lower_at, layer, layer);
+        return TAKE_FD(layer);
+}
+
 /* Mounts the overlay on the sandbox's rootfs: exactly the template version it records as the
- * lower layer (never another: its upper dir holds changes to that one), its upper dir. The
- * shared lock keeps the version from being removed between its path and the mount. */
-static int mount_rootfs(struct engine *eng, const struct sandbox_rec *rec, struct error *e) {
+ * lower layer (never another: its upper dir holds changes to that one), its upper dir, both
+ * shown to the kernel in the sandbox's range. The shared lock keeps the version from being
+ * removed between its path and the mount. */
+static int mount_rootfs(struct engine *eng, const struct sandbox_rec *rec, uint32_t range, struct error *e) {
         char dir[4096], layer[4096], lower[4096], opts[12800], target[4200];
-        _cleanup_close_ int lock = -1;
+        _cleanup_close_ int lock = -1, layer_fd = -1;
         int r, q;
 
         lock = template_lock(eng->cfg.template_dir, false, e);
@@ -169,7 +193,9 @@ static int mount_rootfs(struct engine *eng, const struct sandbox_rec *rec, struc
         sandbox_dir(eng, rec->id, dir, sizeof(dir));
         if ((r = layer_dir(eng, rec, layer, sizeof(layer), e)) < 0)
                 return r;
-        snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, layer, layer);
+        layer_fd = idmap_opts(eng, rec, dir, layer, lower, range, opts, sizeof(opts), e);
+        if (layer_fd < 0)
+                return layer_fd;
         snprintf(target, sizeof(target), "%s/rootfs", dir);
         /* Lifted for the mount: overlayfs makes its work dir then, and mounts read-only a
          * sandbox at its limit otherwise (disk.h); set again (or for the first time, after a
@@ -231,9 +257,9 @@ static void log_tail(const char *path, char *out, size_t n) {
 }
 
 /* The user namespace of the container at slot, owned by a host uid of its own (userns.h). */
-static int make_userns(struct engine *eng, const struct net_slot *slot, struct userns *ret, struct error *e) {
+static int make_userns(struct engine *eng, const struct net_slot *slot, uint32_t range, struct userns *ret, struct error *e) {
         struct userns_spec us = {
-                .uid_base = (uint32_t) eng->cfg.uid_base, .uid_count = (uint32_t) eng->cfg.uid_count,
+                .uid_base = range, .uid_count = (uint32_t) eng->cfg.uid_count,
                 .inotify_instances = eng->cfg.sandbox_inotify_instances, .inotify_watches = eng->cfg.sandbox_inotify_watches,
         };
 
@@ -244,8 +270,9 @@ static int make_userns(struct engine *eng, const struct net_slot *slot, struct u
 
 /* The sandbox's /etc/resolv.conf, written at every start (create, resume) and bound over
  * the template's (a copy of the host's, naming a resolver the sandbox may not reach). Its
- * root owns it, so it can edit its own copy, as in Docker; the next start writes it anew. */
-static int write_resolv_conf(struct engine *eng, const char *path, struct error *e) {
+ * root (host uid range, this start's range: the file is bound, not seen through the idmapped
+ * layers) owns it, so it can edit its own copy, as in Docker; the next start writes it anew. */
+static int write_resolv_conf(struct engine *eng, const char *path, uint32_t range, struct error *e) {
         _cleanup_close_ int fd = -1;
         char text[256];
         size_t n;
@@ -253,14 +280,14 @@ static int write_resolv_conf(struct engine *eng, const char *path, struct error 
         net_resolv_conf(eng->net, text, sizeof(text));
         n = strlen(text);
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-        if (fd < 0 || write(fd, text, n) != (ssize_t) n || fchown(fd, (uid_t) eng->cfg.uid_base, (gid_t) eng->cfg.uid_base) < 0 ||
+        if (fd < 0 || write(fd, text, n) != (ssize_t) n || fchown(fd, (uid_t) range, (gid_t) range) < 0 ||
             fchmod(fd, 0644) < 0)
                 return error_set(e, errno, ERR_INTERNAL, "cannot write %s: %s", path, strerror(errno));
         return 0;
 }
 
 static int start_container(struct engine *eng, const char *id, const struct sandbox_rec *rec, const struct net_slot *slot,
-                           struct error *e) {
+                           uint32_t range, struct error *e) {
         char dir[4096], bundle[4200], rootfs[4200], cgroup[256], sock[4200], logpath[4200], tail[400], resolv[4200];
         _cleanup_close_ int lfd = -1, logfd = -1;
         _cleanup_(userns_release) struct userns ns = {.pid = 0, .hold_fd = -1};
@@ -276,15 +303,16 @@ static int start_container(struct engine *eng, const char *id, const struct sand
         snprintf(resolv, sizeof(resolv), "%s/resolv.conf", dir);
         sandbox_socket_path(eng, id, sock, sizeof(sock));
 
-        r = write_resolv_conf(eng, resolv, e);
+        r = write_resolv_conf(eng, resolv, range, e);
         if (r < 0)
                 return r;
-        r = make_userns(eng, slot, &ns, e);
+        r = make_userns(eng, slot, range, &ns, e);
         if (r < 0)
                 return r;
         struct bundle_spec spec = {
                 .id = id, .bundle_dir = bundle, .rootfs = rootfs, .agent = eng->cfg.agent, .userns_path = ns.path,
-                .sysfs = slot->sysfs_path, .resolv_conf = resolv, .cgroup_path = cgroup, .uid_base = eng->cfg.uid_base, .uid_count = eng->cfg.uid_count,
+                .sysfs = slot->sysfs_path, .resolv_conf = resolv, .cgroup_path = cgroup, .uid_base = range,
+                .uid_count = eng->cfg.uid_count,
                 .memory_mb = rec->memory_mb, .pids = eng->cfg.default_pids, .ptys = eng->cfg.sandbox_ptys,
                 .cpu_count = rec->cpu_count,
         };
@@ -344,6 +372,8 @@ void sandbox_stop_parts(struct engine *eng, const char *id, const char *ip) {
         snprintf(path, sizeof(path), "%s/rootfs", dir);
         if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
                 log_warn_errno(errno, "cannot unmount %s, ignoring", path);
+        snprintf(path, sizeof(path), "%s/lower", dir);
+        (void) idmap_unmount(path);
         remove_cgroups(eng, id);
 }
 
@@ -395,6 +425,7 @@ int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct erro
         _cleanup_(strv_done) struct strv allow = {0}, deny = {0};
         struct net_slot slot = {0};
         struct net_rules rules;
+        uint32_t range;
         int r;
 
         rec->ip[0] = 0;
@@ -405,8 +436,6 @@ int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct erro
                          (long long) rec->memory_mb, (long long) eng->cfg.max_memory_mb);
                 rec->memory_mb = eng->cfg.max_memory_mb;
         }
-        if ((r = mount_rootfs(eng, rec, e)) < 0)
-                goto fail;
         if ((r = rules_of(rec, &allow, &deny, e)) < 0)
                 goto fail;
         rules = (struct net_rules){allow.v, (unsigned) allow.n, deny.v, (unsigned) deny.n};
@@ -416,7 +445,13 @@ int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct erro
         /* Recorded before the container starts: a restarted engine must know which address
          * a container it finds running holds. */
         snprintf(rec->ip, sizeof(rec->ip), "%s", slot.ip);
-        if ((r = store_sandbox_update(eng->store, rec, e)) < 0 || (r = start_container(eng, rec->id, rec, &slot, e)) < 0)
+        /* The uid range goes with the address, which is this sandbox's alone while it runs. */
+        if (idmap_range(eng->cfg.uid_ranges_base, eng->cfg.uid_count, eng->cfg.uid_ranges, slot.ip, &range) < 0) {
+                r = error_set(e, EINVAL, ERR_INTERNAL, "the sandbox's address '%s' is not an IPv4 address", slot.ip);
+                goto fail;
+        }
+        if ((r = store_sandbox_update(eng->store, rec, e)) < 0 || (r = mount_rootfs(eng, rec, range, e)) < 0 ||
+            (r = start_container(eng, rec->id, rec, &slot, range, e)) < 0)
                 goto fail;
         return 0;
 fail:

@@ -34,6 +34,8 @@
 struct use {
         char *name, *version; /* name NULL: a mounted lowerdir (in version) */
         int64_t n;
+        dev_t dev;            /* a mounted lowerdir's directory, if it could be looked at; else 0 */
+        ino_t ino;
 };
 
 struct uses {
@@ -85,9 +87,16 @@ static int64_t store_users(const struct uses *u, const char *name, const char *v
         return 0;
 }
 
-static bool mounted(const struct uses *u, const char *path) {
+/* Whether an overlay has path as a lower layer: by name, or (by_inode) by the directory itself: a
+ * sandbox's overlay names an idmapped clone of its version (sandbox/idmap.h), attached in the
+ * sandbox's directory: the same directory (device and inode) under another path. */
+static bool mounted(const struct uses *u, const char *path, bool by_inode) {
+        struct stat st;
+        bool known = by_inode && stat(path, &st) == 0;
+
         for (size_t i = 0; i < u->n; i++)
-                if (!u->v[i].name && streq(u->v[i].version, path))
+                if (!u->v[i].name && (streq(u->v[i].version, path) ||
+                                      (known && u->v[i].ino && u->v[i].dev == st.st_dev && u->v[i].ino == st.st_ino)))
                         return true;
         return false;
 }
@@ -115,8 +124,14 @@ static int add_lowers(struct uses *u, char *opts) {
                 char *val = !strncmp(opt, "lowerdir=", 9) ? opt + 9 : !strncmp(opt, "lowerdir+=", 10) ? opt + 10 : NULL;
 
                 for (char *dir = val ? strtok_r(val, ":", &save2) : NULL; dir && r >= 0; dir = strtok_r(NULL, ":", &save2)) {
+                        struct stat st;
+
                         unescape(dir);
                         r = uses_add(u, NULL, dir, 1);
+                        if (r >= 0 && stat(dir, &st) == 0) {
+                                u->v[u->n - 1].dev = st.st_dev;
+                                u->v[u->n - 1].ino = st.st_ino;
+                        }
                 }
         }
         return r;
@@ -153,11 +168,12 @@ static bool in_use(const struct uses *u, const char *real, const char *name, con
         if (store_users(u, name, version) > 0)
                 return true;
         snprintf(path, sizeof(path), "%s/.versions/%s/%s/rootfs", real, name, *version ? version : TEMPLATE_LEGACY);
-        if (mounted(u, path))
+        if (mounted(u, path, true))
                 return true;
-        /* Mounted before it was moved among the versions (only a legacy one ever was). */
+        /* Mounted before it was moved among the versions (only a legacy one ever was); by name
+         * only, since that path now leads to the current version. */
         snprintf(path, sizeof(path), "%s/%s/rootfs", real, name);
-        return !*version && mounted(u, path);
+        return !*version && mounted(u, path, false);
 }
 
 struct trash {

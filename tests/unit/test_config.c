@@ -236,8 +236,43 @@ static void test_budgets(void **state) {
         config_free(&c);
 }
 
+/* The sandboxes' own uid ranges fit below 2^32-1 and meet neither the canonical range nor
+ * the owner uids. */
+static void test_uid_ranges(void **state) {
+        struct config c;
+        struct error e = {0};
+        int argi;
+
+        char *dflt[] = {"ai2ind", "--config", "/dev/null", NULL};
+        assert_int_equal(config_load(&c, 3, dflt, &argi, &e), 0);
+        assert_int_equal(c.uid_ranges_base, 2147483648LL);
+        assert_int_equal(c.uid_ranges, 32767);
+        config_free(&c);
+
+        char *canonical[] = {"ai2ind", "--config", "/dev/null", "--sandbox-uid-ranges-base", "65536", NULL};
+        assert_true(config_load(&c, 5, canonical, &argi, &e) < 0);
+        assert_non_null(strstr(e.message, "overlap uid-base"));
+        config_free(&c);
+
+        char *owners[] = {"ai2ind", "--config", "/dev/null", "--sandbox-uid-ranges-base", "1900000000", NULL};
+        assert_true(config_load(&c, 5, owners, &argi, &e) < 0);
+        assert_non_null(strstr(e.message, "owner uids"));
+        config_free(&c);
+
+        char *past[] = {"ai2ind", "--config", "/dev/null", "--sandbox-uid-ranges", "32768", NULL};
+        assert_true(config_load(&c, 5, past, &argi, &e) < 0);
+        assert_non_null(strstr(e.message, "past 2^32-2"));
+        config_free(&c);
+
+        char *fit[] = {"ai2ind", "--config", "/dev/null", "--sandbox-uid-ranges-base", "1065536", "--sandbox-uid-ranges",
+                       "1000", NULL};
+        assert_int_equal(config_load(&c, 7, fit, &argi, &e), 0);
+        config_free(&c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {cmocka_unit_test(test_precedence), cmocka_unit_test(test_errors), cmocka_unit_test(test_database), cmocka_unit_test(test_node),
-                                           cmocka_unit_test(test_preview), cmocka_unit_test(test_budgets)};
+                                           cmocka_unit_test(test_preview), cmocka_unit_test(test_budgets),
+                                           cmocka_unit_test(test_uid_ranges)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

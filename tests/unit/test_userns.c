@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sandbox/idmap.h"
 #include "sandbox/userns.h"
 
 static void test_owner(void **state) {
@@ -89,7 +90,27 @@ static void test_make(void **state) {
         userns_release(&u); /* twice is fine */
 }
 
+/* A sandbox's range: base + k * count, k the address's low 24 bits folded into nranges. */
+static void test_range(void **state) {
+        uint32_t a = 0, b = 0;
+
+        assert_int_equal(idmap_range(2147483648LL, 65536, 32767, "10.77.0.5", &a), 0);
+        assert_int_equal(a, 2147483648u + ((77u << 16) + 5u) % 32767u * 65536u);
+        assert_int_equal(idmap_range(2147483648LL, 65536, 32767, "10.80.0.5", &b), 0);
+        assert_int_not_equal(a, b); /* the same host part in another pool */
+        for (unsigned i = 1; i < 255; i++) { /* every address of a /24 a range of its own */
+                char ip[32];
+                snprintf(ip, sizeof(ip), "10.77.3.%u", i);
+                assert_int_equal(idmap_range(2147483648LL, 65536, 32767, ip, &b), 0);
+                assert_true(b >= 2147483648u && b <= 2147483648u + 32766u * 65536u);
+                assert_true(i == 1 || b != a);
+                a = b;
+        }
+        assert_int_equal(idmap_range(2147483648LL, 65536, 32767, "nope", &a), -EINVAL);
+        assert_int_equal(idmap_range(2147483648LL, 65536, 0, "10.77.0.5", &a), -EINVAL);
+}
+
 int main(void) {
-        const struct CMUnitTest tests[] = {cmocka_unit_test(test_owner), cmocka_unit_test(test_make)};
+        const struct CMUnitTest tests[] = {cmocka_unit_test(test_owner), cmocka_unit_test(test_make), cmocka_unit_test(test_range)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
