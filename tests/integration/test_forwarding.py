@@ -298,10 +298,13 @@ def test_owner_unreachable(nodes: Tuple[PgEngine, PgEngine, str]) -> None:
 
 
 def test_secret_file_must_be_private(postgres: Postgres) -> None:
-    with secret_file(SECRET, 0o644) as path:
-        e = node_engine(postgres.url, "node-c", random.randrange(1, 255))
-        p = e.cli("--cluster-secret-file", path, "node", "list")
-        assert p.returncode != 0 and "mode 0600 or 0400" in p.stderr, p.stderr
-    with secret_file("short") as path:
-        p = e.cli("--cluster-secret-file", path, "node", "list")
-        assert p.returncode != 0 and "32 to 4096 bytes" in p.stderr, p.stderr
+    e = node_engine(postgres.url, "node-c", random.randrange(1, 255))
+    try:
+        with secret_file(SECRET, 0o644) as path:
+            p = e.cli("--cluster-secret-file", path, "node", "list")
+            assert p.returncode != 0 and "mode 0600 or 0400" in p.stderr, p.stderr
+        with secret_file("short") as path:
+            p = e.cli("--cluster-secret-file", path, "node", "list")
+            assert p.returncode != 0 and "32 to 4096 bytes" in p.stderr, p.stderr
+    finally:
+        e.teardown()  # never started: its temporary directory goes
