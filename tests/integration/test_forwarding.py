@@ -31,21 +31,12 @@ from typing import Iterator, List, Tuple
 
 import pytest
 from conftest import RssSampler, wait_until
-from test_database import PgEngine, Postgres, pg_bindir
+from test_database import PgEngine, Postgres, postgres  # noqa: F401 (postgres: the fixture, one server per module)
 from test_nodes import node_engine, preview_status
 from test_preview import PORT, start_server, ws_frame, ws_read
 
 HOME = "/home/sandbox"
 SECRET = "s3cret-" + "x" * 40
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    if not pg_bindir():
-        pytest.skip("no PostgreSQL server installed (initdb): apt-get install postgresql")
-    pg = Postgres()
-    yield pg
-    pg.close()
 
 
 @contextlib.contextmanager

@@ -18,18 +18,9 @@ from typing import Iterator, List, Tuple
 
 import pytest
 from conftest import wait_until
-from test_database import PgEngine, Postgres, pg_bindir
+from test_database import PgEngine, Postgres, postgres  # noqa: F401 (postgres: the fixture, one server per module)
 
 LEASE = 3  # seconds (the smallest node-lease): renewed every second
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    if not pg_bindir():
-        pytest.skip("no PostgreSQL server installed (initdb): apt-get install postgresql")
-    pg = Postgres()
-    yield pg
-    pg.close()
 
 
 def node_engine(url: str, name: str, pool: int) -> PgEngine:
