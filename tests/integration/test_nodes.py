@@ -32,10 +32,12 @@ def postgres() -> Iterator[Postgres]:
     pg.close()
 
 
-def node_engine(url: str, name: str, pool: int) -> PgEngine:
+def node_engine(url: str, name: str, pool: int, placement: str = "local") -> PgEngine:
+    """An engine as node name; placement local by default: these tests (and test_forwarding's)
+    need a sandbox made through a node to be that node's (test_placement.py spreads them)."""
     e = PgEngine(url)
     e.net_pool = f"10.78.{pool}.0/24"
-    e.extra_args = ["--node-name", name, "--node-lease", str(LEASE)]
+    e.extra_args = ["--node-name", name, "--node-lease", str(LEASE), "--placement", placement]
     return e
 
 
