@@ -18,6 +18,7 @@ import contextlib
 import os
 import random
 import threading
+import time
 from typing import Dict, Iterator, List, Sequence, Tuple
 
 import pytest
@@ -95,6 +96,7 @@ def test_spread_by_capacity_and_cordon(postgres: Postgres) -> None:
 
         # C is full: 12 creates through all three nodes land on A and B, both of them.
         where = collections.Counter(made_on((a, b, c)[i % 3], key) for i in range(12))
+        print(f"\n12 creates through A, B, C with C full: {dict(where)}")
         assert where["node-c"] == 0, where
         assert where["node-a"] >= 3 and where["node-b"] >= 3, where
 
@@ -181,9 +183,13 @@ def test_drain_moves_paused_sandboxes(postgres: Postgres) -> None:
         layers = {s.id: a.layer_dir(s.id) for s in sbxs}
         assert all(os.path.isdir(p) for p in layers.values())
 
+        t0 = time.monotonic()
         p = a.cli("node", "drain", "node-a", "180", timeout=240)
+        took = time.monotonic() - t0
         assert p.returncode == 0, p.stdout + p.stderr + a.log_tail(80)
         out = p.stdout
+        print(f"\n`ai2ind node drain node-a` took {took:.1f} s:\n{out}")
+        print("\n".join(line for line in a.log_tail(200).splitlines() if "drain: moved" in line))
         assert "3 paused with their files to move" in out, out
         assert "1 paused with their memory stay" in out, out
         assert "node node-a drained" in out, out
