@@ -179,7 +179,7 @@ static void drop_remote(struct engine *eng, const struct node_rec *to, const cha
         struct error e = {0};
 
         if (open_to(eng, to, "DELETE", id, 0, &s, &e) < 0 || answer_ok(s, to->name, &e) < 0)
-                log_warn("drain: node %s keeps a copy of the files of %s (%s): it is removed when that node next starts, ignoring",
+                log_warn("drain: node %s keeps a copy of the files of %s (%s): the next move of it there replaces it, ignoring",
                          to->name, id, e.message);
 }
 
