@@ -152,6 +152,18 @@ static int write_all(int fd, const uint8_t *p, size_t n, struct error *e) {
         return 0;
 }
 
+/* tar stopped reading before the archive's end: its own message says why. */
+static int tar_ended(struct api_layer *l, int r, struct error *e) {
+        struct error why = {0};
+
+        close(l->fd);
+        l->fd = -1;
+        if (layer_tar_finish(l->tar, &why) < 0)
+                *e = why;
+        l->tar = NULL;
+        return r;
+}
+
 int api_layer_data(struct api_layer *l, const char *data, size_t len, struct error *e) {
         const uint8_t *in = (const uint8_t *) data;
 
@@ -167,7 +179,7 @@ int api_layer_data(struct api_layer *l, const char *data, size_t len, struct err
                         if (EVP_DigestUpdate(l->md, d, dlen) != 1)
                                 return error_set(e, EIO, ERR_INTERNAL, "cannot compute SHA-256");
                         if ((r = write_all(l->fd, d, dlen, e)) < 0)
-                                return r;
+                                return tar_ended(l, r, e);
                 }
                 in += used;
                 len -= used;

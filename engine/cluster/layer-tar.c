@@ -32,7 +32,9 @@ static void *run(void *arg) {
          * keeps a mount inside the layer (none is expected) out of the archive. */
         char *create[] = {"tar", "--create", "--file=/dev/fd/3", "--format=posix", "--numeric-owner", "--xattrs",
                           "--xattrs-include=*", "--acls", "--sparse", "--one-file-system", "--directory", t->dir, ".", NULL};
-        char *extract[] = {"tar", "--extract", "--file=/dev/fd/3", "--numeric-owner", "--same-owner", "--preserve-permissions",
+        /* --read-full-records: a pipe hands tar short reads, which it takes for a damaged
+         * archive ("Unaligned block") when the archive is not its stdin. */
+        char *extract[] = {"tar", "--extract", "--file=/dev/fd/3", "--read-full-records", "--numeric-owner", "--same-owner", "--preserve-permissions",
                            "--xattrs", "--xattrs-include=*", "--acls", "--directory", t->dir, NULL};
         struct spawn_opts o = {.extra_fd = t->child_fd, .stdio_fd = -1, .timeout_ms = TAR_TIMEOUT_MS};
 
@@ -84,7 +86,13 @@ int layer_tar_finish(struct layer_tar *t, struct error *e) {
                 r = error_set(e, t->r, ERR_INTERNAL, "tar on %s: %s", t->dir,
                               t->r == -ETIMEDOUT ? "did not finish in time, killed" : strerror(-t->r));
         else if (t->status != 0) {
-                text_last_line(t->output.data, t->output.len, last, sizeof(last));
+                /* tar's first line names the cause; its last says only that it gave up. */
+                size_t n = t->output.len < sizeof(last) - 1 ? t->output.len : sizeof(last) - 1;
+                memcpy(last, t->output.data ? t->output.data : "", n);
+                last[n] = 0;
+                for (char *c = last; *c; c++)
+                        if (*c == '\n' || (unsigned char) *c < 0x20)
+                                *c = ' ';
                 r = error_set(e, EIO, ERR_INTERNAL, "tar on %s exited with %d: %s", t->dir, t->status, last);
         }
         buf_free(&t->output);
