@@ -54,13 +54,17 @@ static int on_node(void *data, const struct node_rec *n) {
 }
 
 /* Whether a is the better place: a lower share of its capacity in use (compared without
- * division: running/capacity < running'/capacity'), this node on a tie (no hop). */
+ * division: running/capacity < running'/capacity'); on a tie this node (no hop), else a coin:
+ * the draw keeps the walk's order when it holds every candidate, and paused sandboxes moved
+ * by a drain (which change no running count) would all go to the first name. */
 static bool better(const struct engine *eng, const struct node_rec *a, const struct node_rec *b) {
         int64_t la = a->running * b->capacity, lb = b->running * a->capacity; /* both <= 100000 x the rows */
 
         if (la != lb)
                 return la < lb;
-        return streq(a->name, eng->cfg.node_name);
+        if (streq(a->name, eng->cfg.node_name) || streq(b->name, eng->cfg.node_name))
+                return streq(a->name, eng->cfg.node_name);
+        return uniform(2) == 0;
 }
 
 int placement_choose(struct engine *eng, struct node_rec ret[PLACEMENT_CHOICES], unsigned *ret_n, struct error *e) {
