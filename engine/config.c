@@ -62,6 +62,10 @@ static const struct opt opts[] = {
           "required for nodes on more than one machine"),
         I("node-lease", node_lease, "15", 3, 3600,
           "seconds without a heartbeat after which this node counts as down (renewed every third of it)"),
+        S("placement", placement_setting, "spread",
+          "spread: a create goes to the node with the most room (of two drawn at random); local: to the node it reached"),
+        I("node-capacity", node_capacity, "0", 0, 100000,
+          "the most sandboxes this node runs at once: placement sends it no create beyond (0: its memory / default-memory-mb)"),
         I("idle-timeout", idle_timeout, "1800", 1, 30 * 86400, "seconds of inactivity before reaping"),
         I("max-running", max_running, "20", 1, 100000, "running sandboxes per team"),
         I("max-streams", max_streams, "256", 1, 100000, "requests open at once inside one sandbox (streams included)"),
@@ -233,6 +237,13 @@ static int fill_internet_access(struct config *c, struct error *e) {
                 return error_set(e, EINVAL, ERR_BAD_REQUEST, "internet-access must be on or off, not '%.32s'",
                                  c->internet_access_setting);
         c->internet_access = streq(c->internet_access_setting, "on");
+        return 0;
+}
+
+static int fill_placement(struct config *c, struct error *e) {
+        if (!streq(c->placement_setting, "spread") && !streq(c->placement_setting, "local"))
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "placement must be spread or local, not '%.32s'", c->placement_setting);
+        c->placement_local = streq(c->placement_setting, "local");
         return 0;
 }
 
@@ -524,6 +535,9 @@ static int fill_derived(struct config *c, struct error *e) {
         if (r < 0)
                 return r;
         r = fill_internet_access(c, e);
+        if (r < 0)
+                return r;
+        r = fill_placement(c, e);
         if (r < 0)
                 return r;
         r = fill_limits(c, e);

@@ -38,6 +38,9 @@ struct config {
         char *cluster_secret_file; /* "" = none: nodes forward to each other without a secret (one machine only) */
         char *cluster_secret; /* its contents, trimmed (>= 32 bytes), or NULL; never logged */
         int64_t node_lease;  /* s, 15: down (its sandboxes lost) once it has not renewed its lease for this long */
+        char *placement_setting; /* "spread" | "local", read into placement_local */
+        bool placement_local;    /* a create is made by the node it reached (cluster/placement.h) */
+        int64_t node_capacity; /* sandboxes it runs at once, for placement; 0: its memory / default_memory_mb */
         char *disk_volume_setting; /* "on" | "off", read into disk_volume */
         bool disk_volume;    /* sandboxes' files on the disk volume, limited (disk/disk.h) */
         int64_t idle_timeout;    /* s, 1800 */

@@ -24,5 +24,7 @@ struct engine {
         int64_t lease_renew_at;   /* mono ms: the reaper renews this node's lease then (cluster/node.h) */
         pthread_t reaper;
         bool reaper_started;
+        pthread_t drainer;        /* moves paused sandboxes away while this node drains (cluster/drain.h) */
+        bool drainer_started;
         volatile bool stopping;
 };

@@ -31,6 +31,7 @@ struct error {
 #define ERR_NODE 502, "node_error"            /* the owner node of a forwarded request failed */
 #define ERR_FORBIDDEN 403, "forbidden"         /* a wrong cluster secret */
 #define ERR_NODE_CORDONED 503, "node_cordoned" /* this node takes no new sandboxes */
+#define ERR_NODE_FULL 503, "node_full"         /* this node runs its capacity of sandboxes */
 
 /* Fills e (if not NULL) and returns -abs(err) (or -EINVAL when err is 0), so that
  * `return error_set(e, r, ERR_INTERNAL, "…")` is the idiom. */

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include "api/api.h"
+#include "cluster/drain.h"
 #include "cluster/node.h"
 #include "disk/disk.h"
 #include "engine.h"
@@ -40,7 +41,8 @@ static void usage(FILE *f) {
                 "                                (once no sandbox runs)\n"
                 "  node list                     the nodes (engines) sharing the store: state, lease, URL, sandboxes\n"
                 "  node cordon NAME              NAME takes no new sandboxes (its own keep running)\n"
-                "  node uncordon NAME            NAME takes new sandboxes again\n\n"
+                "  node uncordon NAME            NAME takes new sandboxes again (and stops draining)\n"
+                "  node drain NAME [SECONDS]     NAME takes no new sandboxes and moves its paused ones to other nodes\n\n"
                 "options (also AI2IN_<NAME> environment variables and lines of the config file):\n");
         config_help(f);
 }
@@ -151,26 +153,38 @@ static int print_node(void *data, const struct node_rec *n) {
                 snprintf(lease, sizeof(lease), "lapsed %llds ago", (long long) ((now - n->lease_until) / 1000));
         else
                 snprintf(lease, sizeof(lease), "renewed %llds ago", (long long) ((now - n->heartbeat_at) / 1000));
-        printf("%-24s %-18s %-20s %-8lld %-6lld %-8lld %s\n", n->name, state, lease, (long long) n->running, (long long) n->cpus,
-               (long long) n->memory_mb, n->advertise);
+        printf("%-24s %-18s %-20s %-8lld %-8lld %-6lld %-8lld %s\n", n->name, state, lease, (long long) n->running,
+               (long long) n->capacity, (long long) n->cpus, (long long) n->memory_mb, n->advertise);
         return 0;
 }
 
-/* `node list | cordon NAME | uncordon NAME`: the rows of the nodes sharing the store. */
+/* `node list | cordon NAME | uncordon NAME | drain NAME [SECONDS]`: the rows of the nodes sharing the store. */
 static int cmd_node(struct engine *eng, int argc, char **argv, struct error *e) {
         bool list = argc == 1 && streq(argv[0], "list");
         bool cordon = argc == 2 && streq(argv[0], "cordon"), uncordon = argc == 2 && streq(argv[0], "uncordon");
-        int64_t now = now_ms();
+        bool drain = (argc == 2 || argc == 3) && streq(argv[0], "drain");
+        int64_t now = now_ms(), seconds = 600;
+        char *end = NULL;
         int r;
 
-        if (!list && !cordon && !uncordon)
-                return error_set(e, EINVAL, ERR_BAD_REQUEST, "usage: ai2ind node list | node cordon NAME | node uncordon NAME");
+        if (drain && argc == 3) {
+                errno = 0;
+                seconds = strtoll(argv[2], &end, 10);
+                if (errno || !end || *end || seconds < 1 || seconds > 7 * 86400)
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "drain: SECONDS must be 1 to 604800, not '%.32s'", argv[2]);
+        }
+        if (!list && !cordon && !uncordon && !drain)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "usage: ai2ind node list | node cordon NAME | node uncordon NAME | node drain NAME [SECONDS]");
         if ((r = open_store(eng, e)) < 0)
                 return r;
         if (list) {
-                printf("%-24s %-18s %-20s %-8s %-6s %-8s %s\n", "NAME", "STATE", "LEASE", "RUNNING", "CPUS", "MEM_MB", "ADVERTISE");
+                printf("%-24s %-18s %-20s %-8s %-8s %-6s %-8s %s\n", "NAME", "STATE", "LEASE", "RUNNING", "CAPACITY", "CPUS", "MEM_MB",
+                       "ADVERTISE");
                 return store_node_foreach(eng->store, print_node, &now, e);
         }
+        if (drain)
+                return drain_watch(eng->store, argv[1], seconds, e);
         r = store_node_set_state(eng->store, argv[1], cordon ? NODE_CORDONED : NODE_ACTIVE, e);
         if (r == -ENOENT)
                 return error_set(e, ENOENT, ERR_NOT_FOUND, "no node %s in the store (see `ai2ind node list`)", argv[1]);
@@ -269,7 +283,7 @@ static int serve_setup(struct engine *eng, struct error *e) {
                                 .dns = eng->cfg.dns, .deny_out = eng->cfg.deny_out};
         if ((r = runtime_new(eng->cfg.runtime, runc_root, &eng->runtime, e)) < 0 || (r = net_new(&nc, &eng->net, e)) < 0 ||
             (r = node_register(eng, e)) < 0 || (r = reconcile(eng, e)) < 0 ||
-            (r = reaper_start(eng, e)) < 0)
+            (r = reaper_start(eng, e)) < 0 || (r = drain_start(eng, e)) < 0)
                 return r;
         return 0;
 }
@@ -326,6 +340,7 @@ static int cmd_serve(struct engine *eng, struct error *e) {
         if (r < 0) {
                 api_stop(api);
                 reaper_stop(eng);
+                drain_stop(eng);
                 return r;
         }
         printf("ai2ind listening on http://%s\n", eng->cfg.listen);
@@ -349,6 +364,7 @@ static int cmd_serve(struct engine *eng, struct error *e) {
         proxy_stop(preview);
         api_stop(api);
         reaper_stop(eng);
+        drain_stop(eng);
         return 0;
 }
 

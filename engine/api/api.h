@@ -95,8 +95,32 @@ int api_relay_data(struct api_relay *rl, const char *data, size_t len, struct er
 /* Ends the body, reads the owner's answer head and fills resp with a response that streams
  * its body; owns rl from here on, also on failure. */
 int api_relay_end(struct api_relay *rl, struct api_response *resp, struct error *e);
+/* Relays the create req (its body read whole) to node to, which creates the sandbox as its
+ * own. 0 with resp filled by to's answer, success or refusal (a 4xx: the team cap, a bad
+ * body; final, since every node would answer the same); an error when to cannot be reached
+ * or answered 5xx (full, cordoned meanwhile, failing): the caller then tries another node,
+ * unless *ret_final (the connection broke after to had the whole create: it may exist). */
+struct node_rec;
+int api_relay_create(struct api_request *req, const struct node_rec *to, struct api_response *resp, bool *ret_final,
+                     struct error *e);
 /* Closes the relay (the owner sees the body cut short). Accepts NULL. */
 void api_relay_free(struct api_relay *rl);
+
+/* PUT /v1/internal/layers/{id} (layer.c): another node moving the files of its paused
+ * sandbox here (drain). Streamed like an upload: begin once the head is resolved (checks the
+ * peer and the sandbox, makes a fresh layer, starts tar), data per piece of the body, end
+ * (checks the digest, syncs; fills resp). free accepts NULL and an unfinished import, whose
+ * files it removes. */
+struct api_layer;
+int api_layer_begin(struct api_request *req, struct api_layer **ret, struct error *e);
+int api_layer_data(struct api_layer *l, const char *data, size_t len, struct error *e);
+int api_layer_end(struct api_layer *l, struct api_response *resp, struct error *e);
+void api_layer_free(struct api_layer *l);
+/* DELETE /v1/internal/layers/{id}: the sandbox's owner asks this node to drop the copy it
+ * took (its move could not be recorded). */
+int api_layer_remove(struct api_request *req, struct api_response *resp, struct error *e);
+/* The handler of the streamed route in the route table: never called (answers 500). */
+int api_layer_streamed(struct api_request *req, struct api_response *resp, struct error *e);
 
 /* A JSON object of string values named name in body, at most max entries, keys checked as
  * environment variable names when env_keys; absent or null leaves *ret alone; *ret gets

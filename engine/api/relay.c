@@ -16,7 +16,9 @@
  * two nodes that disagree about an owner cannot bounce a request between them.
  *
  * GET /v1/sandboxes/{id} is answered from the store by every node (it must also work while
- * the owner is down, to show "node … lost"); list and create never name a sandbox.
+ * the owner is down, to show "node … lost"); list never names a sandbox. A create is relayed
+ * whole (its body is already read: at most API_MAX_BODY) to the node placement chose
+ * (cluster/placement.h, api_relay_create), which answers it as its own.
  */
 #include "api/api.h"
 
@@ -53,43 +55,6 @@ void api_relay_free(struct api_relay *r) {
                 return;
         agent_stream_free(r->s);
         free(r);
-}
-
-/* HOST and PORT of an advertised URL http://HOST[:PORT][/] (config.c checked its form). */
-static int split_url(const char *url, char *host, size_t host_size, char *port, size_t port_size, struct error *e) {
-        const char *p, *end;
-        size_t n;
-
-        if (strncmp(url, "https://", 8) == 0)
-                return error_set(e, EOPNOTSUPP, ERR_NOT_IMPLEMENTED,
-                                 "the sandbox's node advertises %s: forwarding to a node over TLS is not implemented yet", url);
-        if (strncmp(url, "http://", 7) != 0)
-                return error_set(e, EINVAL, ERR_NODE, "the sandbox's node advertises '%.80s', not an http:// URL", url);
-        p = url + 7;
-        if (*p == '[') {
-                end = strchr(p, ']');
-                if (!end)
-                        return error_set(e, EINVAL, ERR_NODE, "the sandbox's node advertises '%.80s', not a URL", url);
-                n = (size_t) (end - p - 1);
-                p++;
-                end++;
-        } else {
-                end = p + strcspn(p, ":/");
-                n = (size_t) (end - p);
-        }
-        if (n == 0 || n >= host_size)
-                return error_set(e, EINVAL, ERR_NODE, "the sandbox's node advertises '%.80s', not a URL", url);
-        memcpy(host, p, n);
-        host[n] = 0;
-        if (*end == ':') {
-                n = strspn(end + 1, "0123456789");
-                if (n == 0 || n >= port_size)
-                        return error_set(e, EINVAL, ERR_NODE, "the sandbox's node advertises '%.80s', not a URL", url);
-                memcpy(port, end + 1, n);
-                port[n] = 0;
-        } else
-                snprintf(port, port_size, "80");
-        return 0;
 }
 
 /* Where req must go: 0 with *ret_owner empty when this node answers it (its sandbox, a
@@ -139,19 +104,17 @@ static int relay_headers(const struct api_request *req, struct buf *b) {
         return r;
 }
 
-int api_relay_begin(struct api_request *req, int64_t body_len, struct api_relay **ret, struct error *e) {
+/* Opens the relay of req to node to and sends its head (body_len: the caller's
+ * Content-Length, -1 chunked). */
+static int relay_open(struct api_request *req, const struct node_rec *to, int64_t body_len, struct api_relay **ret,
+                      struct error *e) {
         _cleanup_buf_ struct buf target = {0}, headers = {0};
-        struct node_rec owner;
         struct api_relay *rl;
         const union MHD_ConnectionInfo *ci;
         char host[256], port[8];
         int r;
 
-        *ret = NULL;
-        r = owner_of(req, &owner, e);
-        if (r < 0 || !*owner.name)
-                return r;
-        r = split_url(owner.advertise, host, sizeof(host), port, sizeof(port), e);
+        r = node_url_split(to->advertise, host, sizeof(host), port, sizeof(port), e);
         if (r < 0)
                 return r;
         r = api_encode_target(req, req->url, &target, e);
@@ -162,7 +125,7 @@ int api_relay_begin(struct api_request *req, int64_t body_len, struct api_relay 
         rl = calloc(1, sizeof(*rl));
         if (!rl)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
-        snprintf(rl->peer, sizeof(rl->peer), "the sandbox's node %s (%s)", owner.name, owner.advertise);
+        snprintf(rl->peer, sizeof(rl->peer), "%s node %s (%s)", req->id ? "the sandbox's" : "the", to->name, to->advertise);
         ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         rl->client_fd = ci ? ci->connect_fd : -1;
         const struct agent_stream_request q = {
@@ -180,6 +143,17 @@ int api_relay_begin(struct api_request *req, int64_t body_len, struct api_relay 
         agent_stream_set_read_timeout(rl->s, READ_TIMEOUT_MS);
         *ret = rl;
         return 0;
+}
+
+int api_relay_begin(struct api_request *req, int64_t body_len, struct api_relay **ret, struct error *e) {
+        struct node_rec owner;
+        int r;
+
+        *ret = NULL;
+        r = owner_of(req, &owner, e);
+        if (r < 0 || !*owner.name)
+                return r;
+        return relay_open(req, &owner, body_len, ret, e);
 }
 
 int api_relay_data(struct api_relay *rl, const char *data, size_t len, struct error *e) {
@@ -226,17 +200,13 @@ static bool printable(const char *s) {
         return true;
 }
 
-int api_relay_end(struct api_relay *rl, struct api_response *resp, struct error *e) {
+/* The owner's answer head has been read: resp streams its body back. Owns rl. */
+static int relay_answer(struct api_relay *rl, struct api_response *resp, struct error *e) {
         struct MHD_Response *m;
         const char *type;
         int64_t len;
         int r, status;
 
-        r = agent_stream_finish(rl->s, HEAD_TIMEOUT_MS, e);
-        if (r < 0) {
-                api_relay_free(rl);
-                return r;
-        }
         status = agent_stream_status(rl->s);
         if (status < 200) { /* 1xx and 101 are not answers a client can use */
                 r = error_set(e, EPROTO, ERR_NODE, "%s sent an unusable answer (HTTP %d)", rl->peer, status);
@@ -262,4 +232,46 @@ int api_relay_end(struct api_relay *rl, struct api_response *resp, struct error 
         resp->status = status;
         resp->mhd = m;
         return 0;
+}
+
+int api_relay_end(struct api_relay *rl, struct api_response *resp, struct error *e) {
+        int r = agent_stream_finish(rl->s, HEAD_TIMEOUT_MS, e);
+
+        if (r < 0) {
+                api_relay_free(rl);
+                return r;
+        }
+        return relay_answer(rl, resp, e);
+}
+
+int api_relay_create(struct api_request *req, const struct node_rec *to, struct api_response *resp, bool *ret_final,
+                     struct error *e) {
+        struct api_relay *rl;
+        int r, status;
+
+        *ret_final = false;
+
+        r = relay_open(req, to, (int64_t) req->body_len, &rl, e);
+        if (r < 0)
+                return r;
+        if (req->body_len > 0 && (r = agent_stream_send(rl->s, req->body, req->body_len, e)) < 0) {
+                api_relay_free(rl);
+                return r;
+        }
+        /* The whole create, not only its head: a slow template start is no failure (falling
+         * back then would make a second sandbox). */
+        r = agent_stream_finish(rl->s, HEAD_TIMEOUT_MS, e);
+        if (r < 0) {
+                /* The node had the whole create: it may have made the sandbox. */
+                *ret_final = true;
+                api_relay_free(rl);
+                return r;
+        }
+        status = agent_stream_status(rl->s);
+        if (status >= 500) {
+                r = error_set(e, EAGAIN, ERR_NODE, "%s answered the create with HTTP %d", rl->peer, status);
+                api_relay_free(rl);
+                return r;
+        }
+        return relay_answer(rl, resp, e);
 }

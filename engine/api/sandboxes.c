@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/placement.h"
+#include "log.h"
 #include "net/net.h"
 #include "sandbox/sandbox.h"
 #include "timeutil.h"
@@ -298,26 +300,75 @@ static int parse_create(json_t *body, const struct config *cfg, struct sandbox_c
         return 0;
 }
 
-int api_sandbox_create(struct api_request *req, struct api_response *resp, struct error *e) {
-        struct sandbox_create_opts o = {0};
-        _cleanup_free_ char *meta = NULL, *envs = NULL, *network = NULL;
+/* Creates the sandbox here. */
+static int create_here(struct api_request *req, const struct sandbox_create_opts *o, struct api_response *resp,
+                       struct error *e) {
         struct sandbox_rec rec;
-        json_t *body;
         int r;
 
-        r = api_body_object(req, &body, e);
-        if (r < 0)
-                return r;
-        r = parse_create(body, &req->eng->cfg, &o, &meta, &envs, &network, e);
-        if (r >= 0)
-                r = sandbox_create(req->eng, req->team_id, &o, &rec, e);
-        json_decref(body);
+        r = sandbox_create(req->eng, req->team_id, o, &rec, e);
         if (r < 0)
                 return r;
         resp->status = 201;
         resp->body = sandbox_to_json(&req->eng->cfg, &rec);
         sandbox_rec_done(&rec);
         return 0;
+}
+
+/* Tries the nodes placement chose, best first (cluster/placement.h), then this node: a node
+ * that cannot be reached or answers 5xx (full, cordoned meanwhile, failing) is passed over
+ * with a warning. A refusal that every node would give (a 4xx: the team cap) is final. */
+static int create_placed(struct api_request *req, const struct sandbox_create_opts *o, struct api_response *resp,
+                         struct error *e) {
+        struct node_rec to[PLACEMENT_CHOICES];
+        struct error why = {0};
+        bool tried_here = false;
+        unsigned n = 0;
+        int r;
+
+        if (placement_choose(req->eng, to, &n, &why) < 0)
+                log_warn("placement: cannot read the nodes: %s; creating on this node", why.message);
+        for (unsigned i = 0; i < n; i++) {
+                bool here = streq(to[i].name, req->eng->cfg.node_name), final = false;
+
+                error_clear(&why);
+                r = here ? create_here(req, o, resp, &why) : api_relay_create(req, &to[i], resp, &final, &why);
+                if (r >= 0)
+                        return 0;
+                tried_here |= here;
+                if ((here && why.status < 500) || final) {
+                        *e = why;
+                        return r;
+                }
+                log_warn("placement: node %s did not take a create: %s; trying %s", to[i].name, why.message,
+                         i + 1 < n ? to[i + 1].name : tried_here ? "no other" : "this node");
+        }
+        if (!tried_here)
+                return create_here(req, o, resp, e);
+        *e = why;
+        return -(why.err > 0 ? why.err : EIO);
+}
+
+int api_sandbox_create(struct api_request *req, struct api_response *resp, struct error *e) {
+        struct sandbox_create_opts o = {0};
+        _cleanup_free_ char *meta = NULL, *envs = NULL, *network = NULL;
+        json_t *body;
+        int r;
+
+        r = api_body_object(req, &body, e);
+        if (r < 0)
+                return r;
+        /* Checked here first: a bad create is refused without a hop. */
+        r = parse_create(body, &req->eng->cfg, &o, &meta, &envs, &network, e);
+        if (r >= 0) {
+                /* A create relayed here by another node was placed there: it is this node's. */
+                if (req->eng->cfg.placement_local || MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, RELAY_HOP_HEADER))
+                        r = create_here(req, &o, resp, e);
+                else
+                        r = create_placed(req, &o, resp, e);
+        }
+        json_decref(body);
+        return r;
 }
 
 struct list_ctx {

@@ -38,6 +38,9 @@ struct conn_ctx {
         bool upload_stalled;       /* the agent stopped reading it */
         struct error error;        /* why the request or its upload failed */
         struct api_relay *relay;   /* the request goes to the sandbox's owner node (relay.c) */
+        bool layer_route;          /* PUT /v1/internal/layers/{id}: another node's files stream in (layer.c) */
+        struct api_layer *layer;   /* the import, until it ends or fails */
+        int layer_failed;          /* < 0: a piece of it failed (error says why); the rest is discarded */
         bool relay_stalled;        /* the owner stopped reading the body */
 };
 
@@ -73,6 +76,9 @@ static const struct route routes[] = {
         {"*", "/v1/sandboxes/{id}/files", api_inside_forward, true, true},
         {"*", "/v1/sandboxes/{id}/execute", api_inside_forward, true, true},
         {"*", "/v1/sandboxes/{id}/contexts", api_inside_forward, true, true},
+        /* Between nodes only: layer.c checks the cluster secret itself. */
+        {"PUT", "/v1/internal/layers/{id}", api_layer_streamed, false, false},
+        {"DELETE", "/v1/internal/layers/{id}", api_layer_remove, false, false},
 };
 
 static int hex_value(char c) {
@@ -467,6 +473,41 @@ static enum MHD_Result on_upload(struct api_request *req, struct conn_ctx *ctx, 
         return respond(req->conn, req->method, req->url, ctx->started, r, &resp, &ctx->error);
 }
 
+static bool is_layer_route(const char *method, const char *url) {
+        char idbuf[128];
+
+        return streq(method, "PUT") && route_match("/v1/internal/layers/{id}", false, url, idbuf, sizeof(idbuf));
+}
+
+/* PUT /v1/internal/layers/{id}: as an upload, the body streams in piece by piece (to tar);
+ * a failure midway is kept, the rest discarded, and the error answered at the end. */
+static enum MHD_Result on_layer(struct api_request *req, struct conn_ctx *ctx, bool first, const char *upload,
+                                size_t *upload_size) {
+        struct api_response resp = {0};
+        int r;
+
+        if (first) {
+                r = api_layer_begin(req, &ctx->layer, &ctx->error);
+                if (r < 0)
+                        return respond(req->conn, req->method, req->url, ctx->started, r, &resp, &ctx->error);
+                return MHD_YES;
+        }
+        if (!ctx->layer) {
+                *upload_size = 0;
+                return MHD_YES;
+        }
+        if (*upload_size > 0) {
+                if (ctx->layer_failed >= 0)
+                        ctx->layer_failed = api_layer_data(ctx->layer, upload, *upload_size, &ctx->error);
+                *upload_size = 0;
+                return MHD_YES;
+        }
+        r = ctx->layer_failed < 0 ? ctx->layer_failed : api_layer_end(ctx->layer, &resp, &ctx->error);
+        api_layer_free(ctx->layer);
+        ctx->layer = NULL;
+        return respond(req->conn, req->method, req->url, ctx->started, r, &resp, &ctx->error);
+}
+
 /* A request relayed to the node that owns its sandbox: the body streams to it as it
  * arrives, then its answer streams back. Like an upload, a failure midway is kept, the rest
  * of the body discarded, and the owner's answer (or the error) given at the end. */
@@ -489,7 +530,8 @@ static enum MHD_Result on_relay(struct api_request *req, struct conn_ctx *ctx, c
 /* Whether the route of a resolved request names a sandbox that may be another node's: all
  * but GET /v1/sandboxes/{id}, which every node answers from the store. */
 static bool relayable(const struct conn_ctx *ctx) {
-        return ctx->resolved >= 0 && strstr(ctx->route->pattern, "{id}") && ctx->route->fn != api_sandbox_get;
+        return ctx->resolved >= 0 && strstr(ctx->route->pattern, "{id}") && ctx->route->fn != api_sandbox_get &&
+               strncmp(ctx->route->pattern, "/v1/internal/", 13) != 0;
 }
 
 /* The first call, once the head has arrived: checks its framing and URL, then finds its
@@ -527,8 +569,10 @@ static enum MHD_Result on_head(struct api_request *req, struct conn_ctx *ctx, co
                         return MHD_YES;
                 }
         }
-        if (ctx->resolved < 0 && (body_len != 0 || ctx->upload_route))
+        if (ctx->resolved < 0 && (body_len != 0 || ctx->upload_route || ctx->layer_route))
                 return respond(req->conn, req->method, req->url, ctx->started, ctx->resolved, &resp, &ctx->error);
+        if (ctx->layer_route)
+                return on_layer(req, ctx, true, upload, upload_size);
         if (ctx->upload_route)
                 return on_upload(req, ctx, true, upload, upload_size);
         return MHD_YES;
@@ -554,6 +598,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 buf_init(&ctx->body, API_MAX_BODY);
                 ctx->started = mono_ms();
                 ctx->upload_route = is_upload_route(method, url);
+                ctx->layer_route = is_layer_route(method, url);
                 *con_cls = ctx;
                 return on_head(&req, ctx, version, upload, upload_size);
         }
@@ -563,6 +608,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return on_relay(&req, ctx, upload, upload_size);
         if (ctx->upload_route)
                 return on_upload(&req, ctx, false, upload, upload_size);
+        if (ctx->layer_route)
+                return on_layer(&req, ctx, false, upload, upload_size);
         if (*upload_size > 0) {
                 if (!ctx->too_large && buf_append(&ctx->body, upload, *upload_size) < 0) {
                         ctx->too_large = true;
@@ -593,6 +640,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         buf_free(&ctx->body);
         api_upload_free(ctx->upload);
         api_relay_free(ctx->relay);
+        api_layer_free(ctx->layer);
         free(ctx);
         *con_cls = NULL;
 }

@@ -4,6 +4,7 @@
  * leaves the row and lets the lease lapse: a restart within the lease is seen by nobody, and
  * a node that stays away is down either way. */
 #include "cluster/node.h"
+#include "cluster/placement.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -35,6 +36,7 @@ int node_register(struct engine *eng, struct error *e) {
         n.started_at = n.heartbeat_at = now;
         n.lease_until = now + lease_ms(eng);
         host_capacity(&n);
+        n.capacity = placement_capacity(eng, n.memory_mb);
         r = store_node_register(eng->store, &n, &adopted, e);
         if (r < 0)
                 return error_wrap(e, "cannot register node %s", n.name);
@@ -116,6 +118,58 @@ int node_check_accepting(struct engine *eng, struct error *e) {
                 return error_set(e, EAGAIN, ERR_NODE_CORDONED,
                                  "node %s is %s: it takes no new sandboxes (create on another node, or `ai2ind node uncordon %s`)",
                                  self.name, node_state_to_string(self.state), self.name);
+        /* Refused here only under a capacity an operator set: the default (memory over
+         * default-memory-mb) only steers placement, and a lone engine takes what it is sent.
+         * The figure is the last renewal's or create's: creates in flight at once on this node
+         * may pass it by as many (the team cap, counted in the store, is the hard limit). */
+        if (eng->cfg.node_capacity > 0 && self.running >= eng->cfg.node_capacity)
+                return error_set(e, EAGAIN, ERR_NODE_FULL, "node %s is full: it runs %lld sandboxes, its capacity (node-capacity)",
+                                 self.name, (long long) self.running);
+        return 0;
+}
+
+void node_refresh(struct engine *eng) {
+        struct error e = {0};
+        int64_t now = now_ms();
+
+        /* A failure leaves the figure of the last renewal, which the next one corrects. */
+        if (store_node_renew(eng->store, eng->cfg.node_name, now, now + lease_ms(eng), &e) < 0)
+                log_debug("node %s: cannot refresh its figures: %s, ignoring", eng->cfg.node_name, e.message);
+}
+
+int node_url_split(const char *url, char *host, size_t host_size, char *port, size_t port_size, struct error *e) {
+        const char *p, *end;
+        size_t n;
+
+        if (strncmp(url, "https://", 8) == 0)
+                return error_set(e, EOPNOTSUPP, ERR_NOT_IMPLEMENTED,
+                                 "the node advertises %s: forwarding to a node over TLS is not implemented yet", url);
+        if (strncmp(url, "http://", 7) != 0)
+                return error_set(e, EINVAL, ERR_NODE, "the node advertises '%.80s', not an http:// URL", url);
+        p = url + 7;
+        if (*p == '[') {
+                end = strchr(p, ']');
+                if (!end)
+                        return error_set(e, EINVAL, ERR_NODE, "the node advertises '%.80s', not a URL", url);
+                n = (size_t) (end - p - 1);
+                p++;
+                end++;
+        } else {
+                end = p + strcspn(p, ":/");
+                n = (size_t) (end - p);
+        }
+        if (n == 0 || n >= host_size)
+                return error_set(e, EINVAL, ERR_NODE, "the node advertises '%.80s', not a URL", url);
+        memcpy(host, p, n);
+        host[n] = 0;
+        if (*end == ':') {
+                n = strspn(end + 1, "0123456789");
+                if (n == 0 || n >= port_size)
+                        return error_set(e, EINVAL, ERR_NODE, "the node advertises '%.80s', not a URL", url);
+                memcpy(port, end + 1, n);
+                port[n] = 0;
+        } else
+                snprintf(port, port_size, "80");
         return 0;
 }
 

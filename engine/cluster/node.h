@@ -32,10 +32,19 @@ int node_check_local(struct engine *eng, const struct sandbox_rec *rec, struct e
  * node other than this one: the relay's destination). */
 int node_owner(struct engine *eng, const struct sandbox_rec *rec, struct node_rec *ret_owner, struct error *e);
 
-/* 0 when this node takes new sandboxes (it is active); ERR_NODE_CORDONED naming its state
- * otherwise. */
+/* 0 when this node takes new sandboxes: it is active (else ERR_NODE_CORDONED naming its
+ * state) and, when node-capacity is set, runs fewer than that (else ERR_NODE_FULL). */
 int node_check_accepting(struct engine *eng, struct error *e);
+
+/* Writes this node's current figures (running sandboxes; the lease renewed with them) to its
+ * row, so that placement on every node sees a create or a stop at once rather than at the
+ * next renewal. A failure is logged at debug level and ignored. */
+void node_refresh(struct engine *eng);
 
 /* Whether rec is a sandbox of this node that another marked lost while this node was down
  * (its error is NODE_LOST_FMT with this node's name). */
 bool node_lost_mark(struct engine *eng, const struct sandbox_rec *rec);
+
+/* HOST and PORT of a node's advertised URL http://HOST[:PORT][/] (config.c checked its form;
+ * PORT 80 when absent). 501 for https:// (TLS between nodes is not implemented yet). */
+int node_url_split(const char *url, char *host, size_t host_size, char *port, size_t port_size, struct error *e);

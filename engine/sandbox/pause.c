@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cluster/node.h"
 #include "log.h"
 #include "sandbox/agent_client.h"
 #include "sandbox/sandbox.h"
@@ -184,8 +185,10 @@ int sandbox_resume(struct engine *eng, int64_t team_id, const char *id, int64_t 
                 break; /* a harmless repeat */
         case SANDBOX_PAUSED:
                 r = ret->pause_kind == PAUSE_MEMORY ? resume_memory(eng, ret, timeout, e) : resume_files(eng, ret, timeout, e);
-                if (r >= 0)
+                if (r >= 0) {
                         log_info("resumed %s (ip %s) in %lld ms", id, ret->ip, (long long) (mono_ms() - t0));
+                        node_refresh(eng);
+                }
                 break;
         case SANDBOX_ERROR:
                 r = error_set(e, EBUSY, ERR_CONFLICT, "sandbox %s is in error, it cannot be resumed (kill it): %s", id, ret->error);

@@ -98,7 +98,7 @@ static int make_unlimited_layer(struct engine *eng, const char *dir, struct erro
         return 0;
 }
 
-static int make_dirs(struct engine *eng, const struct sandbox_rec *rec, struct error *e) {
+int sandbox_make_dirs(struct engine *eng, const struct sandbox_rec *rec, struct error *e) {
         static const char *const parts[] = {"rootfs", "bundle"};
         char dir[4096], path[4200];
         int r;
@@ -134,7 +134,7 @@ static int make_dirs(struct engine *eng, const struct sandbox_rec *rec, struct e
  * for a sandbox without a limit (disk_mb 0: made before disk limits, or with disk-volume off),
  * its directory on the state file system. A limited sandbox on an engine that now runs
  * without the volume cannot be mounted: -ENOMEDIUM, said plainly. */
-static int layer_dir(struct engine *eng, const struct sandbox_rec *rec, char *out, size_t n, struct error *e) {
+int sandbox_layer_dir(struct engine *eng, const struct sandbox_rec *rec, char *out, size_t n, struct error *e) {
         if (rec->disk_mb <= 0)
                 sandbox_dir(eng, rec->id, out, n);
         else if (eng->disk)
@@ -191,7 +191,7 @@ static int mount_rootfs(struct engine *eng, const struct sandbox_rec *rec, uint3
         if (r < 0)
                 return r;
         sandbox_dir(eng, rec->id, dir, sizeof(dir));
-        if ((r = layer_dir(eng, rec, layer, sizeof(layer), e)) < 0)
+        if ((r = sandbox_layer_dir(eng, rec, layer, sizeof(layer), e)) < 0)
                 return r;
         layer_fd = idmap_opts(eng, rec, dir, layer, lower, range, opts, sizeof(opts), e);
         if (layer_fd < 0)
@@ -511,7 +511,7 @@ int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_cre
                 goto fail_rec;
 
         sandbox_lock(eng, rec.id);
-        if ((r = make_dirs(eng, &rec, e)) < 0 || (r = sandbox_start_parts(eng, &rec, e)) < 0) {
+        if ((r = sandbox_make_dirs(eng, &rec, e)) < 0 || (r = sandbox_start_parts(eng, &rec, e)) < 0) {
                 error_wrap(e, "cannot create sandbox %s", rec.id);
                 log_warn("%s", e->message);
                 sandbox_teardown(eng, rec.id, NULL); /* the address is already given back */
@@ -529,6 +529,7 @@ int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_cre
         }
         log_info("created %s (template %s version %s, ip %s) in %lld ms", rec.id, rec.template_name,
                  *rec.template_version ? rec.template_version : TEMPLATE_LEGACY, rec.ip, (long long) (mono_ms() - t0));
+        node_refresh(eng); /* placement on the other nodes sees this one at once */
         *ret = rec;
         return 0;
 

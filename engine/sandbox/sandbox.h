@@ -116,6 +116,14 @@ int64_t sandbox_end_at(const struct sandbox_rec *r);
  * -ENOENT for a sandbox without a limited layer (made before disk limits, or killed). */
 int sandbox_disk_used(struct engine *eng, const struct sandbox_rec *rec, int64_t *ret_bytes);
 
+/* Makes a new sandbox's directories and its layer (limited to rec->disk_mb on the disk
+ * volume, or unlimited in its directory): for create, and for files moved here by drain. */
+int sandbox_make_dirs(struct engine *eng, const struct sandbox_rec *rec, struct error *e);
+
+/* The directory holding rec's upper/ and work/ dirs (its layer); ENOMEDIUM when its layer is
+ * on a disk volume this engine does not mount. */
+int sandbox_layer_dir(struct engine *eng, const struct sandbox_rec *rec, char *out, size_t n, struct error *e);
+
 /* Paths of a sandbox's parts. */
 void sandbox_dir(struct engine *eng, const char *id, char *out, size_t n);
 void sandbox_socket_path(struct engine *eng, const char *id, char *out, size_t n);

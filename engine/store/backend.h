@@ -33,6 +33,7 @@ struct store_ops {
         int (*node_foreach)(struct store *s, int (*fn)(void *data, const struct node_rec *n), void *data, struct error *e);
         int (*node_set_state)(struct store *s, const char *name, enum node_state state, struct error *e);
         int (*nodes_mark_lost)(struct store *s, const char *self, int64_t now, int64_t *ret_n, struct error *e);
+        int (*sandbox_move)(struct store *s, const char *id, const char *from, const char *to, struct error *e);
 };
 
 struct store {
@@ -56,6 +57,11 @@ int store_postgres_open(const char *url, struct store **ret, struct error *e);
 #define STORE_MARK_LOST_SQL(SELF, NOW)                                                                      \
         "UPDATE sandboxes SET state = 'error', error = 'node ' || node || ' lost' WHERE state = 'running'" \
         " AND node != " SELF " AND node IN (SELECT name FROM nodes WHERE lease_until < " NOW ")"
+
+/* The statement of store_sandbox_move (ID, FROM, TO: placeholders): guarded by the owner and a
+ * pause that kept only files, so that a sandbox resumed or killed meanwhile never moves. */
+#define STORE_MOVE_SQL(ID, FROM, TO) \
+        "UPDATE sandboxes SET node = " TO " WHERE id = " ID " AND node = " FROM " AND state = 'paused' AND pause_kind = 'filesystem'"
 
 /* The count of a node's running sandboxes, for its renewal (NAME: its placeholder). */
 #define STORE_NODE_RUNNING_SQL(NAME) "(SELECT count(*) FROM sandboxes WHERE node = " NAME " AND state = 'running')"

@@ -233,6 +233,8 @@ static const char *const migrations[] = {
         "ALTER TABLE sandboxes ADD COLUMN allow_internet_access BOOLEAN NOT NULL DEFAULT true, ADD COLUMN network_rules TEXT NOT NULL DEFAULT '';",
         /* 4: where other nodes relay previews of a node's sandboxes, as SQLite's 7. */
         "ALTER TABLE nodes ADD COLUMN advertise_preview TEXT NOT NULL DEFAULT '';",
+        /* 5: placement (cluster/placement.c), as SQLite's 8. */
+        "ALTER TABLE nodes ADD COLUMN capacity BIGINT NOT NULL DEFAULT 0;",
 };
 
 /* Applies migration i; no parameters: constant SQL, several statements (simple protocol). */
@@ -776,9 +778,10 @@ static int sandbox_purge(struct store *base, int64_t killed_before, struct error
  * two engines starting at once on such a database do not split its rows between them. */
 static int node_register(struct store *base, const struct node_rec *n, int64_t *ret_adopted, struct error *e) {
         struct pg_store *s = of(base);
-        char started[24], beat[24], lease[24], mem[24], cpus[24];
+        char started[24], beat[24], lease[24], mem[24], cpus[24], cap[24];
         const char *values[] = {n->name, n->advertise, I64(started, n->started_at), I64(beat, n->heartbeat_at),
-                                I64(lease, n->lease_until), I64(mem, n->memory_mb), I64(cpus, n->cpus), n->advertise_preview};
+                                I64(lease, n->lease_until), I64(mem, n->memory_mb), I64(cpus, n->cpus), n->advertise_preview,
+                                I64(cap, n->capacity)};
         _cleanup_pgresult_ PGresult *res = NULL;
         int r;
 
@@ -787,9 +790,9 @@ static int node_register(struct store *base, const struct node_rec *n, int64_t *
                 goto out;
         if ((r = run(s, "SELECT pg_advisory_xact_lock(" REGISTER_LOCK ")", 0, NULL, false, "lock node registration", e)) < 0 ||
             (r = run(s,
-                     "INSERT INTO nodes(name, advertise, started_at, heartbeat_at, lease_until, memory_mb, cpus, advertise_preview)"
-                     " VALUES($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT(name) DO UPDATE SET advertise = EXCLUDED.advertise,"
-                     " advertise_preview = EXCLUDED.advertise_preview,"
+                     "INSERT INTO nodes(name, advertise, started_at, heartbeat_at, lease_until, memory_mb, cpus, advertise_preview,"
+                     " capacity) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT(name) DO UPDATE SET"
+                     " advertise = EXCLUDED.advertise, advertise_preview = EXCLUDED.advertise_preview, capacity = EXCLUDED.capacity,"
                      " started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at, lease_until = EXCLUDED.lease_until,"
                      " memory_mb = EXCLUDED.memory_mb, cpus = EXCLUDED.cpus",
                      (int) ELEMENTSOF(values), values, false, "register node", e)) < 0 ||
@@ -820,7 +823,7 @@ static int node_renew(struct store *base, const char *name, int64_t now, int64_t
         return r;
 }
 
-#define NODE_COLUMNS "name, advertise, state, started_at, heartbeat_at, lease_until, memory_mb, cpus, running, advertise_preview"
+#define NODE_COLUMNS "name, advertise, state, started_at, heartbeat_at, lease_until, memory_mb, cpus, running, advertise_preview, capacity"
 
 static void row_to_node(const PGresult *res, int i, struct node_rec *n) {
         *n = (struct node_rec){0};
@@ -835,6 +838,7 @@ static void row_to_node(const PGresult *res, int i, struct node_rec *n) {
         n->cpus = col_i64(res, i, 7);
         col_text(res, i, 9, n->advertise_preview, sizeof(n->advertise_preview));
         n->running = col_i64(res, i, 8);
+        n->capacity = col_i64(res, i, 10);
 }
 
 static int node_get(struct store *base, const char *name, struct node_rec *ret, struct error *e) {
@@ -902,6 +906,21 @@ static int nodes_mark_lost(struct store *base, const char *self, int64_t now, in
         return r;
 }
 
+static int sandbox_move(struct store *base, const char *id, const char *from, const char *to, struct error *e) {
+        struct pg_store *s = of(base);
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int r;
+
+        pthread_mutex_lock(&s->lock);
+        /* Retried: guarded by the old owner, a second run changes nothing more. */
+        r = query(s, STORE_MOVE_SQL("$1", "$2", "$3"), 3, (const char *[]){id, from, to}, true, "move a sandbox to another node",
+                  &res, e);
+        if (r >= 0 && streq(PQcmdTuples(res), "0"))
+                r = error_set(e, ESTALE, ERR_CONFLICT, "sandbox %s is no longer a paused sandbox of node %s", id, from);
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
 static const struct store_ops pg_ops = {
         .name = "postgres",
         .close = pg_close,
@@ -926,4 +945,5 @@ static const struct store_ops pg_ops = {
         .node_foreach = node_foreach,
         .node_set_state = node_set_state,
         .nodes_mark_lost = nodes_mark_lost,
+        .sandbox_move = sandbox_move,
 };

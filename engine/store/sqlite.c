@@ -64,6 +64,9 @@ static const char *const migrations[] = {
         "ALTER TABLE sandboxes ADD COLUMN allow_internet_access INTEGER NOT NULL DEFAULT 1; ALTER TABLE sandboxes ADD COLUMN network_rules TEXT NOT NULL DEFAULT '';",
         /* 7: where other nodes relay previews of a node's sandboxes ('' = they do not). */
         "ALTER TABLE nodes ADD COLUMN advertise_preview TEXT NOT NULL DEFAULT '';",
+        /* 8: placement (cluster/placement.c): the most sandboxes a node runs at once (0: a
+         * node of an older engine, which placement then passes over). */
+        "ALTER TABLE nodes ADD COLUMN capacity INTEGER NOT NULL DEFAULT 0;",
 };
 
 static int db_error(struct sqlite_store *s, struct error *e, const char *what) {
@@ -575,9 +578,9 @@ static int upsert_node(struct sqlite_store *s, const struct node_rec *n, struct 
         int rc;
 
         if (sqlite3_prepare_v2(s->db,
-                               "INSERT INTO nodes(name, advertise, started_at, heartbeat_at, lease_until, memory_mb, cpus, advertise_preview)"
-                               " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(name) DO UPDATE SET advertise = excluded.advertise,"
-                               " advertise_preview = excluded.advertise_preview,"
+                               "INSERT INTO nodes(name, advertise, started_at, heartbeat_at, lease_until, memory_mb, cpus, advertise_preview,"
+                               " capacity) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(name) DO UPDATE SET"
+                               " advertise = excluded.advertise, advertise_preview = excluded.advertise_preview, capacity = excluded.capacity,"
                                " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
                                " lease_until = excluded.lease_until, memory_mb = excluded.memory_mb, cpus = excluded.cpus",
                                -1, &st, NULL) != SQLITE_OK)
@@ -590,6 +593,7 @@ static int upsert_node(struct sqlite_store *s, const struct node_rec *n, struct 
         sqlite3_bind_int64(st, 6, n->memory_mb);
         sqlite3_bind_int64(st, 7, n->cpus);
         sqlite3_bind_text(st, 8, n->advertise_preview, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 9, n->capacity);
         rc = sqlite3_step(st);
         sqlite3_finalize(st);
         return rc == SQLITE_DONE ? 0 : db_error(s, e, "register node");
@@ -643,7 +647,7 @@ static int node_renew(struct store *base, const char *name, int64_t now, int64_t
         return r;
 }
 
-#define NODE_COLUMNS "name, advertise, state, started_at, heartbeat_at, lease_until, memory_mb, cpus, running, advertise_preview"
+#define NODE_COLUMNS "name, advertise, state, started_at, heartbeat_at, lease_until, memory_mb, cpus, running, advertise_preview, capacity"
 
 static void row_to_node(sqlite3_stmt *st, struct node_rec *n) {
         *n = (struct node_rec){0};
@@ -658,6 +662,7 @@ static void row_to_node(sqlite3_stmt *st, struct node_rec *n) {
         n->cpus = sqlite3_column_int64(st, 7);
         n->running = sqlite3_column_int64(st, 8);
         copy_text(n->advertise_preview, sizeof(n->advertise_preview), sqlite3_column_text(st, 9));
+        n->capacity = sqlite3_column_int64(st, 10);
 }
 
 static int node_get(struct store *base, const char *name, struct node_rec *ret, struct error *e) {
@@ -732,6 +737,24 @@ static int nodes_mark_lost(struct store *base, const char *self, int64_t now, in
         return r;
 }
 
+static int sandbox_move(struct store *base, const char *id, const char *from, const char *to, struct error *e) {
+        struct sqlite_store *s = of(base);
+        sqlite3_stmt *st;
+        int r = prepare(s, STORE_MOVE_SQL("?1", "?2", "?3"), &st, e);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, from, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, to, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) != SQLITE_DONE)
+                r = db_error(s, e, "move a sandbox to another node");
+        else if (sqlite3_changes(s->db) == 0)
+                r = error_set(e, ESTALE, ERR_CONFLICT, "sandbox %s is no longer a paused sandbox of node %s", id, from);
+        finish(s, st);
+        return r;
+}
+
 static void sqlite_close(struct store *base) {
         struct sqlite_store *s = of(base);
 
@@ -764,6 +787,7 @@ static const struct store_ops sqlite_ops = {
         .node_foreach = node_foreach,
         .node_set_state = node_set_state,
         .nodes_mark_lost = nodes_mark_lost,
+        .sandbox_move = sandbox_move,
 };
 
 int store_sqlite_open(const char *path, struct store **ret, struct error *e) {

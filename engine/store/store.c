@@ -228,3 +228,7 @@ int store_node_set_state(struct store *s, const char *name, enum node_state stat
 int store_nodes_mark_lost(struct store *s, const char *self, int64_t now, int64_t *ret_n, struct error *e) {
         return s->ops->nodes_mark_lost(s, self, now, ret_n, e);
 }
+
+int store_sandbox_move(struct store *s, const char *id, const char *from, const char *to, struct error *e) {
+        return s->ops->sandbox_move(s, id, from, to, e);
+}

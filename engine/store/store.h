@@ -196,9 +196,10 @@ struct node_rec {
         int64_t memory_mb;    /* the host's memory */
         int64_t cpus;         /* the host's CPUs */
         int64_t running;      /* its running sandboxes at its last renewal */
+        int64_t capacity;     /* the most sandboxes it runs at once (--node-capacity); 0: unknown */
 };
 
-/* Registers n (name, advertise, started_at, heartbeat_at, lease_until, memory_mb, cpus) as a
+/* Registers n (name, advertise, started_at, heartbeat_at, lease_until, memory_mb, cpus, capacity) as a
  * live node: inserted, or updated keeping the state an operator set (a cordoned node stays
  * cordoned across restarts). Then claims sandboxes that have no owner: the rows of an engine
  * from before nodes (node ''). Which: SQLite, one engine's own file, also takes the rows of
@@ -226,3 +227,8 @@ int store_node_set_state(struct store *s, const char *name, enum node_state stat
  * renewed meanwhile is not touched). Its address stays recorded: the node re-adopts the
  * sandbox when it returns. *ret_n (if not NULL) gets how many rows changed. */
 int store_nodes_mark_lost(struct store *s, const char *self, int64_t now, int64_t *ret_n, struct error *e);
+
+/* Gives sandbox id, paused with its files only and owned by from, to node to (drain, once to
+ * holds its files: cluster/drain.c). -ESTALE when the row is no longer so (resumed, killed,
+ * moved meanwhile): nothing changed. */
+int store_sandbox_move(struct store *s, const char *id, const char *from, const char *to, struct error *e);

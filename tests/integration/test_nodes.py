@@ -23,10 +23,12 @@ from test_database import PgEngine, Postgres, postgres  # noqa: F401 (postgres: 
 LEASE = 3  # seconds (the smallest node-lease): renewed every second
 
 
-def node_engine(url: str, name: str, pool: int) -> PgEngine:
+def node_engine(url: str, name: str, pool: int, placement: str = "local") -> PgEngine:
+    """An engine as node name; placement local by default: these tests (and test_forwarding's)
+    need a sandbox made through a node to be that node's (test_placement.py spreads them)."""
     e = PgEngine(url)
     e.net_pool = f"10.78.{pool}.0/24"
-    e.extra_args = ["--node-name", name, "--node-lease", str(LEASE)]
+    e.extra_args = ["--node-name", name, "--node-lease", str(LEASE), "--placement", placement]
     return e
 
 

@@ -198,6 +198,38 @@ static void test_mark_lost(void **state) {
         assert_int_equal(get(s, "sbx_run2").state, SANDBOX_RUNNING);
 }
 
+/* Placement's figure round-trips; drain moves a paused (files) sandbox only, from its owner. */
+static void test_capacity_and_move(void **state) {
+        struct store *s = *state;
+        struct node_rec n;
+        struct sandbox_rec r;
+        struct error e = {0};
+
+        node_init(&n, "a", now_ms() + 15000);
+        n.capacity = 7;
+        assert_int_equal(store_node_register(s, &n, NULL, &e), 0);
+        assert_int_equal(store_node_get(s, "a", &n, &e), 0);
+        assert_int_equal(n.capacity, 7);
+
+        add(s, "sbx_files", "a", SANDBOX_PAUSED); /* a pause that kept files only */
+        r = (struct sandbox_rec){.team_id = 1, .state = SANDBOX_CREATING, .created_at = now_ms(), .last_activity = now_ms(),
+                                 .idle_timeout = 60, .cpu_count = 1, .memory_mb = 256, .template_name = "base", .id = "sbx_memory",
+                                 .node = "a"};
+        assert_int_equal(store_sandbox_insert(s, &r, 100, &e), 0);
+        r.state = SANDBOX_PAUSED;
+        r.pause_kind = PAUSE_MEMORY;
+        assert_int_equal(store_sandbox_update(s, &r, &e), 0);
+        add(s, "sbx_running", "a", SANDBOX_RUNNING);
+
+        assert_int_equal(store_sandbox_move(s, "sbx_files", "b", "c", &e), -ESTALE); /* not b's */
+        assert_int_equal(store_sandbox_move(s, "sbx_files", "a", "b", &e), 0);
+        assert_string_equal(get(s, "sbx_files").node, "b");
+        assert_int_equal(store_sandbox_move(s, "sbx_files", "a", "c", &e), -ESTALE); /* moved already */
+        assert_int_equal(store_sandbox_move(s, "sbx_memory", "a", "b", &e), -ESTALE);
+        assert_int_equal(store_sandbox_move(s, "sbx_running", "a", "b", &e), -ESTALE);
+        assert_string_equal(get(s, "sbx_running").node, "a");
+}
+
 static int collect_ids(void *data, const struct sandbox_rec *r) {
         char *out = data;
 
@@ -237,6 +269,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_adopt_legacy_rows, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_mark_lost, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_per_node_queries, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_capacity_and_move, setup, teardown),
         };
         int failed = cmocka_run_group_tests_name("nodes on sqlite", tests, NULL, NULL);
 

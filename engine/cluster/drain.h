@@ -1,0 +1,26 @@
+/* drain.h — a draining node moves its paused sandboxes' files to other nodes (issue 14).
+ *
+ * `ai2ind node drain NAME` sets NAME's state to draining in the store: placement sends it no
+ * creates (as cordoned), and NAME's drain thread, which looks at its own state every two
+ * seconds, moves each of its sandboxes paused with their files only to another active node,
+ * node to node over the API with the cluster secret (drain.c says how, api/layer.c is the
+ * receiving end). A sandbox paused with its memory cannot move (its processes are frozen in
+ * this host's kernel): it stays, and the CLI names it. Uncordon stops the moves.
+ */
+#pragma once
+
+#include "engine.h"
+#include "error.h"
+#include "store/store.h"
+
+/* Starts the drain thread (at engine start). */
+int drain_start(struct engine *eng, struct error *e);
+
+/* Stops it (sets eng->stopping; a move under way is abandoned: its sandbox stays here).
+ * Accepts an engine whose thread never started. */
+void drain_stop(struct engine *eng);
+
+/* `ai2ind node drain NAME [SECONDS]` (drain-watch.c): sets node draining, then prints each of
+ * its paused sandboxes as it moves, until none is left (0) or seconds pass, the node goes
+ * down or is uncordoned (an error saying how many are left). */
+int drain_watch(struct store *st, const char *node, int64_t seconds, struct error *e);
