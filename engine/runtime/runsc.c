@@ -7,11 +7,21 @@
  *
  * gVisor issue #10704: runsc refuses to set up the sandbox's network ("cannot run with network
  * enabled in root network namespace") when /proc/sys/net/core/rmem_default exists, which it
- * takes for a sign of the host's namespace; kernels since about 6.14 show that file in every
- * network namespace. runsc is therefore run in a mount namespace of its own where
- * /proc/sys/net/core is an empty tmpfs (spawn.h: hide_dir); what runsc learns of the network
- * it reads over netlink, and the sandbox's kernel (netstack) reads nothing of the host's
- * /proc/sys/net. Measured and described in docs/internals/runtime.md.
+ * takes for a sign of the host's namespace; kernel 6.18 (here) shows that file in every
+ * network namespace. runsc is therefore run in a mount namespace of its own where /proc/sys/net
+ * is an empty tmpfs (spawn.h: hide_dir). Hiding /proc/sys/net/core alone is not enough: runsc
+ * checks after joining the sandbox's network namespace, where /proc/sys/net/core is another
+ * directory that the mount does not cover; /proc/sys/net is the same in every namespace. What
+ * runsc learns of the network it reads over netlink, and the sandbox's kernel (netstack)
+ * reads nothing of the host's /proc/sys/net.
+ *
+ * Other differences from runc, each a flag of runsc_ops (runtime.h): the spec names the
+ * network namespace (else runsc makes an empty one) and the open-file limit; the user
+ * namespace is runsc's own, with the spec's id maps (its gofer cannot setns into the engine's);
+ * /sys is its kernel's; the agent makes its socket in a bound host directory (--host-uds=create)
+ * because a donated listening socket arrives as a plain host file. --overlay2=none: runsc would
+ * otherwise put a memory-backed overlay over the root, and the sandbox's writes would miss its
+ * upper dir (its persistent filesystem).
  *
  * runsc takes the veth's address for its own netstack and removes it from the interface
  * (the sandbox still answers on it: netstack replies to ARP on the veth).
