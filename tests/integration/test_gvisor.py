@@ -159,3 +159,20 @@ def test_pause_keeping_memory_freezes_and_resumes_mid_session(eng: Engine, gkey:
         assert s.run_code("kept").text == "42"  # the same kernel, mid-session
     finally:
         s.kill()
+
+
+def test_engine_restart_readopts_a_gvisor_sandbox() -> None:
+    # An engine of its own: the restart must not disturb the module's engine.
+    e = start_engine()
+    try:
+        k = e.make_key("gvisor-restart")
+        s = e.sandbox(k, runtime="gvisor")
+        s.files.write("/tmp/before", b"x")
+        e.restart()
+        again = e.connect(s.id, k)
+        info = again.get_info()
+        assert info["state"] == "running" and info["runtime"] == "gvisor"
+        assert again.commands.run("cat /tmp/before").stdout == "x"
+        again.kill()
+    finally:
+        e.teardown()
