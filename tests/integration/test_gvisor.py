@@ -5,12 +5,12 @@ afterwards. Skipped, saying why, when runsc is not installed or too old (install
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import os
 import re
 import shutil
 import subprocess
-import time
 from typing import Iterator, Optional
 
 import pytest
@@ -93,7 +93,6 @@ def test_files(gsbx: Sandbox) -> None:
     gsbx.files.write("/home/sandbox/blob.bin", data)
     assert gsbx.files.read("/home/sandbox/blob.bin", format="bytes") == data
     r = gsbx.commands.run("sha256sum /home/sandbox/blob.bin")
-    import hashlib
     assert r.stdout.split()[0] == hashlib.sha256(data).hexdigest()
 
 
