@@ -4,7 +4,8 @@
  * The engine is multi-threaded, so after fork the child may call only async-signal-safe
  * functions (another thread may have held malloc's lock at fork time): everything it needs —
  * the program's path, /dev/null — is prepared by the parent, and the child does dup2,
- * close_range, sigprocmask, setpgid, open, setns, setrlimit, execve, write and _exit only.
+ * close_range, sigprocmask, setpgid, open, setns, unshare, mount, setrlimit, execve, write and
+ * _exit only.
  * Descriptors: the pipe and /dev/null are O_CLOEXEC, and the child closes everything above
  * its stdio (and fd 3 when it passes one) before execve, whatever the rest of the process
  * opened without O_CLOEXEC.
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -81,6 +83,13 @@ static _noreturn_ void child_exec(const char *path, char *const argv[], const st
                         _exit(127);
                 }
                 close(fd);
+        }
+        if (o->hide_dir && (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0 ||
+                            mount("tmpfs", o->hide_dir, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k") < 0)) {
+                say("cannot hide ");
+                say(o->hide_dir);
+                say("\n");
+                _exit(127);
         }
         if (o->open_files) {
                 struct rlimit rl = {.rlim_cur = o->open_files, .rlim_max = o->open_files};

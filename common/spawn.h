@@ -24,6 +24,11 @@ struct spawn_opts {
         bool passthrough;    /* child's stdout/stderr are the parent's (progress output) */
         const char *netns_path; /* if not NULL, the child joins this network namespace first */
         unsigned long open_files; /* if not 0, the child's RLIMIT_NOFILE, soft and hard */
+        /* If not NULL, the child runs in a mount namespace of its own (the host's mounts seen
+         * as a slave: later unmounts still reach it) where this directory is an empty
+         * read-only tmpfs. For a helper whose check of a host path gives the wrong answer on
+         * this kernel (runsc: runtime/runsc.c). Done after netns_path is joined. */
+        const char *hide_dir;
 };
 
 /* Runs argv[0] with argv; on return *ret_status is the exit code (or 128+signal) and output

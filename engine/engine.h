@@ -12,10 +12,15 @@
 
 struct lock_table;
 
+#define ENGINE_RUNTIMES 2 /* runc, runsc */
+
 struct engine {
         struct config cfg;
         struct store *store;
-        struct runtime *runtime;
+        struct runtime *runtime;  /* the default for new sandboxes (--runtime) */
+        /* Every runtime this engine can run sandboxes on: the default and, when its program
+         * is installed, the other kind (a sandbox records its kind: sandbox_runtime). */
+        struct runtime *runtimes[ENGINE_RUNTIMES];
         struct net *net;
         struct lock_table *locks;
         struct disk *disk; /* the sandboxes' disk volume (disk/disk.h) */

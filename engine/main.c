@@ -260,19 +260,49 @@ static int open_disk(struct engine *eng, struct error *e) {
         return 0;
 }
 
+/* The default runtime (--runtime) and the other one if its program is installed, each with
+ * its state under RUN/<program> (runc's at RUN/runc, as before runtimes were several). */
+static int open_runtimes(struct engine *eng, struct error *e) {
+        static const char *const others[] = {"runc", "runsc"};
+        char root[4200];
+        unsigned n = 0;
+        int r;
+
+        const char *base = strrchr(eng->cfg.runtime, '/');
+
+        snprintf(root, sizeof(root), "%s/%s", eng->cfg.run_dir, base ? base + 1 : eng->cfg.runtime);
+        if ((r = runtime_new(eng->cfg.runtime, root, eng->cfg.cgroup_parent, &eng->runtime, e)) < 0)
+                return r;
+        eng->runtimes[n++] = eng->runtime;
+        for (size_t i = 0; i < ELEMENTSOF(others) && n < ENGINE_RUNTIMES; i++) {
+                struct runtime *rt;
+                struct error ignore = {0};
+
+                if (streq(runtime_kind_of(others[i]), eng->runtime->ops->kind) || !runtime_installed(others[i]))
+                        continue;
+                snprintf(root, sizeof(root), "%s/%s", eng->cfg.run_dir, others[i]);
+                if (runtime_new(others[i], root, eng->cfg.cgroup_parent, &rt, &ignore) < 0)
+                        log_warn("%s, ignoring: sandboxes cannot choose %s", ignore.message, others[i]);
+                else
+                        eng->runtimes[n++] = rt;
+        }
+        return 0;
+}
+
 static int serve_setup(struct engine *eng, struct error *e) {
-        char runc_root[4200];
         int r;
 
         snprintf(eng->sandboxes_dir, sizeof(eng->sandboxes_dir), "%s/sandboxes", eng->cfg.state_dir);
         snprintf(eng->run_sandboxes_dir, sizeof(eng->run_sandboxes_dir), "%s/sandboxes", eng->cfg.run_dir);
-        snprintf(runc_root, sizeof(runc_root), "%s/runc", eng->cfg.run_dir);
         if ((r = check_prerequisites(eng, e)) < 0 || (r = open_store(eng, e)) < 0)
                 return r;
         /* sandboxes/ passable (each sandbox's root reaches its own directory through it), not
-         * listable; set, not only created with (umask 077). */
-        if ((r = mkdir_p(eng->sandboxes_dir, 0711)) < 0 || (r = mkdir_p(eng->run_sandboxes_dir, 0700)) < 0 ||
-            (r = chmod(eng->sandboxes_dir, 0711) < 0 ? -errno : 0) < 0)
+         * listable; set, not only created with (umask 077). RUN and RUN/sandboxes likewise: a
+         * gVisor sandbox's gofer, as the sandbox's root, reaches its socket directory through
+         * them (runtime.h: takes_listen_fd); everything in them is 0700 or named by id. */
+        if ((r = mkdir_p(eng->sandboxes_dir, 0711)) < 0 || (r = mkdir_p(eng->run_sandboxes_dir, 0711)) < 0 ||
+            (r = chmod(eng->sandboxes_dir, 0711) < 0 ? -errno : 0) < 0 || (r = chmod(eng->run_sandboxes_dir, 0711) < 0 ? -errno : 0) < 0 ||
+            (r = chmod(eng->cfg.run_dir, 0711) < 0 ? -errno : 0) < 0)
                 return error_set(e, r, ERR_INTERNAL, "cannot create the engine's directories: %s", strerror(-r));
         if ((r = open_disk(eng, e)) < 0)
                 return r;
@@ -281,7 +311,7 @@ static int serve_setup(struct engine *eng, struct error *e) {
         userns_host_limits(eng->cfg.sandbox_inotify_instances, eng->cfg.sandbox_inotify_watches);
         struct net_config nc = {.bridge = eng->cfg.bridge, .pool = eng->cfg.net_pool, .run_dir = eng->cfg.run_dir,
                                 .dns = eng->cfg.dns, .deny_out = eng->cfg.deny_out};
-        if ((r = runtime_new(eng->cfg.runtime, runc_root, &eng->runtime, e)) < 0 || (r = net_new(&nc, &eng->net, e)) < 0 ||
+        if ((r = open_runtimes(eng, e)) < 0 || (r = net_new(&nc, &eng->net, e)) < 0 ||
             (r = node_register(eng, e)) < 0 || (r = reconcile(eng, e)) < 0 ||
             (r = reaper_start(eng, e)) < 0 || (r = drain_start(eng, e)) < 0)
                 return r;
@@ -373,26 +403,15 @@ static int cmd_serve(struct engine *eng, struct error *e) {
  * volume's mount and loop device (its image stays in the state directory: paused sandboxes'
  * files are in it, and the next start mounts it again). */
 static int cmd_net_remove(struct engine *eng, bool force, struct error *e) {
-        unsigned cgroups = 0;
+        unsigned cgroups;
         bool unmounted;
-        DIR *top;
         int r = net_remove(eng->cfg.bridge, force, e);
 
         if (r < 0 || (r = disk_unmount(eng->cfg.state_dir, &unmounted, e)) < 0)
                 return r;
         if (unmounted)
                 printf("unmounted the disk volume %s/disk (its image %s/disk.img stays)\n", eng->cfg.state_dir, eng->cfg.state_dir);
-        top = opendir("/sys/fs/cgroup");
-        for (struct dirent *c; top && (c = readdir(top));) {
-                char path[512];
-
-                if (c->d_name[0] == '.')
-                        continue;
-                snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/%s", c->d_name, eng->cfg.cgroup_parent);
-                cgroups += rmdir(path) == 0; /* only when empty: a live sandbox's stays */
-        }
-        if (top)
-                closedir(top);
+        cgroups = runtime_cgroups_remove_parent(eng->cfg.cgroup_parent);
         printf("removed bridge %s and its firewall rules, and %u empty cgroup director%s (%s)\n", eng->cfg.bridge, cgroups,
                cgroups == 1 ? "y" : "ies", eng->cfg.cgroup_parent);
         return 0;
@@ -445,7 +464,8 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "ai2ind: %s\n", e.message);
         net_free(eng.net);
         disk_free(eng.disk);
-        runtime_free(eng.runtime);
+        for (size_t i = 0; i < ENGINE_RUNTIMES; i++)
+                runtime_free(eng.runtimes[i]);
         store_close(eng.store);
         locks_free(eng.locks);
         config_free(&eng.cfg);

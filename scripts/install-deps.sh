@@ -4,6 +4,8 @@
 #
 #   scripts/install-deps.sh          to build and run the engine (make, make run)
 #   scripts/install-deps.sh --test   and to test it too (make test, make fuzz, unit tests)
+#   scripts/install-deps.sh --gvisor and gVisor's runsc, for sandboxes with runtime "gvisor"
+#                                    (combines with --test; see install_runsc below)
 set -euo pipefail
 
 # Build and run: the compiler, the libraries the engine and the agent link (libpq: the
@@ -30,16 +32,55 @@ test_packages=(
   chromium
 )
 
-if [ "${1:-}" = "--test" ]; then
-  packages+=("${test_packages[@]}")
-  # Node.js >= 18 and npm for the JS SDK: whatever node the machine has (e.g. NodeSource's,
-  # which bundles npm and conflicts with Debian's npm package), else Debian's.
-  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    packages+=(nodejs npm)
+# gVisor: bookworm's runsc (2022-12-19) rejects the AT_NO_AUTOMOUNT flag coreutils passes to
+# statx (ls, stat and cp fail inside) and has no systrap platform; bookworm-backports' has
+# both. The backports suite is added the standard Debian way (a deb822 sources file) and
+# pinned so that runsc, and only runsc, comes from it (every other package stays at
+# backports' default priority, 100: never installed from there unless asked by name).
+RUNSC_MIN=0.0~20240729
+BACKPORTS_SOURCES=/etc/apt/sources.list.d/ai2in-bookworm-backports.sources
+BACKPORTS_PIN=/etc/apt/preferences.d/ai2in-runsc
+want_runsc=no
+runsc_ok() {
+  local v
+  v=$(dpkg-query -W -f='${Status} ${Version}' runsc 2>/dev/null) || return 1
+  [[ $v == "install ok installed "* ]] && dpkg --compare-versions "${v##* }" ge "$RUNSC_MIN"
+}
+install_runsc() {
+  runsc_ok && return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: runsc >= $RUNSC_MIN (bookworm-backports) is missing; as root: sudo $0 --gvisor" >&2
+    return 1
   fi
-elif [ -n "${1:-}" ]; then
-  echo "usage: $0 [--test]" >&2
-  exit 2
+  echo "install-deps: installing runsc from bookworm-backports (pinned: only runsc comes from there)"
+  printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" "Suites: bookworm-backports" "Components: main" \
+    "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" >"$BACKPORTS_SOURCES"
+  printf '%s\n' "# AI2IN (scripts/install-deps.sh --gvisor): runsc from bookworm-backports, nothing else." \
+    "Package: runsc" "Pin: release n=bookworm-backports" "Pin-Priority: 990" >"$BACKPORTS_PIN"
+  DEBIAN_FRONTEND=noninteractive apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends runsc
+  runsc_ok || { echo "install-deps: runsc from bookworm-backports is older than $RUNSC_MIN" >&2; return 1; }
+}
+
+for arg in "$@"; do
+  case "$arg" in
+  --test)
+    packages+=("${test_packages[@]}")
+    # Node.js >= 18 and npm for the JS SDK: whatever node the machine has (e.g. NodeSource's,
+    # which bundles npm and conflicts with Debian's npm package), else Debian's.
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+      packages+=(nodejs npm)
+    fi
+    ;;
+  --gvisor) want_runsc=yes ;;
+  *)
+    echo "usage: $0 [--test] [--gvisor]" >&2
+    exit 2
+    ;;
+  esac
+done
+if [ "$want_runsc" = yes ]; then
+  install_runsc
 fi
 
 missing=()

@@ -66,6 +66,7 @@ json_t *sandbox_to_json(const struct config *cfg, const struct sandbox_rec *r) {
         if (j && (json_object_set_new(j, "preview", preview_json(cfg)) < 0 ||
                   json_object_set_new(j, "secure", json_boolean(*r->traffic_token)) < 0 ||
                   json_object_set_new(j, "node", json_string(r->node)) < 0 ||
+                  json_object_set_new(j, "runtime", json_string(*r->runtime ? r->runtime : "runc")) < 0 ||
                   json_object_set_new(j, "disk_mb", r->disk_mb > 0 ? json_integer(r->disk_mb) : json_null()) < 0 ||
                   json_object_set_new(j, "template_version", *r->template_version ? json_string(r->template_version) : json_null()) < 0 ||
                   json_object_set_new(j, "traffic_access_token", *r->traffic_token ? json_string(r->traffic_token) : json_null()) < 0 ||
@@ -256,7 +257,7 @@ static int get_network(json_t *body, char **ret, struct error *e) {
 static int parse_create(json_t *body, const struct config *cfg, struct sandbox_create_opts *o, char **meta, char **envs,
                         char **network, struct error *e) {
         static const char *const fields[] = {"template", "timeout", "metadata", "envs", "cpu_count", "memory_mb", "disk_mb", "secure",
-                                             "allow_internet_access", "network"};
+                                             "allow_internet_access", "network", "runtime"};
         json_t *v;
         int r;
 
@@ -268,6 +269,12 @@ static int parse_create(json_t *body, const struct config *cfg, struct sandbox_c
                 if (!json_is_string(v))
                         return error_set(e, EINVAL, ERR_BAD_REQUEST, "template must be a string");
                 o->template_name = json_string_value(v);
+        }
+        v = json_object_get(body, "runtime");
+        if (v && !json_is_null(v)) {
+                if (!json_is_string(v) || !runtime_kind_of(json_string_value(v)))
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST, "runtime must be \"runc\" or \"gvisor\"");
+                o->runtime = json_string_value(v);
         }
         if ((r = get_timeout(body, &o->timeout, e)) < 0 ||
             (r = get_memory_mb(body, cfg->max_memory_mb, &o->memory_mb, e)) < 0 ||

@@ -147,13 +147,12 @@ static int runc_destroy(struct runtime *rt, const char *id, struct error *e) {
 
         snprintf(path, sizeof(path), "%s/%s", rt->root, id);
         if (lstat(path, &st) < 0 && errno == ENOENT)
-                return 0;
+                return 0; /* not ours (the engine asks every runtime), or runc undid its failed start itself */
         thaw_if_frozen(rt, id);
         kill_and_wait(rt, id);
-        if (spawn_check(argv, NULL, 0) == 0)
-                return 0;
-        if (spawn_check(force, msg, sizeof(msg)) < 0 && lstat(path, &st) == 0)
+        if (spawn_check(argv, NULL, 0) < 0 && spawn_check(force, msg, sizeof(msg)) < 0 && lstat(path, &st) == 0)
                 return error_set(e, EIO, ERR_INTERNAL, "%s delete %s failed: %s", rt->binary, id, msg);
+        runtime_cgroups_remove(rt, id);
         return 0;
 }
 
@@ -225,6 +224,10 @@ static int runc_list(struct runtime *rt, char ***ret_ids, unsigned *ret_n, struc
 
 const struct runtime_ops runc_ops = {
         .name = "runc",
+        .kind = "runc",
+        .joins_userns = true,
+        .binds_sysfs = true,
+        .takes_listen_fd = true,
         .start = runc_start,
         .status = runc_status,
         .destroy = runc_destroy,

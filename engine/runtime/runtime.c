@@ -1,15 +1,19 @@
-/* runtime.c — picks the runtime implementation from the binary's name. */
+/* runtime.c — picks the runtime implementation (a driver per file: runc.c, runsc.c) from the
+ * binary's name, and maps the names users give runtimes to the drivers' kinds. */
 #include "runtime/runtime.h"
 
 #include <errno.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fsutil.h"
 
-int runtime_new(const char *binary, const char *root, struct runtime **ret, struct error *e) {
+int runtime_new(const char *binary, const char *root, const char *cgroup_parent, struct runtime **ret, struct error *e) {
         _cleanup_free_ char *copy = strdup(binary);
+        const struct runtime_ops *ops;
         struct runtime *rt;
         const char *base;
         int r;
@@ -17,19 +21,24 @@ int runtime_new(const char *binary, const char *root, struct runtime **ret, stru
         if (!copy)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         base = basename(copy);
-        if (!streq(base, "runc"))
-                return error_set(e, ENOTSUP, ERR_INTERNAL,
-                                 "runtime '%s' is not supported yet (runc is; crun and runsc are planned)", binary);
+        if (streq(base, "runc"))
+                ops = &runc_ops;
+        else if (streq(base, "runsc"))
+                ops = &runsc_ops;
+        else
+                return error_set(e, ENOTSUP, ERR_INTERNAL, "runtime '%s' is not supported (runc and runsc are; crun is planned)",
+                                 binary);
         r = mkdir_p(root, 0700);
         if (r < 0)
                 return error_set(e, r, ERR_INTERNAL, "cannot create runtime root %s: %s", root, strerror(-r));
         rt = calloc(1, sizeof(*rt));
         if (!rt)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
-        rt->ops = &runc_ops;
+        rt->ops = ops;
         rt->binary = strdup(binary);
         rt->root = strdup(root);
-        if (!rt->binary || !rt->root) {
+        rt->cgroup_parent = strdup(cgroup_parent);
+        if (!rt->binary || !rt->root || !rt->cgroup_parent) {
                 runtime_free(rt);
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         }
@@ -42,5 +51,33 @@ void runtime_free(struct runtime *rt) {
                 return;
         free(rt->binary);
         free(rt->root);
+        free(rt->cgroup_parent);
         free(rt);
+}
+
+const char *runtime_kind_of(const char *name) {
+        if (!name)
+                return NULL;
+        if (streq(name, "runc"))
+                return "runc";
+        if (streq(name, "gvisor") || streq(name, "runsc"))
+                return "gvisor";
+        return NULL;
+}
+
+bool runtime_installed(const char *binary) {
+        const char *path = getenv("PATH");
+        char full[4096];
+
+        if (strchr(binary, '/'))
+                return access(binary, X_OK) == 0;
+        for (const char *p = path && *path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"; *p;) {
+                size_t len = strcspn(p, ":");
+
+                if (len > 0 && snprintf(full, sizeof(full), "%.*s/%s", (int) len, p, binary) < (int) sizeof(full) &&
+                    access(full, X_OK) == 0)
+                        return true;
+                p += len + (p[len] == ':');
+        }
+        return false;
 }

@@ -1,12 +1,15 @@
 /* runtime.h — the OCI runtime behind one small interface.
  *
- * The engine never does namespace work itself: a runtime (runc today; crun and runsc can
- * follow as further files filling the same ops) runs an OCI bundle that sandbox/bundle.c
- * writes. Container ids are sandbox ids.
+ * The engine never does namespace work itself: a runtime (runc.c; runsc.c, gVisor; crun can
+ * follow as a further file filling the same ops) runs an OCI bundle that sandbox/bundle.c
+ * writes. Container ids are sandbox ids. Whatever a runtime keeps of its own (its state
+ * files, where its containers' cgroups are and their removal) is known only in this
+ * directory: the sandbox layer asks through these functions and reads none of it.
  */
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 #include "error.h"
@@ -18,7 +21,8 @@ struct runtime;
 /* What a container is started with besides its bundle. */
 struct runtime_start {
         const char *bundle;
-        int listen_fd;          /* becomes fd 3 of the container's init */
+        int listen_fd;          /* becomes fd 3 of the container's init; -1 when the driver
+                                 * does not take one (takes_listen_fd) */
         int log_fd;             /* receives the init's stdout/stderr and the runtime's own errors */
         /* The runtime runs in this network namespace and the container shares it (config.json
          * names none): the bundle's user namespace is one the engine made (sandbox/userns.h),
@@ -33,13 +37,37 @@ struct runtime_start {
 };
 
 struct runtime_ops {
-        const char *name;
+        const char *name; /* the program: "runc", "runsc" */
+        const char *kind; /* what users choose and see (get_info()["runtime"]): "runc", "gvisor" */
+        /* Whether the container joins a user namespace the engine made (by path: owned by a
+         * host uid of the sandbox's own, sandbox/userns.h). runsc cannot (its multi-threaded
+         * gofer cannot setns into a user namespace: EINVAL): it gets the id maps in the spec
+         * and makes the namespace itself. */
+        bool joins_userns;
+        /* Whether /sys inside is a bind of the sysfs the engine mounted for the sandbox's
+         * network namespace (net/). runsc's kernel has a sysfs of its own (and its gofer,
+         * as the sandbox's root, could not reach the engine's 0700 run directory). */
+        bool binds_sysfs;
+        /* Whether the container's init can be given the engine's listening socket as fd 3.
+         * runsc imports a donated descriptor as a host file, not a socket one can accept()
+         * on (the agent fails with EINVAL): there the agent makes its socket itself, in a
+         * host directory bound in (sandbox/bundle.h: socket_dir; runsc --host-uds=create). */
+        bool takes_listen_fd;
+        /* Whether the sandbox's open-file limit is the runtime's own, inherited (runc: see
+         * runtime_start.open_files), or set in the spec's process.rlimits, which runsc's
+         * kernel enforces itself (its own processes need far more host descriptors than the
+         * sandbox may open: one per file open inside, at least). */
+        bool rlimits_in_spec;
+        /* Whether the spec names the sandbox's network namespace by path. runc cannot join it
+         * after the engine's user namespace (it shares the one it is started in instead:
+         * runtime_start.netns_path); runsc, left to itself, makes a new, empty one. */
+        bool netns_in_spec;
         /* Creates and starts the container of s->bundle detached (see struct runtime_start). */
         int (*start)(struct runtime *rt, const char *id, const struct runtime_start *s, struct error *e);
         /* Reports the status and the init's host pid (0 when not running). */
         int (*status)(struct runtime *rt, const char *id, enum container_status *ret, pid_t *ret_pid, struct error *e);
-        /* Kills every process and removes the container (a frozen one too); a missing
-         * container is success. */
+        /* Kills every process and removes the container (a frozen one too) and its cgroups;
+         * a missing container is success, and cheap (the engine asks every runtime it has). */
         int (*destroy)(struct runtime *rt, const char *id, struct error *e);
         /* Freezes every process of the container (cgroup freezer): no CPU, memory kept.
          * Freezing a frozen container is success. */
@@ -53,12 +81,31 @@ struct runtime_ops {
 
 struct runtime {
         const struct runtime_ops *ops;
-        char *binary; /* e.g. "runc" or a path */
-        char *root;   /* the runtime's state directory, private to this engine */
+        char *binary;        /* e.g. "runc" or a path */
+        char *root;          /* the runtime's state directory, private to this engine */
+        char *cgroup_parent; /* containers are at cgroup_parent/<id> of every hierarchy */
 };
 
-/* Builds the runtime called by binary's base name ("runc" today) with state under root. */
-int runtime_new(const char *binary, const char *root, struct runtime **ret, struct error *e);
+/* Builds the runtime called by binary's base name with state under root (made if missing)
+ * and its containers' cgroups under cgroup_parent. */
+int runtime_new(const char *binary, const char *root, const char *cgroup_parent, struct runtime **ret, struct error *e);
 void runtime_free(struct runtime *rt);
 
+/* cgroup.c: the spec's cgroupsPath for container id ("/PARENT/<id>"). */
+void runtime_cgroup_path(const struct runtime *rt, const char *id, char *out, size_t n);
+/* Removes the (empty) cgroups of container id in every hierarchy; failures are logged. */
+void runtime_cgroups_remove(const struct runtime *rt, const char *id);
+/* Removes every empty cgroup under the parent whose name is none of live[0..n). */
+void runtime_cgroups_remove_orphans(const struct runtime *rt, char *const *live, unsigned n);
+/* Removes the parent itself in every hierarchy where it is empty; returns how many went. */
+unsigned runtime_cgroups_remove_parent(const char *cgroup_parent);
+
+/* Whether binary (a name looked up on PATH, or a path) is an executable file. */
+bool runtime_installed(const char *binary);
+
+/* The kind ("runc", "gvisor") a user's name for a runtime means ("runsc" is "gvisor"), or
+ * NULL when it names none. */
+const char *runtime_kind_of(const char *name);
+
 extern const struct runtime_ops runc_ops;
+extern const struct runtime_ops runsc_ops;

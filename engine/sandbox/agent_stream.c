@@ -5,6 +5,7 @@
 #include "sandbox/agent_stream.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -182,9 +184,18 @@ int agent_stream_open(const char *socket_path, const char *method, const char *t
         _cleanup_agent_stream_ struct agent_stream *s = NULL;
         int r;
 
-        if (strlen(socket_path) >= sizeof(sa.sun_path))
-                return error_set(e, ENAMETOOLONG, ERR_INTERNAL, "agent socket path too long: %s", socket_path);
-        strcpy(sa.sun_path, socket_path);
+        _cleanup_close_ int node = -1;
+        struct stat st;
+
+        /* Under gVisor the sandbox made the socket file itself, in a directory it can write
+         * (runtime.h: takes_listen_fd): its name could be swapped for a symbolic link to a
+         * host socket between any check and connect(). The file is pinned with O_PATH,
+         * without following links, and connected through that descriptor. */
+        node = open(socket_path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (node < 0 || fstat(node, &st) < 0 || !S_ISSOCK(st.st_mode))
+                return error_set(e, node < 0 ? errno : ENOTSOCK, ERR_SANDBOX, "the sandbox's agent is not reachable: %s",
+                                 node < 0 ? strerror(errno) : "its socket is not a socket");
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d", node);
         if (stream_new("the sandbox's agent", ERR_SANDBOX, watch_fd, total_ms, &s) < 0)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);

@@ -67,6 +67,7 @@ static json_t *mounts(const struct bundle_spec *s) {
         static const char *const sys[] = {"bind", "nosuid", "noexec", "nodev", "ro"};
         static const char *const agent[] = {"bind", "ro", "nosuid", "nodev"};
         static const char *const resolv[] = {"bind", "nosuid", "nodev", "noexec"};
+        static const char *const sockdir[] = {"bind", "nosuid", "nodev", "noexec"};
         json_t *m = json_array();
 
         snprintf(max, sizeof(max), "max=%lld", (long long) s->ptys);
@@ -75,7 +76,10 @@ static json_t *mounts(const struct bundle_spec *s) {
         json_array_append_new(m, mount_entry("/dev/pts", "devpts", "devpts", pts, ELEMENTSOF(pts)));
         json_array_append_new(m, mount_entry("/dev/shm", "tmpfs", "shm", shm, ELEMENTSOF(shm)));
         json_array_append_new(m, mount_entry("/dev/mqueue", "mqueue", "mqueue", mq, ELEMENTSOF(mq)));
-        json_array_append_new(m, mount_entry("/sys", "none", s->sysfs, sys, ELEMENTSOF(sys)));
+        if (s->sysfs)
+                json_array_append_new(m, mount_entry("/sys", "none", s->sysfs, sys, ELEMENTSOF(sys)));
+        if (s->socket_dir)
+                json_array_append_new(m, mount_entry(AGENT_SOCKET_DIR_INSIDE, "none", s->socket_dir, sockdir, ELEMENTSOF(sockdir)));
         json_array_append_new(m, mount_entry(AGENT_PATH_INSIDE, "none", s->agent, agent, ELEMENTSOF(agent)));
         json_array_append_new(m, mount_entry("/etc/resolv.conf", "none", s->resolv_conf, resolv, ELEMENTSOF(resolv)));
         return m;
@@ -116,7 +120,8 @@ static json_t *resources(const struct bundle_spec *s) {
 
 /* rlimits are inherited from the runtime, which the engine starts with the sandbox's
  * open-file limit (runtime.h): nothing inside can raise a hard limit (that takes
- * CAP_SYS_RESOURCE in the host's user namespace). */
+ * CAP_SYS_RESOURCE in the host's user namespace). A runtime that is a kernel of its own
+ * (runsc) enforces the spec's instead (s->open_files). */
 static json_t *process(const struct bundle_spec *s) {
         json_t *c = string_array(caps, ELEMENTSOF(caps));
         char idenv[64];
@@ -125,10 +130,14 @@ static json_t *process(const struct bundle_spec *s) {
 
         snprintf(idenv, sizeof(idenv), "AI2IN_SANDBOX_ID=%s", s->id);
         p = json_pack("{s:b, s:{s:i, s:i}, s:[s, s, s], s:[s, s, s], s:s, s:b, s:{s:O, s:O, s:O}, s:i}",
-                         "terminal", 0, "user", "uid", 0, "gid", 0, "args", AGENT_PATH_INSIDE, "--listen-fd", "3", "env",
+                         "terminal", 0, "user", "uid", 0, "gid", 0, "args", AGENT_PATH_INSIDE, s->socket_dir ? "--listen" : "--listen-fd",
+                         s->socket_dir ? "unix:" AGENT_SOCKET_DIR_INSIDE "/agent.sock" : "3", "env",
                          "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", idenv, "cwd",
                          "/", "noNewPrivileges", 1, "capabilities", "bounding", c, "effective", c, "permitted", c, "oomScoreAdj", 500);
         json_decref(c);
+        if (p && s->open_files > 0)
+                json_object_set_new(p, "rlimits", json_pack("[{s:s, s:I, s:I}]", "type", "RLIMIT_NOFILE", "hard",
+                                                            (json_int_t) s->open_files, "soft", (json_int_t) s->open_files));
         return p;
 }
 
@@ -138,9 +147,13 @@ int bundle_write(const struct bundle_spec *s, struct error *e) {
         char *text;
         int r;
 
-        /* No "network": the container shares the runtime's, the sandbox's (bundle.h). */
-        namespaces = json_pack("[{s:s}, {s:s}, {s:s}, {s:s}, {s:s, s:s}, {s:s}]", "type", "pid", "type", "ipc", "type", "uts", "type",
-                               "mount", "type", "user", "path", s->userns_path, "type", "cgroup");
+        /* No "network" unless given: the container shares the runtime's, the sandbox's (bundle.h). */
+        namespaces = json_pack("[{s:s}, {s:s}, {s:s}, {s:s}, {s:s}]", "type", "pid", "type", "ipc", "type", "uts", "type", "mount",
+                               "type", "cgroup");
+        json_array_append_new(namespaces, s->userns_path ? json_pack("{s:s, s:s}", "type", "user", "path", s->userns_path)
+                                                         : json_pack("{s:s}", "type", "user"));
+        if (s->netns_path)
+                json_array_append_new(namespaces, json_pack("{s:s, s:s}", "type", "network", "path", s->netns_path));
         cfg = json_pack("{s:s, s:o, s:{s:s, s:b}, s:s, s:o, s:{s:[{s:i, s:I, s:I}], s:[{s:i, s:I, s:I}], s:o, s:s, s:o, s:o, s:o, s:o}}",
                         "ociVersion", "1.0.2", "process", process(s), "root", "path", s->rootfs, "readonly", 0, "hostname",
                         "sandbox", "mounts", mounts(s), "linux", "uidMappings", "containerID", 0, "hostID",

@@ -18,17 +18,29 @@ struct bundle_spec {
         const char *bundle_dir;   /* config.json goes here */
         const char *rootfs;       /* the overlay mount */
         const char *agent;        /* host path of ai2in-agent, bind-mounted read-only */
-        const char *userns_path;  /* the user namespace made by sandbox/userns.h, joined */
-        const char *sysfs;        /* the sysfs of its network namespace (net/), bound as /sys */
+        const char *userns_path;  /* the user namespace made by sandbox/userns.h, joined; NULL: the
+                                   * runtime makes one with the id maps (runtime.h: joins_userns) */
+        const char *sysfs;        /* the sysfs of its network namespace (net/), bound as /sys; NULL:
+                                   * none (the runtime's kernel has its own: runtime.h) */
         const char *resolv_conf;  /* bound as /etc/resolv.conf (net_resolv_conf) */
         const char *cgroup_path;  /* "/ai2in/sbx_…" */
+        /* NULL: the agent listens on fd 3, a socket the engine made. Otherwise this host
+         * directory (the sandbox's own, RUN/sandboxes/<id>) is bound read-write at
+         * AGENT_SOCKET_DIR_INSIDE and the agent makes its socket there (runtime.h:
+         * takes_listen_fd). */
+        const char *socket_dir;
+        const char *netns_path;   /* the sandbox's network namespace, named in the spec; NULL: not
+                                   * named, the runtime's own is shared (runtime.h: netns_in_spec) */
         int64_t uid_base, uid_count;
         int64_t memory_mb, pids;
         int64_t ptys;             /* terminals open at once (its devpts instance's max=) */
+        int64_t open_files;       /* RLIMIT_NOFILE in the spec; 0: none, inherited from the runtime */
         double cpu_count;
 };
 
 /* Path of the agent inside every sandbox. */
 #define AGENT_PATH_INSIDE "/.ai2in/ai2in-agent"
+/* Where the agent makes its socket when it cannot be given one (bundle_spec.socket_dir). */
+#define AGENT_SOCKET_DIR_INSIDE "/.ai2in/run"
 
 int bundle_write(const struct bundle_spec *spec, struct error *e);

@@ -68,7 +68,9 @@ static int pause_memory(struct engine *eng, struct sandbox_rec *rec, struct erro
         r = record(eng, rec, e);
         if (r < 0)
                 return r;
-        r = eng->runtime->ops->freeze(eng->runtime, rec->id, e);
+        struct runtime *rt = sandbox_runtime(eng, rec->runtime, e);
+
+        r = rt ? rt->ops->freeze(rt, rec->id, e) : -ENOENT;
         if (r < 0) {
                 rec->state = SANDBOX_RUNNING;
                 rec->pause_kind = PAUSE_NONE;
@@ -163,7 +165,9 @@ static int resume_memory(struct engine *eng, struct sandbox_rec *rec, int64_t ti
         r = record(eng, rec, e);
         if (r < 0)
                 return r;
-        if (eng->runtime->ops->thaw(eng->runtime, rec->id, &thaw) >= 0)
+        struct runtime *rt = sandbox_runtime(eng, rec->runtime, &thaw);
+
+        if (rt && rt->ops->thaw(rt, rec->id, &thaw) >= 0)
                 return finish_resume(eng, rec, e);
         /* The container cannot continue (it died while frozen?): start a new one on the
          * same files, as after a pause that kept only those. */
@@ -206,13 +210,13 @@ out:
 
 /* -- after a restart ------------------------------------------------------------------ */
 
-static enum container_status container_status(struct engine *eng, const char *id) {
+static enum container_status container_status(struct engine *eng, const struct sandbox_rec *rec) {
         enum container_status st = CONTAINER_MISSING;
         struct error e = {0};
         pid_t pid;
 
-        if (eng->runtime->ops->status(eng->runtime, id, &st, &pid, &e) < 0) {
-                log_warn("%s, treating %s as stopped", e.message, id);
+        if (sandbox_container_status(eng, rec, &st, &pid, &e) < 0) {
+                log_warn("%s, treating %s as stopped", e.message, rec->id);
                 return CONTAINER_MISSING;
         }
         return st;
@@ -243,7 +247,9 @@ static int keep_frozen(struct engine *eng, struct sandbox_rec *rec, enum contain
 
         if (st != CONTAINER_RUNNING && st != CONTAINER_PAUSED)
                 return -ENOENT;
-        if (st == CONTAINER_RUNNING && eng->runtime->ops->freeze(eng->runtime, rec->id, &e) < 0) {
+        struct runtime *rt = sandbox_runtime(eng, rec->runtime, &e);
+
+        if (st == CONTAINER_RUNNING && (!rt || rt->ops->freeze(rt, rec->id, &e) < 0)) {
                 log_warn("%s", e.message);
                 return -EIO;
         }
@@ -262,7 +268,7 @@ void sandbox_pause_reconcile(struct engine *eng, struct sandbox_rec *rec) {
         int r;
 
         if (rec->pause_kind == PAUSE_MEMORY || was == SANDBOX_RESUMING)
-                st = container_status(eng, rec->id);
+                st = container_status(eng, rec);
         if (was == SANDBOX_RESUMING && st == CONTAINER_RUNNING && agent_healthy(eng, rec->id)) {
                 adopt_address(eng, rec);
                 if (rec->pause_kind != PAUSE_MEMORY)

@@ -81,7 +81,7 @@ static void reconcile_one(struct engine *eng, const char *id) {
                 sandbox_rec_done(&rec);
                 return;
         }
-        if (eng->runtime->ops->status(eng->runtime, id, &st, &pid, &e) < 0)
+        if (sandbox_container_status(eng, &rec, &st, &pid, &e) < 0)
                 log_warn("%s, treating %s as stopped", e.message, id);
         if (rec.state == SANDBOX_CREATING) {
                 log_info("rolling back %s: its creation did not finish", id);
@@ -128,49 +128,21 @@ static void remove_dead_dirs(struct engine *eng, const char *dir, const struct l
                 closedir(d);
 }
 
-static void remove_dead_containers(struct engine *eng, const struct live *l) {
+static void remove_dead_containers(struct engine *eng, struct runtime *rt, const struct live *l) {
         struct error e = {0};
         char **ids = NULL;
         unsigned n = 0;
 
-        if (eng->runtime->ops->list(eng->runtime, &ids, &n, &e) < 0)
+        if (rt->ops->list(rt, &ids, &n, &e) < 0)
                 log_warn("%s, ignoring", e.message);
         for (unsigned i = 0; i < n; i++) {
                 if (!is_live(l, ids[i])) {
-                        log_info("removing orphaned container %s", ids[i]);
+                        log_info("removing orphaned %s container %s", rt->ops->name, ids[i]);
                         sandbox_teardown(eng, ids[i], NULL);
                 }
                 free(ids[i]);
         }
         free(ids);
-}
-
-static void remove_dead_cgroups(struct engine *eng, const struct live *l) {
-        DIR *top = opendir("/sys/fs/cgroup");
-        struct dirent *c;
-
-        while (top && (c = readdir(top))) {
-                char path[512];
-                DIR *d;
-                struct dirent *de;
-
-                if (c->d_name[0] == '.')
-                        continue;
-                snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/%s", c->d_name, eng->cfg.cgroup_parent);
-                d = opendir(path);
-                while (d && (de = readdir(d))) {
-                        char sub[1024];
-                        if (de->d_type != DT_DIR || de->d_name[0] == '.' || is_live(l, de->d_name))
-                                continue;
-                        snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-                        if (rmdir(sub) == 0)
-                                log_info("removed orphaned cgroup %s", sub);
-                }
-                if (d)
-                        closedir(d);
-        }
-        if (top)
-                closedir(top);
 }
 
 /* Template versions are parts of the host too: those no sandbox records go (a build or import
@@ -242,13 +214,15 @@ int reconcile(struct engine *eng, struct error *e) {
         r = store_sandbox_foreach(eng->store, &f, collect, &live, e);
         if (r < 0)
                 return r;
-        remove_dead_containers(eng, &live);
+        for (size_t i = 0; i < ENGINE_RUNTIMES; i++)
+                if (eng->runtimes[i])
+                        remove_dead_containers(eng, eng->runtimes[i], &live);
         remove_dead_dirs(eng, eng->sandboxes_dir, &live);
         if (eng->disk)
                 remove_dead_dirs(eng, eng->disk->dir, &live);
         remove_dead_dirs(eng, eng->run_sandboxes_dir, &live);
         net_remove_orphans(eng->net, live.ids, live.n);
-        remove_dead_cgroups(eng, &live);
+        runtime_cgroups_remove_orphans(eng->runtime, live.ids, live.n);
         remove_unused_templates(eng);
         log_info("reconciled: %u sandboxes live in the store (this node: %s)", live.n, eng->cfg.node_name);
         for (unsigned i = 0; i < live.n; i++)

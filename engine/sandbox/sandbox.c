@@ -7,7 +7,7 @@
  * start runs in the uid range of its address); its layer STATE/disk/<id>/{upper,work}, limited
  * to its disk_mb (disk/disk.h; a sandbox of an engine from before disk limits has its layer in
  * STATE/sandboxes/<id>, unlimited); RUN/sandboxes/<id>/agent.sock; a network slot; a runc
- * container; cgroups under the engine's parent. Creation makes the
+ * container (with its cgroups, runtime/). Creation makes the
  * directories, then starts the rest (sandbox_start_parts, which resume uses too, pause.c)
  * in that order, and a failure at any step tears down whatever exists. A sandbox records the
  * template version it was created on (the current one then) and every mount of its overlay
@@ -286,54 +286,133 @@ static int write_resolv_conf(struct engine *eng, const char *path, uint32_t rang
         return 0;
 }
 
+/* The agent's socket: listening here, returned to be handed in as fd 3; or, for a runtime
+ * that cannot hand one in (runtime.h: takes_listen_fd), none (-EAGAIN): the agent makes it
+ * in dir, its own (bound in), which only its root may reach besides host root. Whatever was
+ * left at the path by the sandbox's previous run is removed first. */
+static int agent_socket(const struct runtime *rt, const char *path, const char *dir, uint32_t range, struct error *e) {
+        if (rt->ops->takes_listen_fd)
+                return listen_socket(path, e);
+        if (unlink(path) < 0 && errno != ENOENT)
+                return error_set(e, errno, ERR_INTERNAL, "cannot remove %s: %s", path, strerror(errno));
+        if (chown(dir, (uid_t) range, (gid_t) range) < 0 || chmod(dir, 0700) < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot prepare %s: %s", dir, strerror(errno));
+        return -EAGAIN;
+}
+
+/* Waits until the agent's socket accepts connections: at once when the engine made it, else
+ * once the agent has made it and listens (bind and listen are two steps: in between, a
+ * connection is refused), AGENT_UP_MS at most. Through O_PATH, as agent_stream.c connects. */
+#define AGENT_UP_MS 10000
+
+static bool socket_accepts(const char *path) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        _cleanup_close_ int node = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC), fd = -1;
+        struct stat st;
+
+        if (node < 0 || fstat(node, &st) < 0 || !S_ISSOCK(st.st_mode))
+                return false;
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d", node);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        return fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0;
+}
+
+static int wait_socket(const char *path, struct error *e) {
+        int64_t deadline = mono_ms() + AGENT_UP_MS;
+
+        while (!socket_accepts(path)) {
+                if (mono_ms() >= deadline)
+                        return error_set(e, ETIMEDOUT, ERR_SANDBOX, "the agent did not listen at %s within %d ms", path, AGENT_UP_MS);
+                usleep(5000);
+        }
+        return 0;
+}
+
+struct runtime *sandbox_runtime(struct engine *eng, const char *kind, struct error *e) {
+        const char *k = kind && *kind ? runtime_kind_of(kind) : eng->runtime->ops->kind;
+
+        for (size_t i = 0; k && i < ENGINE_RUNTIMES; i++)
+                if (eng->runtimes[i] && streq(eng->runtimes[i]->ops->kind, k))
+                        return eng->runtimes[i];
+        if (!k)
+                error_set(e, EINVAL, ERR_BAD_REQUEST, "unknown runtime '%s' (runc or gvisor)", kind);
+        else
+                error_set(e, ENOENT, ERR_BAD_REQUEST, "runtime '%s' is not available on this engine (%s is not installed)", k,
+                          streq(k, "gvisor") ? "runsc" : k);
+        return NULL;
+}
+
+int sandbox_container_status(struct engine *eng, const struct sandbox_rec *rec, enum container_status *ret, pid_t *ret_pid,
+                             struct error *e) {
+        struct error ignore = {0};
+        struct runtime *rt = sandbox_runtime(eng, rec->runtime, &ignore);
+
+        if (!rt) {
+                *ret = CONTAINER_MISSING;
+                *ret_pid = 0;
+                return 0;
+        }
+        return rt->ops->status(rt, rec->id, ret, ret_pid, e);
+}
+
 static int start_container(struct engine *eng, const char *id, const struct sandbox_rec *rec, const struct net_slot *slot,
                            uint32_t range, struct error *e) {
         char dir[4096], bundle[4200], rootfs[4200], cgroup[256], sock[4200], logpath[4200], tail[400], resolv[4200];
+        char socket_dir[4200];
         _cleanup_close_ int lfd = -1, logfd = -1;
         _cleanup_(userns_release) struct userns ns = {.pid = 0, .hold_fd = -1};
+        struct runtime *rt = sandbox_runtime(eng, rec->runtime, e);
         json_t *answer = NULL;
         long status = 0;
         int r;
 
+        if (!rt)
+                return -ENOENT;
         sandbox_dir(eng, id, dir, sizeof(dir));
         snprintf(bundle, sizeof(bundle), "%s/bundle", dir);
         snprintf(rootfs, sizeof(rootfs), "%s/rootfs", dir);
-        snprintf(cgroup, sizeof(cgroup), "/%s/%s", eng->cfg.cgroup_parent, id);
+        runtime_cgroup_path(rt, id, cgroup, sizeof(cgroup));
         snprintf(logpath, sizeof(logpath), "%s/agent.log", dir);
         snprintf(resolv, sizeof(resolv), "%s/resolv.conf", dir);
         sandbox_socket_path(eng, id, sock, sizeof(sock));
+        snprintf(socket_dir, sizeof(socket_dir), "%s/%s", eng->run_sandboxes_dir, id);
 
         r = write_resolv_conf(eng, resolv, range, e);
         if (r < 0)
                 return r;
-        r = make_userns(eng, slot, range, &ns, e);
-        if (r < 0)
+        if (rt->ops->joins_userns && (r = make_userns(eng, slot, range, &ns, e)) < 0)
                 return r;
         struct bundle_spec spec = {
-                .id = id, .bundle_dir = bundle, .rootfs = rootfs, .agent = eng->cfg.agent, .userns_path = ns.path,
-                .sysfs = slot->sysfs_path, .resolv_conf = resolv, .cgroup_path = cgroup, .uid_base = range,
+                .id = id, .bundle_dir = bundle, .rootfs = rootfs, .agent = eng->cfg.agent, .userns_path = rt->ops->joins_userns ? ns.path : NULL,
+                .sysfs = rt->ops->binds_sysfs ? slot->sysfs_path : NULL, .resolv_conf = resolv, .cgroup_path = cgroup, .uid_base = range,
                 .uid_count = eng->cfg.uid_count,
                 .memory_mb = rec->memory_mb, .pids = eng->cfg.default_pids, .ptys = eng->cfg.sandbox_ptys,
-                .cpu_count = rec->cpu_count,
+                .cpu_count = rec->cpu_count, .open_files = rt->ops->rlimits_in_spec ? eng->cfg.sandbox_open_files : 0,
         };
+        if (!rt->ops->takes_listen_fd)
+                spec.socket_dir = socket_dir;
+        if (rt->ops->netns_in_spec)
+                spec.netns_path = slot->netns_path;
         r = bundle_write(&spec, e);
         if (r < 0)
                 return r;
-        lfd = listen_socket(sock, e);
-        if (lfd < 0)
+        lfd = agent_socket(rt, sock, socket_dir, range, e);
+        if (lfd < 0 && lfd != -EAGAIN)
                 return lfd;
         logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (logfd < 0)
                 return error_set(e, errno, ERR_INTERNAL, "cannot open %s: %s", logpath, strerror(errno));
-        struct runtime_start start = {.bundle = bundle, .listen_fd = lfd, .log_fd = logfd, .netns_path = slot->netns_path,
+        struct runtime_start start = {.bundle = bundle, .listen_fd = lfd >= 0 ? lfd : -1, .log_fd = logfd, .netns_path = slot->netns_path,
                                       .open_files = (unsigned long) eng->cfg.sandbox_open_files};
-        r = eng->runtime->ops->start(eng->runtime, id, &start, e);
+        r = rt->ops->start(rt, id, &start, e);
         userns_release(&ns); /* the container's processes hold the namespace now */
         if (r < 0) {
                 log_tail(logpath, tail, sizeof(tail));
                 return error_wrap(e, "%s%s%s", "cannot start the container", *tail ? ": " : "", tail);
         }
-        r = agent_call(sock, "GET", "/health", NULL, 10000, &answer, &status, e);
+        r = rt->ops->takes_listen_fd ? 0 : wait_socket(sock, e);
+        if (r >= 0)
+                r = agent_call(sock, "GET", "/health", NULL, 10000, &answer, &status, e);
         json_decref(answer);
         if (r < 0 || status != 200) {
                 log_tail(logpath, tail, sizeof(tail));
@@ -344,28 +423,16 @@ static int start_container(struct engine *eng, const char *id, const struct sand
         return 0;
 }
 
-static void remove_cgroups(struct engine *eng, const char *id) {
-        static const char *const controllers[] = {"memory", "cpu", "cpuacct", "cpuset", "pids", "devices", "freezer", "blkio",
-                                                  "systemd", "unified", "net_cls", "net_prio", "perf_event", "hugetlb"};
-        char path[512];
-
-        for (size_t i = 0; i < ELEMENTSOF(controllers); i++) {
-                snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/%s/%s", controllers[i], eng->cfg.cgroup_parent, id);
-                if (rmdir(path) < 0 && errno != ENOENT)
-                        log_warn_errno(errno, "cannot remove cgroup %s, ignoring", path);
-        }
-        snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/%s", eng->cfg.cgroup_parent, id);
-        if (rmdir(path) < 0 && errno != ENOENT && errno != ENOTDIR)
-                log_warn_errno(errno, "cannot remove cgroup %s, ignoring", path);
-}
-
 void sandbox_stop_parts(struct engine *eng, const char *id, const char *ip) {
         char dir[4096], path[4200];
         struct net_slot slot;
         struct error e = {0};
 
-        if (eng->runtime->ops->destroy(eng->runtime, id, &e) < 0)
-                log_warn("%s, ignoring", e.message);
+        /* Every runtime's: the caller may not know which ran it (an orphan), and asking one
+         * that never did costs a stat. */
+        for (size_t i = 0; i < ENGINE_RUNTIMES; i++)
+                if (eng->runtimes[i] && eng->runtimes[i]->ops->destroy(eng->runtimes[i], id, &e) < 0)
+                        log_warn("%s, ignoring", e.message);
         net_slot_adopt(eng->net, id, ip, &slot);
         net_slot_release(eng->net, &slot);
         sandbox_dir(eng, id, dir, sizeof(dir));
@@ -374,7 +441,6 @@ void sandbox_stop_parts(struct engine *eng, const char *id, const char *ip) {
                 log_warn_errno(errno, "cannot unmount %s, ignoring", path);
         snprintf(path, sizeof(path), "%s/lower", dir);
         (void) idmap_unmount(path);
-        remove_cgroups(eng, id);
 }
 
 void sandbox_teardown(struct engine *eng, const char *id, const char *ip) {
@@ -481,6 +547,7 @@ static int fill_new_rec(struct engine *eng, int64_t team_id, const struct sandbo
         rec->disk_mb = !eng->disk ? 0 : o->disk_mb > 0 ? o->disk_mb : eng->cfg.default_disk_mb; /* 0: unlimited */
         rec->allow_internet_access = o->allow_internet_access < 0 ? eng->cfg.internet_access : o->allow_internet_access > 0;
         rec->network_rules = strdup(o->network_rules ? o->network_rules : "");
+        snprintf(rec->runtime, sizeof(rec->runtime), "%s", o->runtime && *o->runtime ? runtime_kind_of(o->runtime) : eng->runtime->ops->kind);
         if (!rec->network_rules)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         if (o->secure) {
@@ -503,6 +570,8 @@ int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_cre
         r = node_check_accepting(eng, e); /* a cordoned node takes no new sandboxes */
         if (r < 0)
                 return r;
+        if (!sandbox_runtime(eng, o->runtime, e)) /* before anything is made: a plain 400 */
+                return -EINVAL;
         r = fill_new_rec(eng, team_id, o, &rec, e);
         if (r < 0)
                 goto fail_rec;
@@ -702,7 +771,7 @@ int sandbox_check_alive(struct engine *eng, const char *id, struct error *e) {
                 sandbox_unlock(eng, id);
                 return 0;
         }
-        if (rec.state == SANDBOX_RUNNING && streq(rec.node, eng->cfg.node_name) && eng->runtime->ops->status(eng->runtime, id, &st, &pid, &ignore) == 0 &&
+        if (rec.state == SANDBOX_RUNNING && streq(rec.node, eng->cfg.node_name) && sandbox_container_status(eng, &rec, &st, &pid, &ignore) == 0 &&
             st != CONTAINER_RUNNING) {
                 sandbox_dir(eng, id, dir, sizeof(dir));
                 snprintf(logpath, sizeof(logpath), "%s/agent.log", dir);

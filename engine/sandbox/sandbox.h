@@ -29,6 +29,7 @@ struct sandbox_create_opts {
         bool secure;               /* preview requests must carry the sandbox's traffic token */
         int allow_internet_access; /* 1, 0, or -1: the engine's internet-access setting */
         const char *network_rules; /* "" / NULL, or JSON {"allow_out": [CIDR…], "deny_out": [CIDR…]} */
+        const char *runtime;       /* "runc", "gvisor" ("runsc"), or NULL: the engine's default */
 };
 
 int locks_new(struct lock_table **ret);
@@ -145,6 +146,15 @@ int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct erro
  * pool, or NULL (when it is not this engine's to give: at reconcile). Failures are logged
  * and stopping goes on. */
 void sandbox_stop_parts(struct engine *eng, const char *id, const char *ip);
+
+/* The engine's runtime of kind ("runc", "gvisor"; "" or NULL: the engine's default), or NULL
+ * with e set (409-like: the engine has no such runtime installed). */
+struct runtime *sandbox_runtime(struct engine *eng, const char *kind, struct error *e);
+
+/* The status of the container of rec on its runtime; a runtime this engine does not have
+ * reports it missing. */
+int sandbox_container_status(struct engine *eng, const struct sandbox_rec *rec, enum container_status *ret, pid_t *ret_pid,
+                             struct error *e);
 
 /* Kills a sandbox the reaper found expired at now, if it still is once its lock is held:
  * running and past its sandbox_end_at (its deadline if it has one, else its idle limit).

@@ -235,6 +235,8 @@ static const char *const migrations[] = {
         "ALTER TABLE nodes ADD COLUMN advertise_preview TEXT NOT NULL DEFAULT '';",
         /* 5: placement (cluster/placement.c), as SQLite's 8. */
         "ALTER TABLE nodes ADD COLUMN capacity BIGINT NOT NULL DEFAULT 0;",
+        /* 6: runtimes per sandbox (issue 16), as SQLite's 9. Older rows ran on runc. */
+        "ALTER TABLE sandboxes ADD COLUMN runtime TEXT NOT NULL DEFAULT 'runc';",
 };
 
 /* Applies migration i; no parameters: constant SQL, several statements (simple protocol). */
@@ -445,7 +447,7 @@ static int key_foreach(struct store *base, void (*fn)(void *, const char *, cons
 #define SANDBOX_COLUMNS                                                                              \
         "seq, id, team_id, template, state, error, created_at, started_at, killed_at, timeout, deadline, " \
         "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version, disk_mb, " \
-        "node, allow_internet_access, network_rules"
+        "node, allow_internet_access, network_rules, runtime"
 
 static int row_to_rec(const PGresult *res, int i, struct sandbox_rec *r) {
         *r = (struct sandbox_rec){0};
@@ -475,6 +477,7 @@ static int row_to_rec(const PGresult *res, int i, struct sandbox_rec *r) {
         col_text(res, i, 22, r->node, sizeof(r->node));
         r->allow_internet_access = streq(PQgetvalue(res, i, 23), "t");
         r->network_rules = strdup(PQgetvalue(res, i, 24));
+        col_text(res, i, 25, r->runtime, sizeof(r->runtime));
         if (!r->network_rules) {
                 sandbox_rec_done(r);
                 return -ENOMEM;
@@ -536,7 +539,7 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
                                 I64(idle, r->idle_timeout), I64(last, r->last_activity), r->metadata ? r->metadata : "{}",
                                 r->envs ? r->envs : "{}", cpu, I64(mem, r->memory_mb), r->traffic_token, r->template_version,
                                 I64(disk, r->disk_mb), r->node, r->allow_internet_access ? "true" : "false",
-                                r->network_rules ? r->network_rules : ""};
+                                r->network_rules ? r->network_rules : "", *r->runtime ? r->runtime : "runc"};
         _cleanup_pgresult_ PGresult *res = NULL;
         int q;
 
@@ -544,8 +547,8 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
         q = capped(s, r, max_running,
                    "INSERT INTO sandboxes(id, team_id, template, state, created_at, timeout, deadline, idle_timeout,"
                    " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version, disk_mb, node,"
-                   " allow_internet_access, network_rules)"
-                   " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) RETURNING seq",
+                   " allow_internet_access, network_rules, runtime)"
+                   " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20) RETURNING seq",
                    (int) ELEMENTSOF(values), values, "insert sandbox", &res, e);
         if (q >= 0)
                 r->seq = col_i64(res, 0, 0);

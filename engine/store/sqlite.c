@@ -67,6 +67,8 @@ static const char *const migrations[] = {
         /* 8: placement (cluster/placement.c): the most sandboxes a node runs at once (0: a
          * node of an older engine, which placement then passes over). */
         "ALTER TABLE nodes ADD COLUMN capacity INTEGER NOT NULL DEFAULT 0;",
+        /* 9: runtimes per sandbox (issue 16). Older rows ran on runc. */
+        "ALTER TABLE sandboxes ADD COLUMN runtime TEXT NOT NULL DEFAULT 'runc';",
 };
 
 static int db_error(struct sqlite_store *s, struct error *e, const char *what) {
@@ -222,7 +224,7 @@ static int key_foreach(struct store *base, void (*fn)(void *, const char *, cons
 #define SANDBOX_COLUMNS                                                                              \
         "seq, id, team_id, template, state, error, created_at, started_at, killed_at, timeout, deadline, " \
         "idle_timeout, last_activity, metadata, envs, cpu_count, memory_mb, ip, pause_kind, traffic_token, template_version, disk_mb, " \
-        "node, allow_internet_access, network_rules"
+        "node, allow_internet_access, network_rules, runtime"
 
 static void copy_text(char *dst, size_t n, const unsigned char *src) {
         snprintf(dst, n, "%s", src ? (const char *) src : "");
@@ -260,6 +262,7 @@ static int row_to_rec(sqlite3_stmt *st, struct sandbox_rec *r) {
         copy_text(r->node, sizeof(r->node), sqlite3_column_text(st, 22));
         r->allow_internet_access = sqlite3_column_int(st, 23) != 0;
         r->network_rules = strdup(sqlite3_column_text(st, 24) ? (const char *) sqlite3_column_text(st, 24) : "");
+        copy_text(r->runtime, sizeof(r->runtime), sqlite3_column_text(st, 25));
         if (!r->network_rules) {
                 sandbox_rec_done(r);
                 return -ENOMEM;
@@ -310,8 +313,8 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
         if (sqlite3_prepare_v2(s->db,
                                "INSERT INTO sandboxes(id, team_id, template, state, created_at, timeout, deadline, idle_timeout,"
                                " last_activity, metadata, envs, cpu_count, memory_mb, traffic_token, template_version, disk_mb, node,"
-                               " allow_internet_access, network_rules)"
-                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
+                               " allow_internet_access, network_rules, runtime)"
+                               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)"
                                " RETURNING seq",
                                -1, &st, NULL) != SQLITE_OK) {
                 q = db_error(s, e, "prepare insert");
@@ -337,6 +340,7 @@ static int sandbox_insert(struct store *base, struct sandbox_rec *r, int64_t max
         sqlite3_bind_text(st, 17, r->node, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int(st, 18, r->allow_internet_access);
         sqlite3_bind_text(st, 19, r->network_rules ? r->network_rules : "", -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 20, *r->runtime ? r->runtime : "runc", -1, SQLITE_TRANSIENT);
         if (sqlite3_step(st) != SQLITE_ROW)
                 q = db_error(s, e, "insert sandbox");
         else

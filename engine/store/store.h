@@ -78,6 +78,8 @@ struct sandbox_rec {
         char node[NODE_NAME_MAX + 1]; /* the node (engine) that owns it: set at insert, never changed */
         bool allow_internet_access; /* its address comes from the pool's half that goes out (net.h) */
         char *network_rules;   /* "" or JSON {"allow_out": [CIDR…], "deny_out": [CIDR…]}, owned */
+        char runtime[16];      /* the kind of runtime its containers run on: "runc", "gvisor" (runtime.h);
+                                * set at insert, never changed; rows of older engines: "runc" */
         int64_t seq;           /* insertion order, for pagination */
 };
 

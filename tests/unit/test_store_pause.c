@@ -106,7 +106,7 @@ static void test_migration_keeps_old_rows(void **state) {
 
         assert_int_equal(user_version(), 0);
         assert_int_equal(open_store(&s), 0);
-        assert_int_equal(user_version(), 8);
+        assert_int_equal(user_version(), 9);
         assert_int_equal(store_sandbox_get(s, "sbx_old", &r, &e), 0);
         assert_true(r.allow_internet_access); /* an old sandbox gets the internet, as a create that does not say */
         assert_string_equal(r.network_rules, ""); /* and no rules of its own */
@@ -115,6 +115,7 @@ static void test_migration_keeps_old_rows(void **state) {
         assert_int_equal(r.pause_kind, PAUSE_NONE);
         assert_string_equal(r.traffic_token, ""); /* an old sandbox is not secure */
         assert_string_equal(r.ip, "10.0.0.2");
+        assert_string_equal(r.runtime, "runc"); /* an old sandbox ran on runc */
         /* The new column is written and read back. */
         r.state = SANDBOX_PAUSED;
         r.pause_kind = PAUSE_MEMORY;
@@ -124,7 +125,7 @@ static void test_migration_keeps_old_rows(void **state) {
 
         /* Opening again migrates nothing and loses nothing. */
         assert_int_equal(open_store(&s), 0);
-        assert_int_equal(user_version(), 8);
+        assert_int_equal(user_version(), 9);
         assert_int_equal(store_sandbox_get(s, "sbx_old", &r, &e), 0);
         assert_true(r.allow_internet_access); /* an old sandbox gets the internet, as a create that does not say */
         assert_int_equal(r.state, SANDBOX_PAUSED);

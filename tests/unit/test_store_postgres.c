@@ -62,7 +62,7 @@ static void test_concurrent_migration(void **state) {
         }
         pthread_barrier_destroy(&start);
         assert_int_equal(test_postgres_scalar("SELECT count(*) FROM schema_version"), 1);
-        assert_int_equal(test_postgres_scalar("SELECT version FROM schema_version"), 5); /* the last migration: nodes' capacity */
+        assert_int_equal(test_postgres_scalar("SELECT version FROM schema_version"), 6); /* the last migration: runtimes per sandbox */
         assert_int_equal(test_postgres_scalar("SELECT count(*) FROM sandboxes"), 0);
 }
 

@@ -127,7 +127,7 @@ static void test_migration_from_v2(void **state) {
 
         assert_int_equal(user_version(path), 2);
         assert_int_equal(open_store(dir, &s), 0);
-        assert_int_equal(user_version(path), 8);
+        assert_int_equal(user_version(path), 9);
         /* Old rows keep everything and were made on the legacy template. */
         assert_int_equal(store_sandbox_get(s, "sbx_paused", &r, &e), 0);
         assert_int_equal(r.state, SANDBOX_PAUSED);
@@ -149,7 +149,7 @@ static void test_migration_from_v2(void **state) {
 
         /* Opening again migrates nothing and loses nothing. */
         assert_int_equal(open_store(dir, &s), 0);
-        assert_int_equal(user_version(path), 8);
+        assert_int_equal(user_version(path), 9);
         assert_int_equal(store_sandbox_get(s, "sbx_paused", &r, &e), 0);
         assert_string_equal(r.template_version, "");
         sandbox_rec_done(&r);
@@ -205,7 +205,7 @@ static void test_fresh_database(void **state) {
         } else {
                 assert_int_equal(open_store(fresh, &s), 0);
                 snprintf(fresh, sizeof(fresh), "%s/fresh/state.db", dir);
-                assert_int_equal(user_version(fresh), 8);
+                assert_int_equal(user_version(fresh), 9);
         }
         add(s, "sbx_new", "base", "20261207T190000Z-ccccc");
         assert_int_equal(store_sandbox_get(s, "sbx_new", &r, &e), 0);

@@ -88,6 +88,8 @@ export interface SandboxInfo {
   error: string | null;
   /** `"filesystem"` or `"memory"` while paused, else null. */
   pause_kind: "filesystem" | "memory" | null;
+  /** The runtime its containers run on: `"runc"` or `"gvisor"`. */
+  runtime: "runc" | "gvisor";
   /** Created with `secure: true`: preview requests must carry `traffic_access_token`. */
   secure: boolean;
   /** A secure sandbox's token for the `X-Ai2in-Traffic-Token` header; null otherwise. */
@@ -147,6 +149,12 @@ export interface SandboxOpts extends ConnectionOpts {
    * wins over `denyOut`; the engine's own deny list wins over both.
    */
   network?: { allowOut?: string[]; denyOut?: string[] };
+  /**
+   * `"runc"` (a Linux container) or `"gvisor"` (gVisor's user-space kernel between the
+   * sandbox and the host's). Left out: the engine's default (its `--runtime`). Shown in
+   * `getInfo().runtime`.
+   */
+  runtime?: "runc" | "gvisor";
   /** Aborts the call. */
   signal?: AbortSignal;
 }
@@ -272,6 +280,7 @@ export class Sandbox {
     if (opts.diskMb !== undefined) body["disk_mb"] = opts.diskMb;
     if (opts.secure) body["secure"] = true;
     if (opts.allowInternetAccess !== undefined) body["allow_internet_access"] = opts.allowInternetAccess;
+    if (opts.runtime !== undefined) body["runtime"] = opts.runtime;
     if (opts.network !== undefined) {
       const network: Record<string, string[]> = {};
       if (opts.network.allowOut !== undefined) network["allow_out"] = [...opts.network.allowOut];

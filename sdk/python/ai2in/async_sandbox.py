@@ -369,13 +369,14 @@ class AsyncSandbox:
                      domain: Optional[str] = None,
                      disk_mb: Optional[int] = None,
                      allow_internet_access: Optional[bool] = None,
-                     network: Optional[Mapping[str, Sequence[str]]] = None) -> "AsyncSandbox":
+                     network: Optional[Mapping[str, Sequence[str]]] = None,
+                     runtime: Optional[str] = None) -> "AsyncSandbox":
         """Creates a sandbox; the arguments are those of ``Sandbox(...)``."""
         sbx = await asyncio.to_thread(
             Sandbox, api_key=api_key, timeout=timeout, template=template, metadata=metadata,
             envs=envs, cpu_count=cpu_count, memory_mb=memory_mb, api_url=api_url,
             request_timeout=request_timeout, secure=secure, domain=domain, disk_mb=disk_mb,
-            allow_internet_access=allow_internet_access, network=network)
+            allow_internet_access=allow_internet_access, network=network, runtime=runtime)
         return cls(sbx)
 
     @classmethod

@@ -58,7 +58,8 @@ class Sandbox:
                  request_timeout: Optional[float] = None, secure: Optional[bool] = None,
                  domain: Optional[str] = None, disk_mb: Optional[int] = None,
                  allow_internet_access: Optional[bool] = None,
-                 network: Optional[Mapping[str, Sequence[str]]] = None) -> None:
+                 network: Optional[Mapping[str, Sequence[str]]] = None,
+                 runtime: Optional[str] = None) -> None:
         """Creates a sandbox (``POST /v1/sandboxes``) and returns once it is running.
 
         Args:
@@ -90,6 +91,9 @@ class Sandbox:
                 ``{"allow_out": [...]}``, ranges it reaches even without internet access;
                 ``{"deny_out": [...]}``, ranges it never reaches. allow_out wins over
                 deny_out; the engine's own deny list wins over both.
+            runtime: ``"runc"`` (a Linux container) or ``"gvisor"`` (gVisor's user-space
+                kernel between the sandbox and the host's); None: the engine's default
+                (its ``--runtime``). Shown in ``get_info()["runtime"]``.
 
         Raises:
             AuthenticationError, InvalidArgumentError, NotFoundError (unknown template),
@@ -117,6 +121,8 @@ class Sandbox:
             body["allow_internet_access"] = allow_internet_access
         if network is not None:
             body["network"] = {k: list(v) for k, v in network.items()}
+        if runtime is not None:
+            body["runtime"] = runtime
         info = transport.request("POST", "/v1/sandboxes", body=body)
         self._attach(_expect_sandbox(info), transport, domain)
 
@@ -140,12 +146,14 @@ class Sandbox:
                request_timeout: Optional[float] = None, secure: Optional[bool] = None,
                domain: Optional[str] = None, disk_mb: Optional[int] = None,
                allow_internet_access: Optional[bool] = None,
-               network: Optional[Mapping[str, Sequence[str]]] = None) -> S:
+               network: Optional[Mapping[str, Sequence[str]]] = None,
+               runtime: Optional[str] = None) -> S:
         """Creates a sandbox; the same as calling ``Sandbox(...)``."""
         return cls(api_key=api_key, timeout=timeout, template=template, metadata=metadata,
                    envs=envs, cpu_count=cpu_count, memory_mb=memory_mb, api_url=api_url,
                    request_timeout=request_timeout, secure=secure, domain=domain,
-                   disk_mb=disk_mb, allow_internet_access=allow_internet_access, network=network)
+                   disk_mb=disk_mb, allow_internet_access=allow_internet_access, network=network,
+                   runtime=runtime)
 
     @classmethod
     def connect(cls: Type[S], sandbox_id: str, api_key: Optional[str] = None,

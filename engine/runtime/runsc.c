@@ -1,0 +1,206 @@
+/* runsc.c — the gVisor driver: `runsc --root R --platform=systrap run --detach` (inside the
+ * sandbox's network namespace, with its open-file limit, like runc: runtime.h), `state`,
+ * `delete --force`, `pause` and `resume`, and the container's state files in R.
+ *
+ * systrap, not the default ptrace platform (about 85 times slower on system calls here) nor
+ * kvm (this machine's /dev/kvm is a software one, and runsc hangs on it).
+ *
+ * gVisor issue #10704: runsc refuses to set up the sandbox's network ("cannot run with network
+ * enabled in root network namespace") when /proc/sys/net/core/rmem_default exists, which it
+ * takes for a sign of the host's namespace; kernel 6.18 (here) shows that file in every
+ * network namespace. runsc is therefore run in a mount namespace of its own where /proc/sys/net
+ * is an empty tmpfs (spawn.h: hide_dir). Hiding /proc/sys/net/core alone is not enough: runsc
+ * checks after joining the sandbox's network namespace, where /proc/sys/net/core is another
+ * directory that the mount does not cover; /proc/sys/net is the same in every namespace. What
+ * runsc learns of the network it reads over netlink, and the sandbox's kernel (netstack)
+ * reads nothing of the host's /proc/sys/net.
+ *
+ * Other differences from runc, each a flag of runsc_ops (runtime.h): the spec names the
+ * network namespace (else runsc makes an empty one) and the open-file limit; the user
+ * namespace is runsc's own, with the spec's id maps (its gofer cannot setns into the engine's);
+ * /sys is its kernel's; the agent makes its socket in a bound host directory (--host-uds=create)
+ * because a donated listening socket arrives as a plain host file. --overlay2=none: runsc would
+ * otherwise put a memory-backed overlay over the root, and the sandbox's writes would miss its
+ * upper dir (its persistent filesystem).
+ *
+ * runsc takes the veth's address for its own netstack and removes it from the interface
+ * (the sandbox still answers on it: netstack replies to ARP on the veth).
+ */
+#include "runtime/runtime.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macro.h"
+#include "spawn.h"
+
+#define RUNSC_HIDE_DIR "/proc/sys/net"
+#define STATE_SUFFIX ".state"
+/* runsc's own open-file limit: the engine's hard one (host root may lack CAP_SYS_RESOURCE
+ * to go past it). The sentry and the gofer hold host descriptors for the sandbox's files;
+ * the sandbox's own limit is in the spec (runtime.h: rlimits_in_spec). */
+static unsigned long runsc_open_files(void) {
+        struct rlimit rl;
+
+        return getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY ? (unsigned long) rl.rlim_max : 1048576;
+}
+
+/* argv of `runsc <global flags> verb...`: the flags every call must repeat (runsc reads
+ * its configuration from the command line each time, and a state call with another
+ * platform or root would not find the container). */
+#define RUNSC_ARGV(rt, ...) {(rt)->binary, "--root", (rt)->root, "--platform=systrap", "--network=sandbox", "--overlay2=none", \
+                            "--host-uds=create", __VA_ARGS__, NULL}
+
+static int runsc_start(struct runtime *rt, const char *id, const struct runtime_start *s, struct error *e) {
+        char *argv[] = RUNSC_ARGV(rt, "run", "--detach", "--bundle", (char *) s->bundle, (char *) id);
+        struct spawn_opts o = {.extra_fd = -1, .stdio_fd = s->log_fd, .timeout_ms = 30000, .netns_path = s->netns_path,
+                               .open_files = runsc_open_files(), .hide_dir = RUNSC_HIDE_DIR};
+        int status, r;
+
+        r = spawn_run(argv, &o, &status, NULL);
+        if (r < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot run %s: %s", rt->binary, strerror(-r));
+        if (status != 0)
+                return error_set(e, EIO, ERR_INTERNAL, "%s run exited with status %d", rt->binary, status);
+        return 0;
+}
+
+static int runsc_status(struct runtime *rt, const char *id, enum container_status *ret, pid_t *ret_pid, struct error *e) {
+        char *argv[] = RUNSC_ARGV(rt, "state", (char *) id);
+        struct spawn_opts o = {.extra_fd = -1, .stdio_fd = -1, .timeout_ms = 10000};
+        _cleanup_buf_ struct buf out;
+        json_t *j;
+        const char *st;
+        int status, r;
+
+        buf_init(&out, 1024 * 1024);
+        r = spawn_run(argv, &o, &status, &out);
+        if (r < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot run %s: %s", rt->binary, strerror(-r));
+        *ret_pid = 0;
+        if (status != 0) {
+                *ret = CONTAINER_MISSING;
+                return 0;
+        }
+        j = json_loadb(out.data, out.len, 0, NULL);
+        st = json_string_value(json_object_get(j, "status"));
+        if (!st) {
+                json_decref(j);
+                return error_set(e, EIO, ERR_INTERNAL, "%s state %s: unreadable answer", rt->binary, id);
+        }
+        *ret = streq(st, "running")  ? CONTAINER_RUNNING
+               : streq(st, "created") ? CONTAINER_CREATED
+               : streq(st, "paused")  ? CONTAINER_PAUSED
+                                      : CONTAINER_STOPPED;
+        if (*ret == CONTAINER_RUNNING || *ret == CONTAINER_PAUSED)
+                *ret_pid = (pid_t) json_integer_value(json_object_get(j, "pid"));
+        json_decref(j);
+        return 0;
+}
+
+/* Whether runsc has state for container id: its file "<sandbox>_sandbox:<id>.state" in the
+ * root (the sandbox is named after its first container, which is the only one here). */
+static bool has_state(struct runtime *rt, const char *id) {
+        char path[4096];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "%s/%s_sandbox:%s" STATE_SUFFIX, rt->root, id, id);
+        return lstat(path, &st) == 0;
+}
+
+static int runsc_destroy(struct runtime *rt, const char *id, struct error *e) {
+        char *argv[] = RUNSC_ARGV(rt, "delete", "--force", (char *) id);
+        char msg[512] = "";
+
+        if (!has_state(rt, id))
+                return 0; /* not ours: the engine asks every runtime */
+        if (spawn_check(argv, msg, sizeof(msg)) < 0 && has_state(rt, id))
+                return error_set(e, EIO, ERR_INTERNAL, "%s delete %s failed: %s", rt->binary, id, msg);
+        runtime_cgroups_remove(rt, id);
+        return 0;
+}
+
+/* `runsc pause` or `resume` (the sandbox's kernel stops its tasks); already in the wanted
+ * state is success. */
+static int verb(struct runtime *rt, const char *id, const char *what, enum container_status already, struct error *e) {
+        char *argv[] = RUNSC_ARGV(rt, (char *) what, (char *) id);
+        enum container_status st;
+        char msg[512] = "";
+        pid_t pid;
+
+        if (spawn_check(argv, msg, sizeof(msg)) == 0)
+                return 0;
+        if (runsc_status(rt, id, &st, &pid, NULL) == 0 && st == already)
+                return 0;
+        return error_set(e, EIO, ERR_INTERNAL, "%s %s %s failed: %s", rt->binary, what, id, *msg ? msg : "no message");
+}
+
+static int runsc_freeze(struct runtime *rt, const char *id, struct error *e) {
+        return verb(rt, id, "pause", CONTAINER_PAUSED, e);
+}
+
+static int runsc_thaw(struct runtime *rt, const char *id, struct error *e) {
+        return verb(rt, id, "resume", CONTAINER_RUNNING, e);
+}
+
+/* The container id of a state file's name "<sandbox>_sandbox:<id>.state", or NULL. */
+static char *id_of_state_file(const char *name) {
+        const char *colon = strstr(name, "_sandbox:");
+        size_t len = strlen(name), sl = strlen(STATE_SUFFIX);
+
+        if (!colon || len <= sl || !streq(name + len - sl, STATE_SUFFIX))
+                return NULL;
+        colon += strlen("_sandbox:");
+        return strndup(colon, (size_t) (name + len - sl - colon));
+}
+
+static int runsc_list(struct runtime *rt, char ***ret_ids, unsigned *ret_n, struct error *e) {
+        DIR *d = opendir(rt->root);
+        struct dirent *de;
+        char **ids = NULL;
+        unsigned n = 0;
+
+        if (!d) {
+                *ret_ids = NULL;
+                *ret_n = 0;
+                return errno == ENOENT ? 0 : error_set(e, errno, ERR_INTERNAL, "cannot list %s: %s", rt->root, strerror(errno));
+        }
+        while ((de = readdir(d))) {
+                char *id = id_of_state_file(de->d_name), **more;
+
+                if (!id)
+                        continue;
+                more = realloc(ids, sizeof(char *) * (n + 1));
+                if (!more) {
+                        free(id);
+                        break;
+                }
+                ids = more;
+                ids[n++] = id;
+        }
+        closedir(d);
+        *ret_ids = ids;
+        *ret_n = n;
+        return 0;
+}
+
+const struct runtime_ops runsc_ops = {
+        .name = "runsc",
+        .kind = "gvisor",
+        .rlimits_in_spec = true,
+        .netns_in_spec = true,
+        .start = runsc_start,
+        .status = runsc_status,
+        .destroy = runsc_destroy,
+        .freeze = runsc_freeze,
+        .thaw = runsc_thaw,
+        .list = runsc_list,
+};
