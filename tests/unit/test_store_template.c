@@ -201,7 +201,7 @@ static void test_fresh_database(void **state) {
         if (test_database) {
                 assert_int_equal(test_postgres_reset(), 0);
                 assert_int_equal(open_store(fresh, &s), 0);
-                assert_int_equal(test_postgres_scalar("SELECT version FROM schema_version"), 5);
+                assert_int_equal(test_postgres_scalar("SELECT version FROM schema_version"), 6);
         } else {
                 assert_int_equal(open_store(fresh, &s), 0);
                 snprintf(fresh, sizeof(fresh), "%s/fresh/state.db", dir);
