@@ -44,6 +44,9 @@ from ai2in import NotFoundError, Sandbox  # noqa: E402
 
 DEFAULT_TEMPLATE_DIR = "/var/lib/ai2in/templates"
 START_TIMEOUT = 30.0
+# AI2IN_TEST_RUNTIME=runsc runs the engines of a test session with that default runtime
+# (scripts/test.sh runs the runtime-neutral files again on gVisor this way).
+TEST_RUNTIME = os.environ.get("AI2IN_TEST_RUNTIME", "")
 STOP_TIMEOUT = 20.0
 
 # Engines alive now, so that a failing test's report can show their logs.
@@ -138,6 +141,8 @@ class Engine:
             "--net-pool", self.net_pool,
             "--cgroup-parent", self.cgroup_parent,
         ]
+        if TEST_RUNTIME:  # the runtime matrix (scripts/test.sh): every sandbox on that runtime
+            args += ["--runtime", TEST_RUNTIME]
         if self._config_file_flag:  # never read the host's /etc/ai2in/ai2ind.conf
             empty = os.path.join(self.root, "ai2ind.conf")
             Path(empty).touch()
