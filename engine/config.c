@@ -53,10 +53,16 @@ static const struct opt opts[] = {
         S("log-level", log_level, "info", "debug, info, warn or error"),
         S("node-name", node_name, "", "this engine's name among the nodes sharing its database: 1-63 of a-z 0-9 - . (default: the host name)"),
         S("advertise", advertise, "",
-          "URL other nodes reach this engine's API at, http[s]://HOST[:PORT] (default http://LISTEN, with the host name for 0.0.0.0)"),
+          "URL other nodes reach this engine's API at, http[s]://HOST[:PORT] (default http[s]://LISTEN, https with tls-cert, the host name for 0.0.0.0)"),
         S("advertise-preview", advertise_preview, "",
           "HOST:PORT other nodes relay previews of this node's sandboxes to (default PREVIEW-LISTEN, with the host name "
           "for 0.0.0.0; none when the preview proxy is off)"),
+        S("tls-cert", tls_cert, "",
+          "PEM certificate (chain) the API port serves HTTPS with (with tls-key); unset: plain HTTP (see docs/deploy.md)"),
+        S("tls-key", tls_key, "", "PEM private key of tls-cert (unencrypted; mode 0600)"),
+        S("cluster-ca", cluster_ca, "",
+          "PEM CA certificate(s) other nodes' certificates must chain to; when set, every request to another node goes "
+          "over verified TLS (their advertise must be https://) and this node's advertise must be https://"),
         S("cluster-secret-file", cluster_secret_file, "",
           "file holding the secret that requests between nodes carry (>= 32 bytes, mode 0600 or 0400, owned by root); "
           "required for nodes on more than one machine"),
@@ -472,6 +478,7 @@ static int load_cluster_secret(struct config *c, struct error *e) {
 static int fill_node(struct config *c, struct error *e) {
         char host[256] = "", url[512];
         const char *colon = strrchr(c->listen, ':');
+        const char *scheme = *c->tls_cert ? "https" : "http";
         int r;
 
         if (gethostname(host, sizeof(host) - 1) < 0 || !*host)
@@ -491,14 +498,21 @@ static int fill_node(struct config *c, struct error *e) {
                                  c->node_name);
         if (!*c->advertise) {
                 if (colon && strncmp(c->listen, "0.0.0.0:", 8) == 0)
-                        snprintf(url, sizeof(url), "http://%s%s", host, colon);
+                        snprintf(url, sizeof(url), "%s://%s%s", scheme, host, colon);
                 else
-                        snprintf(url, sizeof(url), "http://%s", c->listen);
+                        snprintf(url, sizeof(url), "%s://%s", scheme, c->listen);
                 if ((r = set_string(&c->advertise, url, e)) < 0)
                         return r;
         }
         if (strlen(c->advertise) > 255 || !advertise_valid(c->advertise))
                 return error_set(e, EINVAL, ERR_BAD_REQUEST, "advertise '%.80s' is not a URL of the form http[s]://HOST[:PORT]",
+                                 c->advertise);
+        /* With a cluster CA, nodes talk TLS only: one that advertises http:// would be
+         * refused by every other node. */
+        if (*c->cluster_ca && strncmp(c->advertise, "https://", 8) != 0)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "cluster-ca is set, so other nodes reach this one over TLS only: advertise '%.80s' must be "
+                                 "https:// (and tls-cert set, or TLS terminated in front of the API)",
                                  c->advertise);
         r = fill_advertise_preview(c, host, e);
         if (r < 0)
