@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include <openssl/x509v3.h>
 
 #include "macro.h"
+#include "timeutil.h"
 
 /* A certificate chain or a key is a few KiB: anything past this is not one. */
 #define PEM_MAX (1024 * 1024)
@@ -111,6 +113,26 @@ out:
         return r;
 }
 
+int tls_server_ctx_new(const char *cert_file, const char *key_file, SSL_CTX **ret, struct error *e) {
+        SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+        char why[256];
+
+        if (!ctx)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "cannot make a TLS context: %s", openssl_error(why, sizeof(why)));
+        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+        SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+        if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1 ||
+            SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+                SSL_CTX_free(ctx);
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "cannot use tls-cert %s with tls-key %s: %s", cert_file, key_file,
+                                 openssl_error(why, sizeof(why)));
+        }
+        *ret = ctx;
+        return 0;
+}
+
 int tls_client_new(const char *ca_file, SSL_CTX **ret, struct error *e) {
         SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
         char why[256];
@@ -146,6 +168,44 @@ int tls_client_expect_host(SSL *ssl, const char *host) {
         if (SSL_set_tlsext_host_name(ssl, host) != 1)
                 return -ENOMEM;
         return X509_VERIFY_PARAM_set1_host(param, host, 0) == 1 ? 0 : -ENOMEM;
+}
+
+int tls_handshake(SSL *ssl, int fd, bool server, int watch_fd, long timeout_ms) {
+        int64_t deadline = mono_ms() + timeout_ms;
+        struct pollfd p[2] = {{.fd = fd}, {.fd = watch_fd, .events = POLLRDHUP}};
+        int ret, n;
+
+        for (;;) {
+                ERR_clear_error();
+                errno = 0;
+                ret = server ? SSL_accept(ssl) : SSL_connect(ssl);
+                if (ret == 1)
+                        return 0;
+                switch (SSL_get_error(ssl, ret)) {
+                case SSL_ERROR_WANT_READ:
+                        p[0].events = POLLIN;
+                        break;
+                case SSL_ERROR_WANT_WRITE:
+                        p[0].events = POLLOUT;
+                        break;
+                case SSL_ERROR_SYSCALL: /* the peer's reset is not watch_fd's hang-up */
+                        if (errno && errno != EAGAIN)
+                                return errno == ECONNRESET ? -ECONNABORTED : -errno;
+                        return -EPROTO;
+                default:
+                        return -EPROTO;
+                }
+                do {
+                        int64_t left = deadline - mono_ms();
+                        n = left <= 0 ? 0 : poll(p, watch_fd >= 0 ? 2 : 1, (int) left);
+                } while (n < 0 && errno == EINTR);
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -ETIMEDOUT;
+                if (watch_fd >= 0 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR)))
+                        return -ECONNRESET;
+        }
 }
 
 const char *tls_error(SSL *ssl, char *buf, size_t size) {

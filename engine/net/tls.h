@@ -7,6 +7,7 @@
 #pragma once
 
 #include <openssl/ssl.h>
+#include <stdbool.h>
 
 #include "error.h"
 
@@ -14,6 +15,10 @@
  * after checking that the certificate (chain) and the key parse and that the key is the
  * certificate's. Errors (400 in e) name the file and what is wrong with it. */
 int tls_server_load(const char *cert_file, const char *key_file, char **ret_cert, char **ret_key, struct error *e);
+
+/* A server context with the certificate (chain) and key of cert_file and key_file (the
+ * preview proxy's; tls_server_load checked them), TLS 1.2 or later. */
+int tls_server_ctx_new(const char *cert_file, const char *key_file, SSL_CTX **ret, struct error *e);
 
 /* A client context for connections to other nodes: TLS 1.2 or later, the peer's certificate
  * verified against the CA certificates of ca_file (PEM), or against the system's trusted
@@ -23,6 +28,12 @@ int tls_client_new(const char *ca_file, SSL_CTX **ret, struct error *e);
 /* Prepares ssl to connect to host: SNI (for a name) and the name or IP address the peer's
  * certificate must carry. -ENOMEM. */
 int tls_client_expect_host(SSL *ssl, const char *host);
+
+/* Runs ssl's handshake over the non-blocking socket fd (SSL_set_fd done): as the server
+ * (SSL_accept) or the client (SSL_connect), within timeout_ms. -ETIMEDOUT; -ECONNRESET when
+ * watch_fd (if >= 0) hangs up meanwhile; -EPROTO when TLS failed (tls_error says why),
+ * -ECONNABORTED when the peer reset the connection, or another -errno of the socket. */
+int tls_handshake(SSL *ssl, int fd, bool server, int watch_fd, long timeout_ms);
 
 /* What went wrong in the last failed TLS call of ssl into buf: the verification result when
  * the peer's certificate was refused, else OpenSSL's error queue. Returns buf. */

@@ -279,38 +279,22 @@ static int connect_tcp(struct agent_stream *s, const struct addrinfo *ai, long t
 
 /* The TLS handshake of s with host over its connected socket, within timeout_ms. */
 static int handshake(struct agent_stream *s, SSL_CTX *ctx, const char *host, long timeout_ms, struct error *e) {
-        int64_t deadline = mono_ms() + timeout_ms;
         char why[300];
-        short want;
-        int r, ret;
+        int r;
 
         s->ssl = SSL_new(ctx);
         if (!s->ssl || SSL_set_fd(s->ssl, s->fd) != 1 || tls_client_expect_host(s->ssl, host) < 0)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
-        for (;;) {
-                ERR_clear_error();
-                errno = 0;
-                ret = SSL_connect(s->ssl);
-                if (ret == 1)
-                        return 0;
-                switch (SSL_get_error(s->ssl, ret)) {
-                case SSL_ERROR_WANT_READ:
-                        want = POLLIN;
-                        break;
-                case SSL_ERROR_WANT_WRITE:
-                        want = POLLOUT;
-                        break;
-                default:
-                        return error_set(e, EPROTO, ERR_NODE, "no TLS connection with %s: %s", s->peer,
-                                         errno && errno != EAGAIN ? strerror(errno) : tls_error(s->ssl, why, sizeof(why)));
-                }
-                r = wait_fd(s->fd, want, s->watch_fd, MAX(deadline - mono_ms(), 0));
-                if (r == -ECONNRESET)
-                        return error_set(e, ECONNRESET, ERR_BAD_REQUEST, "the client went away before the answer");
-                if (r < 0)
-                        return error_set(e, -r, ERR_NODE_DOWN, "no TLS connection with %s: %s", s->peer,
-                                         r == -ETIMEDOUT ? "no TLS handshake within the connect timeout" : strerror(-r));
-        }
+        r = tls_handshake(s->ssl, s->fd, false, s->watch_fd, timeout_ms);
+        if (r == -ECONNRESET)
+                return error_set(e, ECONNRESET, ERR_BAD_REQUEST, "the client went away before the answer");
+        if (r == -ETIMEDOUT)
+                return error_set(e, ETIMEDOUT, ERR_NODE_DOWN, "no TLS connection with %s: no TLS handshake within %ld ms",
+                                 s->peer, timeout_ms);
+        if (r < 0)
+                return error_set(e, EPROTO, ERR_NODE, "no TLS connection with %s: %s", s->peer,
+                                 r == -EPROTO ? tls_error(s->ssl, why, sizeof(why)) : strerror(-r));
+        return 0;
 }
 
 int agent_stream_open_tcp(const char *host, const char *port, const char *peer, long connect_ms,

@@ -17,6 +17,8 @@ requires TLS with sslmode=verify-full, and refuses one whose certificate the CA 
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import http.client
 import json
@@ -37,6 +39,7 @@ from conftest import Engine, free_port, wait_until
 from test_database import PASSWORD, PgEngine, Postgres, postgres  # noqa: F401 (postgres: the fixture)
 from test_forwarding import SECRET, secret_file
 from test_nodes import node_engine
+from test_preview import PORT, start_server, ws_frame, ws_read
 
 HOME = "/home/sandbox"
 
@@ -76,7 +79,8 @@ class Certs:
     def make_cert(self, name: str, ca: str) -> Tuple[str, str]:
         ext = self.path(f"{name}.ext")
         with open(ext, "w") as f:
-            f.write("subjectAltName = DNS:localhost, IP:127.0.0.1\nextendedKeyUsage = serverAuth\n")
+            f.write("subjectAltName = DNS:localhost, IP:127.0.0.1, DNS:*.preview.test\n"
+                    "extendedKeyUsage = serverAuth\n")
         self.openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                      "-keyout", self.path(f"{name}.key"), "-out", self.path(f"{name}.csr"), "-subj", f"/CN={name}")
         self.openssl("x509", "-req", "-in", self.path(f"{name}.csr"), "-CA", self.path(f"{ca}.pem"),
@@ -105,8 +109,60 @@ def certs() -> Iterator[Certs]:
         c.close()
 
 
+# The certificate has *.preview.test, but OpenSSL's clients (Python's among them) match a
+# wildcard only to letters, digits and '-', and a sandbox id has '_': the TLS connection
+# verifies the certificate for "localhost" and the request's Host names the preview.
+DOMAIN = "preview.test"
+
+
 def tls_args(cert: str, key: str) -> List[str]:
-    return ["--tls-cert", cert, "--tls-key", key]
+    return ["--tls-cert", cert, "--tls-key", key, "--preview-domain", DOMAIN]
+
+
+@contextlib.contextmanager
+def preview_tls(e: Engine, ca: str, sid: str, port: int = PORT) -> Iterator[Tuple[ssl.SSLSocket, str]]:
+    """A TLS connection to e's preview proxy (its certificate verified) for that port of
+    sandbox sid, and the Host to send."""
+    host = f"{port}-{sid}.{DOMAIN}"
+    ctx = ssl.create_default_context(cafile=ca)
+    with socket.create_connection(("127.0.0.1", e.preview_port), timeout=20) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            yield s, host
+
+
+def preview_get(e: Engine, ca: str, sid: str, path: str = "/hello") -> Tuple[int, bytes]:
+    with preview_tls(e, ca, sid) as (s, host):
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        resp = http.client.HTTPResponse(s)
+        resp.begin()
+        return resp.status, resp.read()
+
+
+def websocket_echo(e: Engine, ca: str, sid: str) -> None:
+    """A WebSocket through e's proxy over TLS: a short and a 70 KB message echoed."""
+    ws_key = base64.b64encode(os.urandom(16)).decode()
+    with preview_tls(e, ca, sid) as (s, host):
+        s.sendall((f"GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   f"Sec-WebSocket-Key: {ws_key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        f = s.makefile("rb")
+        assert b" 101 " in f.readline()
+        while f.readline() not in (b"\r\n", b""):
+            pass
+        for msg in (b"hello", os.urandom(70000)):
+            s.sendall(ws_frame(msg, 1 if len(msg) < 100 else 2))
+            assert ws_read(f)[1] == msg
+        s.sendall(ws_frame(b"", 8))
+        assert ws_read(f)[0] == 8
+
+
+def check_preview(through: Engine, owner_sbx: Any, ca: str) -> None:
+    """The test server in owner_sbx, reached over TLS through `through`'s preview proxy."""
+    start_server(owner_sbx)
+    assert wait_until(lambda: preview_get(through, ca, owner_sbx.id)[0] == 200, 20), \
+        preview_get(through, ca, owner_sbx.id)
+    status, body = preview_get(through, ca, owner_sbx.id, "/hello")
+    assert status == 200 and body, (status, body)
+    websocket_echo(through, ca, owner_sbx.id)
 
 
 class TlsMixin:
@@ -248,6 +304,16 @@ def test_sdk_over_https(tls_engine: TlsEngine, certs: Certs) -> None:
             conn.getresponse().read()
     finally:
         conn.close()
+    # The preview proxy speaks TLS with the same certificate: a request and a WebSocket.
+    status, doc, _ = e.raw("GET", f"/v1/sandboxes/{sbx.id}", key=key)
+    assert status == 200 and doc["preview"] == {"scheme": "https", "domain": DOMAIN}, doc
+    check_preview(e, sbx, certs.ca)
+    with pytest.raises((OSError, http.client.HTTPException)):  # and no plain HTTP
+        conn = http.client.HTTPConnection("127.0.0.1", e.preview_port, timeout=10)
+        conn.request("GET", "/", headers={"Host": f"{PORT}-{sbx.id}.{DOMAIN}"})
+        status = conn.getresponse().status
+        pytest.fail(f"plain HTTP to the TLS preview port answered {status}")
+
     # A client that trusts only the rogue CA refuses the engine's certificate.
     ctx = ssl.create_default_context(cafile=certs.path("rogue-ca.pem"))
     with pytest.raises(ssl.SSLCertVerificationError):
@@ -303,6 +369,8 @@ def test_cluster_over_verified_tls(tls_nodes: Tuple[TlsPgEngine, TlsPgEngine, st
     made_b = b.sandbox(key)
     assert made_b.get_info()["node"] == "node-b"
     assert a.connect(made_b.id, key).commands.run("echo via-a").stdout == "via-a\n"
+    # A preview through B's proxy, relayed to A's over verified TLS.
+    check_preview(b, made, a.ca)
     assert sbx.kill() is True and made_b.kill() is True
 
 
@@ -326,6 +394,9 @@ def test_untrusted_or_plaintext_node_refused(tls_nodes: Tuple[TlsPgEngine, TlsPg
             assert "node-c" in str(err.value)
             log = open(a.log_path, encoding="utf-8", errors="replace").read()
             assert "certificate is not trusted" in log, log[-2000:]
+            # A preview through A's proxy, relayed to C's: refused the same way.
+            status, body = preview_get(a, certs.ca, theirs.id)
+            assert status == 502 and b"not trusted" in body, (status, body)
 
             # C again without TLS, advertising http://: A sends it nothing in plaintext.
             c.stop()
@@ -336,6 +407,8 @@ def test_untrusted_or_plaintext_node_refused(tls_nodes: Tuple[TlsPgEngine, TlsPg
             with pytest.raises(SandboxError) as err:
                 via_a.commands.run("echo never")
             assert err.value.status == 502 and "plain http://" in str(err.value), err.value
+            status, body = preview_get(a, certs.ca, theirs.id)
+            assert status == 502 and b"plaintext" in body, (status, body)
             assert c.connect(theirs.id, key).kill() is True
         finally:
             c.teardown()
