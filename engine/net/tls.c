@@ -134,9 +134,15 @@ int tls_server_ctx_new(const char *cert_file, const char *key_file, SSL_CTX **re
 }
 
 int tls_client_new(const char *ca_file, SSL_CTX **ret, struct error *e) {
-        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        _cleanup_free_ char *pem = NULL;
+        SSL_CTX *ctx;
         char why[256];
+        int r;
 
+        /* Read once first: a missing file is named with its errno, not OpenSSL's "system lib". */
+        if (*ca_file && (r = read_pem("cluster-ca", ca_file, &pem, e)) < 0)
+                return r;
+        ctx = SSL_CTX_new(TLS_client_method());
         if (!ctx)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "cannot make a TLS context: %s", openssl_error(why, sizeof(why)));
         SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);

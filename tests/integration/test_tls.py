@@ -233,7 +233,7 @@ def test_bad_tls_files_stop_the_start_at_once(certs: Certs) -> None:
         out, _ = start_fails(e, "--tls-cert", certs.cert)
         assert "tls-cert and tls-key go together" in out, out
         out, _ = start_fails(e, "--cluster-ca", certs.path("missing-ca.pem"), "--advertise", "https://localhost:1")
-        assert "cannot load cluster-ca" in out and "missing-ca.pem" in out, out
+        assert "cannot open cluster-ca" in out and "missing-ca.pem" in out, out
         out, _ = start_fails(e, "--cluster-ca", certs.ca)  # its advertise: http://LISTEN
         assert "advertise" in out and "must be https://" in out, out
         assert not e.running
