@@ -70,7 +70,7 @@ const sbx = await Sandbox.create(opts);
 try {
   const lines = [];
   const r = await sbx.commands.run("for i in 1 2 3; do echo line$i; sleep 0.1; done", { onStdout: (l) => lines.push(l) });
-  out.lines = lines.join("").split("\\n").filter(Boolean);
+  out.lines = lines;
   out.exit = r.exitCode;
   out.code = (await sbx.runCode("6 * 7")).text;
   const data = new Uint8Array(4 * 1024 * 1024).map((_, i) => (i * 7) & 255);
