@@ -39,7 +39,8 @@ static const struct opt opts[] = {
         S("listen", listen, "127.0.0.1:7300", "API address HOST:PORT"),
         S("preview-listen", preview_listen, "127.0.0.1:7301", "preview proxy address HOST:PORT, or off"),
         S("preview-domain", preview_domain, "", "domain of preview URLs {port}-{id}.DOMAIN (default localhost:PREVIEW-PORT)"),
-        S("preview-scheme", preview_scheme, "http", "scheme of preview URLs: http, or https behind a TLS proxy"),
+        S("preview-scheme", preview_scheme, "",
+          "scheme of preview URLs: http, or https (behind a TLS proxy; the default with tls-cert, which the preview proxy then serves)"),
         S("runtime", runtime, "runc", "OCI runtime binary"),
         S("agent", agent, "", "ai2in-agent binary (default: beside ai2ind)"),
         S("bridge", bridge, "ai2in0", "bridge the sandboxes' veths attach to"),
@@ -53,10 +54,16 @@ static const struct opt opts[] = {
         S("log-level", log_level, "info", "debug, info, warn or error"),
         S("node-name", node_name, "", "this engine's name among the nodes sharing its database: 1-63 of a-z 0-9 - . (default: the host name)"),
         S("advertise", advertise, "",
-          "URL other nodes reach this engine's API at, http[s]://HOST[:PORT] (default http://LISTEN, with the host name for 0.0.0.0)"),
+          "URL other nodes reach this engine's API at, http[s]://HOST[:PORT] (default http[s]://LISTEN, https with tls-cert, the host name for 0.0.0.0)"),
         S("advertise-preview", advertise_preview, "",
-          "HOST:PORT other nodes relay previews of this node's sandboxes to (default PREVIEW-LISTEN, with the host name "
-          "for 0.0.0.0; none when the preview proxy is off)"),
+          "[https://]HOST:PORT other nodes relay previews of this node's sandboxes to, https:// when it speaks TLS "
+          "(default PREVIEW-LISTEN, https:// with tls-cert, the host name for 0.0.0.0; none when the preview proxy is off)"),
+        S("tls-cert", tls_cert, "",
+          "PEM certificate (chain) the API port serves HTTPS with (with tls-key); unset: plain HTTP (see docs/deploy.md)"),
+        S("tls-key", tls_key, "", "PEM private key of tls-cert (unencrypted; mode 0600)"),
+        S("cluster-ca", cluster_ca, "",
+          "PEM CA certificate(s) other nodes' certificates must chain to; when set, every request to another node goes "
+          "over verified TLS (their advertise must be https://) and this node's advertise must be https://"),
         S("cluster-secret-file", cluster_secret_file, "",
           "file holding the secret that requests between nodes carry (>= 32 bytes, mode 0600 or 0400, owned by root); "
           "required for nodes on more than one machine"),
@@ -254,12 +261,24 @@ static int fill_disk_volume(struct config *c, struct error *e) {
         return 0;
 }
 
+static int set_string(char **field, const char *value, struct error *e) {
+        char *copy = strdup(value);
+
+        if (!copy)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        free(*field);
+        *field = copy;
+        return 0;
+}
+
 /* The preview URLs' domain defaults to localhost with the proxy's port: *.localhost is
  * loopback (RFC 6761), so the URLs work on the engine's machine with no DNS set-up. */
 static int fill_preview(struct config *c, struct error *e) {
         const char *colon = strrchr(c->preview_listen, ':');
         char buf[128];
 
+        if (!*c->preview_scheme && set_string(&c->preview_scheme, *c->tls_cert ? "https" : "http", e) < 0)
+                return -ENOMEM;
         if (!streq(c->preview_scheme, "http") && !streq(c->preview_scheme, "https"))
                 return error_set(e, EINVAL, ERR_BAD_REQUEST, "preview-scheme must be http or https, not '%.32s'",
                                  c->preview_scheme);
@@ -382,36 +401,31 @@ static bool advertise_valid(const char *url) {
         return p > host && *p == 0;
 }
 
-static int set_string(char **field, const char *value, struct error *e) {
-        char *copy = strdup(value);
 
-        if (!copy)
-                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
-        free(*field);
-        *field = copy;
-        return 0;
-}
-
-/* HOST:PORT of the preview proxy for other nodes: default the preview listen address (the
- * host name in place of 0.0.0.0); "" when the proxy is off. */
+/* [https://]HOST:PORT of the preview proxy for other nodes (https: it speaks TLS): default
+ * the preview listen address (the host name in place of 0.0.0.0), https with tls-cert; ""
+ * when the proxy is off. */
 static int fill_advertise_preview(struct config *c, const char *host, struct error *e) {
         char url[600];
         const char *colon = strrchr(c->preview_listen, ':');
+        const char *scheme = *c->tls_cert ? "https://" : "";
+        const char *hostport = c->advertise_preview;
 
         if (streq(c->preview_listen, "off"))
                 return set_string(&c->advertise_preview, "", e);
         if (!*c->advertise_preview) {
                 if (colon && strncmp(c->preview_listen, "0.0.0.0:", 8) == 0)
-                        snprintf(url, sizeof(url), "%s%s", host, colon);
+                        snprintf(url, sizeof(url), "%s%s%s", scheme, host, colon);
                 else
-                        snprintf(url, sizeof(url), "%s", c->preview_listen);
+                        snprintf(url, sizeof(url), "%s%s", scheme, c->preview_listen);
                 return set_string(&c->advertise_preview, url, e);
         }
+        if (strncmp(hostport, "https://", 8) == 0)
+                hostport += 8;
         /* The same HOST[:PORT] rules as advertise's. */
-        snprintf(url, sizeof(url), "http://%s", c->advertise_preview);
-        if (strlen(c->advertise_preview) > 255 || !strchr(c->advertise_preview, ':') || !advertise_valid(url) ||
-            url[strlen(url) - 1] == '/')
-                return error_set(e, EINVAL, ERR_BAD_REQUEST, "advertise-preview '%.80s' is not of the form HOST:PORT",
+        snprintf(url, sizeof(url), "http://%s", hostport);
+        if (strlen(c->advertise_preview) > 255 || !strchr(hostport, ':') || !advertise_valid(url) || url[strlen(url) - 1] == '/')
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "advertise-preview '%.80s' is not of the form [https://]HOST:PORT",
                                  c->advertise_preview);
         return 0;
 }
@@ -472,6 +486,7 @@ static int load_cluster_secret(struct config *c, struct error *e) {
 static int fill_node(struct config *c, struct error *e) {
         char host[256] = "", url[512];
         const char *colon = strrchr(c->listen, ':');
+        const char *scheme = *c->tls_cert ? "https" : "http";
         int r;
 
         if (gethostname(host, sizeof(host) - 1) < 0 || !*host)
@@ -491,14 +506,21 @@ static int fill_node(struct config *c, struct error *e) {
                                  c->node_name);
         if (!*c->advertise) {
                 if (colon && strncmp(c->listen, "0.0.0.0:", 8) == 0)
-                        snprintf(url, sizeof(url), "http://%s%s", host, colon);
+                        snprintf(url, sizeof(url), "%s://%s%s", scheme, host, colon);
                 else
-                        snprintf(url, sizeof(url), "http://%s", c->listen);
+                        snprintf(url, sizeof(url), "%s://%s", scheme, c->listen);
                 if ((r = set_string(&c->advertise, url, e)) < 0)
                         return r;
         }
         if (strlen(c->advertise) > 255 || !advertise_valid(c->advertise))
                 return error_set(e, EINVAL, ERR_BAD_REQUEST, "advertise '%.80s' is not a URL of the form http[s]://HOST[:PORT]",
+                                 c->advertise);
+        /* With a cluster CA, nodes talk TLS only: one that advertises http:// would be
+         * refused by every other node. */
+        if (*c->cluster_ca && strncmp(c->advertise, "https://", 8) != 0)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "cluster-ca is set, so other nodes reach this one over TLS only: advertise '%.80s' must be "
+                                 "https:// (and tls-cert set, or TLS terminated in front of the API)",
                                  c->advertise);
         r = fill_advertise_preview(c, host, e);
         if (r < 0)

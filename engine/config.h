@@ -35,6 +35,9 @@ struct config {
         char *node_name;     /* this engine's name among the nodes sharing its store; default: the host name */
         char *advertise;     /* the URL other nodes reach its API at; default http://LISTEN (http://HOSTNAME:PORT for 0.0.0.0) */
         char *advertise_preview; /* HOST:PORT other nodes relay previews to; default PREVIEW-LISTEN; "" with the proxy off */
+        char *tls_cert;      /* PEM certificate (chain) of the API port; "" = plain HTTP */
+        char *tls_key;       /* its PEM private key */
+        char *cluster_ca;    /* PEM CA the certificates of other nodes must chain to; "" = the system's */
         char *cluster_secret_file; /* "" = none: nodes forward to each other without a secret (one machine only) */
         char *cluster_secret; /* its contents, trimmed (>= 32 bytes), or NULL; never logged */
         int64_t node_lease;  /* s, 15: down (its sandboxes lost) once it has not renewed its lease for this long */

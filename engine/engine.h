@@ -10,6 +10,8 @@
 #include "runtime/runtime.h"
 #include "store/store.h"
 
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX (net/tls.h) */
+
 struct lock_table;
 
 #define ENGINE_RUNTIMES 2 /* runc, runsc */
@@ -32,4 +34,8 @@ struct engine {
         pthread_t drainer;        /* moves paused sandboxes away while this node drains (cluster/drain.h) */
         bool drainer_started;
         volatile bool stopping;
+        /* TLS (net/tls.h): the API port's certificate and key (PEM, NULL for plain HTTP), and
+         * the client context of requests to other nodes (https:// advertise URLs). */
+        char *tls_cert_pem, *tls_key_pem;
+        struct ssl_ctx_st *cluster_tls;
 };

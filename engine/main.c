@@ -19,6 +19,7 @@
 #include "fsutil.h"
 #include "id.h"
 #include "log.h"
+#include "net/tls.h"
 #include "proxy/proxy.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/userns.h"
@@ -360,7 +361,12 @@ static int cmd_serve(struct engine *eng, struct error *e) {
         pthread_sigmask(SIG_BLOCK, &set, NULL);
         signal(SIGPIPE, SIG_IGN);
 
-        r = raise_open_files(eng, e);
+        /* The TLS files first: a wrong one stops the start before anything is set up. */
+        r = api_tls_load(eng, e);
+        if (r >= 0)
+                r = tls_client_new(eng->cfg.cluster_ca, &eng->cluster_tls, e);
+        if (r >= 0)
+                r = raise_open_files(eng, e);
         if (r >= 0)
                 r = serve_setup(eng, e);
         if (r >= 0)
@@ -373,7 +379,7 @@ static int cmd_serve(struct engine *eng, struct error *e) {
                 drain_stop(eng);
                 return r;
         }
-        printf("ai2ind listening on http://%s\n", eng->cfg.listen);
+        printf("ai2ind listening on %s://%s\n", eng->tls_cert_pem ? "https" : "http", eng->cfg.listen);
         if (preview)
                 printf("preview URLs: %s://{port}-{sandbox id}.%s/ (proxy on %s)\n", eng->cfg.preview_scheme,
                        eng->cfg.preview_domain, eng->cfg.preview_listen);
@@ -468,6 +474,8 @@ int main(int argc, char **argv) {
                 runtime_free(eng.runtimes[i]);
         store_close(eng.store);
         locks_free(eng.locks);
+        api_tls_free(&eng);
+        SSL_CTX_free(eng.cluster_tls);
         config_free(&eng.cfg);
         return r < 0 ? 1 : 0;
 }

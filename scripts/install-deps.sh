@@ -23,9 +23,10 @@ packages=(
 
 # Tests: unit tests (cmocka), fuzzers (clang, libFuzzer), the integration suites (pytest and
 # the HTTP clients they open preview URLs with), the benchmarks (wrk), the JS SDK (node), and
-# a PostgreSQL server the store's tests start a throwaway instance of (scripts/test-postgres.sh).
+# a PostgreSQL server the store's tests start a throwaway instance of (scripts/test-postgres.sh),
+# and the openssl CLI test_tls.py makes its certificates with.
 test_packages=(
-  libcmocka-dev postgresql
+  libcmocka-dev postgresql openssl
   clang libclang-rt-14-dev
   python3-pytest python3-setuptools python3-pip
   curl wget wrk python3-requests

@@ -33,7 +33,15 @@ struct api_response {
         bool close;                /* close the connection after this answer (JSON bodies) */
 };
 
-/* Starts the API server on the configured address, with its connection guard (guard.h). */
+/* Reads tls-cert and tls-key, when set, into eng (net/tls.h checks them) after making sure
+ * this libmicrohttpd speaks TLS: called first thing at start, so that a missing or wrong
+ * file stops the engine at once with a message naming it. */
+int api_tls_load(struct engine *eng, struct error *e);
+/* Forgets what api_tls_load read (the key wiped). */
+void api_tls_free(struct engine *eng);
+
+/* Starts the API server on the configured address, with its connection guard (guard.h),
+ * speaking HTTPS when api_tls_load read a certificate. */
 struct api_server;
 int api_start(struct engine *eng, struct api_server **ret, struct error *e);
 /* Stops it: open connections are closed. Accepts NULL. */

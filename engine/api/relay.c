@@ -1,7 +1,8 @@
 /* relay.c — a request for a sandbox that another node owns is relayed to that node (issue 14).
  *
  * Any node answers any request: when the {id} of a request names a sandbox of another live
- * node, this node opens a TCP connection to the owner's advertised URL, sends the same
+ * node, this node opens a TCP connection to the owner's advertised URL (TLS, the owner's
+ * certificate verified, for an https:// one: cluster/node.h node_stream_open), sends the same
  * method, path and query with the caller's API key and Content-Type, streams the request's
  * body through as it arrives (the caller's Content-Length, or chunked), then reads the
  * owner's answer head with the strict shared parser (sandbox/agent_stream.c) and streams its
@@ -111,12 +112,8 @@ static int relay_open(struct api_request *req, const struct node_rec *to, int64_
         _cleanup_buf_ struct buf target = {0}, headers = {0};
         struct api_relay *rl;
         const union MHD_ConnectionInfo *ci;
-        char host[256], port[8];
         int r;
 
-        r = node_url_split(to->advertise, host, sizeof(host), port, sizeof(port), e);
-        if (r < 0)
-                return r;
         r = api_encode_target(req, req->url, &target, e);
         if (r < 0)
                 return r;
@@ -135,7 +132,7 @@ static int relay_open(struct api_request *req, const struct node_rec *to, int64_
                 .content_type = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Type"),
                 .body_len = body_len,
         };
-        r = agent_stream_open_tcp(host, port, rl->peer, CONNECT_TIMEOUT_MS, &q, rl->client_fd, &rl->s, e);
+        r = node_stream_open(req->eng, to, rl->peer, CONNECT_TIMEOUT_MS, &q, rl->client_fd, &rl->s, e);
         if (r < 0) {
                 api_relay_free(rl);
                 return r;

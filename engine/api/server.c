@@ -23,6 +23,7 @@
 #include "http-parse.h"
 #include "id.h"
 #include "log.h"
+#include "net/tls.h"
 #include "timeutil.h"
 
 struct conn_ctx {
@@ -659,8 +660,36 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
         log_debug("libmicrohttpd: %s", line);
 }
 
+/* TLS 1.2 and 1.3 only, of GnuTLS's default ciphers. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
+int api_tls_load(struct engine *eng, struct error *e) {
+        if (!*eng->cfg.tls_cert && !*eng->cfg.tls_key)
+                return 0;
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+                return error_set(e, EOPNOTSUPP, ERR_BAD_REQUEST,
+                                 "tls-cert is set, but this libmicrohttpd was built without TLS (GnuTLS): install Debian's "
+                                 "libmicrohttpd12, or terminate TLS in front of the engine");
+        return tls_server_load(eng->cfg.tls_cert, eng->cfg.tls_key, &eng->tls_cert_pem, &eng->tls_key_pem, e);
+}
+
+void api_tls_free(struct engine *eng) {
+        if (eng->tls_key_pem)
+                OPENSSL_cleanse(eng->tls_key_pem, strlen(eng->tls_key_pem));
+        free(eng->tls_key_pem);
+        free(eng->tls_cert_pem);
+        eng->tls_key_pem = eng->tls_cert_pem = NULL;
+}
+
 int api_start(struct engine *eng, struct api_server **ret, struct error *e) {
         _cleanup_free_ struct api_server *srv = calloc(1, sizeof(*srv));
+        bool tls = eng->tls_cert_pem != NULL;
+        struct MHD_OptionItem tls_opts[] = {
+                {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, eng->tls_cert_pem},
+                {MHD_OPTION_HTTPS_MEM_KEY, 0, eng->tls_key_pem},
+                {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *) TLS_PRIORITIES},
+                {MHD_OPTION_END, 0, NULL},
+        };
         struct sockaddr_in sa;
         int r;
 
@@ -678,12 +707,13 @@ int api_start(struct engine *eng, struct api_server **ret, struct error *e) {
          * 10 s; the SDK replaces a kept-alive connection the engine closed); the guard
          * closes sooner one that is slow to send its request, or has no key. */
         srv->daemon = MHD_start_daemon(
-                MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request,
+                MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0), 0,
+                NULL, NULL, on_request,
                 eng, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
                 MHD_OPTION_NOTIFY_CONNECTION, api_guard_notify, srv->guard, MHD_OPTION_CONNECTION_LIMIT, 4000u,
                 MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) CONN_IDLE_TIMEOUT_S,
                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) CONN_MEMORY, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
         if (!srv->daemon) {
                 api_guard_free(srv->guard);
                 return error_set(e, EADDRINUSE, ERR_INTERNAL, "cannot listen on %s (in use, or not an address of this host)",

@@ -55,12 +55,8 @@ static int peer_headers(const struct engine *eng, struct buf *b) {
 static int open_to(const struct engine *eng, const struct node_rec *to, const char *method, const char *id, int64_t body_len,
                    struct agent_stream **ret, struct error *e) {
         _cleanup_buf_ struct buf headers = {0};
-        char host[256], port[8], target[128], peer[300];
-        int r;
+        char target[128], peer[300];
 
-        r = node_url_split(to->advertise, host, sizeof(host), port, sizeof(port), e);
-        if (r < 0)
-                return r;
         if (peer_headers(eng, &headers) < 0)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         snprintf(target, sizeof(target), "/v1/internal/layers/%s", id);
@@ -72,7 +68,7 @@ static int open_to(const struct engine *eng, const struct node_rec *to, const ch
                 .content_type = body_len != 0 ? LAYER_CONTENT_TYPE : NULL,
                 .body_len = body_len,
         };
-        return agent_stream_open_tcp(host, port, peer, CONNECT_TIMEOUT_MS, &q, -1, ret, e);
+        return node_stream_open(eng, to, peer, CONNECT_TIMEOUT_MS, &q, -1, ret, e);
 }
 
 /* Reads the answer's head; an answer other than 200 becomes an error with its message. */

@@ -137,16 +137,17 @@ void node_refresh(struct engine *eng) {
                 log_debug("node %s: cannot refresh its figures: %s, ignoring", eng->cfg.node_name, e.message);
 }
 
-int node_url_split(const char *url, char *host, size_t host_size, char *port, size_t port_size, struct error *e) {
+/* HOST and PORT of a node's advertised URL http[s]://HOST[:PORT][/] (config.c checked its
+ * form; PORT 80 or 443 when absent), and whether it is https. */
+static int url_split(const char *url, char *host, size_t host_size, char *port, size_t port_size, bool *ret_tls,
+                     struct error *e) {
         const char *p, *end;
         size_t n;
 
-        if (strncmp(url, "https://", 8) == 0)
-                return error_set(e, EOPNOTSUPP, ERR_NOT_IMPLEMENTED,
-                                 "the node advertises %s: forwarding to a node over TLS is not implemented yet", url);
-        if (strncmp(url, "http://", 7) != 0)
-                return error_set(e, EINVAL, ERR_NODE, "the node advertises '%.80s', not an http:// URL", url);
-        p = url + 7;
+        *ret_tls = strncmp(url, "https://", 8) == 0;
+        if (!*ret_tls && strncmp(url, "http://", 7) != 0)
+                return error_set(e, EINVAL, ERR_NODE, "the node advertises '%.80s', not an http[s]:// URL", url);
+        p = url + (*ret_tls ? 8 : 7);
         if (*p == '[') {
                 end = strchr(p, ']');
                 if (!end)
@@ -169,8 +170,34 @@ int node_url_split(const char *url, char *host, size_t host_size, char *port, si
                 memcpy(port, end + 1, n);
                 port[n] = 0;
         } else
-                snprintf(port, port_size, "80");
+                snprintf(port, port_size, *ret_tls ? "443" : "80");
         return 0;
+}
+
+int node_stream_open(const struct engine *eng, const struct node_rec *to, const char *peer, long connect_ms,
+                     const struct agent_stream_request *q, int watch_fd, struct agent_stream **ret, struct error *e) {
+        struct agent_stream_request tq = *q;
+        char host[256], port[8];
+        bool tls;
+        int r;
+
+        r = url_split(to->advertise, host, sizeof(host), port, sizeof(port), &tls, e);
+        if (r < 0)
+                return r;
+        if (!tls && *eng->cfg.cluster_ca) {
+                log_warn("not forwarding to %s: cluster-ca is set and it advertises a plain http:// URL", peer);
+                return error_set(e, EPROTO, ERR_NODE,
+                                 "%s advertises a plain http:// URL, but this node sends nothing to other nodes in plaintext "
+                                 "(cluster-ca is set): that node must advertise https://",
+                                 peer);
+        }
+        tq.tls = tls ? eng->cluster_tls : NULL;
+        r = agent_stream_open_tcp(host, port, peer, connect_ms, &tq, watch_fd, ret, e);
+        /* A peer that fails verification is an operator's problem (a wrong certificate, or
+         * not the node it claims): said in the engine's log too, not only to the caller. */
+        if (r < 0 && tls && e->err == EPROTO)
+                log_warn("%s", e->message);
+        return r;
 }
 
 bool node_lost_mark(struct engine *eng, const struct sandbox_rec *rec) {

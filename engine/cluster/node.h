@@ -12,6 +12,7 @@
 
 #include "engine.h"
 #include "error.h"
+#include "sandbox/agent_stream.h"
 #include "store/store.h"
 
 /* Registers this node (its name, advertised URL, host capacity and a fresh lease) and claims
@@ -45,6 +46,9 @@ void node_refresh(struct engine *eng);
  * (its error is NODE_LOST_FMT with this node's name). */
 bool node_lost_mark(struct engine *eng, const struct sandbox_rec *rec);
 
-/* HOST and PORT of a node's advertised URL http://HOST[:PORT][/] (config.c checked its form;
- * PORT 80 when absent). 501 for https:// (TLS between nodes is not implemented yet). */
-int node_url_split(const char *url, char *host, size_t host_size, char *port, size_t port_size, struct error *e);
+/* Opens request q to node to (agent_stream_open_tcp; peer names it in messages) at its
+ * advertised URL: over TLS for https:// (the node's certificate verified against cluster-ca,
+ * or the system's CAs, and its advertised host), plain for http:// — which, when cluster-ca
+ * is set, is refused (502 node_error) rather than sent in plaintext. */
+int node_stream_open(const struct engine *eng, const struct node_rec *to, const char *peer, long connect_ms,
+                     const struct agent_stream_request *q, int watch_fd, struct agent_stream **ret, struct error *e);

@@ -119,6 +119,14 @@ void loop_add(struct loop *loops, unsigned n, struct pconn *c);
  * With pe: sends that answer first (blocking, bounded). */
 void conn_finish(struct pconn *c, const struct perr *pe);
 
+/* Runs TLS (ssl, set up on the TCP socket net) on a thread of its own and returns in
+ * *ret_plain the socket (blocking, a socketpair's end) that carries its plain bytes both ways
+ * (tls-pipe.c). server: the handshake, as the server, is still to do (within 10 s); else it
+ * is done. Owns ssl and net from then on, also on failure (-errno). peer names the other end
+ * in the debug log. */
+struct ssl_st;
+int tls_pipe_start(struct ssl_st *ssl, int net, bool server, const char *peer, int *ret_plain);
+
 /* Copies head (head_len bytes at src) to dst without its X-Ai2in-Traffic-Token lines;
  * dst may be src. Returns the new length. */
 size_t head_strip_token(char *dst, const char *src, size_t head_len);

@@ -17,6 +17,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "net/tls.h"
 #include "proxy/proxy-internal.h"
 #include "thread.h"
 #include "timeutil.h"
@@ -39,6 +40,7 @@
 
 struct proxy {
         struct engine *eng;
+        SSL_CTX *tls;            /* with tls-cert: clients speak TLS (tls-pipe.c); else NULL */
         struct loop *loops;
         unsigned n_loops;
         int listen_fd, stop_fd;
@@ -303,6 +305,27 @@ static void conn_start(struct proxy *p, int fd, const struct sockaddr_storage *p
         }
 }
 
+/* A client of a proxy with TLS: its TLS runs on a pipe's thread, and the connection is
+ * relayed from the pipe's plain end, counted under the client's own address. */
+static void conn_start_tls(struct proxy *p, int fd, const struct sockaddr_storage *peer) {
+        char client[64];
+        SSL *ssl = SSL_new(p->tls);
+        int plain, r;
+
+        peer_key(peer, client, sizeof(client));
+        if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+                SSL_free(ssl);
+                close(fd);
+                return;
+        }
+        r = tls_pipe_start(ssl, fd, true, client, &plain);
+        if (r < 0) {
+                log_warn("preview: cannot start TLS for %s: %s, dropping the connection", client, strerror(-r));
+                return;
+        }
+        conn_start(p, plain, peer);
+}
+
 /* Whether one more connection from addr fits the limits. */
 static bool admissible(struct proxy *p, uint32_t addr) {
         unsigned waiting = 0, same = 0;
@@ -344,6 +367,8 @@ static void *acceptor_main(void *arg) {
                 }
                 if (!admissible(p, peer_key(&peer, (char[64]){0}, 64)))
                         reject_busy(fd);
+                else if (p->tls)
+                        conn_start_tls(p, fd, &peer);
                 else
                         conn_start(p, fd, &peer);
         }
@@ -395,6 +420,11 @@ int proxy_start(struct engine *eng, struct proxy **ret, struct error *e) {
         if (!p)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         *p = (struct proxy){.eng = eng, .listen_fd = -1, .listen6_fd = -1, .stop_fd = -1, .n_loops = loops_count()};
+        /* The API's certificate: a wildcard one (*.DOMAIN) serves every preview host. */
+        if (eng->tls_cert_pem && (r = tls_server_ctx_new(eng->cfg.tls_cert, eng->cfg.tls_key, &p->tls, e)) < 0) {
+                free(p);
+                return r;
+        }
         pthread_mutex_init(&p->lock, NULL);
         p->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         p->stop_fd = eventfd(0, EFD_CLOEXEC);
@@ -419,6 +449,7 @@ int proxy_start(struct engine *eng, struct proxy **ret, struct error *e) {
                         close(p->listen6_fd);
                 if (p->stop_fd >= 0)
                         close(p->stop_fd);
+                SSL_CTX_free(p->tls);
                 pthread_mutex_destroy(&p->lock);
                 free(p);
                 return r;
@@ -457,6 +488,7 @@ void proxy_stop(struct proxy *p) {
         }
         loops_stop(p->loops, p->n_loops);
         close(p->stop_fd);
+        SSL_CTX_free(p->tls); /* a pipe still ending holds its own reference through its SSL */
         pthread_mutex_destroy(&p->lock);
         free(p);
 }

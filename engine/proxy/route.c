@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -22,6 +23,7 @@
 #include "buf.h"
 #include "cluster/node.h"
 #include "log.h"
+#include "net/tls.h"
 #include "sandbox/agent_stream.h"
 #include "sandbox/sandbox.h"
 #include "sockutil.h"
@@ -241,20 +243,61 @@ static int still_there(struct pconn *c, struct perr *pe) {
         return 0;
 }
 
-/* Connects to the owner node's preview proxy (c->owner, HOST:PORT). */
+/* TLS over fd, connected to the owner node's proxy at host: its certificate verified
+ * (cluster-ca, else the system's CAs) before anything is sent; c->ufd is then the plain end
+ * of a TLS pipe (tls-pipe.c). Owns fd. */
+static int owner_tls(struct pconn *c, int fd, const char *host, struct perr *pe) {
+        SSL *ssl = SSL_new(c->eng->cluster_tls);
+        char why[300];
+        int plain, r;
+
+        if (!ssl || SSL_set_fd(ssl, fd) != 1 || tls_client_expect_host(ssl, host) < 0) {
+                SSL_free(ssl);
+                close(fd);
+                return perr_set(pe, 500, "internal", "out of memory");
+        }
+        r = tls_handshake(ssl, fd, false, c->cfd, OWNER_CONNECT_MS);
+        if (r < 0) {
+                perr_set(pe, r == -ETIMEDOUT ? 503 : 502, r == -ETIMEDOUT ? "node_down" : "node_error",
+                         "sandbox %s: no TLS connection with its node's preview proxy %s: %s", c->id, c->owner,
+                         r == -EPROTO ? tls_error(ssl, why, sizeof(why)) : strerror(-r));
+                log_warn("preview: %s", pe->message);
+                SSL_free(ssl);
+                close(fd);
+                return r;
+        }
+        r = tls_pipe_start(ssl, fd, false, c->owner, &plain);
+        if (r < 0)
+                return perr_set(pe, 503, "unavailable", "sandbox %s: cannot relay to its node: %s", c->id, strerror(-r));
+        (void) fcntl(plain, F_SETFL, O_NONBLOCK); /* as a tunnel's socket is */
+        c->ufd = plain;
+        return 0;
+}
+
+/* Connects to the owner node's preview proxy (c->owner, [https://]HOST:PORT). */
 static int connect_owner(struct pconn *c, struct perr *pe) {
         const struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
         char host[256];
-        const char *colon = strrchr(c->owner, ':');
+        bool tls = strncmp(c->owner, "https://", 8) == 0;
+        const char *hostport = c->owner + (tls ? 8 : 0);
+        const char *colon = strrchr(hostport, ':');
         struct addrinfo *res = NULL;
-        size_t n = colon ? (size_t) (colon - c->owner) : 0;
+        size_t n = colon ? (size_t) (colon - hostport) : 0;
         int fd = -EHOSTUNREACH, r;
 
-        if (n >= 2 && c->owner[0] == '[' && c->owner[n - 1] == ']') { /* [v6]:port */
-                memcpy(host, c->owner + 1, n - 2);
+        if (!tls && *c->eng->cfg.cluster_ca) {
+                perr_set(pe, 502, "node_error",
+                         "sandbox %s: its node's preview proxy %s is plain HTTP, but this node sends nothing to other nodes in "
+                         "plaintext (cluster-ca is set): that node must advertise-preview https://HOST:PORT",
+                         c->id, c->owner);
+                log_warn("preview: %s", pe->message);
+                return -EPROTO;
+        }
+        if (n >= 2 && hostport[0] == '[' && hostport[n - 1] == ']') { /* [v6]:port */
+                memcpy(host, hostport + 1, n - 2);
                 host[n - 2] = 0;
         } else if (n > 0 && n < sizeof(host)) {
-                memcpy(host, c->owner, n);
+                memcpy(host, hostport, n);
                 host[n] = 0;
         } else
                 return perr_set(pe, 502, "node_error", "sandbox %s: its node advertises '%.80s', not HOST:PORT", c->id, c->owner);
@@ -268,6 +311,8 @@ static int connect_owner(struct pconn *c, struct perr *pe) {
         if (fd < 0)
                 return perr_set(pe, 503, "node_down", "sandbox %s: its node's preview proxy %s is not reachable: %s", c->id,
                                 c->owner, strerror(-fd));
+        if (tls)
+                return owner_tls(c, fd, host, pe);
         c->ufd = fd;
         return 0;
 }

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,10 +20,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "buf.h"
 #include "http-parse.h"
 #include "log.h"
 #include "macro.h"
+#include "net/tls.h"
 #include "timeutil.h"
 
 #define HEAD_MAX (16 * 1024)
@@ -34,6 +39,7 @@ enum framing { FRAMING_LENGTH, FRAMING_CHUNKED, FRAMING_CLOSE };
 
 struct agent_stream {
         int fd;             /* non-blocking: every wait is a poll() that also watches watch_fd */
+        SSL *ssl;           /* TLS over fd (to another node), or NULL */
         int watch_fd;       /* the engine's client, whose hang-up ends every wait; -1 if none */
         bool chunked_upload;
         int send_error;     /* the agent stopped reading the request (it may have answered early) */
@@ -87,6 +93,40 @@ static long bounded(const struct agent_stream *s, long timeout_ms) {
         return timeout_ms < 0 || timeout_ms > left ? (long) left : timeout_ms;
 }
 
+/* SSL_write (out) or SSL_read of s's TLS, with the result read() and send() would give:
+ * bytes, 0 at the end of the stream, or -1 with errno, EAGAIN with *want the poll() event
+ * to wait for (a TLS read may need to write, and a write to read). */
+static ssize_t tls_io(struct agent_stream *s, bool out, void *data, size_t len, short *want) {
+        int n = (int) MIN(len, (size_t) INT_MAX), ret;
+
+        ERR_clear_error(); /* SSL_get_error() reads the thread's queue: only this call's */
+        errno = 0;
+        ret = out ? SSL_write(s->ssl, data, n) : SSL_read(s->ssl, data, n);
+        if (ret > 0)
+                return ret;
+        switch (SSL_get_error(s->ssl, ret)) {
+        case SSL_ERROR_WANT_READ:
+                *want = POLLIN;
+                errno = EAGAIN;
+                return -1;
+        case SSL_ERROR_WANT_WRITE:
+                *want = POLLOUT;
+                errno = EAGAIN;
+                return -1;
+        case SSL_ERROR_ZERO_RETURN:
+                return 0;
+        case SSL_ERROR_SYSCALL:
+                if (errno == 0 || errno == EAGAIN)
+                        errno = EPIPE;
+                ERR_clear_error();
+                return -1;
+        default: /* a TLS error: a record that does not decrypt, an alert */
+                ERR_clear_error();
+                errno = EPROTO;
+                return -1;
+        }
+}
+
 /* Sends all of data; gives up when the agent takes nothing for SEND_STALL_MS or the client
  * goes away, so that a sandbox that stops reading cannot hold an engine thread. */
 static int send_all(struct agent_stream *s, const void *data, size_t len) {
@@ -94,9 +134,11 @@ static int send_all(struct agent_stream *s, const void *data, size_t len) {
         int r;
 
         while (len > 0) {
-                ssize_t k = send(s->fd, p, len, MSG_NOSIGNAL);
+                short want = POLLOUT;
+                ssize_t k = s->ssl ? tls_io(s, true, (void *) p, len, &want)
+                                   : send(s->fd, p, len, MSG_NOSIGNAL);
                 if (k < 0 && errno == EAGAIN) {
-                        r = wait_fd(s->fd, POLLOUT, s->watch_fd, bounded(s, SEND_STALL_MS));
+                        r = wait_fd(s->fd, want, s->watch_fd, bounded(s, SEND_STALL_MS));
                         if (r < 0)
                                 return r;
                         continue;
@@ -180,7 +222,7 @@ static int send_head(struct agent_stream *s, const char *host, const struct agen
 int agent_stream_open(const char *socket_path, const char *method, const char *target, const char *content_type,
                       int64_t body_len, int watch_fd, long total_ms, struct agent_stream **ret, struct error *e) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        const struct agent_stream_request q = {method, target, NULL, content_type, body_len};
+        const struct agent_stream_request q = {method, target, NULL, content_type, body_len, NULL};
         _cleanup_agent_stream_ struct agent_stream *s = NULL;
         int r;
 
@@ -235,6 +277,26 @@ static int connect_tcp(struct agent_stream *s, const struct addrinfo *ai, long t
         return -err;
 }
 
+/* The TLS handshake of s with host over its connected socket, within timeout_ms. */
+static int handshake(struct agent_stream *s, SSL_CTX *ctx, const char *host, long timeout_ms, struct error *e) {
+        char why[300];
+        int r;
+
+        s->ssl = SSL_new(ctx);
+        if (!s->ssl || SSL_set_fd(s->ssl, s->fd) != 1 || tls_client_expect_host(s->ssl, host) < 0)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        r = tls_handshake(s->ssl, s->fd, false, s->watch_fd, timeout_ms);
+        if (r == -ECONNRESET)
+                return error_set(e, ECONNRESET, ERR_BAD_REQUEST, "the client went away before the answer");
+        if (r == -ETIMEDOUT)
+                return error_set(e, ETIMEDOUT, ERR_NODE_DOWN, "no TLS connection with %s: no TLS handshake within %ld ms",
+                                 s->peer, timeout_ms);
+        if (r < 0)
+                return error_set(e, EPROTO, ERR_NODE, "no TLS connection with %s: %s", s->peer,
+                                 r == -EPROTO ? tls_error(s->ssl, why, sizeof(why)) : strerror(-r));
+        return 0;
+}
+
 int agent_stream_open_tcp(const char *host, const char *port, const char *peer, long connect_ms,
                           const struct agent_stream_request *q, int watch_fd, struct agent_stream **ret, struct error *e) {
         const struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
@@ -262,6 +324,8 @@ int agent_stream_open_tcp(const char *host, const char *port, const char *peer, 
         if (r < 0)
                 return error_set(e, -r, ERR_NODE_DOWN, "%s is not reachable: %s", peer,
                                  r == -ETIMEDOUT ? "no connection within the connect timeout" : strerror(-r));
+        if (q->tls && (r = handshake(s, q->tls, host, connect_ms, e)) < 0)
+                return r;
         snprintf(host_header, sizeof(host_header), strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
         r = send_head(s, host_header, q, e);
         if (r < 0)
@@ -311,13 +375,19 @@ static ssize_t fill(struct agent_stream *s, int watch_fd, long timeout_ms) {
         }
         if (s->len == IN_SIZE)
                 return -E2BIG;
-        for (;;) {
+        /* TLS may hold decrypted bytes that poll() cannot see: it is asked first. */
+        for (short want = s->ssl ? 0 : POLLIN;;) {
                 if (s->deadline && mono_ms() >= s->deadline)
                         return -ETIMEDOUT;
-                r = wait_fd(s->fd, POLLIN, watch_fd, bounded(s, timeout_ms));
-                if (r < 0)
-                        return r;
-                k = read(s->fd, s->in + s->len, IN_SIZE - s->len);
+                if (want) {
+                        r = wait_fd(s->fd, want, watch_fd, bounded(s, timeout_ms));
+                        if (r < 0)
+                                return r;
+                }
+                if (s->ssl)
+                        k = tls_io(s, false, s->in + s->len, IN_SIZE - s->len, &want);
+                else
+                        k = read(s->fd, s->in + s->len, IN_SIZE - s->len);
                 if (k >= 0)
                         break;
                 /* ECONNRESET here is the agent's doing (it closed with the request unread):
@@ -497,6 +567,8 @@ void agent_stream_set_read_timeout(struct agent_stream *s, long timeout_ms) {
 int agent_stream_detach(struct agent_stream *s, struct buf *ret_pending) {
         int fd;
 
+        if (s->ssl)
+                return -EOPNOTSUPP;
         buf_init(ret_pending, s->len - s->pos + 1);
         if (buf_append(ret_pending, s->in + s->pos, s->len - s->pos) < 0) {
                 buf_free(ret_pending);
@@ -511,6 +583,7 @@ int agent_stream_detach(struct agent_stream *s, struct buf *ret_pending) {
 void agent_stream_free(struct agent_stream *s) {
         if (!s)
                 return;
+        SSL_free(s->ssl);
         if (s->fd >= 0)
                 close(s->fd);
         free(s->in);

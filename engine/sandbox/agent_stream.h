@@ -21,6 +21,7 @@
 #include "error.h"
 
 struct agent_stream;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 /* Connects to the agent at socket_path and sends the request head. body_len is the
  * request body's length, or -1 for a chunked body of unknown length. watch_fd is the
@@ -39,13 +40,16 @@ struct agent_stream_request {
         const char *extra_headers; /* complete "Name: value\r\n" lines to add, or NULL */
         const char *content_type;  /* or NULL */
         int64_t body_len;          /* -1: a chunked body of unknown length */
+        struct ssl_ctx_st *tls;    /* TLS (net/tls.h: tls_client_new) with the host verified, or NULL */
 };
 
 /* Like agent_stream_open, to another engine's API at host:port over TCP (a request forwarded
  * to the node that owns a sandbox, api/relay.c): the same strict reading of its answer, as
  * from any peer not trusted. peer names it in messages ("node a (http://…)"). Connecting
  * takes at most connect_ms: a node that cannot be reached is 503 node_down in e; its other
- * failures are 502 node_error. No deadline on the whole exchange (streams last). */
+ * failures are 502 node_error, a TLS handshake that fails (the peer's certificate not trusted,
+ * not for host, or no TLS at all) among them. No deadline on the whole exchange (streams
+ * last). */
 int agent_stream_open_tcp(const char *host, const char *port, const char *peer, long connect_ms,
                           const struct agent_stream_request *q, int watch_fd, struct agent_stream **ret, struct error *e);
 
@@ -81,7 +85,8 @@ int agent_stream_read_all(struct agent_stream *s, size_t max, char **ret, size_t
 /* Takes the connection out of s (for an answer "101 Switching Protocols", after which the
  * socket carries raw bytes): returns the socket (non-blocking) and moves the bytes already
  * read past the answer's head to *ret_pending (which the caller frees). s can then only
- * be freed. -ENOMEM, nothing taken, when the bytes cannot be kept. */
+ * be freed. -ENOMEM, nothing taken, when the bytes cannot be kept; -EOPNOTSUPP for a TLS
+ * connection (its bytes are not raw). */
 int agent_stream_detach(struct agent_stream *s, struct buf *ret_pending);
 
 /* Closes the connection. Accepts NULL. */

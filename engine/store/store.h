@@ -190,7 +190,7 @@ int node_state_from_string(const char *s, enum node_state *ret);
 struct node_rec {
         char name[NODE_NAME_MAX + 1];
         char advertise[256];  /* the URL other nodes reach its API at */
-        char advertise_preview[256]; /* HOST:PORT of its preview proxy for other nodes ("" if none) */
+        char advertise_preview[256]; /* [https://]HOST:PORT of its preview proxy for other nodes ("" if none) */
         enum node_state state;
         int64_t started_at;   /* ms: when the engine last registered */
         int64_t heartbeat_at; /* ms: its last renewal */

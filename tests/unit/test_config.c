@@ -183,6 +183,39 @@ static void test_preview(void **state) {
         config_free(&c);
 }
 
+/* TLS (the files are read at serve, not here): tls-cert makes the advertised URLs and preview
+ * URLs https by default; with a cluster CA, the node must advertise https://. */
+static void test_tls(void **state) {
+        struct config c;
+        struct error e = {0};
+        int argi;
+
+        char *tls[] = {"ai2ind", "--config", "/dev/null", "--listen", "127.0.0.1:9000", "--preview-listen", "127.0.0.1:9001",
+                       "--tls-cert", "/x.crt", "--tls-key", "/x.key", NULL};
+        assert_int_equal(config_load(&c, 11, tls, &argi, &e), 0);
+        assert_string_equal(c.advertise, "https://127.0.0.1:9000");
+        assert_string_equal(c.advertise_preview, "https://127.0.0.1:9001");
+        assert_string_equal(c.preview_scheme, "https");
+        config_free(&c);
+
+        char *ca_plain[] = {"ai2ind", "--config", "/dev/null", "--cluster-ca", "/ca.crt", NULL};
+        assert_true(config_load(&c, 5, ca_plain, &argi, &e) < 0);
+        assert_non_null(strstr(e.message, "must be https://"));
+        config_free(&c);
+
+        char *ca_https[] = {"ai2ind", "--config", "/dev/null", "--cluster-ca", "/ca.crt", "--advertise", "https://n1:7300",
+                            "--advertise-preview", "https://n1:7301", NULL};
+        error_clear(&e);
+        assert_int_equal(config_load(&c, 9, ca_https, &argi, &e), 0);
+        assert_string_equal(c.advertise_preview, "https://n1:7301");
+        config_free(&c);
+
+        char *bad_preview[] = {"ai2ind", "--config", "/dev/null", "--advertise-preview", "ftp://n1:7301", NULL};
+        assert_true(config_load(&c, 5, bad_preview, &argi, &e) < 0);
+        assert_non_null(strstr(e.message, "advertise-preview"));
+        config_free(&c);
+}
+
 /* Half of MemTotal in MiB, read here independently of config.c. */
 static long long half_memtotal_mb(void) {
         char line[256];
@@ -272,7 +305,7 @@ static void test_uid_ranges(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {cmocka_unit_test(test_precedence), cmocka_unit_test(test_errors), cmocka_unit_test(test_database), cmocka_unit_test(test_node),
-                                           cmocka_unit_test(test_preview), cmocka_unit_test(test_budgets),
+                                           cmocka_unit_test(test_preview), cmocka_unit_test(test_tls), cmocka_unit_test(test_budgets),
                                            cmocka_unit_test(test_uid_ranges)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
