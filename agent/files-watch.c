@@ -130,6 +130,7 @@ static char *shown_path(const struct watcher *w, const char *rel, const char *na
 /* Adds a watch on the directory rel. -ENOENT/-ENOTDIR: it is gone or not a directory. */
 static int dir_add(struct watcher *w, const char *rel) {
         _cleanup_free_ char *sys = *rel ? files_path_join(w->root->sys, rel) : strdup(w->root->sys);
+        _cleanup_close_ int fd = -1;
         struct watch_dir *d;
         size_t i;
         int wd;
@@ -138,7 +139,12 @@ static int dir_add(struct watcher *w, const char *rel) {
                 return -ENOMEM;
         if (w->n >= WATCH_MAX)
                 return -EMFILE;
-        /* The root may be reached through a symlink; nothing below it is followed. */
+        /* The root may be reached through a symlink; nothing below it is followed. Linux's
+         * inotify_add_watch() needs read permission on the directory, gVisor's checks none:
+         * opening it first gives a user acting through files_act_as() the same answer on both. */
+        fd = open(sys, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (*rel ? O_NOFOLLOW : 0));
+        if (fd < 0)
+                return -errno;
         wd = inotify_add_watch(w->ifd, sys, WATCH_MASK | (*rel ? IN_DONT_FOLLOW : 0));
         if (wd < 0)
                 return -errno;

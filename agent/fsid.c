@@ -5,6 +5,13 @@
  * never set and gets it back). Any change of a thread's filesystem ids resets the process's
  * dumpable flag to fs.suid_dumpable, which an administrator may have set to 1: the flag is
  * cleared again after each switch back (main.c says why the agent must not be dumpable).
+ *
+ * gVisor has no setfsuid/setfsgid (ENOSYS; measured with runsc 2024-07-29). There the
+ * thread switches its effective ids instead (setresuid/setresgid with -1 for the real and
+ * saved ids, which stay 0 so that it can switch back): the filesystem ids follow the
+ * effective ones, the effective capabilities go while it is another user and come back from
+ * the permitted set after, and a process of that user still cannot signal or trace the
+ * thread (those checks look at the real and saved ids, and at the dumpable flag).
  */
 #include "fsid.h"
 
@@ -17,14 +24,37 @@
 
 #include "log.h"
 
+/* Whether the kernel has setfsuid: Linux's never fails, gVisor's is ENOSYS. */
+static bool have_fsuid(void) {
+        static int known; /* 0: not asked yet, 1: yes, -1: no; the same answer for every thread */
+
+        if (known == 0)
+                known = syscall(SYS_setfsuid, (uid_t) -1) < 0 && errno == ENOSYS ? -1 : 1;
+        return known > 0;
+}
+
+static uid_t get_fsuid(void) {
+        return have_fsuid() ? (uid_t) syscall(SYS_setfsuid, (uid_t) -1) : (uid_t) syscall(SYS_geteuid);
+}
+
+static gid_t get_fsgid(void) {
+        return have_fsuid() ? (gid_t) syscall(SYS_setfsgid, (gid_t) -1) : (gid_t) syscall(SYS_getegid);
+}
+
 static int set_fsuid(uid_t uid) {
-        (void) syscall(SYS_setfsuid, uid);
-        return (uid_t) syscall(SYS_setfsuid, (uid_t) -1) == uid ? 0 : -EPERM;
+        if (have_fsuid())
+                (void) syscall(SYS_setfsuid, uid);
+        else if (syscall(SYS_setresuid, (uid_t) -1, uid, (uid_t) -1) < 0)
+                return -errno;
+        return get_fsuid() == uid ? 0 : -EPERM;
 }
 
 static int set_fsgid(gid_t gid) {
-        (void) syscall(SYS_setfsgid, gid);
-        return (gid_t) syscall(SYS_setfsgid, (gid_t) -1) == gid ? 0 : -EPERM;
+        if (have_fsuid())
+                (void) syscall(SYS_setfsgid, gid);
+        else if (syscall(SYS_setresgid, (gid_t) -1, gid, (gid_t) -1) < 0)
+                return -errno;
+        return get_fsgid() == gid ? 0 : -EPERM;
 }
 
 static int set_groups(const gid_t *groups, size_t n) {
@@ -62,8 +92,8 @@ int fsid_enter(uid_t uid, gid_t gid, const gid_t *groups, size_t n, struct fsid 
         if (k < 0)
                 return errno == EINVAL ? -E2BIG : -errno;
         s.n_groups = (size_t) k;
-        s.uid = (uid_t) syscall(SYS_setfsuid, (uid_t) -1);
-        s.gid = (gid_t) syscall(SYS_setfsgid, (gid_t) -1);
+        s.uid = get_fsuid();
+        s.gid = get_fsgid();
 
         r = set_identity(uid, gid, groups, n, &s);
         /* Whether or not it worked, the ids may have changed, and the dumpable flag with them. */
