@@ -21,6 +21,7 @@
 #include "timeutil.h"
 
 #define RECENT 32
+#define WARN_EVERY_MS 60000 /* a sandbox's failed admissions are logged once a minute at most */
 
 struct recent {
         uint32_t addr;
@@ -33,6 +34,7 @@ struct entry {
         struct strv patterns;
         struct recent recent[RECENT];
         unsigned next_recent;
+        int64_t warned_ms; /* when a failed admission was last logged (a full set fails every answer) */
 };
 
 struct domains {
@@ -147,7 +149,18 @@ static int answered(void *data, uint32_t src, const struct dnsmsg_question *q, u
         if (n == 0)
                 return 0;
         if (firewall_set_admit(veth, admit, n, err, sizeof(err)) < 0) {
-                log_warn("dns: cannot let %s (%s) reach the addresses of %s: %s; it gets SERVFAIL", veth, q->name, q->name, err);
+                struct entry *en;
+                bool warn;
+
+                pthread_mutex_lock(&d->lock);
+                en = d->by_index[i];
+                warn = en && streq(en->veth, veth) && now_ms() - en->warned_ms >= WARN_EVERY_MS;
+                if (warn)
+                        en->warned_ms = now_ms();
+                pthread_mutex_unlock(&d->lock);
+                if (warn)
+                        log_warn("dns: cannot let %s reach the addresses of %s: %s; it gets SERVFAIL (said once a minute)", veth,
+                                 q->name, err);
                 return -EIO;
         }
         pthread_mutex_lock(&d->lock);

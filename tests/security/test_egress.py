@@ -38,7 +38,8 @@ OFF = {"allow_internet_access": False, "allow_out": [], "deny_out": []}
 # Runs in the namespace: an HTTP server on every address of it, port 80, that answers with
 # who connected; a DNS server on port 53 (UDP) that answers A queries for the names given as
 # NAME=ADDR arguments (TTL 2 s) and NAME=>TARGET ones (a CNAME, the target's A record
-# following when it has one), and NXDOMAIN otherwise. Prints "ready", then reads lines: "?"
+# following when it has one), 32 addresses 100.64.N.1-32 for bulkN.cdn.test, and NXDOMAIN
+# otherwise. Prints "ready", then reads lines: "?"
 # prints the peers the HTTP server has seen as JSON, "set NAME ADDR" changes an answer and
 # prints "ok".
 NS_SERVERS = r"""
@@ -87,7 +88,11 @@ def dns():
             owner, name = target, cnames[name]
         if name in names and qtype == 1:
             answers.append(owner + struct.pack(">HHIH", 1, 1, 2, 4) + socket.inet_aton(names[name]))
-        known = name in names or name in cnames
+        elif name.startswith(b"bulk") and name.endswith(b".cdn.test") and qtype == 1:  # 32 addresses: 100.64.N.1-32
+            n = int(name[4:-9])
+            for k in range(1, 33):
+                answers.append(owner + struct.pack(">HHIH", 1, 1, 2, 4) + bytes([100, 64, n, k]))
+        known = name in names or name in cnames or bool(answers)
         rcode = 0 if answers or known else 3  # no AAAA record; NXDOMAIN for other names
         u.sendto(tid + struct.pack(">HHHHH", 0x8180 | rd | rcode, 1, len(answers), 0, 0) + question + b"".join(answers), peer)
 threading.Thread(target=srv.serve_forever, daemon=True).start()

@@ -127,6 +127,45 @@ def test_other_resolvers_and_hosts_gain_nothing(eng: Engine, team: str, inet: Fa
         s.kill()
 
 
+# From inside: asks SERVER for bulk0.cdn.test … bulk{N-1}.cdn.test, then bulk0 again, and
+# prints each answer's rcode and number of answers as JSON.
+ASK_MANY = r"""
+import json, socket, struct, sys
+server, n = sys.argv[1], int(sys.argv[2])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(5)
+out = []
+for i in list(range(n)) + [0]:
+    name = "bulk%d.cdn.test" % i
+    q = struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0\0\1\0\1"
+    u.sendto(q, (server, 53))
+    a = u.recv(4096)
+    out.append([a[3] & 0x0f, struct.unpack(">H", a[6:8])[0]])
+print(json.dumps(out))
+"""
+
+
+def test_a_full_address_set_answers_servfail(eng: Engine, team: str, inet: FakeInternet) -> None:
+    """At most 4096 addresses at once (FIREWALL_SET_MAX): 128 answers of 32 fill the set; the
+    next answer that would add one is SERVFAIL (said once in the log), a name already admitted
+    is still answered."""
+    s = eng.sandbox(team, allow_internet_access=False, network={"allow_out": ["*.cdn.test"]})
+    try:
+        s.files.write("/tmp/ask_many.py", ASK_MANY)
+        gateway = s.files.read("/etc/resolv.conf").split()[1]
+        rc, out = sh(s, f"python3 /tmp/ask_many.py {gateway} 129", timeout=120)
+        assert rc == 0, out
+        answers = json.loads(out.splitlines()[-1])
+        assert answers[:128] == [[0, 32]] * 128, answers[:128]
+        assert answers[128] == [2, 0], answers[128]  # SERVFAIL, no records
+        assert answers[129] == [0, 32], answers[129]
+        assert len(set_members(address_set(s))) == 4096
+        with open(eng.log_path) as f:
+            assert f.read().count(f"cannot let {address_set(s)[6:]} reach the addresses of bulk128.cdn.test") == 1
+    finally:
+        s.kill()
+
+
 def test_pause_resume_and_restart_keep_the_rules(eng: Engine, team: str, inet: FakeInternet) -> None:
     s = eng.sandbox(team, allow_internet_access=False, network={"allow_out": ["allowed.test"]})
     try:
