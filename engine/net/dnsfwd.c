@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "net/dnstcp.h"
 #include "timeutil.h"
 
 #define MSG_MAX 4096 /* queries and answers longer than this are dropped (EDNS' usual size) */
@@ -36,6 +37,7 @@ struct dnsfwd {
         void *data;
         pthread_t thread;
         struct pending pending[DNSFWD_PENDING];
+        struct dnstcp tcp;
         uint8_t buf[MSG_MAX + 1];
 };
 
@@ -121,14 +123,17 @@ static void on_answer(struct dnsfwd *f, struct pending *p) {
         pending_drop(p);
 }
 
+#define POLL_MAX (2 + DNSFWD_PENDING + 1 + DNSTCP_CONNS)
+
 static void *loop(void *arg) {
         struct dnsfwd *f = arg;
-        struct pollfd fds[2 + DNSFWD_PENDING];
-        struct pending *owner[2 + DNSFWD_PENDING];
+        struct pollfd fds[POLL_MAX];
+        struct pending *owner[POLL_MAX];
+        struct dnstcp_conn *tcp_owner[1 + DNSTCP_CONNS];
 
         for (;;) {
                 int64_t now = now_ms();
-                nfds_t n = 2;
+                nfds_t n = 2, udp_end;
 
                 fds[0] = (struct pollfd){.fd = f->stop_fd, .events = POLLIN};
                 fds[1] = (struct pollfd){.fd = f->listen_fd, .events = POLLIN};
@@ -141,23 +146,29 @@ static void *loop(void *arg) {
                         owner[n] = p;
                         fds[n++] = (struct pollfd){.fd = p->fd, .events = POLLIN};
                 }
+                udp_end = n;
+                n += dnstcp_poll_fds(&f->tcp, now, fds + n, tcp_owner);
                 if (poll(fds, n, 1000) < 0 && errno != EINTR) {
                         log_warn_errno(errno, "dns: poll failed; the sandboxes have no DNS until the engine restarts");
                         return NULL;
                 }
                 if (fds[0].revents)
                         return NULL;
-                for (nfds_t i = 2; i < n; i++)
+                for (nfds_t i = 2; i < udp_end; i++)
                         if (fds[i].revents)
                                 on_answer(f, owner[i]);
                 if (fds[1].revents & POLLIN)
                         on_query(f);
+                for (nfds_t i = udp_end; i < n; i++)
+                        if (fds[i].revents)
+                                dnstcp_ready(&f->tcp, tcp_owner[i - udp_end], fds[i].revents);
         }
 }
 
 static void close_all(struct dnsfwd *f) {
         for (unsigned i = 0; i < DNSFWD_PENDING; i++)
                 pending_drop(&f->pending[i]);
+        dnstcp_close(&f->tcp);
         if (f->listen_fd >= 0)
                 close(f->listen_fd);
         if (f->stop_fd >= 0)
@@ -175,6 +186,7 @@ int dnsfwd_start(const char *listen_ip, const char *upstream, const struct dnsfw
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         for (unsigned i = 0; i < DNSFWD_PENDING; i++)
                 f->pending[i].fd = -1;
+        f->tcp.listen_fd = -1;
         f->ops = ops;
         f->data = data;
         f->upstream = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(53)};
@@ -188,6 +200,11 @@ int dnsfwd_start(const char *listen_ip, const char *upstream, const struct dnsfw
                 r = errno;
                 close_all(f);
                 return error_set(e, r, ERR_INTERNAL, "dns: cannot listen on %s:53: %s", listen_ip, strerror(r));
+        }
+        r = dnstcp_open(&f->tcp, &sa, &f->upstream, ops, data);
+        if (r < 0) {
+                close_all(f);
+                return error_set(e, -r, ERR_INTERNAL, "dns: cannot listen on %s:53 (TCP): %s", listen_ip, strerror(-r));
         }
         r = pthread_create(&f->thread, NULL, loop, f);
         if (r != 0) {

@@ -1,5 +1,5 @@
-/* dnsfwd.h — the engine's DNS forwarder: one thread with a UDP socket on the bridge's
- * address, port 53, the nameserver of every sandbox's /etc/resolv.conf. It passes each
+/* dnsfwd.h — the engine's DNS forwarder: one thread with a UDP and a TCP socket on the
+ * bridge's address, port 53, the nameserver of every sandbox's /etc/resolv.conf. It passes each
  * query on to the upstream resolver from a socket of its own (a fresh source port and a
  * random ID per query: an answer from anyone but the upstream, or to another query, is not
  * taken), and each answer back, after its owner (domains.c) has seen it: that is where the
@@ -7,8 +7,8 @@
  *
  * Bounded: DNSFWD_PENDING queries in flight, DNSFWD_PER_SOURCE of them from one address
  * (more are refused: one sandbox cannot starve the others' DNS), each forgotten after
- * DNSFWD_TIMEOUT_MS (the sandbox's resolver asks again). UDP only: a truncated answer reaches
- * the sandbox as it is, and its TCP retry is refused at once (firewall.h).
+ * DNSFWD_TIMEOUT_MS (the sandbox's resolver asks again). TCP on the same port too, for a
+ * resolver whose UDP answer came back truncated (dnstcp.h), driven by the same thread.
  */
 #pragma once
 
@@ -32,7 +32,7 @@ struct dnsfwd_ops {
         int (*answered)(void *data, uint32_t src, const struct dnsmsg_question *q, uint8_t *msg, size_t len);
 };
 
-/* Binds listen_ip:53 (UDP) and starts the thread, which sends to upstream:53. ops and data
+/* Binds listen_ip:53 (UDP and TCP) and starts the thread, which sends to upstream:53. ops and data
  * must outlive the forwarder. */
 int dnsfwd_start(const char *listen_ip, const char *upstream, const struct dnsfwd_ops *ops, void *data, struct dnsfwd **ret,
                  struct error *e);

@@ -52,12 +52,11 @@ static unsigned groups(const struct names *nm, bool ipv6, struct group out[GROUP
         const char *br = nm->bridge;
         unsigned n = 0;
 
-        /* DNS to the gateway is the engine's forwarder's (dnsfwd.h), UDP only: TCP is refused at
-         * once, so that a resolver retrying a truncated answer over TCP fails fast. */
+        /* DNS to the gateway is the engine's forwarder's (dnsfwd.h), UDP and TCP. */
         out[n++] = (struct group){"iptables", "filter", "INPUT", 4, {
                 {{"-i", br, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", TAG(nm), "-j", "ACCEPT", NULL}},
                 {{"-i", br, "-d", nm->gateway, "-p", "udp", "--dport", "53", TAG(nm), "-j", "ACCEPT", NULL}},
-                {{"-i", br, "-d", nm->gateway, "-p", "tcp", "--dport", "53", TAG(nm), "-j", "REJECT", "--reject-with", "tcp-reset", NULL}},
+                {{"-i", br, "-d", nm->gateway, "-p", "tcp", "--dport", "53", TAG(nm), "-j", "ACCEPT", NULL}},
                 {{"-i", br, TAG(nm), "-j", "DROP", NULL}},
         }};
         out[n++] = (struct group){"iptables", "filter", "FORWARD", 2, {

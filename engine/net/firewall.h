@@ -5,8 +5,7 @@
  *             INPUT    -i <bridge>                                 DROP     the host's services
  *             FORWARD  -i <bridge>                                 AI2IN-FWD-<bridge>
  *             FORWARD  -o <bridge>                                 AI2IN-FWD-<bridge>
- *             INPUT    -i <bridge> -d gateway udp 53               ACCEPT   the DNS forwarder (dnsfwd.h)
- *             INPUT    -i <bridge> -d gateway tcp 53               REJECT   (tcp-reset: no DNS over TCP)
+ *             INPUT    -i <bridge> -d gateway udp 53, tcp 53       ACCEPT   the DNS forwarder (dnsfwd.h)
  *             AI2IN-FWD-<bridge>  -o <bridge> ESTABLISHED,RELATED  ACCEPT   replies to sandboxes
  *                                 -i <bridge>                      AI2IN-SBX-<bridge>  (own rules)
  *                                 -i <bridge> -s EGRESS            AI2IN-OUT-<bridge>

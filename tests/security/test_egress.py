@@ -36,12 +36,12 @@ ON = {"allow_internet_access": True, "allow_out": [], "deny_out": []}
 OFF = {"allow_internet_access": False, "allow_out": [], "deny_out": []}
 
 # Runs in the namespace: an HTTP server on every address of it, port 80, that answers with
-# who connected; a DNS server on port 53 (UDP) that answers A queries for the names given as
+# who connected; a DNS server on port 53 that answers A queries for the names given as
 # NAME=ADDR arguments (TTL 2 s) and NAME=>TARGET ones (a CNAME, the target's A record
 # following when it has one), 32 addresses 100.64.N.1-32 for bulkN.cdn.test, and NXDOMAIN
-# otherwise. Prints "ready", then reads lines: "?"
-# prints the peers the HTTP server has seen as JSON, "set NAME ADDR" changes an answer and
-# prints "ok".
+# otherwise, over UDP and TCP. Prints "ready", then reads lines: "?" prints the peers the
+# HTTP server has seen as JSON, "set NAME ADDR" changes an answer and prints "ok", "tcp"
+# prints how many queries came over TCP.
 NS_SERVERS = r"""
 import json, socket, struct, sys, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,44 +65,72 @@ class H(BaseHTTPRequestHandler):
 srv = ThreadingHTTPServer(("0.0.0.0", 80), H)
 def wire(name):
     return b"".join(bytes([len(l)]) + l for l in name.split(b".")) + b"\0"
+def respond(q):  # the answer to query q, or None to ignore it
+    if len(q) < 17:
+        return None
+    tid, flags = q[:2], struct.unpack(">H", q[2:4])[0]
+    i, labels = 12, []
+    while i < len(q) and q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]])
+        i += 1 + q[i]
+    question = q[12:i + 5]
+    qtype = struct.unpack(">H", q[i + 1:i + 3])[0]
+    name = b".".join(labels).lower()
+    rd = flags & 0x0100
+    answers, owner = [], b"\xc0\x0c"
+    if name in cnames and qtype == 1:
+        target = wire(cnames[name])
+        answers.append(owner + struct.pack(">HHIH", 5, 1, 2, len(target)) + target)
+        owner, name = target, cnames[name]
+    if name in names and qtype == 1:
+        answers.append(owner + struct.pack(">HHIH", 1, 1, 2, 4) + socket.inet_aton(names[name]))
+    elif name.startswith(b"bulk") and name.endswith(b".cdn.test") and qtype == 1:  # 32 addresses: 100.64.N.1-32
+        n = int(name[4:-9])
+        for k in range(1, 33):
+            answers.append(owner + struct.pack(">HHIH", 1, 1, 2, 4) + bytes([100, 64, n, k]))
+    known = name in names or name in cnames or bool(answers)
+    rcode = 0 if answers or known else 3  # no AAAA record; NXDOMAIN for other names
+    return tid + struct.pack(">HHHHH", 0x8180 | rd | rcode, 1, len(answers), 0, 0) + question + b"".join(answers)
 def dns():
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     u.bind(("0.0.0.0", 53))
     while True:
         q, peer = u.recvfrom(512)
-        if len(q) < 17:
-            continue
-        tid, flags = q[:2], struct.unpack(">H", q[2:4])[0]
-        i, labels = 12, []
-        while i < len(q) and q[i]:
-            labels.append(q[i + 1:i + 1 + q[i]])
-            i += 1 + q[i]
-        question = q[12:i + 5]
-        qtype = struct.unpack(">H", q[i + 1:i + 3])[0]
-        name = b".".join(labels).lower()
-        rd = flags & 0x0100
-        answers, owner = [], b"\xc0\x0c"
-        if name in cnames and qtype == 1:
-            target = wire(cnames[name])
-            answers.append(owner + struct.pack(">HHIH", 5, 1, 2, len(target)) + target)
-            owner, name = target, cnames[name]
-        if name in names and qtype == 1:
-            answers.append(owner + struct.pack(">HHIH", 1, 1, 2, 4) + socket.inet_aton(names[name]))
-        elif name.startswith(b"bulk") and name.endswith(b".cdn.test") and qtype == 1:  # 32 addresses: 100.64.N.1-32
-            n = int(name[4:-9])
-            for k in range(1, 33):
-                answers.append(owner + struct.pack(">HHIH", 1, 1, 2, 4) + bytes([100, 64, n, k]))
-        known = name in names or name in cnames or bool(answers)
-        rcode = 0 if answers or known else 3  # no AAAA record; NXDOMAIN for other names
-        u.sendto(tid + struct.pack(">HHHHH", 0x8180 | rd | rcode, 1, len(answers), 0, 0) + question + b"".join(answers), peer)
+        a = respond(q)
+        if a:
+            u.sendto(a, peer)
+tcp_queries = []
+def dns_tcp_conn(c):
+    with c:
+        f = c.makefile("rb")
+        while True:
+            head = f.read(2)
+            if len(head) < 2:
+                return
+            a = respond(f.read(struct.unpack(">H", head)[0]))
+            if not a:
+                return
+            tcp_queries.append(1)
+            c.sendall(struct.pack(">H", len(a)) + a)
+def dns_tcp():
+    t = socket.socket()
+    t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    t.bind(("0.0.0.0", 53))
+    t.listen(16)
+    while True:
+        c, _ = t.accept()
+        threading.Thread(target=dns_tcp_conn, args=(c,), daemon=True).start()
 threading.Thread(target=srv.serve_forever, daemon=True).start()
 threading.Thread(target=dns, daemon=True).start()
+threading.Thread(target=dns_tcp, daemon=True).start()
 print("ready", flush=True)
 for line in sys.stdin:
     if line.startswith("set "):
         _, name, addr = line.split()
         names[name.encode()] = addr
         print("ok", flush=True)
+    elif line.startswith("tcp"):
+        print(len(tcp_queries), flush=True)
     else:
         print(json.dumps(peers), flush=True)
 """
@@ -180,6 +208,12 @@ class FakeInternet:
         self.proc.stdin.write(f"set {name} {addr}\n")
         self.proc.stdin.flush()
         assert self.proc.stdout.readline().strip() == "ok"
+
+    def tcp_queries(self) -> int:
+        assert self.proc and self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write("tcp\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
 
     def remove(self) -> None:
         if self.proc:

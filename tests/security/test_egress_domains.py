@@ -166,6 +166,39 @@ def test_a_full_address_set_answers_servfail(eng: Engine, team: str, inet: FakeI
         s.kill()
 
 
+# From inside: a DNS query for NAME to SERVER:53 over TCP; prints rcode and answer count.
+ASK_TCP = r"""
+import socket, struct, sys
+server, name = sys.argv[1], sys.argv[2]
+q = struct.pack(">HHHHHH", 9, 0x0100, 1, 0, 0, 0) + b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0\0\1\0\1"
+c = socket.create_connection((server, 53), timeout=5)
+c.sendall(struct.pack(">H", len(q)) + q)
+f = c.makefile("rb")
+a = f.read(struct.unpack(">H", f.read(2))[0])
+print("ANSWER", a[3] & 0x0f, struct.unpack(">H", a[6:8])[0], len(a))
+"""
+
+
+def test_dns_over_tcp(eng: Engine, team: str, inet: FakeInternet) -> None:
+    """A resolver that asks over TCP (a truncated answer's retry; here glibc's use-vc) is
+    answered, through the upstream's TCP, and its answers admitted like UDP ones."""
+    s = eng.sandbox(team, allow_internet_access=False, network={"allow_out": ["allowed.test", "*.cdn.test"]})
+    try:
+        gateway = s.files.read("/etc/resolv.conf").split()[1]
+        before = inet.tcp_queries()
+        rc, out = sh(s, f"printf 'nameserver {gateway}\\noptions use-vc\\n' > /etc/resolv.conf && cat /etc/resolv.conf")
+        assert rc == 0 and "use-vc" in out, out
+        res = probe(s, "allowed.test:80", "unlisted.test:80")
+        assert set(reached(res)) == {"allowed.test:80"}, res
+        assert inet.tcp_queries() > before
+        s.files.write("/tmp/ask_tcp.py", ASK_TCP)
+        rc, out = sh(s, f"python3 /tmp/ask_tcp.py {gateway} bulk7.cdn.test")
+        assert "ANSWER 0 32" in out, out  # 560 bytes: more than a plain UDP answer holds
+        assert f"100.64.7.32" in set_members(address_set(s))
+    finally:
+        s.kill()
+
+
 def test_pause_resume_and_restart_keep_the_rules(eng: Engine, team: str, inet: FakeInternet) -> None:
     s = eng.sandbox(team, allow_internet_access=False, network={"allow_out": ["allowed.test"]})
     try:
