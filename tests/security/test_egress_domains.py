@@ -199,6 +199,46 @@ def test_dns_over_tcp(eng: Engine, team: str, inet: FakeInternet) -> None:
         s.kill()
 
 
+# From inside: garbage at the forwarder (random datagrams, a query naming a pointer loop, TCP
+# connections that send nothing, half a length, or a length past the bound), then a normal
+# lookup.
+HOSTILE = r"""
+import os, socket, struct, sys
+server = sys.argv[1]
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(2000):
+    u.sendto(os.urandom(i % 700), (server, 53))
+loop = struct.pack(">HHHHHH", 1, 0x0100, 1, 0, 0, 0) + b"\xc0\x0c\0\1\0\1"
+for i in range(100):
+    u.sendto(loop, (server, 53))
+held = []
+for payload in (b"", b"\x00", b"\xff\xff" + os.urandom(100), b"\x00\x05hello"):
+    try:
+        c = socket.create_connection((server, 53), timeout=2)
+        c.sendall(payload)
+        held.append(c)
+    except OSError as e:
+        print("tcp:", e)
+print("sent")
+"""
+
+
+def test_hostile_queries_leave_dns_working(eng: Engine, team: str, inet: FakeInternet) -> None:
+    s = eng.sandbox(team, allow_internet_access=False, network={"allow_out": ["allowed.test"]})
+    other = eng.sandbox(team)
+    try:
+        gateway = s.files.read("/etc/resolv.conf").split()[1]
+        s.files.write("/tmp/hostile.py", HOSTILE)
+        rc, out = sh(s, f"python3 /tmp/hostile.py {gateway}", timeout=120)
+        assert rc == 0 and "sent" in out, out
+        assert set(reached(probe(s, "allowed.test:80"))) == {"allowed.test:80"}
+        assert set(reached(probe(other, "allowed.test:80"))) == {"allowed.test:80"}
+        assert eng.running
+    finally:
+        s.kill()
+        other.kill()
+
+
 def test_pause_resume_and_restart_keep_the_rules(eng: Engine, team: str, inet: FakeInternet) -> None:
     s = eng.sandbox(team, allow_internet_access=False, network={"allow_out": ["allowed.test"]})
     try:
