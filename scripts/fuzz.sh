@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(http_head chunked relay agent_stream agent_http jupyter layer_frames)
+all=(http_head chunked relay agent_stream agent_http jupyter layer_frames dnsmsg)
 
 # Each target's longest input: long enough to reach the limits of what it drives.
 max_len() {
@@ -21,6 +21,7 @@ max_len() {
     chunked) echo 40000 ;;               # trailers over HTTP_MAX_TRAILERS (16 KiB), in pieces
     relay | agent_http) echo 100000 ;;   # past a 16 KiB head + 64 KiB buffer (PROXY_IN_MAX, CONN_IN_MAX)
     agent_stream) echo 100000 ;;         # past the 16 KiB head and read_all's 64 KiB
+    dnsmsg) echo 4096 ;;                # an EDNS answer the forwarder reads whole
     *) echo 16384 ;;
   esac
 }

@@ -10,6 +10,7 @@
 
 #include "cluster/placement.h"
 #include "log.h"
+#include "net/dnsmsg.h"
 #include "net/net.h"
 #include "sandbox/sandbox.h"
 #include "timeutil.h"
@@ -200,29 +201,50 @@ static int get_disk_mb(json_t *body, const struct config *cfg, int64_t *ret, str
 
 #define MAX_NETWORK_RULES 64
 
-/* One list of "network" into out (normalized CIDRs). Domain names are for later (issue 15). */
+/* One entry of a "network" list into out (normalized): an IPv4 CIDR or address, or in
+ * allow_out a domain ("pypi.org", "*.githubusercontent.com": net/domains.h). A domain in
+ * deny_out is refused: an address can be reached without asking for its name. */
+static int network_item(json_t *item, const char *name, size_t i, json_t *out, struct error *e) {
+        char cidr[20], domain[DNSMSG_NAME_MAX + 1];
+        const char *s = json_is_string(item) ? json_string_value(item) : NULL;
+        size_t len = s ? json_string_length(item) : 0;
+        bool allow = streq(name, "allow_out");
+
+        if (s && net_cidr_normalize(s, len, cidr) == 0)
+                return json_array_append_new(out, json_string(cidr)) < 0 ? error_set(e, ENOMEM, ERR_INTERNAL, "out of memory") : 0;
+        if (s && !allow && dnsmsg_pattern_normalize(s, len, domain) == 0)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                 "network.deny_out[%zu] '%.64s' is a domain: deny_out takes IPv4 CIDRs only (a sandbox can reach an "
+                                 "address without asking for its name); list its addresses, or allow only what it needs with allow_out",
+                                 i, s);
+        if (!s || !allow || dnsmsg_pattern_normalize(s, len, domain) < 0)
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, allow ? "network.allow_out[%zu] must be an IPv4 CIDR such as 10.1.2.0/24 "
+                                                                     "or a domain such as pypi.org or *.example.com (at most 253 "
+                                                                     "characters: letters, digits, '-', '_', dots)"
+                                                                   : "network.deny_out[%zu] must be an IPv4 CIDR such as 10.1.2.0/24",
+                                 i);
+        return json_array_append_new(out, json_string(domain)) < 0 ? error_set(e, ENOMEM, ERR_INTERNAL, "out of memory") : 0;
+}
+
+/* One list of "network" into out. */
 static int network_list(json_t *network, const char *name, json_t *out, struct error *e) {
         json_t *v = json_object_get(network, name), *item;
         size_t i;
+        int r;
 
         if (!v || json_is_null(v))
                 return 0;
         if (!json_is_array(v) || json_array_size(v) > MAX_NETWORK_RULES)
-                return error_set(e, EINVAL, ERR_BAD_REQUEST, "network.%s must be an array of at most %d IPv4 CIDRs", name,
-                                 MAX_NETWORK_RULES);
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, "network.%s must be an array of at most %d %s", name, MAX_NETWORK_RULES,
+                                 streq(name, "allow_out") ? "IPv4 CIDRs and domains" : "IPv4 CIDRs");
         json_array_foreach(v, i, item) {
-                char cidr[20];
-                if (!json_is_string(item) ||
-                    net_cidr_normalize(json_string_value(item), json_string_length(item), cidr) < 0)
-                        return error_set(e, EINVAL, ERR_BAD_REQUEST,
-                                         "network.%s[%zu] must be an IPv4 CIDR such as 10.1.2.0/24 (domain names are not supported yet)",
-                                         name, i);
-                json_array_append_new(out, json_string(cidr));
+                if ((r = network_item(item, name, i, out, e)) < 0)
+                        return r;
         }
         return 0;
 }
 
-/* "network": {"allow_out": [CIDR…], "deny_out": [CIDR…]} into *ret as compact JSON ("" when
+/* "network": {"allow_out": [CIDR or domain…], "deny_out": [CIDR…]} into *ret as compact JSON ("" when
  * both are empty). */
 static int get_network(json_t *body, char **ret, struct error *e) {
         json_t *v = json_object_get(body, "network"), *allow, *deny, *rules;

@@ -1,9 +1,9 @@
-/* dns.c — see dns.h. The sandboxes' resolver is the bridge's address; the engine DNATs its
- * port 53 to one upstream resolver (firewall.h), so what the sandboxes are told never
- * changes and the upstream can be any address the host reaches, loopback excepted: a DNAT
- * from the bridge to 127.0.0.0/8 would need route_localnet, which opens every loopback
- * service of the host to the bridge. systemd-resolved's stub (127.0.0.53) is a loopback
- * one: its upstreams are in /run/systemd/resolve/resolv.conf, read next.
+/* dns.c — see dns.h. The sandboxes' resolver is the bridge's address, where the engine's
+ * forwarder listens (dnsfwd.h), so what the sandboxes are told never changes. The upstream
+ * can be any address the host reaches but a loopback one (kept from when queries were
+ * DNATed there, which needed route_localnet: the forwarder itself could use one).
+ * systemd-resolved's stub (127.0.0.53) is a loopback one: its upstreams are in
+ * /run/systemd/resolve/resolv.conf, read next.
  */
 #include "net/dns.h"
 

@@ -1,6 +1,6 @@
 /* dns.h — where the sandboxes' DNS queries go. A sandbox's /etc/resolv.conf names the
- * bridge's address (its gateway), whose port 53 the engine DNATs to one upstream resolver
- * (firewall.h); this picks that upstream.
+ * bridge's address (its gateway), where the engine's forwarder (dnsfwd.h) listens and
+ * passes queries on to one upstream resolver; this picks that upstream.
  */
 #pragma once
 

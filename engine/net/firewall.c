@@ -15,16 +15,17 @@
 #include "log.h"
 #include "spawn.h"
 
-#define SPEC_MAX 16
+#define SPEC_MAX 20
 #define DELETE_MAX 64   /* copies of one rule removed at most (someone may have added more) */
 #define LISTING_MAX (4 << 20)
+#define SWEEP_MAX 4096  /* address sets destroyed per sweep, at most (the rest at the next) */
 
 struct names {
         const char *bridge;
         char comment[32]; /* ai2in:<bridge>; a bridge name has at most 15 characters */
         char chain[32];   /* AI2IN-FWD-<bridge>: 25 at most, iptables allows 28 */
         char out[32];     /* AI2IN-OUT-<bridge>: the egress policy (filter) */
-        char dns[32];     /* AI2IN-DNS-<bridge>: the gateway's port 53 to the resolver (nat) */
+        char gateway[16]; /* the bridge's address, where the DNS forwarder listens */
         char nat[32];     /* AI2IN-NAT-<bridge>: the masquerade (nat) */
         char sbx[32];     /* AI2IN-SBX-<bridge>: jumps to the chains of sandboxes with rules of their own */
 };
@@ -40,28 +41,30 @@ struct group {
         const char *table; /* "filter" or "nat" */
         const char *chain;
         unsigned n;
-        struct rule rules[2];
+        struct rule rules[4];
 };
 
 #define TAG(nm) "-m", "comment", "--comment", (nm)->comment
 
-#define GROUPS_MAX 6
+#define GROUPS_MAX 5
 
 static unsigned groups(const struct names *nm, bool ipv6, struct group out[GROUPS_MAX]) {
         const char *br = nm->bridge;
         unsigned n = 0;
 
-        out[n++] = (struct group){"iptables", "filter", "INPUT", 2, {
+        /* DNS to the gateway is the engine's forwarder's (dnsfwd.h), UDP and TCP. */
+        out[n++] = (struct group){"iptables", "filter", "INPUT", 4, {
                 {{"-i", br, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", TAG(nm), "-j", "ACCEPT", NULL}},
+                {{"-i", br, "-d", nm->gateway, "-p", "udp", "--dport", "53", TAG(nm), "-j", "ACCEPT", NULL}},
+                {{"-i", br, "-d", nm->gateway, "-p", "tcp", "--dport", "53", TAG(nm), "-j", "ACCEPT", NULL}},
                 {{"-i", br, TAG(nm), "-j", "DROP", NULL}},
         }};
         out[n++] = (struct group){"iptables", "filter", "FORWARD", 2, {
                 {{"-i", br, TAG(nm), "-j", nm->chain, NULL}},
                 {{"-o", br, TAG(nm), "-j", nm->chain, NULL}},
         }};
-        /* Above any other owner's too: a DNAT or a masquerade of theirs met first would take
-         * the packet elsewhere, or out with the wrong address. */
-        out[n++] = (struct group){"iptables", "nat", "PREROUTING", 1, {{{"-i", br, TAG(nm), "-j", nm->dns, NULL}}}};
+        /* Above any other owner's too: a masquerade of theirs met first would take the packet
+         * out with the wrong address. */
         out[n++] = (struct group){"iptables", "nat", "POSTROUTING", 1, {{{"!", "-o", br, TAG(nm), "-j", nm->nat, NULL}}}};
         if (!ipv6)
                 return n;
@@ -73,12 +76,12 @@ static unsigned groups(const struct names *nm, bool ipv6, struct group out[GROUP
         return n;
 }
 
-static void names_init(struct names *nm, const char *bridge) {
+static void names_init(struct names *nm, const char *bridge, const char *gateway) {
         nm->bridge = bridge;
+        snprintf(nm->gateway, sizeof(nm->gateway), "%s", gateway ? gateway : "");
         snprintf(nm->comment, sizeof(nm->comment), "ai2in:%s", bridge);
         snprintf(nm->chain, sizeof(nm->chain), "AI2IN-FWD-%s", bridge);
         snprintf(nm->out, sizeof(nm->out), "AI2IN-OUT-%s", bridge);
-        snprintf(nm->dns, sizeof(nm->dns), "AI2IN-DNS-%s", bridge);
         snprintf(nm->nat, sizeof(nm->nat), "AI2IN-NAT-%s", bridge);
         snprintf(nm->sbx, sizeof(nm->sbx), "AI2IN-SBX-%s", bridge);
 }
@@ -192,20 +195,14 @@ static int chains_text(const struct names *nm, const struct firewall_policy *p, 
         /* The rest from a sandbox is refused at once (EHOSTUNREACH), not left to time out. */
         r |= buf_printf(b, "-A %s -i %s -m comment --comment %s %s\n", nm->chain, nm->bridge, c, rej);
         r |= buf_printf(b, "-A %s -m comment --comment %s -j DROP\n", nm->chain, c);
-        /* Egress: the engine's deny list first, whatever the sandbox asked; DNS through the
-         * gateway before it, as the resolver may sit in a denied range (a data centre's). */
-        for (unsigned i = 0; p->dns && *p->dns && i < 2; i++)
-                r |= buf_printf(b, "-A %s -p %s --dport 53 -m conntrack --ctstate DNAT --ctorigdst %s -m comment --comment %s -j ACCEPT\n",
-                                nm->out, i ? "tcp" : "udp", p->gateway, c);
+        /* Egress: the engine's deny list first, whatever the sandbox asked. (DNS is not
+         * forwarded: the engine's forwarder on the gateway asks the resolver itself.) */
         r |= buf_printf(b, "-A %s -d 169.254.0.0/16 -m comment --comment %s %s\n", nm->out, c, rej);
         r |= buf_printf(b, "-A %s -d %s -m comment --comment %s %s\n", nm->out, p->pool, c, rej);
         for (unsigned i = 0; i < p->n_deny_out; i++)
                 r |= buf_printf(b, "-A %s -d %s -m comment --comment %s %s\n", nm->out, p->deny_out[i], c, rej);
         r |= buf_printf(b, "-A %s -m comment --comment %s -j ACCEPT\nCOMMIT\n", nm->out, c);
-        r |= buf_printf(b, "*nat\n:%s - [0:0]\n:%s - [0:0]\n", nm->dns, nm->nat);
-        for (unsigned i = 0; p->dns && *p->dns && i < 2; i++)
-                r |= buf_printf(b, "-A %s -d %s -p %s --dport 53 -m comment --comment %s -j DNAT --to-destination %s:53\n", nm->dns,
-                                p->gateway, i ? "tcp" : "udp", c, p->dns);
+        r |= buf_printf(b, "*nat\n:%s - [0:0]\n", nm->nat);
         /* The whole pool: a sandbox with rules of its own has its address in the upper half;
          * what may leave at all is the filter table's to say. */
         r |= buf_printf(b, "-A %s -s %s -m comment --comment %s -j MASQUERADE\nCOMMIT\n", nm->nat, p->pool, c);
@@ -259,7 +256,7 @@ int firewall_ensure(const char *bridge, bool ipv6, const struct firewall_policy 
         unsigned n;
         int r;
 
-        names_init(&nm, bridge);
+        names_init(&nm, bridge, p->gateway);
         r = load_chains(&nm, p, e); /* before the jumps to them */
         if (r < 0)
                 return r;
@@ -278,18 +275,48 @@ static bool drop_all(const char *veth, const char *ip, void *data) {
         return true;
 }
 
+/* Deletes every rule of the engine's in g's chain as listed (`-S`), in one transaction:
+ * for the rules that name the gateway, which whoever removes the bridge may not know. */
+static void purge(const struct group *g, const struct names *nm) {
+        char *argv[] = {(char *) g->tool, "-w", "-t", (char *) g->table, "-S", (char *) g->chain, NULL};
+        _cleanup_buf_ struct buf out, text;
+        struct error e = {0};
+        unsigned found = 0;
+        int status;
+
+        buf_init(&out, LISTING_MAX);
+        buf_init(&text, LISTING_MAX);
+        if (spawn_run(argv, NULL, &status, &out) < 0 || status != 0 || !out.data)
+                return;
+        (void) buf_printf(&text, "*%s\n", g->table);
+        for (char *line = out.data, *next; line && *line; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                if (strncmp(line, "-A ", 3) == 0 && has_comment(line, nm->comment) && buf_printf(&text, "-D%s\n", line + 2) >= 0)
+                        found++;
+        }
+        (void) buf_printf(&text, "COMMIT\n");
+        if (found > 0 && restore(&text, nm->bridge, &e) < 0)
+                log_warn("%s, ignoring", e.message);
+}
+
 void firewall_remove(const char *bridge) {
         struct group g[GROUPS_MAX];
         struct names nm;
         unsigned n;
 
-        names_init(&nm, bridge);
+        names_init(&nm, bridge, NULL);
         n = groups(&nm, true, g);
-        for (unsigned i = 0; i < n; i++)
-                delete_all(&g[i]);
+        for (unsigned i = 0; i < n; i++) {
+                if (streq(g[i].tool, "iptables"))
+                        purge(&g[i], &nm);
+                else
+                        delete_all(&g[i]);
+        }
         (void) firewall_sandbox_sweep(bridge, drop_all, NULL);
         /* Flushed first: the FWD chain jumps to the OUT chain, which cannot go before. */
-        const char *chains[][2] = {{"filter", nm.chain}, {"filter", nm.out}, {"filter", nm.sbx}, {"nat", nm.dns}, {"nat", nm.nat}};
+        const char *chains[][2] = {{"filter", nm.chain}, {"filter", nm.out}, {"filter", nm.sbx}, {"nat", nm.nat}};
         for (unsigned op = 0; op < 2; op++)
                 for (size_t i = 0; i < ELEMENTSOF(chains); i++) {
                         char *argv[] = {"iptables", "-w", "-t", (char *) chains[i][0], op ? "-X" : "-F", (char *) chains[i][1], NULL};
@@ -298,9 +325,12 @@ void firewall_remove(const char *bridge) {
 }
 
 /* The rules of one sandbox with rules of its own, in its chain AI2IN-<veth>, and its jump
- * from AI2IN-SBX-<bridge>. Order: its DNS (through the gateway), its allow_out ranges (each
- * through AI2IN-OUT, so the engine's deny list still applies), its deny_out ranges, then the
- * internet (AI2IN-OUT again) if it has it; what falls off the end is refused in AI2IN-FWD. */
+ * from AI2IN-SBX-<bridge>. Order: with domain rules, no DNS but the forwarder's (port 53
+ * anywhere else refused: another resolver's answers would not be admitted anyway, and it
+ * would leak the names asked); its allow_out ranges and then its set of admitted addresses
+ * (each through AI2IN-OUT, so the engine's deny list still applies), its deny_out ranges,
+ * then the internet (AI2IN-OUT again) if it has it; what falls off the end is refused in
+ * AI2IN-FWD. */
 static int sandbox_text(const struct names *nm, const struct firewall_sandbox *s, struct buf *b) {
         const char *c = nm->comment, *rej = "-j REJECT --reject-with icmp-admin-prohibited";
         char chain[32];
@@ -308,11 +338,12 @@ static int sandbox_text(const struct names *nm, const struct firewall_sandbox *s
 
         snprintf(chain, sizeof(chain), "AI2IN-%s", s->veth);
         r |= buf_printf(b, "*filter\n:%s - [0:0]\n", chain);
-        if (s->internet || s->n_allow_out > 0)
-                r |= buf_printf(b, "-A %s -m conntrack --ctstate DNAT --ctorigdst %s -m comment --comment %s -j %s\n", chain,
-                                s->gateway, c, nm->out);
+        for (unsigned i = 0; s->domains && i < 2; i++)
+                r |= buf_printf(b, "-A %s -p %s --dport 53 -m comment --comment %s %s\n", chain, i ? "tcp" : "udp", c, rej);
         for (unsigned i = 0; i < s->n_allow_out; i++)
                 r |= buf_printf(b, "-A %s -d %s -m comment --comment %s -j %s\n", chain, s->allow_out[i], c, nm->out);
+        if (s->domains)
+                r |= buf_printf(b, "-A %s -m set --match-set %s dst -m comment --comment %s -j %s\n", chain, chain, c, nm->out);
         for (unsigned i = 0; i < s->n_deny_out; i++)
                 r |= buf_printf(b, "-A %s -d %s -m comment --comment %s %s\n", chain, s->deny_out[i], c, rej);
         if (s->internet)
@@ -321,15 +352,72 @@ static int sandbox_text(const struct names *nm, const struct firewall_sandbox *s
         return r < 0 ? -ENOMEM : 0;
 }
 
+/* Runs `ipset restore -exist` on text; as spawn_check. */
+static int ipset_restore(const char *text, char *err, size_t errlen) {
+        char *argv[] = {"ipset", "restore", "-exist", "-file", "/dev/fd/3", NULL};
+        _cleanup_buf_ struct buf out;
+        _cleanup_close_ int fd = memfd_create("ai2in-set", MFD_CLOEXEC);
+        size_t len = strlen(text);
+        int status, r;
+
+        buf_init(&out, 64 * 1024);
+        if (fd < 0 || write(fd, text, len) != (ssize_t) len) {
+                snprintf(err, errlen, "%s", strerror(errno));
+                return -errno;
+        }
+        struct spawn_opts o = {.extra_fd = fd, .stdio_fd = -1};
+        r = spawn_run(argv, &o, &status, &out);
+        if (r < 0 || status != 0) {
+                snprintf(err, errlen, "%s", r < 0 ? strerror(-r) : "ipset failed");
+                if (r >= 0 && out.data)
+                        text_last_line(out.data, out.len, err, errlen);
+                return r < 0 ? r : -EIO;
+        }
+        return 0;
+}
+
+static void set_destroy(const char *veth) {
+        char name[32];
+
+        snprintf(name, sizeof(name), "AI2IN-%s", veth);
+        char *argv[] = {"ipset", "destroy", name, NULL};
+        (void) spawn_check(argv, NULL, 0); /* fails when there is none, which is fine */
+}
+
+int firewall_set_admit(const char *veth, const struct firewall_admit *a, unsigned n, char *err, size_t errlen) {
+        _cleanup_buf_ struct buf text;
+        int r = 0;
+
+        buf_init(&text, 64 * 1024);
+        for (unsigned i = 0; i < n; i++)
+                r |= buf_printf(&text, "add AI2IN-%s %s timeout %u\n", veth, a[i].ip, a[i].timeout);
+        if (r < 0) {
+                snprintf(err, errlen, "too many addresses");
+                return -E2BIG;
+        }
+        return n == 0 ? 0 : ipset_restore(text.data, err, errlen);
+}
+
 int firewall_sandbox_add(const char *bridge, const struct firewall_sandbox *s, struct error *e) {
         _cleanup_buf_ struct buf text;
         struct names nm;
+        char set[160], msg[256];
+        int r;
 
-        names_init(&nm, bridge);
+        names_init(&nm, bridge, s->gateway);
         buf_init(&text, 1 << 20);
         if (sandbox_text(&nm, s, &text) < 0)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "too many firewall rules for %s", s->veth);
-        return restore(&text, bridge, e);
+        /* Before the chain that names it. Entries without a timeout of their own do not exist:
+         * each comes with its answer's (firewall_set_admit). */
+        snprintf(set, sizeof(set), "create AI2IN-%s hash:ip family inet timeout %d maxelem %d\n", s->veth,
+                 FIREWALL_SET_TIMEOUT_MAX, FIREWALL_SET_MAX);
+        if (s->domains && (r = ipset_restore(set, msg, sizeof(msg))) < 0)
+                return error_set(e, -r, ERR_INTERNAL, "cannot create the address set of %s: %s", s->veth, msg);
+        r = restore(&text, bridge, e);
+        if (r < 0 && s->domains)
+                set_destroy(s->veth);
+        return r;
 }
 
 int firewall_sandbox_sweep(const char *bridge, bool (*drop)(const char *veth, const char *ip, void *data), void *data) {
@@ -339,7 +427,10 @@ int firewall_sandbox_sweep(const char *bridge, bool (*drop)(const char *veth, co
         unsigned dropped = 0;
         int status;
 
-        names_init(&nm, bridge);
+        char veths[SWEEP_MAX][16];
+        unsigned nv = 0;
+
+        names_init(&nm, bridge, NULL);
         char *argv[] = {"iptables", "-w", "-S", nm.sbx, NULL};
         buf_init(&listing, LISTING_MAX);
         buf_init(&text, LISTING_MAX);
@@ -359,11 +450,16 @@ int firewall_sandbox_sweep(const char *bridge, bool (*drop)(const char *veth, co
                     !drop(target + strlen(" -j AI2IN-"), ip, data))
                         continue;
                 (void) buf_printf(&text, "-D%s\n-F %s\n-X %s\n", line + 2, target + 4, target + 4);
+                if (nv < SWEEP_MAX)
+                        snprintf(veths[nv++], 16, "%s", target + strlen(" -j AI2IN-"));
                 dropped++;
         }
         (void) buf_printf(&text, "COMMIT\n");
         if (dropped > 0 && restore(&text, bridge, &e) < 0)
                 log_warn("%s, ignoring", e.message);
+        /* Their address sets, once no rule names them (a set in use cannot be destroyed). */
+        for (unsigned i = 0; i < nv; i++)
+                set_destroy(veths[i]);
         return (int) dropped;
 }
 
@@ -372,11 +468,13 @@ int firewall_sandbox_remove(const char *bridge, const char *veth, const char *ip
         struct error e = {0};
         struct names nm;
 
-        names_init(&nm, bridge);
+        names_init(&nm, bridge, NULL);
         buf_init(&text, 4096);
         if (buf_printf(&text, "*filter\n-D %s -s %s/32 -m comment --comment %s -j AI2IN-%s\n-F AI2IN-%s\n-X AI2IN-%s\nCOMMIT\n",
                        nm.sbx, ip, nm.comment, veth, veth, veth) < 0 ||
             restore(&text, bridge, &e) < 0)
                 return -EIO;
+        /* Whether it has one is not known after a restart: a missing one costs a failed run. */
+        set_destroy(veth);
         return 0;
 }

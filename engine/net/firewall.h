@@ -5,16 +5,15 @@
  *             INPUT    -i <bridge>                                 DROP     the host's services
  *             FORWARD  -i <bridge>                                 AI2IN-FWD-<bridge>
  *             FORWARD  -o <bridge>                                 AI2IN-FWD-<bridge>
+ *             INPUT    -i <bridge> -d gateway udp 53, tcp 53       ACCEPT   the DNS forwarder (dnsfwd.h)
  *             AI2IN-FWD-<bridge>  -o <bridge> ESTABLISHED,RELATED  ACCEPT   replies to sandboxes
  *                                 -i <bridge>                      AI2IN-SBX-<bridge>  (own rules)
  *                                 -i <bridge> -s EGRESS            AI2IN-OUT-<bridge>
  *                                 -i <bridge>                      REJECT   (no waiting for a timeout)
  *                                                                  DROP     the forward policy
- *             AI2IN-OUT-<bridge>  DNS to the gateway, DNATed       ACCEPT
- *                                 169.254.0.0/16, the pool, deny-out REJECT the engine's deny list
+ *             AI2IN-OUT-<bridge>  169.254.0.0/16, the pool, deny-out REJECT the engine's deny list
  *                                                                  ACCEPT   the internet
- *   nat       PREROUTING  -i <bridge>  AI2IN-DNS-<bridge>: gateway:53 DNAT to the resolver
- *             POSTROUTING ! -o <bridge> AI2IN-NAT-<bridge>: -s POOL MASQUERADE
+ *   nat       POSTROUTING ! -o <bridge> AI2IN-NAT-<bridge>: -s POOL MASQUERADE
  *   ip6tables INPUT    -i <bridge>                                 DROP     (sandboxes have no
  *             FORWARD  -i <bridge>, -o <bridge>                    DROP      IPv6: second line)
  *
@@ -22,7 +21,8 @@
  * allowed out take their addresses from (net.c), so creating or killing a sandbox runs no
  * iptables at all (one run costs more than a create may add: bench/README.md) and no rule can outlive its
  * sandbox. Only a sandbox with rules of its own (network.allow_out / deny_out) gets a chain,
- * AI2IN-<veth>, jumped to from AI2IN-SBX-<bridge> (right after the replies in
+ * AI2IN-<veth>, and with domain rules an ipset of the same name (hash:ip, an entry per
+ * admitted address with its own timeout), jumped to from AI2IN-SBX-<bridge> (right after the replies in
  * AI2IN-FWD-<bridge>) by its source address: one iptables-restore when its slot is made,
  * one listing and one restore when it is released, a sweep at start for sandboxes no longer
  * live. The engine's chains are (re)loaded whole at start in one transaction
@@ -41,8 +41,7 @@
 struct firewall_policy {
         const char *pool;     /* every sandbox address: denied to every sandbox */
         const char *egress;   /* the part of the pool whose sandboxes may go out */
-        const char *gateway;  /* the bridge's address, the sandboxes' resolver */
-        const char *dns;      /* where their DNS goes; NULL or "": nowhere */
+        const char *gateway;  /* the bridge's address, the sandboxes' resolver (the engine's forwarder) */
         char **deny_out;      /* the operator's deny-out ranges */
         unsigned n_deny_out;
 };
@@ -67,18 +66,36 @@ struct firewall_sandbox {
         unsigned n_allow_out;
         char **deny_out;        /* CIDRs */
         unsigned n_deny_out;
+        bool domains;           /* domain rules: the set AI2IN-<veth> is let through, and port 53
+                                 * only to the gateway */
 };
 
-/* Makes s's chain and the jump to it from AI2IN-SBX-<bridge> (source s->ip), in one
- * iptables-restore transaction. Only for sandboxes with rules of their own: the others cost
+/* The address set of a sandbox with domain rules: at most FIREWALL_SET_MAX addresses at
+ * once (an answer that would add more is not admitted: dnsfwd.h), each for as long as its
+ * timeout, at most FIREWALL_SET_TIMEOUT_MAX seconds. */
+#define FIREWALL_SET_MAX 4096
+#define FIREWALL_SET_TIMEOUT_MAX 3600
+
+struct firewall_admit {
+        char ip[16];
+        unsigned timeout; /* seconds, 1..FIREWALL_SET_TIMEOUT_MAX */
+};
+
+/* Adds (or renews) the n addresses of a in the set of the sandbox with that veth, in one
+ * `ipset restore`. < 0 with the reason in err when it cannot (the set is full, or gone). */
+int firewall_set_admit(const char *veth, const struct firewall_admit *a, unsigned n, char *err, size_t errlen);
+
+/* Makes s's address set if it has domain rules, then s's chain and the jump to it from
+ * AI2IN-SBX-<bridge> (source s->ip), in one iptables-restore transaction. Only for sandboxes with rules of their own: the others cost
  * no firewall change. */
 int firewall_sandbox_add(const char *bridge, const struct firewall_sandbox *s, struct error *e);
 
 /* Removes the chain and jump of every sandbox found in AI2IN-SBX-<bridge> for which
- * drop(veth, ip, data) says so, in one transaction. Returns how many (failures are logged
+ * drop(veth, ip, data) says so, in one transaction, then their address sets. Returns how many (failures are logged
  * and ignored: teardown goes on). */
 int firewall_sandbox_sweep(const char *bridge, bool (*drop)(const char *veth, const char *ip, void *data), void *data);
 
 /* Removes the chain of the sandbox with that veth and its jump (source ip), without listing
- * anything first: one iptables-restore. -EIO if they were not as made (then sweep). */
+ * anything first: one iptables-restore; then its address set, if any. -EIO if they were
+ * not as made (then sweep). */
 int firewall_sandbox_remove(const char *bridge, const char *veth, const char *ip);

@@ -24,6 +24,8 @@
 #include "fsutil.h"
 #include "log.h"
 #include "net/dns.h"
+#include "net/dnsmsg.h"
+#include "net/domains.h"
 #include "net/firewall.h"
 #include "spawn.h"
 #include "strv.h"
@@ -40,6 +42,7 @@ struct net {
                            * too when its sandbox has a firewall chain of its own */
         uint32_t next[2]; /* where the search for a free address starts, per half */
         char dns[16];     /* upstream resolver, "" for none */
+        struct domains *domains; /* who gets DNS, and the domain rules (its forwarder) */
         pthread_mutex_t lock;
 };
 
@@ -185,7 +188,7 @@ static int ensure_firewall(struct net *n, const struct net_config *c, struct err
         ip_string(n->network, base);
         snprintf(pool, sizeof(pool), "%s/%u", base, n->prefix);
         snprintf(egress, sizeof(egress), "%s/%u", base, n->prefix + 1);
-        struct firewall_policy p = {.pool = pool, .egress = egress, .gateway = gw, .dns = n->dns, .deny_out = deny.v,
+        struct firewall_policy p = {.pool = pool, .egress = egress, .gateway = gw, .deny_out = deny.v,
                                     .n_deny_out = (unsigned) deny.n};
         r = firewall_ensure(n->bridge, n->ipv6, &p, e);
         if (r < 0)
@@ -255,6 +258,11 @@ int net_new(const struct net_config *c, struct net **ret, struct error *e) {
         r = ensure_bridge(n, e);
         if (r >= 0)
                 r = ensure_firewall(n, c, e);
+        if (r >= 0) {
+                char gw[16];
+                ip_string(n->network + 1, gw);
+                r = domains_new(n->network, n->size, gw, n->dns, &n->domains, e);
+        }
         if (r < 0) {
                 net_free(n);
                 return r;
@@ -276,6 +284,7 @@ void net_resolv_conf(struct net *n, char *buf, size_t size) {
 void net_free(struct net *n) {
         if (!n)
                 return;
+        domains_free(n->domains);
         free(n->used);
         pthread_mutex_destroy(&n->lock);
         free(n);
@@ -511,17 +520,42 @@ static bool has_rules(struct net *n, const char *ip) {
         return r;
 }
 
+/* rules' allow_out split into CIDRs and domain patterns (the API let only these through). */
+static int split_allow(const struct net_rules *rules, struct strv *cidrs, struct strv *domains) {
+        for (unsigned i = 0; i < rules->n_allow_out; i++) {
+                char cidr[20];
+                bool is_cidr = net_cidr_normalize(rules->allow_out[i], strlen(rules->allow_out[i]), cidr) == 0;
+                if (strv_push(is_cidr ? cidrs : domains, strdup(rules->allow_out[i])) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* The sandbox's DNS and domain rules (domains.h), known again after a restart. */
+static int set_domains(struct net *n, const struct net_slot *s, bool internet, const struct net_rules *rules) {
+        _cleanup_(strv_done) struct strv cidrs = {0}, domains = {0};
+
+        if (split_allow(rules, &cidrs, &domains) < 0)
+                return -ENOMEM;
+        return domains_set(n->domains, s->ip, s->veth, internet || rules->n_allow_out > 0, domains.v, (unsigned) domains.n);
+}
+
 static int add_rules(struct net *n, const struct net_slot *s, bool internet, const struct net_rules *rules, struct error *e) {
+        _cleanup_(strv_done) struct strv cidrs = {0}, domains = {0};
         char gw[16];
         int r;
 
+        if (split_allow(rules, &cidrs, &domains) < 0 || set_domains(n, s, internet, rules) < 0)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         ip_string(n->network + 1, gw);
         struct firewall_sandbox fs = {.veth = s->veth, .ip = s->ip, .gateway = gw, .internet = internet,
-                                      .allow_out = rules->allow_out, .n_allow_out = rules->n_allow_out,
-                                      .deny_out = rules->deny_out, .n_deny_out = rules->n_deny_out};
+                                      .allow_out = cidrs.v, .n_allow_out = (unsigned) cidrs.n,
+                                      .deny_out = rules->deny_out, .n_deny_out = rules->n_deny_out, .domains = domains.n > 0};
         r = firewall_sandbox_add(n->bridge, &fs, e);
         if (r >= 0)
                 mark_rules(n, s->ip);
+        else
+                (void) domains_clear(n->domains, s->ip);
         return r;
 }
 
@@ -553,11 +587,13 @@ int net_slot_acquire(struct net *n, const char *id, bool internet, const struct 
         return 0;
 }
 
-void net_slot_adopt(struct net *n, const char *id, const char *ip, struct net_slot *s) {
+void net_slot_adopt(struct net *n, const char *id, const char *ip, bool internet, const struct net_rules *rules, struct net_slot *s) {
         struct in_addr in;
 
         net_slot_paths(n, id, s);
         snprintf(s->ip, sizeof(s->ip), "%s", ip ? ip : "");
+        if (rules && (rules->n_allow_out > 0 || rules->n_deny_out > 0) && set_domains(n, s, internet, rules) < 0)
+                log_warn("cannot note the network rules of %s: out of memory; it gets no DNS, ignoring", id);
         if (inet_pton(AF_INET, s->ip, &in) == 1) {
                 uint32_t i = ntohl(in.s_addr) - n->network;
                 pthread_mutex_lock(&n->lock);
@@ -594,6 +630,7 @@ static bool is_veth(const char *veth, const char *ip, void *data) {
 }
 
 void net_slot_release(struct net *n, const struct net_slot *s) {
+        (void) domains_clear(n->domains, s->ip);
         /* The jump is known: removed without a listing, unless it is not as made. */
         if (has_rules(n, s->ip) && firewall_sandbox_remove(n->bridge, s->veth, s->ip) < 0)
                 (void) firewall_sandbox_sweep(n->bridge, is_veth, (void *) s->veth);

@@ -46,7 +46,8 @@ struct net_config {
 int net_new(const struct net_config *c, struct net **ret, struct error *e);
 void net_free(struct net *n);
 
-/* A sandbox's rules of its own (network.allow_out, network.deny_out): IPv4 CIDRs. */
+/* A sandbox's rules of its own (network.allow_out, network.deny_out): IPv4 CIDRs, and in
+ * allow_out domain patterns too (domains.h), as the API normalized them. */
 struct net_rules {
         char **allow_out;
         unsigned n_allow_out;
@@ -62,12 +63,16 @@ struct net_rules {
 int net_slot_acquire(struct net *n, const char *id, bool internet, const struct net_rules *rules, struct net_slot *ret,
                      struct error *e);
 
-/* The /etc/resolv.conf of every sandbox, into buf: the gateway as its nameserver, or a
- * comment saying there is none (then lookups fail at once rather than time out). */
+/* The /etc/resolv.conf of every sandbox, into buf: the gateway (the engine's forwarder,
+ * domains.h) as its nameserver, or a comment saying there is none (then lookups fail at once
+ * rather than time out). */
 void net_resolv_conf(struct net *n, char *buf, size_t size);
 
-/* Marks the slot of a sandbox found running at start-up as used. */
-void net_slot_adopt(struct net *n, const char *id, const char *ip, struct net_slot *ret);
+/* Marks the slot of a sandbox found running at start-up (or paused with its memory) as
+ * used, and notes its DNS and domain rules again (internet, rules: as for net_slot_acquire;
+ * rules NULL for a slot about to be released). */
+void net_slot_adopt(struct net *n, const char *id, const char *ip, bool internet, const struct net_rules *rules,
+                    struct net_slot *ret);
 
 /* Fills the slot paths of id without touching anything (for teardown of what may exist). */
 void net_slot_paths(struct net *n, const char *id, struct net_slot *ret);

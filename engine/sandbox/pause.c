@@ -236,9 +236,7 @@ static bool agent_healthy(struct engine *eng, const char *id) {
 
 /* Marks the address of a container found alive as used, as for a running sandbox. */
 static void adopt_address(struct engine *eng, const struct sandbox_rec *rec) {
-        struct net_slot slot;
-
-        net_slot_adopt(eng->net, rec->id, rec->ip, &slot);
+        sandbox_net_adopt(eng, rec);
 }
 
 /* A memory pause's container is there, frozen or not: freeze it and keep it. */

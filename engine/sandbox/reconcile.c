@@ -65,7 +65,6 @@ static void reconcile_one(struct engine *eng, const char *id) {
         struct sandbox_rec rec;
         struct error e = {0};
         enum container_status st = CONTAINER_MISSING;
-        struct net_slot slot;
         pid_t pid;
 
         if (store_sandbox_get(eng->store, id, &rec, &e) < 0)
@@ -88,7 +87,7 @@ static void reconcile_one(struct engine *eng, const char *id) {
                 sandbox_teardown(eng, id, NULL);
                 sandbox_forget_or_warn(eng, id);
         } else if (st == CONTAINER_RUNNING) {
-                net_slot_adopt(eng->net, id, rec.ip, &slot);
+                sandbox_net_adopt(eng, &rec);
                 log_info("re-adopted %s (pid %d, ip %s)%s", id, (int) pid, rec.ip,
                          rec.state == SANDBOX_ERROR ? ", which other nodes had marked lost" : "");
                 if (rec.state == SANDBOX_ERROR) {

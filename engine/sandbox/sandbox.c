@@ -433,7 +433,7 @@ void sandbox_stop_parts(struct engine *eng, const char *id, const char *ip) {
         for (size_t i = 0; i < ENGINE_RUNTIMES; i++)
                 if (eng->runtimes[i] && eng->runtimes[i]->ops->destroy(eng->runtimes[i], id, &e) < 0)
                         log_warn("%s, ignoring", e.message);
-        net_slot_adopt(eng->net, id, ip, &slot);
+        net_slot_adopt(eng->net, id, ip, false, NULL, &slot);
         net_slot_release(eng->net, &slot);
         sandbox_dir(eng, id, dir, sizeof(dir));
         snprintf(path, sizeof(path), "%s/rootfs", dir);
@@ -485,6 +485,18 @@ static int rules_of(const struct sandbox_rec *rec, struct strv *allow, struct st
                 r = rules_list(rules, "deny_out", deny);
         json_decref(rules);
         return r < 0 ? error_set(e, -r, ERR_INTERNAL, "out of memory") : 0;
+}
+
+void sandbox_net_adopt(struct engine *eng, const struct sandbox_rec *rec) {
+        _cleanup_(strv_done) struct strv allow = {0}, deny = {0};
+        struct net_slot slot;
+        struct net_rules rules;
+        struct error e = {0};
+
+        if (rules_of(rec, &allow, &deny, &e) < 0)
+                log_warn("%s, ignoring", e.message);
+        rules = (struct net_rules){allow.v, (unsigned) allow.n, deny.v, (unsigned) deny.n};
+        net_slot_adopt(eng->net, rec->id, rec->ip, rec->allow_internet_access, &rules, &slot);
 }
 
 int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct error *e) {

@@ -141,6 +141,10 @@ void sandbox_teardown(struct engine *eng, const char *id, const char *ip);
  * back and clears rec->ip; the directories are kept. */
 int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct error *e);
 
+/* Marks the address of rec's container, found alive, as used, and gives the network its
+ * rules again (its DNS, its domain rules): for a restarted engine. */
+void sandbox_net_adopt(struct engine *eng, const struct sandbox_rec *rec);
+
 /* Stops everything that runs or holds host resources (container, network slot, overlay
  * mount, cgroups) but keeps the sandbox's directories. ip: the address to give back to the
  * pool, or NULL (when it is not this engine's to give: at reconcile). Failures are logged

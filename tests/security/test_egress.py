@@ -36,13 +36,23 @@ ON = {"allow_internet_access": True, "allow_out": [], "deny_out": []}
 OFF = {"allow_internet_access": False, "allow_out": [], "deny_out": []}
 
 # Runs in the namespace: an HTTP server on every address of it, port 80, that answers with
-# who connected; a DNS server on port 53 (UDP) that answers A queries for allowed.test and
-# denied.test and NXDOMAIN otherwise. Prints "ready", then for each line read prints the
-# peers the HTTP server has seen as JSON.
+# who connected; a DNS server on port 53 that answers A queries for the names given as
+# NAME=ADDR arguments (TTL 2 s) and NAME=>TARGET ones (a CNAME, the target's A record
+# following when it has one), 32 addresses 100.64.N.1-32 for bulkN.cdn.test, and NXDOMAIN
+# otherwise, over UDP and TCP. Prints "ready", then reads lines: "?" prints the peers the
+# HTTP server has seen as JSON, "set NAME ADDR" changes an answer and prints "ok", "tcp"
+# prints how many queries came over TCP.
 NS_SERVERS = r"""
 import json, socket, struct, sys, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-names = {b"allowed.test": sys.argv[1], b"denied.test": sys.argv[2]}
+names, cnames = {}, {}
+for arg in sys.argv[1:]:
+    if "=>" in arg:
+        name, target = arg.split("=>")
+        cnames[name.encode()] = target.encode()
+    else:
+        name, addr = arg.split("=")
+        names[name.encode()] = addr
 peers = []
 class H(BaseHTTPRequestHandler):
     def do_GET(self):
@@ -53,40 +63,84 @@ class H(BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 srv = ThreadingHTTPServer(("0.0.0.0", 80), H)
+def wire(name):
+    return b"".join(bytes([len(l)]) + l for l in name.split(b".")) + b"\0"
+def respond(q):  # the answer to query q, or None to ignore it
+    if len(q) < 17:
+        return None
+    tid, flags = q[:2], struct.unpack(">H", q[2:4])[0]
+    i, labels = 12, []
+    while i < len(q) and q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]])
+        i += 1 + q[i]
+    question = q[12:i + 5]
+    qtype = struct.unpack(">H", q[i + 1:i + 3])[0]
+    name = b".".join(labels).lower()
+    rd = flags & 0x0100
+    answers, owner = [], b"\xc0\x0c"
+    if name in cnames and qtype == 1:
+        target = wire(cnames[name])
+        answers.append(owner + struct.pack(">HHIH", 5, 1, 2, len(target)) + target)
+        owner, name = target, cnames[name]
+    if name in names and qtype == 1:
+        answers.append(owner + struct.pack(">HHIH", 1, 1, 2, 4) + socket.inet_aton(names[name]))
+    elif name.startswith(b"bulk") and name.endswith(b".cdn.test") and qtype == 1:  # 32 addresses: 100.64.N.1-32
+        n = int(name[4:-9])
+        for k in range(1, 33):
+            answers.append(owner + struct.pack(">HHIH", 1, 1, 2, 4) + bytes([100, 64, n, k]))
+    known = name in names or name in cnames or bool(answers)
+    rcode = 0 if answers or known else 3  # no AAAA record; NXDOMAIN for other names
+    return tid + struct.pack(">HHHHH", 0x8180 | rd | rcode, 1, len(answers), 0, 0) + question + b"".join(answers)
 def dns():
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     u.bind(("0.0.0.0", 53))
     while True:
         q, peer = u.recvfrom(512)
-        if len(q) < 17:
-            continue
-        tid, flags = q[:2], struct.unpack(">H", q[2:4])[0]
-        i, labels = 12, []
-        while i < len(q) and q[i]:
-            labels.append(q[i + 1:i + 1 + q[i]])
-            i += 1 + q[i]
-        question = q[12:i + 5]
-        qtype = struct.unpack(">H", q[i + 1:i + 3])[0]
-        name = b".".join(labels).lower()
-        rd = flags & 0x0100
-        if name in names and qtype == 1:
-            answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 5, 4) + socket.inet_aton(names[name])
-            u.sendto(tid + struct.pack(">HHHHH", 0x8180 | rd, 1, 1, 0, 0) + question + answer, peer)
-        else:
-            rcode = 0 if name in names else 3  # no AAAA record; NXDOMAIN for other names
-            u.sendto(tid + struct.pack(">HHHHH", 0x8180 | rd | rcode, 1, 0, 0, 0) + question, peer)
+        a = respond(q)
+        if a:
+            u.sendto(a, peer)
+tcp_queries = []
+def dns_tcp_conn(c):
+    with c:
+        f = c.makefile("rb")
+        while True:
+            head = f.read(2)
+            if len(head) < 2:
+                return
+            a = respond(f.read(struct.unpack(">H", head)[0]))
+            if not a:
+                return
+            tcp_queries.append(1)
+            c.sendall(struct.pack(">H", len(a)) + a)
+def dns_tcp():
+    t = socket.socket()
+    t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    t.bind(("0.0.0.0", 53))
+    t.listen(16)
+    while True:
+        c, _ = t.accept()
+        threading.Thread(target=dns_tcp_conn, args=(c,), daemon=True).start()
 threading.Thread(target=srv.serve_forever, daemon=True).start()
 threading.Thread(target=dns, daemon=True).start()
+threading.Thread(target=dns_tcp, daemon=True).start()
 print("ready", flush=True)
 for line in sys.stdin:
-    print(json.dumps(peers), flush=True)
+    if line.startswith("set "):
+        _, name, addr = line.split()
+        names[name.encode()] = addr
+        print("ok", flush=True)
+    elif line.startswith("tcp"):
+        print(len(tcp_queries), flush=True)
+    else:
+        print(json.dumps(peers), flush=True)
 """
 
 
 class FakeInternet:
     """A namespace on 198.19.R.0/24: the server address .2 (allowed.test), a second address
-    .66 (denied.test) inside the range given to the engine as --deny-out (.64/26), and
-    169.254.169.254, routed to it from the host."""
+    .66 (denied.test) inside the range given to the engine as --deny-out (.64/26), .130
+    (unlisted.test), .140 and .141 (names of test_egress_domains.py), and 169.254.169.254,
+    routed to it from the host."""
 
     def __init__(self) -> None:
         overlap = host_uses(TEST_NET)
@@ -98,6 +152,7 @@ class FakeInternet:
         self.host_if, self.ns_if = "ai2tih" + sfx, "ai2tin" + sfx
         self.host_ip, self.server_ip, self.denied_ip = f"198.19.{r}.1", f"198.19.{r}.2", f"198.19.{r}.66"
         self.other_ip = f"198.19.{r}.130"  # for a sandbox's own rules
+        self.extra_ips = [f"198.19.{r}.140", f"198.19.{r}.141"]
         self.deny_out = f"198.19.{r}.64/26"
         self.proc: Optional[subprocess.Popen[str]] = None
         self.metadata_routed = False
@@ -115,7 +170,8 @@ class FakeInternet:
                 f.write("1")
         run("ip", "addr", "add", f"{self.host_ip}/24", "dev", self.host_if)
         run("ip", "link", "set", self.host_if, "up")
-        for addr in (f"{self.server_ip}/24", f"{self.denied_ip}/24", f"{self.other_ip}/24", f"{METADATA}/32"):
+        for addr in (f"{self.server_ip}/24", f"{self.denied_ip}/24", f"{self.other_ip}/24",
+                     *(f"{a}/24" for a in self.extra_ips), f"{METADATA}/32"):
             run("ip", "-n", self.name, "addr", "add", addr, "dev", self.ns_if)
         run("ip", "-n", self.name, "link", "set", self.ns_if, "up")
         run("ip", "-n", self.name, "link", "set", "lo", "up")
@@ -126,13 +182,17 @@ class FakeInternet:
             pytest.skip(f"the host routes {METADATA} itself: {via.strip()}")
         run("ip", "route", "add", f"{METADATA}/32", "via", self.server_ip)
         self.metadata_routed = True
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.name, "python3", "-c", NS_SERVERS, self.server_ip,
-                                      self.denied_ip], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        www, apex = self.extra_ips
+        answers = [f"allowed.test={self.server_ip}", f"denied.test={self.denied_ip}", f"unlisted.test={self.other_ip}",
+                   f"moving.test={www}", f"www.cdn.test={www}", f"cdn.test={apex}", "files.cdn.test=>unlisted.test",
+                   "alias.test=>www.cdn.test"]
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.name, "python3", "-c", NS_SERVERS, *answers],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         assert self.proc.stdout.readline().strip() == "ready", "the fake internet's servers did not start"
         # Up, and reached from the host by each address (the host's own traffic is not the
         # engine's to filter): what a sandbox fails to reach is there.
-        for addr in (self.server_ip, self.denied_ip, self.other_ip, METADATA):
+        for addr in (self.server_ip, self.denied_ip, self.other_ip, *self.extra_ips, METADATA):
             with socket.create_connection((addr, 80), timeout=3) as c:
                 c.sendall(b"GET / HTTP/1.0\r\n\r\n")
                 assert b"fake-internet" in c.makefile("rb").read()
@@ -142,6 +202,18 @@ class FakeInternet:
         self.proc.stdin.write("?\n")
         self.proc.stdin.flush()
         return list(json.loads(self.proc.stdout.readline()))
+
+    def set_answer(self, name: str, addr: str) -> None:
+        assert self.proc and self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(f"set {name} {addr}\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "ok"
+
+    def tcp_queries(self) -> int:
+        assert self.proc and self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write("tcp\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
 
     def remove(self) -> None:
         if self.proc:
@@ -375,8 +447,8 @@ def test_create_and_kill_leave_the_ruleset_as_it_was(eng: Engine, team: str) -> 
     # lives and goes when it is killed while the engine is down.
     live = eng.sandbox(team, network={"deny_out": ["203.0.113.7"]})
     with_live = engine_rules(eng.bridge)
-    # Its chain: DNS, its deny_out, the internet; and the jump to it.
-    assert len(with_live[0]) == len(before[0]) + 4, with_live
+    # Its chain: its deny_out, the internet; and the jump to it.
+    assert len(with_live[0]) == len(before[0]) + 3, with_live
     eng.restart()
     assert engine_rules(eng.bridge) == with_live
     live.kill()

@@ -101,7 +101,8 @@ export interface SandboxInfo {
   preview: { scheme: "http" | "https"; domain: string } | null;
   /**
    * What the sandbox may reach: `allow_internet_access` as created (or the engine's
-   * default), and its own `allowOut` / `denyOut` ranges (normalized CIDRs; empty when none).
+   * default), and its own `allowOut` / `denyOut` rules (normalized CIDRs, and lower-case
+   * domains in `allow_out`; empty when none).
    */
   network: { allow_internet_access: boolean; allow_out: string[]; deny_out: string[] };
 }
@@ -144,9 +145,12 @@ export interface SandboxOpts extends ConnectionOpts {
    */
   allowInternetAccess?: boolean;
   /**
-   * Rules of the sandbox's own, IPv4 CIDRs (domain names later): `allowOut`, ranges it
-   * reaches even without internet access; `denyOut`, ranges it never reaches. `allowOut`
-   * wins over `denyOut`; the engine's own deny list wins over both.
+   * Rules of the sandbox's own: `allowOut`, IPv4 CIDRs and domains (`"pypi.org"`,
+   * `"*.githubusercontent.com"`: every name below it) it reaches even without internet
+   * access, a domain meaning the addresses the engine's DNS forwarder answers for it, kept
+   * current as they change; `denyOut`, IPv4 CIDRs it never reaches (no domains: an address
+   * can be reached without its name). `allowOut` wins over `denyOut`; the engine's own deny
+   * list wins over both.
    */
   network?: { allowOut?: string[]; denyOut?: string[] };
   /**

@@ -111,14 +111,15 @@ test("create options: template, metadata, envs, cpuCount, memoryMb, diskMb reach
 test("allowInternetAccess and network reach the engine and show in getInfo().network", async () => {
   const on = await Sandbox.create({ ...env.opts });
   const off = await Sandbox.create({ ...env.opts, allowInternetAccess: false });
-  const ruled = await Sandbox.create({ ...env.opts, network: { allowOut: ["10.9.8.7"], denyOut: ["192.0.2.0/24"] } });
+  const ruled = await Sandbox.create({ ...env.opts, network: { allowOut: ["10.9.8.7", "PyPI.org", "*.githubusercontent.com"], denyOut: ["192.0.2.0/24"] } });
   assert.deepEqual((await on.getInfo()).network, { allow_internet_access: true, allow_out: [], deny_out: [] },
     "the engine's default: on");
   assert.deepEqual((await off.getInfo()).network, { allow_internet_access: false, allow_out: [], deny_out: [] });
   assert.deepEqual((await ruled.getInfo()).network,
-    { allow_internet_access: true, allow_out: ["10.9.8.7/32"], deny_out: ["192.0.2.0/24"] });
+    { allow_internet_access: true, allow_out: ["10.9.8.7/32", "pypi.org", "*.githubusercontent.com"], deny_out: ["192.0.2.0/24"] });
   await ruled.kill();
-  // What each may reach is tests/security/test_egress.py's.
+  await assert.rejects(Sandbox.create({ ...env.opts, network: { denyOut: ["pypi.org"] } }), /deny_out takes IPv4 CIDRs only/);
+  // What each may reach is tests/security/test_egress.py's (test_egress_domains.py's for domains).
   await on.kill();
   await off.kill();
 });

@@ -87,10 +87,13 @@ class Sandbox:
                 ``deny-out`` ranges. None: the engine's ``internet-access`` setting (on
                 unless its operator turned it off). Shown in ``get_info()["network"]``,
                 kept across pause and resume.
-            network: rules of the sandbox's own, IPv4 CIDRs (domain names later):
-                ``{"allow_out": [...]}``, ranges it reaches even without internet access;
-                ``{"deny_out": [...]}``, ranges it never reaches. allow_out wins over
-                deny_out; the engine's own deny list wins over both.
+            network: rules of the sandbox's own: ``{"allow_out": [...]}``, IPv4 CIDRs and
+                domains (``"pypi.org"``, ``"*.githubusercontent.com"``: every name below it)
+                it reaches even without internet access, a domain meaning the addresses the
+                engine's DNS forwarder answers for it, kept current as they change;
+                ``{"deny_out": [...]}``, IPv4 CIDRs it never reaches (no domains: an
+                address can be reached without its name). allow_out wins over deny_out; the
+                engine's own deny list wins over both.
             runtime: ``"runc"`` (a Linux container) or ``"gvisor"`` (gVisor's user-space
                 kernel between the sandbox and the host's); None: the engine's default
                 (its ``--runtime``). Shown in ``get_info()["runtime"]``.
