@@ -92,11 +92,9 @@ int pool_setting_check(const char *setting, struct error *e) {
         return parse(setting, NULL, e);
 }
 
-/* Runs the default Python kernel's first execution, a blank one: it waits until the kernel
- * the agent started at its own start is up, and leaves no trace (IPython counts no blank
- * cell, stores no history for it). The answer is an NDJSON stream that ends in "end". */
-static int warm_kernel(struct engine *eng, const char *id, struct error *e) {
-        static const char body[] = "{\"code\":\"\\n\"}"; /* whitespace: IPython runs and counts nothing */
+/* One warm-up exchange with the agent: POST path with body, whose NDJSON answer must end in
+ * an "end" event without an "error" one. */
+static int warm(struct engine *eng, const char *id, const char *path, const char *body, const char *what, struct error *e) {
         _cleanup_free_ char *answer = NULL;
         _cleanup_agent_stream_ struct agent_stream *s = NULL;
         char sock[4200];
@@ -104,18 +102,25 @@ static int warm_kernel(struct engine *eng, const char *id, struct error *e) {
         int r;
 
         sandbox_socket_path(eng, id, sock, sizeof(sock));
-        r = agent_stream_open(sock, "POST", "/execute", "application/json", (int64_t) strlen(body), -1, WARM_MS, &s, e);
+        r = agent_stream_open(sock, "POST", path, "application/json", (int64_t) strlen(body), -1, WARM_MS, &s, e);
         if (r < 0)
                 return r;
         if ((r = agent_stream_send(s, body, strlen(body), e)) < 0 || (r = agent_stream_finish(s, WARM_MS, e)) < 0)
                 return r;
         r = agent_stream_read_all(s, 64 * 1024, &answer, &len);
         if (r < 0)
-                r = error_set(e, -r, ERR_SANDBOX, "cannot read the kernel's first answer: %s", strerror(-r));
-        else if (agent_stream_status(s) != 200 || strstr(answer, "\"type\":\"error\"") || !strstr(answer, "\"type\":\"end\""))
-                r = error_set(e, EIO, ERR_SANDBOX, "the default Python kernel did not start (HTTP %d: %.200s)", agent_stream_status(s),
-                              answer);
-        return r;
+                return error_set(e, -r, ERR_SANDBOX, "cannot read the answer of %s: %s", what, strerror(-r));
+        if (agent_stream_status(s) != 200 || strstr(answer, "\"type\":\"error\"") || !strstr(answer, "\"type\":\"end\""))
+                return error_set(e, EIO, ERR_SANDBOX, "%s failed (HTTP %d: %.200s)", what, agent_stream_status(s), answer);
+        return 0;
+}
+
+/* Waits until the default Python kernel, which the agent starts at its own start, is up,
+ * with a blank cell: IPython runs it and counts nothing, so the user's first execution is
+ * still number 1 and no variable is made. (The kernel's start also filled the agent's cache
+ * of root's login environment, login-env.c, which a cold sandbox's first command fills.) */
+static int warm_up(struct engine *eng, const char *id, struct error *e) {
+        return warm(eng, id, "/execute", "{\"code\":\"\\n\"}", "the default Python kernel's start", e);
 }
 
 /* Starts one sandbox of template t into *ret, with no row. */
@@ -132,7 +137,7 @@ static int start_one(struct engine *eng, const char *template_name, struct sandb
         if (lock >= 0) /* mount_rootfs takes it again: a build is not held up by a whole start */
                 close(TAKE_FD(lock));
         if (r >= 0 && (r = sandbox_make_dirs(eng, ret, e)) >= 0 && (r = sandbox_start_parts(eng, ret, e)) >= 0)
-                r = warm_kernel(eng, ret->id, e);
+                r = warm_up(eng, ret->id, e);
         if (r < 0) {
                 sandbox_teardown(eng, ret->id, *ret->ip ? ret->ip : NULL); /* a failed start_parts gave it back */
                 sandbox_rec_done(ret);
@@ -393,6 +398,10 @@ int pool_take(struct engine *eng, int64_t team_id, const struct sandbox_create_o
         if (!p || !(item = take(p, name, o)))
                 return 0;
         rec = &item->rec;
+        if (!sandbox_agent_listens(eng, rec->id)) { /* died while it waited: not given out */
+                log_warn("pool: the agent of %s is gone; making one cold", rec->id);
+                goto unsuited;
+        }
         r = apply_limits(eng, rec, o, e);
         if (r < 0) {
                 log_info("pool: %s cannot take the create's limits (%s): making one cold", rec->id, e->message);

@@ -333,6 +333,13 @@ static bool socket_accepts(const char *path) {
         return fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0;
 }
 
+bool sandbox_agent_listens(struct engine *eng, const char *id) {
+        char sock[4200];
+
+        sandbox_socket_path(eng, id, sock, sizeof(sock));
+        return socket_accepts(sock);
+}
+
 static int wait_socket(const char *path, struct error *e) {
         int64_t deadline = mono_ms() + AGENT_UP_MS;
 

@@ -136,6 +136,10 @@ int sandbox_make_dirs(struct engine *eng, const struct sandbox_rec *rec, struct 
  * on a disk volume this engine does not mount. */
 int sandbox_layer_dir(struct engine *eng, const struct sandbox_rec *rec, char *out, size_t n, struct error *e);
 
+/* Whether the sandbox's agent accepts a connection on its socket now: a cheap sign of life
+ * (a dead agent leaves nobody listening). */
+bool sandbox_agent_listens(struct engine *eng, const char *id);
+
 /* Paths of a sandbox's parts. */
 void sandbox_dir(struct engine *eng, const char *id, char *out, size_t n);
 void sandbox_socket_path(struct engine *eng, const char *id, char *out, size_t n);
