@@ -47,7 +47,7 @@ struct pool {
         bool stopping;
 };
 
-/* Parses setting into p's templates (p NULL: only checks). */
+/* Parses setting into p's templates. */
 static int parse(const char *setting, struct pool *p, struct error *e) {
         _cleanup_free_ char *copy = strdup(setting);
         char *save = NULL;
@@ -71,25 +71,18 @@ static int parse(const char *setting, struct pool *p, struct error *e) {
                 if (errno || end == eq + 1 || *end || v < 0 || v > POOL_MAX_PER_TEMPLATE)
                         return error_set(e, EINVAL, ERR_BAD_REQUEST, "pool: the count of %s must be 0 to %d, not '%.32s'", item,
                                          POOL_MAX_PER_TEMPLATE, eq + 1);
-                for (unsigned i = 0; i < n && p; i++)
+                for (unsigned i = 0; i < n; i++)
                         if (streq(p->t[i].name, item))
                                 return error_set(e, EINVAL, ERR_BAD_REQUEST, "pool: template %s is named twice", item);
                 if (n == MAX_TEMPLATES)
                         return error_set(e, EINVAL, ERR_BAD_REQUEST, "pool: at most %d templates", MAX_TEMPLATES);
-                if (p) {
-                        snprintf(p->t[n].name, sizeof(p->t[n].name), "%s", item);
-                        p->t[n].size = (unsigned) v;
-                        p->t[n].retry_ms = RETRY_MIN_MS;
-                }
+                snprintf(p->t[n].name, sizeof(p->t[n].name), "%s", item);
+                p->t[n].size = (unsigned) v;
+                p->t[n].retry_ms = RETRY_MIN_MS;
                 n++;
         }
-        if (p)
-                p->n = n;
+        p->n = n;
         return 0;
-}
-
-int pool_setting_check(const char *setting, struct error *e) {
-        return parse(setting, NULL, e);
 }
 
 /* One warm-up exchange with the agent: POST path with body, whose NDJSON answer must end in

@@ -38,12 +38,9 @@ static inline bool sandbox_is_pooled(const struct sandbox_rec *rec) {
         return rec->team_id == POOL_TEAM;
 }
 
-/* Checks the setting's text ("" or "off": no pool; "NAME=N[,NAME=N…]"), for config errors
- * at start. */
-int pool_setting_check(const char *setting, struct error *e);
-
-/* Starts the pool of the setting pool (nothing when it is off) and its refill workers; after
- * reconcile, which would take its sandboxes for orphans. */
+/* Starts the pool of the setting pool ("" or "off": none; "NAME=N[,NAME=N…]", each N 0 to
+ * POOL_MAX_PER_TEMPLATE, else a 400-like error naming the setting) and its refill workers;
+ * after reconcile, which would take its sandboxes for orphans. */
 int pool_start(struct engine *eng, struct error *e);
 
 /* Stops refilling and tears every pooled sandbox down. */

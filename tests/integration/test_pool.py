@@ -58,6 +58,18 @@ def test_bad_pool_setting_stops_the_start() -> None:
         e.teardown()
 
 
+def test_pool_from_the_config_file() -> None:
+    e = Engine()
+    try:
+        with open(os.path.join(e.root, "ai2ind.conf"), "w") as f:
+            f.write("pool = base=1\n")
+        e.start()
+        assert pool_stats(e)["size"] == 1
+        wait_full(e, 1)
+    finally:
+        e.teardown()
+
+
 def test_pooled_create_is_fresh_and_clean(pool_engine: Engine) -> None:
     e = pool_engine
     k = e.make_key("pool-clean")
