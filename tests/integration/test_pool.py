@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 from conftest import Engine, cgroup_dirs, mounts_under, start_engine, wait_for
+from test_database import postgres  # noqa: F401 (the fixture: one throwaway PostgreSQL per module)
 
 POOL = 2
 
@@ -223,3 +224,46 @@ def test_restart_with_a_full_pool_leaves_no_orphans(sig: int) -> None:
         assert len(os.listdir(f"/sys/class/net/{e.bridge}/brif")) == 1
     finally:
         e.teardown()
+
+
+def test_cluster_pool_is_node_local_and_counted_nowhere(postgres: Any) -> None:
+    """Two nodes on one PostgreSQL, placement spread: node A keeps a pool, B none and is
+    cordoned, so a create sent to B is placed on A and relayed there, where A's pool serves
+    it. Pooled sandboxes are in no node's running count and no team's list."""
+    import random
+
+    from test_forwarding import SECRET, secret_file
+    from test_nodes import node_engine
+
+    pools = random.sample(range(1, 255), 2)
+    with secret_file(SECRET) as path:
+        a = node_engine(postgres.url, "node-a", pools[0], placement="spread")
+        b = node_engine(postgres.url, "node-b", pools[1], placement="spread")
+        a.extra_args += ["--cluster-secret-file", path, "--pool", "base=2"]
+        b.extra_args += ["--cluster-secret-file", path]
+        try:
+            a.start()
+            b.start()
+            wait_full(a)
+            assert b.cli("node", "cordon", "node-b").returncode == 0
+
+            def running(e: Engine) -> Dict[str, int]:  # NAME STATE LEASE RUNNING CAP CPUS MEM URL
+                p = e.cli("node", "list")
+                assert p.returncode == 0, p.stderr
+                return {r.split()[0]: int(r.split()[-5]) for r in p.stdout.splitlines()[1:]}
+
+            # Heartbeats (a third of the lease) refresh the counts: pooled ones are in none.
+            time.sleep(2)
+            assert running(b) == {"node-a": 0, "node-b": 0}
+            key = a.make_key("pool-cluster")
+            b.keys[key] = "pool-cluster"
+            hits = pool_stats(a)["hits"]
+            status, doc, raw = b.raw("POST", "/v1/sandboxes", body={"template": "base"}, key=key, timeout=120)
+            assert status == 201, raw
+            a.created.append((doc["id"], key))
+            assert doc["node"] == "node-a" and pool_stats(a)["hits"] == hits + 1
+            assert [s["id"] for s in b.list(key)] == [doc["id"]]
+            wait_for(lambda: running(b)["node-a"] == 1, 30, "node-a's running count to be 1")
+        finally:
+            b.teardown()
+            a.teardown()
