@@ -29,6 +29,7 @@ struct pool_template {
         char name[64];
         unsigned size;           /* what refill keeps */
         unsigned ready, starting;
+        unsigned taking;         /* taken by creates still deciding: refilled once they have */
         struct pooled *head;     /* ready ones, oldest first */
         uint64_t hits, misses, unsuited, failures;
         int64_t refill_ms_last, refill_ms_total, refills;
@@ -144,8 +145,9 @@ static struct pool_template *next_to_fill(struct pool *p, int64_t now) {
 
         for (unsigned i = 0; i < p->n; i++) {
                 struct pool_template *t = &p->t[i];
-                if (t->ready + t->starting < t->size && t->retry_at <= now &&
-                    (!best || t->size - t->ready - t->starting > best->size - best->ready - best->starting))
+                unsigned have = t->ready + t->starting + t->taking;
+                if (have < t->size && t->retry_at <= now &&
+                    (!best || t->size - have > best->size - best->ready - best->starting - best->taking))
                         best = t;
         }
         return best;
@@ -293,7 +295,7 @@ static bool fits(struct engine *eng, const struct sandbox_create_opts *o, const 
 }
 
 /* Takes the oldest ready sandbox of name that fits o, counting a miss or an unsuited create
- * when there is none (NULL); a taken one is counted by count_taken once handed out or not. */
+ * when there is none (NULL); a taken one counts as taking until taken() or put_back(). */
 static struct pooled *take(struct pool *p, const char *name, const struct sandbox_create_opts *o) {
         struct pooled *item = NULL;
 
@@ -310,7 +312,7 @@ static struct pooled *take(struct pool *p, const char *name, const struct sandbo
                         item = t->head;
                         t->head = item->next;
                         t->ready--;
-                        pthread_cond_signal(&p->cond); /* a worker starts its replacement */
+                        t->taking++;
                 }
                 break;
         }
@@ -318,60 +320,53 @@ static struct pooled *take(struct pool *p, const char *name, const struct sandbo
         return item;
 }
 
-static void count_taken(struct pool *p, const char *name, bool hit) {
+/* Ends the taking of a sandbox of name, handed out (hit) or torn down (unsuited: the create
+ * goes on cold; neither: it failed), and has a worker start its replacement. (A sandbox
+ * given back is put_back's.) */
+static void taken(struct pool *p, const char *name, bool hit, bool unsuited) {
         pthread_mutex_lock(&p->lock);
         for (unsigned i = 0; i < p->n; i++)
                 if (streq(p->t[i].name, name)) {
-                        if (hit)
-                                p->t[i].hits++;
-                        else
-                                p->t[i].unsuited++;
+                        p->t[i].taking--;
+                        p->t[i].hits += hit;
+                        p->t[i].unsuited += unsuited;
                 }
+        pthread_cond_signal(&p->cond);
         pthread_mutex_unlock(&p->lock);
 }
 
-/* Gives rec o's limits in place: its memory and CPU quota when they differ from what it was
- * started with, and always its CPU shares (it had POOL_CPU_SHARES). */
-static int apply_limits(struct engine *eng, struct sandbox_rec *rec, const struct sandbox_create_opts *o, struct error *e) {
-        int64_t memory_mb = o->memory_mb > 0 ? o->memory_mb : eng->cfg.default_memory_mb;
-        double cpu_count = o->cpu_count > 0 ? o->cpu_count : 1;
-        struct runtime_limits l = {.cpu_shares = (int64_t) (cpu_count * 1024)};
-        int r;
+/* Writes rec's limits (the create's, set by claim) to its cgroups in place: memory and CPU
+ * quota where they differ from the pooled one's (was), and always the CPU shares (it had
+ * POOL_CPU_SHARES). */
+static int apply_limits(struct engine *eng, const struct sandbox_rec *rec, const struct sandbox_rec *was, struct error *e) {
+        struct runtime_limits l = {.cpu_shares = (int64_t) (rec->cpu_count * 1024)};
 
-        if (memory_mb != rec->memory_mb) {
-                l.memory_bytes = memory_mb * 1024 * 1024;
-                l.old_memory_bytes = rec->memory_mb * 1024 * 1024;
+        if (rec->memory_mb != was->memory_mb) {
+                l.memory_bytes = rec->memory_mb * 1024 * 1024;
+                l.old_memory_bytes = was->memory_mb * 1024 * 1024;
         }
-        if (cpu_count != rec->cpu_count)
-                l.cpu_quota = (int64_t) (cpu_count * 100000.0);
-        r = runtime_cgroup_limits(eng->runtime, rec->id, &l, e);
-        if (r < 0)
-                return r;
-        rec->memory_mb = memory_mb;
-        rec->cpu_count = cpu_count;
-        return 0;
+        if (rec->cpu_count != was->cpu_count)
+                l.cpu_quota = (int64_t) (rec->cpu_count * 100000.0);
+        return runtime_cgroup_limits(eng->runtime, rec->id, &l, e);
 }
 
 /* Makes rec, taken from the pool, the team's as o asks: what sandbox_rec_new would have set
- * at a cold create, now. */
+ * at a cold create, now. Its metadata and envs are new strings: the pooled ones stay the
+ * caller's (in its copy of the pooled record, for pool_put_back). */
 static int claim(struct engine *eng, int64_t team_id, const struct sandbox_create_opts *o, struct sandbox_rec *rec, struct error *e) {
         int64_t now = now_ms();
-        char *metadata = strdup(o->metadata ? o->metadata : "{}"), *envs = strdup(o->envs ? o->envs : "{}");
 
-        if (!metadata || !envs) {
-                free(metadata);
-                free(envs);
+        rec->metadata = strdup(o->metadata ? o->metadata : "{}");
+        rec->envs = strdup(o->envs ? o->envs : "{}");
+        if (!rec->metadata || !rec->envs)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
-        }
-        free(rec->metadata);
-        free(rec->envs);
-        rec->metadata = metadata;
-        rec->envs = envs;
         rec->team_id = team_id;
         rec->state = SANDBOX_CREATING;
         rec->created_at = rec->last_activity = now;
         rec->timeout = o->timeout;
         rec->deadline = o->timeout > 0 ? now + o->timeout * 1000 : 0;
+        rec->memory_mb = o->memory_mb > 0 ? o->memory_mb : eng->cfg.default_memory_mb;
+        rec->cpu_count = o->cpu_count > 0 ? o->cpu_count : 1;
         if (o->secure) {
                 int r = traffic_token_new(rec->traffic_token);
                 if (r < 0)
@@ -380,9 +375,28 @@ static int claim(struct engine *eng, int64_t team_id, const struct sandbox_creat
         return 0;
 }
 
+/* Gives item back to the pool as it was (was: its pooled record), first in line: a create
+ * that failed before anything of the sandbox changed (the team's cap) costs it nothing. */
+static void put_back(struct pool *p, struct pooled *item, const struct sandbox_rec *was) {
+        free(item->rec.metadata);
+        free(item->rec.envs);
+        item->rec = *was;
+        pthread_mutex_lock(&p->lock);
+        for (unsigned i = 0; i < p->n; i++)
+                if (streq(p->t[i].name, was->template_name)) {
+                        item->next = p->t[i].head;
+                        p->t[i].head = item;
+                        p->t[i].taking--;
+                        p->t[i].ready++;
+                        break;
+                }
+        pthread_mutex_unlock(&p->lock);
+}
+
 int pool_take(struct engine *eng, int64_t team_id, const struct sandbox_create_opts *o, struct sandbox_rec *ret, struct error *e) {
         struct pool *p = eng->pool;
         const char *name = o->template_name ? o->template_name : "base";
+        struct sandbox_rec was;
         struct pooled *item;
         struct sandbox_rec *rec;
         int64_t t0 = mono_ms();
@@ -391,19 +405,20 @@ int pool_take(struct engine *eng, int64_t team_id, const struct sandbox_create_o
         if (!p || !(item = take(p, name, o)))
                 return 0;
         rec = &item->rec;
+        was = *rec; /* owns the pooled metadata and envs until the end */
         if (!sandbox_agent_listens(eng, rec->id)) { /* died while it waited: not given out */
                 log_warn("pool: the agent of %s is gone; making one cold", rec->id);
                 goto unsuited;
         }
-        r = apply_limits(eng, rec, o, e);
-        if (r < 0) {
-                log_info("pool: %s cannot take the create's limits (%s): making one cold", rec->id, e->message);
-                *e = (struct error){0};
-                goto unsuited;
-        }
         if ((r = claim(eng, team_id, o, rec, e)) < 0)
                 goto fail;
+        /* The row first, under the team's cap: a create over it leaves the sandbox untouched,
+         * back in the pool (a team at its cap must not make the engine start sandboxes). */
         r = sandbox_insert_pooled(eng, rec, e);
+        if (r == -EUSERS) {
+                put_back(p, item, &was);
+                return r;
+        }
         if (r == -ESTALE) {
                 log_info("pool: %s; making one cold", e->message);
                 *e = (struct error){0};
@@ -411,6 +426,13 @@ int pool_take(struct engine *eng, int64_t team_id, const struct sandbox_create_o
         }
         if (r < 0)
                 goto fail;
+        /* From here a crash leaves a creating row, which reconcile rolls back. */
+        if ((r = apply_limits(eng, rec, &was, e)) < 0) {
+                log_info("pool: %s cannot take the create's limits (%s): making one cold", rec->id, e->message);
+                *e = (struct error){0};
+                sandbox_forget_or_warn(eng, rec->id);
+                goto unsuited;
+        }
         rec->state = SANDBOX_RUNNING;
         rec->started_at = rec->last_activity = now_ms();
         r = store_sandbox_update(eng->store, rec, e);
@@ -420,21 +442,24 @@ int pool_take(struct engine *eng, int64_t team_id, const struct sandbox_create_o
         }
         log_info("created %s from the pool (template %s version %s, ip %s) in %lld ms", rec->id, rec->template_name,
                  *rec->template_version ? rec->template_version : TEMPLATE_LEGACY, rec->ip, (long long) (mono_ms() - t0));
-        count_taken(p, name, true);
+        taken(p, name, true, false);
         node_refresh(eng);
         *ret = *rec;
+        free(was.metadata);
+        free(was.envs);
         free(item);
         return 1;
 
 unsuited:
-        count_taken(p, name, false);
-        sandbox_teardown(eng, rec->id, rec->ip);
-        sandbox_rec_done(rec);
-        free(item);
-        return 0;
+        r = 0;
 fail:
         sandbox_teardown(eng, rec->id, rec->ip);
 fail_done:
+        taken(p, name, false, r == 0);
+        if (rec->metadata != was.metadata) {
+                free(was.metadata);
+                free(was.envs);
+        }
         sandbox_rec_done(rec);
         free(item);
         return r;

@@ -8,7 +8,6 @@ from __future__ import annotations
 import glob
 import os
 import signal
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterator, List
@@ -178,10 +177,27 @@ def test_burst_larger_than_the_pool_all_succeed(pool_engine: Engine) -> None:
         list(ex.map(lambda sid: e.raw("DELETE", f"/v1/sandboxes/{sid}", key=k), ids))
 
 
-def veth_names() -> List[str]:
-    out = subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True,
-                         text=True, check=True).stdout
-    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+def test_create_over_the_cap_leaves_the_pool_as_it_was() -> None:
+    e = start_engine(["--pool", "base=2", "--max-running", "1"])
+    try:
+        k = e.make_key("pool-cap")
+        wait_full(e)
+        s = e.sandbox(k)
+        wait_full(e)
+        before, pooled = pool_stats(e), sandbox_ids_on_host(e)
+        for _ in range(5):
+            status, doc, raw = e.raw("POST", "/v1/sandboxes", {}, key=k)
+            assert status == 429 and doc["error"]["code"] == "limit_exceeded", raw
+        after = pool_stats(e)
+        # The same pooled sandboxes, none torn down or started for the refused creates.
+        assert sandbox_ids_on_host(e) == pooled and after["ready"] == 2 and after["starting"] == 0
+        assert after["hits"] == before["hits"] and after["refill_ms_last"] == before["refill_ms_last"]
+        s.kill()
+        s2 = e.sandbox(k, envs={"A": "b"})
+        assert s2.id in pooled and s2.commands.run("echo $A").stdout == "b\n"
+        assert e.list(k)[0]["metadata"] == {} and not e.list(k)[0]["secure"]
+    finally:
+        e.teardown()
 
 
 def leftovers(e: Engine, ids: List[str], live: int) -> Dict[str, List[str]]:
