@@ -9,10 +9,10 @@
  * run nothing. A crash leaves containers, mounts, cgroups and veths without a row, which is
  * what reconcile removes at the next start; a stop tears the pool down (pool_stop).
  *
- * Hand-out (pool_take) writes the create's limits to its cgroups in place (memory, CPU quota
- * and the CPU shares it lacked in the pool), then inserts its row under the team's cap, as
- * creating, and marks it running: the same two writes and the same crash rollback as a cold
- * create. Its envs and metadata live in the row, which is where every command and execution
+ * Hand-out (pool_take) inserts its row under the team's cap, as creating (over the cap it
+ * goes back to the pool untouched), writes the create's limits to its cgroups in place
+ * (memory, CPU quota and the CPU shares it lacked in the pool) and marks it running: the same
+ * two writes and the same crash rollback as a cold create. Its envs and metadata live in the row, which is where every command and execution
  * gets its envs from (api/inside.c), so nothing is sent inside.
  *
  * Refill is the background's: one worker per CPU (never more starts at once), each starting
