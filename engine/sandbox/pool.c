@@ -282,12 +282,14 @@ void pool_stop(struct engine *eng) {
         free(p);
 }
 
-/* Whether a pooled sandbox of the engine's defaults can be what o asks for, its limits
- * aside (those are written at hand-out). */
-static bool fits(struct engine *eng, const struct sandbox_create_opts *o, const struct sandbox_rec *pooled) {
-        if (o->runtime && *o->runtime && !streq(runtime_kind_of(o->runtime), pooled->runtime))
+/* Whether a pooled sandbox, made with the engine's defaults (sandbox_rec_new with no
+ * options), can be what o asks for, its limits aside (those are written at hand-out). */
+static bool fits(struct engine *eng, const struct sandbox_create_opts *o) {
+        const char *kind = o->runtime && *o->runtime ? runtime_kind_of(o->runtime) : NULL;
+
+        if (kind && !streq(kind, eng->runtime->ops->kind))
                 return false;
-        if (o->disk_mb > 0 && o->disk_mb != pooled->disk_mb)
+        if (o->disk_mb > 0 && (!eng->disk || o->disk_mb != eng->cfg.default_disk_mb))
                 return false;
         if (o->network_rules && *o->network_rules)
                 return false;
@@ -304,7 +306,7 @@ static struct pooled *take(struct pool *p, const char *name, const struct sandbo
                 struct pool_template *t = &p->t[i];
                 if (!streq(t->name, name))
                         continue;
-                if (t->head && !fits(p->eng, o, &t->head->rec))
+                if (!fits(p->eng, o))
                         t->unsuited++;
                 else if (!t->head)
                         t->misses++;
