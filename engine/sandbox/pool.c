@@ -3,6 +3,7 @@
 #include "sandbox/pool.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,9 @@ struct pool {
         pthread_t *workers;
         unsigned n_workers;
         bool stopping;
+        /* Its write end is closed at stop: the read end's hang-up ends a kernel's warm-up,
+         * which a loaded host (the pool's low CPU share) can stretch to many seconds. */
+        int stop_pipe[2];
 };
 
 /* Parses setting into p's templates. */
@@ -88,7 +92,8 @@ static int parse(const char *setting, struct pool *p, struct error *e) {
 
 /* One warm-up exchange with the agent: POST path with body, whose NDJSON answer must end in
  * an "end" event without an "error" one. */
-static int warm(struct engine *eng, const char *id, const char *path, const char *body, const char *what, struct error *e) {
+static int warm(struct engine *eng, const char *id, const char *path, const char *body, const char *what, int stop_fd,
+                struct error *e) {
         _cleanup_free_ char *answer = NULL;
         _cleanup_agent_stream_ struct agent_stream *s = NULL;
         char sock[4200];
@@ -96,7 +101,7 @@ static int warm(struct engine *eng, const char *id, const char *path, const char
         int r;
 
         sandbox_socket_path(eng, id, sock, sizeof(sock));
-        r = agent_stream_open(sock, "POST", path, "application/json", (int64_t) strlen(body), -1, WARM_MS, &s, e);
+        r = agent_stream_open(sock, "POST", path, "application/json", (int64_t) strlen(body), stop_fd, WARM_MS, &s, e);
         if (r < 0)
                 return r;
         if ((r = agent_stream_send(s, body, strlen(body), e)) < 0 || (r = agent_stream_finish(s, WARM_MS, e)) < 0)
@@ -113,12 +118,12 @@ static int warm(struct engine *eng, const char *id, const char *path, const char
  * with a blank cell: IPython runs it and counts nothing, so the user's first execution is
  * still number 1 and no variable is made. (The kernel's start also filled the agent's cache
  * of root's login environment, login-env.c, which a cold sandbox's first command fills.) */
-static int warm_up(struct engine *eng, const char *id, struct error *e) {
-        return warm(eng, id, "/execute", "{\"code\":\"\\n\"}", "the default Python kernel's start", e);
+static int warm_up(struct engine *eng, const char *id, int stop_fd, struct error *e) {
+        return warm(eng, id, "/execute", "{\"code\":\"\\n\"}", "the default Python kernel's start", stop_fd, e);
 }
 
 /* Starts one sandbox of template t into *ret, with no row. */
-static int start_one(struct engine *eng, const char *template_name, struct sandbox_rec *ret, struct error *e) {
+static int start_one(struct engine *eng, const char *template_name, int stop_fd, struct sandbox_rec *ret, struct error *e) {
         struct sandbox_create_opts o = {.template_name = template_name, .allow_internet_access = -1};
         _cleanup_close_ int lock = -1;
         int r;
@@ -131,7 +136,7 @@ static int start_one(struct engine *eng, const char *template_name, struct sandb
         if (lock >= 0) /* mount_rootfs takes it again: a build is not held up by a whole start */
                 close(TAKE_FD(lock));
         if (r >= 0 && (r = sandbox_make_dirs(eng, ret, e)) >= 0 && (r = sandbox_start_parts(eng, ret, e)) >= 0)
-                r = warm_up(eng, ret->id, e);
+                r = warm_up(eng, ret->id, stop_fd, e);
         if (r < 0) {
                 sandbox_teardown(eng, ret->id, *ret->ip ? ret->ip : NULL); /* a failed start_parts gave it back */
                 sandbox_rec_done(ret);
@@ -186,10 +191,14 @@ static void *worker_main(void *arg) {
 
                 t0 = mono_ms();
                 item = calloc(1, sizeof(*item));
-                r = item ? start_one(p->eng, t->name, &item->rec, &e) : error_set(&e, ENOMEM, ERR_INTERNAL, "out of memory");
+                r = item ? start_one(p->eng, t->name, p->stop_pipe[0], &item->rec, &e) : error_set(&e, ENOMEM, ERR_INTERNAL, "out of memory");
 
                 pthread_mutex_lock(&p->lock);
                 t->starting--;
+                if (r < 0 && p->stopping) {
+                        free(item);
+                        break;
+                }
                 if (r < 0) {
                         free(item);
                         t->failures++;
@@ -225,10 +234,15 @@ int pool_start(struct engine *eng, struct error *e) {
         if (!p)
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         p->eng = eng;
+        if (pipe2(p->stop_pipe, O_CLOEXEC) < 0) {
+                free(p);
+                return error_set(e, errno, ERR_INTERNAL, "cannot make the pool's stop pipe: %s", strerror(errno));
+        }
         pthread_mutex_init(&p->lock, NULL);
         pthread_cond_init(&p->cond, NULL);
         if ((r = parse(eng->cfg.pool, p, e)) < 0) {
-                free(p);
+                eng->pool = p;
+                pool_stop(eng);
                 return r;
         }
         for (unsigned i = 0; i < p->n; i++)
@@ -238,11 +252,12 @@ int pool_start(struct engine *eng, struct error *e) {
         if (p->n_workers > total)
                 p->n_workers = total;
         p->workers = calloc(p->n_workers ? p->n_workers : 1, sizeof(pthread_t));
+        eng->pool = p;
         if (!p->workers) {
-                free(p);
+                p->n_workers = 0;
+                pool_stop(eng);
                 return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         }
-        eng->pool = p;
         for (unsigned i = 0; i < p->n_workers; i++)
                 if ((r = pthread_create(&p->workers[i], NULL, worker_main, p)) != 0) {
                         p->n_workers = i;
@@ -263,6 +278,8 @@ void pool_stop(struct engine *eng) {
         p->stopping = true;
         pthread_cond_broadcast(&p->cond);
         pthread_mutex_unlock(&p->lock);
+        closep(&p->stop_pipe[1]); /* ends the warm-ups in flight */
+        p->stop_pipe[1] = -1;
         for (unsigned i = 0; i < p->n_workers; i++)
                 pthread_join(p->workers[i], NULL);
         for (unsigned i = 0; i < p->n; i++)
@@ -274,8 +291,10 @@ void pool_stop(struct engine *eng) {
                         free(item);
                         n++;
                 }
-        log_info("pool: stopped, %u pooled sandboxes removed", n);
+        if (p->n)
+                log_info("pool: stopped, %u pooled sandboxes removed", n);
         eng->pool = NULL;
+        closep(&p->stop_pipe[0]);
         pthread_cond_destroy(&p->cond);
         pthread_mutex_destroy(&p->lock);
         free(p->workers);

@@ -283,3 +283,19 @@ def test_cluster_pool_is_node_local_and_counted_nowhere(postgres: Any) -> None:
         finally:
             b.teardown()
             a.teardown()
+
+
+def test_stop_while_the_pool_fills_leaves_nothing() -> None:
+    """A stop during refill ends the warm-ups in flight (a loaded host stretches them to
+    many seconds) and removes what they started."""
+    e = start_engine(["--pool", "base=4"])
+    try:
+        wait_for(lambda: pool_stats(e)["starting"] > 0, 30, "a refill start")
+        t0 = time.monotonic()
+        assert e.stop(signal.SIGTERM) == 0, e.log_tail()
+        assert time.monotonic() - t0 < 15, "the stop waited for the refill"
+        assert sandbox_ids_on_host(e) == [], sandbox_ids_on_host(e)
+        assert os.listdir(os.path.join(e.state_dir, "sandboxes")) == []
+        assert not [d for d in cgroup_dirs(e.cgroup_parent) if "sbx_" in d]
+    finally:
+        e.teardown()
