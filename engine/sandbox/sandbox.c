@@ -88,7 +88,7 @@ int sandbox_insert_pooled(struct engine *eng, struct sandbox_rec *rec, struct er
         _cleanup_close_ int lock = template_lock(eng->cfg.template_dir, false, e);
         int r;
 
-        if (lock < 0)
+        if (lock < 0 && lock != -ENOENT) /* no template directory: template_current says so */
                 return lock;
         if ((r = template_current(eng->cfg.template_dir, rec->template_name, current, e)) < 0)
                 return r;
