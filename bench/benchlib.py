@@ -139,9 +139,11 @@ def clean_env() -> Dict[str, str]:
 
 
 class Engine:
-    def __init__(self, tmp: str, cfg: BenchConfig) -> None:
+    def __init__(self, tmp: str, cfg: BenchConfig, extra_args: Sequence[str] = ()) -> None:
+        """extra_args: more settings (flags), such as --pool base=4."""
         self.tmp = tmp
         self.cfg = cfg
+        self.extra_args = list(extra_args)
         self.state_dir = os.path.join(tmp, "state")
         self.run_dir = os.path.join(tmp, "run")
         self.conf = os.path.join(tmp, "ai2ind.conf")  # empty: never read /etc/ai2in/ai2ind.conf
@@ -163,7 +165,7 @@ class Engine:
                 "--listen", f"127.0.0.1:{self.port}", "--preview-listen", f"127.0.0.1:{self.preview_port}",
                 "--bridge", cfg.bridge,
                 "--net-pool", cfg.net_pool, "--cgroup-parent", cfg.cgroup_parent,
-                "--max-running", str(cfg.max_running), *args]
+                "--max-running", str(cfg.max_running), *self.extra_args, *args]
 
     def start(self) -> None:
         os.makedirs(self.state_dir)

@@ -73,6 +73,8 @@ static const struct opt opts[] = {
           "spread: a create goes to the node with the most room (of two drawn at random); local: to the node it reached"),
         I("node-capacity", node_capacity, "0", 0, 100000,
           "the most sandboxes this node runs at once: placement sends it no create beyond (0: its memory / default-memory-mb)"),
+        S("pool", pool, "off",
+          "sandboxes kept started ahead, per template: TEMPLATE=COUNT[,TEMPLATE=COUNT…] such as base=8, or off"),
         I("idle-timeout", idle_timeout, "1800", 1, 30 * 86400, "seconds of inactivity before reaping"),
         I("max-running", max_running, "20", 1, 100000, "running sandboxes per team"),
         I("max-streams", max_streams, "256", 1, 100000, "requests open at once inside one sandbox (streams included)"),

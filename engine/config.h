@@ -43,6 +43,7 @@ struct config {
         int64_t node_lease;  /* s, 15: down (its sandboxes lost) once it has not renewed its lease for this long */
         char *placement_setting; /* "spread" | "local", read into placement_local */
         bool placement_local;    /* a create is made by the node it reached (cluster/placement.h) */
+        char *pool;          /* "NAME=N,…" sandboxes kept started ahead per template (sandbox/pool.h); "" or "off": none */
         int64_t node_capacity; /* sandboxes it runs at once, for placement; 0: its memory / default_memory_mb */
         char *disk_volume_setting; /* "on" | "off", read into disk_volume */
         bool disk_volume;    /* sandboxes' files on the disk volume, limited (disk/disk.h) */

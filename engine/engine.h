@@ -13,6 +13,7 @@
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX (net/tls.h) */
 
 struct lock_table;
+struct pool;
 
 #define ENGINE_RUNTIMES 2 /* runc, runsc */
 
@@ -25,6 +26,7 @@ struct engine {
         struct runtime *runtimes[ENGINE_RUNTIMES];
         struct net *net;
         struct lock_table *locks;
+        struct pool *pool; /* the warm pool (sandbox/pool.h), NULL when off */
         struct disk *disk; /* the sandboxes' disk volume (disk/disk.h) */
         char sandboxes_dir[4096]; /* STATE/sandboxes */
         char run_sandboxes_dir[4096]; /* RUN/sandboxes */

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "net/tls.h"
 #include "proxy/proxy.h"
+#include "sandbox/pool.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/userns.h"
 #include "template/template.h"
@@ -314,7 +315,7 @@ static int serve_setup(struct engine *eng, struct error *e) {
                                 .dns = eng->cfg.dns, .deny_out = eng->cfg.deny_out};
         if ((r = open_runtimes(eng, e)) < 0 || (r = net_new(&nc, &eng->net, e)) < 0 ||
             (r = node_register(eng, e)) < 0 || (r = reconcile(eng, e)) < 0 ||
-            (r = reaper_start(eng, e)) < 0 || (r = drain_start(eng, e)) < 0)
+            (r = reaper_start(eng, e)) < 0 || (r = drain_start(eng, e)) < 0 || (r = pool_start(eng, e)) < 0)
                 return r;
         return 0;
 }
@@ -375,6 +376,7 @@ static int cmd_serve(struct engine *eng, struct error *e) {
                 r = proxy_start(eng, &preview, e);
         if (r < 0) {
                 api_stop(api);
+                pool_stop(eng);
                 reaper_stop(eng);
                 drain_stop(eng);
                 return r;
@@ -399,6 +401,7 @@ static int cmd_serve(struct engine *eng, struct error *e) {
         log_info("stopping on signal %d; sandboxes keep running and are re-adopted at the next start", sig);
         proxy_stop(preview);
         api_stop(api);
+        pool_stop(eng); /* pooled sandboxes are nobody's: none is re-adopted */
         reaper_stop(eng);
         drain_stop(eng);
         return 0;

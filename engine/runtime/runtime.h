@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "error.h"
@@ -95,6 +96,16 @@ void runtime_free(struct runtime *rt);
 void runtime_cgroup_path(const struct runtime *rt, const char *id, char *out, size_t n);
 /* Removes the (empty) cgroups of container id in every hierarchy; failures are logged. */
 void runtime_cgroups_remove(const struct runtime *rt, const char *id);
+/* Limits changed in place on a running container (a pooled sandbox handed out): each field
+ * 0 is left as it is. old_memory_bytes, the limit it has now, decides the order of writes. */
+struct runtime_limits {
+        int64_t memory_bytes, old_memory_bytes;
+        int64_t cpu_quota;  /* µs per 100 ms period */
+        int64_t cpu_shares; /* as the spec's (v1 cpu.shares) */
+};
+/* Writes l to the cgroups of container id (runc's: runsc keeps its own). Lowering memory
+ * below what the container uses fails (EBUSY) and may leave the other fields unchanged. */
+int runtime_cgroup_limits(const struct runtime *rt, const char *id, const struct runtime_limits *l, struct error *e);
 /* Removes every empty cgroup under the parent whose name is none of live[0..n). */
 void runtime_cgroups_remove_orphans(const struct runtime *rt, char *const *live, unsigned n);
 /* Removes the parent itself in every hierarchy where it is empty; returns how many went. */

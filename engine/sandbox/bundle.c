@@ -112,9 +112,10 @@ static json_t *seccomp(void) {
 static json_t *resources(const struct bundle_spec *s) {
         json_int_t mem = (json_int_t) s->memory_mb * 1024 * 1024;
         json_int_t quota = (json_int_t) (s->cpu_count * 100000.0);
+        json_int_t shares = s->cpu_shares > 0 ? (json_int_t) s->cpu_shares : (json_int_t) (s->cpu_count * 1024);
 
         return json_pack("{s:{s:I, s:I}, s:{s:I, s:I, s:I}, s:{s:I}, s:[{s:b, s:s}]}", "memory", "limit", mem, "swap", mem, "cpu",
-                         "quota", quota, "period", (json_int_t) 100000, "shares", (json_int_t) (s->cpu_count * 1024), "pids",
+                         "quota", quota, "period", (json_int_t) 100000, "shares", shares, "pids",
                          "limit", (json_int_t) s->pids, "devices", "allow", 0, "access", "rwm");
 }
 

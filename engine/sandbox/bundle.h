@@ -36,6 +36,7 @@ struct bundle_spec {
         int64_t ptys;             /* terminals open at once (its devpts instance's max=) */
         int64_t open_files;       /* RLIMIT_NOFILE in the spec; 0: none, inherited from the runtime */
         double cpu_count;
+        int64_t cpu_shares;     /* 0: cpu_count * 1024; a pooled sandbox starts with few (pool.h) */
 };
 
 /* Path of the agent inside every sandbox. */

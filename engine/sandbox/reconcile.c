@@ -16,6 +16,8 @@
  * layers on the disk volume (which main.c has mounted before this runs), sysfs mounts, namespaces, veths (net_remove_orphans) and cgroups, and every template version
  * that neither is current nor is recorded by a sandbox not killed (template/gc.c).
  *
+ * Pooled sandboxes (pool.h) have no row: after a crash, everything of theirs is such a part.
+ *
  * Only adoption marks an address used; nothing else gives one back here: the pool starts
  * empty, and an address a row still names may by now belong to a sandbox adopted earlier.
  */

@@ -35,6 +35,7 @@
 #include "sandbox/agent_client.h"
 #include "sandbox/bundle.h"
 #include "sandbox/idmap.h"
+#include "sandbox/pool.h"
 #include "sandbox/userns.h"
 #include "template/template.h"
 #include "timeutil.h"
@@ -79,6 +80,21 @@ static int insert_on_current(struct engine *eng, struct sandbox_rec *rec, struct
                 return lock == -ENOENT ? template_current(eng->cfg.template_dir, rec->template_name, rec->template_version, e) : lock;
         if ((r = template_current(eng->cfg.template_dir, rec->template_name, rec->template_version, e)) < 0)
                 return r;
+        return store_sandbox_insert(eng->store, rec, eng->cfg.max_running, e);
+}
+
+int sandbox_insert_pooled(struct engine *eng, struct sandbox_rec *rec, struct error *e) {
+        char current[TEMPLATE_VERSION_MAX];
+        _cleanup_close_ int lock = template_lock(eng->cfg.template_dir, false, e);
+        int r;
+
+        if (lock < 0 && lock != -ENOENT) /* no template directory: template_current says so */
+                return lock;
+        if ((r = template_current(eng->cfg.template_dir, rec->template_name, current, e)) < 0)
+                return r;
+        if (!streq(current, rec->template_version))
+                return error_set(e, ESTALE, ERR_CONFLICT, "template %s has a new version since %s was started", rec->template_name,
+                                 rec->id);
         return store_sandbox_insert(eng->store, rec, eng->cfg.max_running, e);
 }
 
@@ -317,6 +333,13 @@ static bool socket_accepts(const char *path) {
         return fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0;
 }
 
+bool sandbox_agent_listens(struct engine *eng, const char *id) {
+        char sock[4200];
+
+        sandbox_socket_path(eng, id, sock, sizeof(sock));
+        return socket_accepts(sock);
+}
+
 static int wait_socket(const char *path, struct error *e) {
         int64_t deadline = mono_ms() + AGENT_UP_MS;
 
@@ -387,7 +410,7 @@ static int start_container(struct engine *eng, const char *id, const struct sand
                 .sysfs = rt->ops->binds_sysfs ? slot->sysfs_path : NULL, .resolv_conf = resolv, .cgroup_path = cgroup, .uid_base = range,
                 .uid_count = eng->cfg.uid_count,
                 .memory_mb = rec->memory_mb, .pids = eng->cfg.default_pids, .ptys = eng->cfg.sandbox_ptys,
-                .cpu_count = rec->cpu_count, .open_files = rt->ops->rlimits_in_spec ? eng->cfg.sandbox_open_files : 0,
+                .cpu_count = rec->cpu_count, .cpu_shares = sandbox_is_pooled(rec) ? POOL_CPU_SHARES : 0, .open_files = rt->ops->rlimits_in_spec ? eng->cfg.sandbox_open_files : 0,
         };
         if (!rt->ops->takes_listen_fd)
                 spec.socket_dir = socket_dir;
@@ -528,7 +551,8 @@ int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct erro
                 r = error_set(e, EINVAL, ERR_INTERNAL, "the sandbox's address '%s' is not an IPv4 address", slot.ip);
                 goto fail;
         }
-        if ((r = store_sandbox_update(eng->store, rec, e)) < 0 || (r = mount_rootfs(eng, rec, range, e)) < 0 ||
+        /* (A pooled sandbox has no row to record it in: reconcile removes it whole.) */
+        if ((!sandbox_is_pooled(rec) && (r = store_sandbox_update(eng->store, rec, e)) < 0) || (r = mount_rootfs(eng, rec, range, e)) < 0 ||
             (r = start_container(eng, rec->id, rec, &slot, range, e)) < 0)
                 goto fail;
         return 0;
@@ -538,8 +562,8 @@ fail:
         return r;
 }
 
-static int fill_new_rec(struct engine *eng, int64_t team_id, const struct sandbox_create_opts *o, struct sandbox_rec *rec,
-                        struct error *e) {
+int sandbox_rec_new(struct engine *eng, int64_t team_id, const struct sandbox_create_opts *o, struct sandbox_rec *rec,
+                    struct error *e) {
         int64_t now = now_ms();
         int r;
 
@@ -584,7 +608,10 @@ int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_cre
                 return r;
         if (!sandbox_runtime(eng, o->runtime, e)) /* before anything is made: a plain 400 */
                 return -EINVAL;
-        r = fill_new_rec(eng, team_id, o, &rec, e);
+        r = pool_take(eng, team_id, o, ret, e); /* 1: handed out; 0: none fits, made cold below */
+        if (r != 0)
+                return r < 0 ? r : 0;
+        r = sandbox_rec_new(eng, team_id, o, &rec, e);
         if (r < 0)
                 goto fail_rec;
         r = insert_on_current(eng, &rec, e);

@@ -45,7 +45,18 @@ int sandbox_stream_begin(struct engine *eng, const char *id);
 void sandbox_stream_end(struct engine *eng, const char *id);
 unsigned sandbox_streams(struct engine *eng, const char *id);
 
-/* Creates and starts a sandbox for team; ret is filled with its record (caller frees with
+/* A new sandbox's record as o asks (id, template, limits, lifetime), not stored: for create,
+ * and for the pool's sandboxes (team_id POOL_TEAM, pool.h). */
+int sandbox_rec_new(struct engine *eng, int64_t team_id, const struct sandbox_create_opts *o, struct sandbox_rec *rec,
+                    struct error *e);
+
+/* Inserts the record of a pooled sandbox being handed out (its template version chosen when
+ * it started), under the team's cap, if that version is still its template's current one:
+ * -ESTALE when a build made another since (the same shared lock as a create's). */
+int sandbox_insert_pooled(struct engine *eng, struct sandbox_rec *rec, struct error *e);
+
+/* Creates and starts a sandbox for team: one of the pool's when one fits (pool.h), else a
+ * cold one; ret is filled with its record (caller frees with
  * sandbox_rec_done). Failures leave nothing behind. */
 int sandbox_create(struct engine *eng, int64_t team_id, const struct sandbox_create_opts *o, struct sandbox_rec *ret, struct error *e);
 
@@ -124,6 +135,10 @@ int sandbox_make_dirs(struct engine *eng, const struct sandbox_rec *rec, struct 
 /* The directory holding rec's upper/ and work/ dirs (its layer); ENOMEDIUM when its layer is
  * on a disk volume this engine does not mount. */
 int sandbox_layer_dir(struct engine *eng, const struct sandbox_rec *rec, char *out, size_t n, struct error *e);
+
+/* Whether the sandbox's agent accepts a connection on its socket now: a cheap sign of life
+ * (a dead agent leaves nobody listening). */
+bool sandbox_agent_listens(struct engine *eng, const char *id);
 
 /* Paths of a sandbox's parts. */
 void sandbox_dir(struct engine *eng, const char *id, char *out, size_t n);
