@@ -12,7 +12,7 @@
  * most WRITE_HOLD_MS) or another event comes: consecutive writes become one event that
  * still comes after the last write. A MOVED_FROM waits MOVE_PAIR_MS for its MOVED_TO.
  * The temp files of uploads (files.c) are hidden: an upload shows as create + write of
- * its target. The stream ends when the client goes away (POLLRDHUP on the connection),
+ * its target. The stream ends when the client goes away (http_conn_gone() on the connection),
  * when the watched directory is removed (after a remove event for it), or with an error
  * event (moved away, queue overflow, watch limit). At most STREAMS_MAX streams are open at
  * once in a sandbox (429 beyond): each holds an inotify instance, and the kernel allows only
@@ -487,7 +487,7 @@ static int read_events(struct watcher *w, char *buf) {
 static int watch_loop(struct watcher *w) {
         _cleanup_free_ char *buf = malloc(EVENT_BUF);
         struct pollfd pfd[2] = {
-                {.fd = http_conn_fd(w->c), .events = POLLRDHUP},
+                {.fd = http_conn_fd(w->c), .events = http_conn_hangup_events(w->c)},
                 {.fd = w->ifd, .events = POLLIN},
         };
         int64_t now, deadline;
@@ -502,9 +502,10 @@ static int watch_loop(struct watcher *w) {
                         deadline = MIN(deadline, MIN(w->write_last + WRITE_QUIET_MS, w->write_first + WRITE_HOLD_MS));
                 if (w->move_from)
                         deadline = MIN(deadline, w->move_at + MOVE_PAIR_MS);
+                pfd[0].events = http_conn_hangup_events(w->c);
                 if (poll(pfd, 2, (int) MAX(deadline - now, 0)) < 0 && errno != EINTR)
                         return -errno;
-                if (pfd[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+                if (http_conn_gone(w->c, pfd[0].revents))
                         return 0; /* the client went away */
                 if (pfd[1].revents & POLLIN)
                         r = read_events(w, buf);

@@ -87,12 +87,33 @@ struct http_conn {
         bool raw_stream; /* HTTP/1.0 client: stream unframed, then close */
         bool broken;     /* a write failed; nothing more can be sent */
         bool reserved;   /* served by a reserve thread: one request, then closed */
+        bool sent_more;  /* the client sent bytes during a streamed response (http_conn_gone) */
         uint64_t out_left; /* body bytes the open fixed-length response still owes */
         struct body_reader body;
 };
 
 int http_conn_fd(const struct http_conn *c) {
         return c->fd;
+}
+
+short http_conn_hangup_events(const struct http_conn *c) {
+        return POLLRDHUP | (c->sent_more ? 0 : POLLIN);
+}
+
+bool http_conn_gone(struct http_conn *c, short revents) {
+        char b;
+        ssize_t n;
+
+        if (revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+                return true;
+        if (!(revents & POLLIN))
+                return false;
+        n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                return true;
+        if (n > 0)
+                c->sent_more = true;
+        return false;
 }
 
 bool http_conn_reserved(const struct http_conn *c) {

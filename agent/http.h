@@ -28,8 +28,18 @@
 struct http_conn;
 
 /* The connection's socket, e.g. to notice in a poll loop that the client went away
- * (POLLRDHUP). Do not read from or write to it directly. */
+ * (see http_conn_hangup_events()). Do not read from or write to it directly. */
 int http_conn_fd(const struct http_conn *c);
+
+/* The poll events that show, on http_conn_fd(), that the client of a streamed response went
+ * away; http_conn_gone() then tells from the revents. Not POLLRDHUP alone: gVisor reports
+ * none on the host socket its agents are reached through, only readability at the end. */
+short http_conn_hangup_events(const struct http_conn *c);
+
+/* Whether revents (of a poll for http_conn_hangup_events()) mean the client went away. A
+ * client that sends bytes during a streamed response (it should not) is not taken for gone;
+ * from then on only POLLRDHUP and POLLHUP are watched, so that its bytes cause no busy loop. */
+bool http_conn_gone(struct http_conn *c, short revents);
 
 /* Whether c is served by a reserve thread (no thread could be started for it): its handler
  * should not hold it long (no stream), so that the next such connection is served soon. */

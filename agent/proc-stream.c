@@ -1,7 +1,7 @@
 /* proc-stream.c — see proc-stream.h. A reader copies at most EVENT_RAW bytes out of the
  * ring per look, under the table lock, then encodes and sends them without it: a slow
  * client only makes its own cursor fall behind. Between looks it sleeps in poll() on its
- * waiter's eventfd and on the client's socket (POLLRDHUP), so it wakes for new output, for
+ * waiter's eventfd and on the client's socket (http_conn_gone()), so it wakes for new output, for
  * the client hanging up, or for the keepalive.
  *
  * Output events are formatted here directly rather than through jansson: they are the bulk
@@ -103,7 +103,7 @@ static int wait_news(struct reader *rd) {
         int64_t left = rd->last_write + NDJSON_KEEPALIVE_MS - mono_ms();
         struct pollfd pfd[2] = {
                 {.fd = rd->w.fd, .events = POLLIN},
-                {.fd = http_conn_fd(rd->c), .events = POLLRDHUP},
+                {.fd = http_conn_fd(rd->c), .events = http_conn_hangup_events(rd->c)},
         };
         uint64_t v;
         int r;
@@ -115,7 +115,7 @@ static int wait_news(struct reader *rd) {
         r = poll(pfd, ELEMENTSOF(pfd), (int) left);
         if (r < 0)
                 return errno == EINTR ? 0 : -errno;
-        if (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR))
+        if (http_conn_gone(rd->c, pfd[1].revents))
                 return -ECONNRESET;
         if (pfd[0].revents)
                 (void) !read(rd->w.fd, &v, sizeof(v));

@@ -54,7 +54,7 @@ static void *ticker_main(void *arg) {
         for (;;) {
                 struct pollfd pfd[2] = {
                         {.fd = s->stop_fd, .events = POLLIN},
-                        {.fd = http_conn_fd(s->conn), .events = POLLRDHUP},
+                        {.fd = http_conn_fd(s->conn), .events = http_conn_hangup_events(s->conn)},
                 };
                 int64_t left;
                 bool gone;
@@ -80,7 +80,7 @@ static void *ticker_main(void *arg) {
                         return NULL;
                 if (pfd[0].revents)
                         return NULL;
-                if (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
+                if (pfd[1].fd >= 0 && http_conn_gone(s->conn, pfd[1].revents)) {
                         pthread_mutex_lock(&s->lock);
                         s->gone = true;
                         pthread_mutex_unlock(&s->lock);
