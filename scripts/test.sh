@@ -4,7 +4,8 @@
 # AI2IN_FUZZ_SECONDS for longer) and the Python SDK's offline tests, makes sure the base
 # template exists, runs the JS SDK's tests (against the real engine), then the pytest
 # integration suite against the real engine, once with the sanitizer build and once with the
-# normal one, and the isolation suite (tests/security).
+# normal one, the runtime-neutral part of it again on gVisor (runsc), and the isolation suite
+# (tests/security).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The engines the tests start turn IPv4 forwarding on (sandboxes' egress): give the host back
@@ -12,7 +13,8 @@ cd "$(dirname "$0")/.."
 ip_forward=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || true)
 restore_ip_forward() { [ -z "$ip_forward" ] || echo "$ip_forward" > /proc/sys/net/ipv4/ip_forward 2>/dev/null || true; }
 trap restore_ip_forward EXIT
-scripts/install-deps.sh --test
+scripts/install-deps.sh --test --gvisor
+GVISOR_MATRIX="tests/integration/test_commands.py tests/integration/test_files.py"
 scripts/check-deps.py   # install-deps.sh lists every library linked and program run
 make -j"$(nproc)" all unit
 make -j"$(nproc)" SANITIZE=1 all unit
@@ -29,5 +31,7 @@ echo "== integration tests (sanitizer build)"
 AI2IND=build-san/bin/ai2ind /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 echo "== integration tests"
 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+echo "== integration tests on gVisor (every sandbox on runsc: the files whose behaviour must not depend on the runtime)"
+AI2IN_TEST_RUNTIME=runsc /usr/bin/python3 -m pytest -q -p no:cacheprovider $GVISOR_MATRIX
 echo "== isolation suite (probes from inside real sandboxes)"
 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/security
