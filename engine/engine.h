@@ -13,6 +13,7 @@
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX (net/tls.h) */
 
 struct lock_table;
+struct conn_pool;
 
 #define ENGINE_RUNTIMES 2 /* runc, runsc */
 
@@ -38,4 +39,5 @@ struct engine {
          * the client context of requests to other nodes (https:// advertise URLs). */
         char *tls_cert_pem, *tls_key_pem;
         struct ssl_ctx_st *cluster_tls;
+        struct conn_pool *node_conns; /* idle kept-alive connections to other nodes (net/conn-pool.h) */
 };

@@ -19,6 +19,7 @@
 #include "fsutil.h"
 #include "id.h"
 #include "log.h"
+#include "net/conn-pool.h"
 #include "net/tls.h"
 #include "proxy/proxy.h"
 #include "sandbox/sandbox.h"
@@ -365,6 +366,8 @@ static int cmd_serve(struct engine *eng, struct error *e) {
         r = api_tls_load(eng, e);
         if (r >= 0)
                 r = tls_client_new(eng->cfg.cluster_ca, &eng->cluster_tls, e);
+        if (r >= 0 && conn_pool_new(NODE_CONN_IDLE_MS, &eng->node_conns) < 0)
+                r = error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         if (r >= 0)
                 r = raise_open_files(eng, e);
         if (r >= 0)
@@ -475,6 +478,7 @@ int main(int argc, char **argv) {
         store_close(eng.store);
         locks_free(eng.locks);
         api_tls_free(&eng);
+        conn_pool_free(eng.node_conns); /* before the context its connections were made with */
         SSL_CTX_free(eng.cluster_tls);
         config_free(&eng.cfg);
         return r < 0 ? 1 : 0;

@@ -192,6 +192,7 @@ int node_stream_open(const struct engine *eng, const struct node_rec *to, const 
                                  peer);
         }
         tq.tls = tls ? eng->cluster_tls : NULL;
+        tq.pool = eng->node_conns;
         r = agent_stream_open_tcp(host, port, peer, connect_ms, &tq, watch_fd, ret, e);
         /* A peer that fails verification is an operator's problem (a wrong certificate, or
          * not the node it claims): said in the engine's log too, not only to the caller. */
