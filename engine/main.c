@@ -384,7 +384,7 @@ static int cmd_serve(struct engine *eng, struct error *e) {
         }
         printf("ai2ind listening on %s://%s\n", eng->tls_cert_pem ? "https" : "http", eng->cfg.listen);
         if (preview)
-                printf("preview URLs: %s://{port}-{sandbox id}.%s/ (proxy on %s)\n", eng->cfg.preview_scheme,
+                printf("preview URLs: %s://{port}-{sandbox id, \"_\" as \"-\"}.%s/ (proxy on %s)\n", eng->cfg.preview_scheme,
                        eng->cfg.preview_domain, eng->cfg.preview_listen);
         printf("make an API key, in another shell: %s --state-dir %s%s keys create --team default\n", self_path(),
                eng->cfg.state_dir, *eng->cfg.database ? " --database URL" : "");
