@@ -44,7 +44,8 @@ static void usage(FILE *f) {
                 "  node list                     the nodes (engines) sharing the store: state, lease, URL, sandboxes\n"
                 "  node cordon NAME              NAME takes no new sandboxes (its own keep running)\n"
                 "  node uncordon NAME            NAME takes new sandboxes again (and stops draining)\n"
-                "  node drain NAME [SECONDS]     NAME takes no new sandboxes and moves its paused ones to other nodes\n\n"
+                "  node drain NAME [SECONDS]     NAME takes no new sandboxes and moves its paused ones to other nodes\n"
+                "    [--running pause-move-resume]  and its running ones too: paused, moved, resumed there\n\n"
                 "options (also AI2IN_<NAME> environment variables and lines of the config file):\n");
         config_help(f);
 }
@@ -160,15 +161,29 @@ static int print_node(void *data, const struct node_rec *n) {
         return 0;
 }
 
-/* `node list | cordon NAME | uncordon NAME | drain NAME [SECONDS]`: the rows of the nodes sharing the store. */
+#define NODE_USAGE \
+        "usage: ai2ind node list | node cordon NAME | node uncordon NAME | node drain NAME [SECONDS] [--running " \
+        "pause-move-resume]"
+
+/* `node list | cordon NAME | uncordon NAME | drain NAME [SECONDS] [--running pause-move-resume]`:
+ * the rows of the nodes sharing the store. */
 static int cmd_node(struct engine *eng, int argc, char **argv, struct error *e) {
+        bool running = argc >= 4 && streq(argv[argc - 2], "--running");
         bool list = argc == 1 && streq(argv[0], "list");
         bool cordon = argc == 2 && streq(argv[0], "cordon"), uncordon = argc == 2 && streq(argv[0], "uncordon");
-        bool drain = (argc == 2 || argc == 3) && streq(argv[0], "drain");
+        bool drain = argc >= 2 && argc - (running ? 2 : 0) <= 3 && streq(argv[0], "drain");
         int64_t now = now_ms(), seconds = 600;
         char *end = NULL;
         int r;
 
+        if (running) {
+                if (!streq(argv[argc - 1], "pause-move-resume"))
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                         "drain: --running takes 'pause-move-resume' (the only way to move a running sandbox), "
+                                         "not '%.32s'",
+                                         argv[argc - 1]);
+                argc -= 2;
+        }
         if (drain && argc == 3) {
                 errno = 0;
                 seconds = strtoll(argv[2], &end, 10);
@@ -176,8 +191,7 @@ static int cmd_node(struct engine *eng, int argc, char **argv, struct error *e) 
                         return error_set(e, EINVAL, ERR_BAD_REQUEST, "drain: SECONDS must be 1 to 604800, not '%.32s'", argv[2]);
         }
         if (!list && !cordon && !uncordon && !drain)
-                return error_set(e, EINVAL, ERR_BAD_REQUEST,
-                                 "usage: ai2ind node list | node cordon NAME | node uncordon NAME | node drain NAME [SECONDS]");
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, NODE_USAGE);
         if ((r = open_store(eng, e)) < 0)
                 return r;
         if (list) {
@@ -186,7 +200,7 @@ static int cmd_node(struct engine *eng, int argc, char **argv, struct error *e) 
                 return store_node_foreach(eng->store, print_node, &now, e);
         }
         if (drain)
-                return drain_watch(eng->store, argv[1], seconds, e);
+                return drain_watch(eng->store, argv[1], seconds, running, e);
         r = store_node_set_state(eng->store, argv[1], cordon ? NODE_CORDONED : NODE_ACTIVE, e);
         if (r == -ENOENT)
                 return error_set(e, ENOENT, ERR_NOT_FOUND, "no node %s in the store (see `ai2ind node list`)", argv[1]);
