@@ -60,6 +60,10 @@ static bool running_done(struct seen *s, size_t i, const struct sandbox_rec *rec
         const char *id = s->running.v[i];
         bool moved = !streq(rec->node, s->node);
 
+        /* Between two states (being paused for its move, being resumed on its target):
+         * looked at again at the next scan. */
+        if (rec->state == SANDBOX_PAUSING || rec->state == SANDBOX_RESUMING)
+                return false;
         if (moved && rec->state == SANDBOX_RUNNING) {
                 printf("  paused %s, moved it to node %s and resumed it there\n", id, rec->node);
                 return true;

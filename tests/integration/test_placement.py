@@ -222,51 +222,58 @@ def test_drain_running_pause_move_resume(postgres: Postgres) -> None:
     and runs once a node takes it."""
     with three_nodes(postgres.url) as (a, b, c):
         key = share_key((a, b, c), "evacuated")
-        set_state(a, "cordon", "node-b")
-        set_state(a, "cordon", "node-c")
-        s1 = a.sandbox(key)
-        set_state(a, "uncordon", "node-b")
-        set_state(a, "uncordon", "node-c")
-        assert s1.commands.run(WRITE, user="root").exit_code == 0
-        before = s1.commands.run(DIGEST, user="root").stdout
+        try:
+            evacuate(a, b, key)
+        finally:  # the node rows outlive the engines: the next test finds them active
+            for n in ("node-a", "node-b", "node-c"):
+                set_state(a, "uncordon", n)
 
-        p = a.cli("node", "drain", "node-a", "180", "--running", "pause-move-resume", timeout=240)
-        out = p.stdout
-        print(f"\n`ai2ind node drain node-a --running pause-move-resume`:\n{out}{p.stderr}")
-        assert p.returncode == 0, out + p.stderr + a.log_tail(80)
-        assert "1 running to pause, move and resume" in out, out
-        assert f"paused {s1.id}, moved it to node node-" in out and "resumed it there" in out, out
-        assert "node node-a drained" in out, out
-        rows = {r.split()[0]: r.split()[1] for r in a.cli("node", "list").stdout.splitlines()[1:]}
-        assert rows["node-a"] == "evacuating", rows
-        info = s1.get_info()
-        assert info["node"] in ("node-b", "node-c") and info["state"] == "running", info
-        assert s1.commands.run(DIGEST, user="root").stdout == before
-        assert not os.path.exists(os.path.join(a.state_dir, "sandboxes", s1.id))
 
-        # Nowhere to go (B and C cordoned): paused on A, never lost; the CLI says it is left.
-        set_state(a, "uncordon", "node-a")
-        set_state(a, "cordon", "node-b")
-        set_state(a, "cordon", "node-c")
-        s2 = a.sandbox(key)
-        assert s2.commands.run(WRITE, user="root").exit_code == 0
-        before2 = s2.commands.run(DIGEST, user="root").stdout
-        p = a.cli("node", "drain", "node-a", "8", "--running", "pause-move-resume", timeout=60)
-        assert p.returncode != 0, p.stdout
-        assert "1 sandboxes are still on node node-a" in p.stderr, p.stdout + p.stderr
-        info = s2.get_info()
-        assert (info["node"], info["state"]) == ("node-a", "paused"), info
-        assert "no active node with room" in a.log_tail(200)
-        # A node takes it again: the drain goes on without the CLI, and resumes it there.
-        set_state(a, "uncordon", "node-b")
-        assert wait_until(lambda: s2.get_info()["state"] == "running", 90, 0.5), (s2.get_info(), a.log_tail(40))
-        assert s2.get_info()["node"] == "node-b"
-        assert s2.commands.run(DIGEST, user="root").stdout == before2
+def evacuate(a: PgEngine, b: PgEngine, key: str) -> None:
+    set_state(a, "cordon", "node-b")
+    set_state(a, "cordon", "node-c")
+    s1 = a.sandbox(key)
+    set_state(a, "uncordon", "node-b")
+    set_state(a, "uncordon", "node-c")
+    assert s1.commands.run(WRITE, user="root").exit_code == 0
+    before = s1.commands.run(DIGEST, user="root").stdout
 
-        # Bad input: said at once, nothing changed.
-        p = a.cli("node", "drain", "node-a", "--running", "move", timeout=30)
-        assert p.returncode != 0 and "pause-move-resume" in p.stderr, p.stderr
-        set_state(a, "uncordon", "node-a")
+    p = a.cli("node", "drain", "node-a", "180", "--running", "pause-move-resume", timeout=240)
+    out = p.stdout
+    print(f"\n`ai2ind node drain node-a --running pause-move-resume`:\n{out}{p.stderr}")
+    assert p.returncode == 0, out + p.stderr + a.log_tail(80)
+    assert "1 running to pause, move and resume" in out, out
+    assert f"paused {s1.id}, moved it to node node-" in out and "resumed it there" in out, out
+    assert "node node-a drained" in out, out
+    rows = {r.split()[0]: r.split()[1] for r in a.cli("node", "list").stdout.splitlines()[1:]}
+    assert rows["node-a"] == "evacuating", rows
+    info = s1.get_info()
+    assert info["node"] in ("node-b", "node-c") and info["state"] == "running", info
+    assert s1.commands.run(DIGEST, user="root").stdout == before
+    assert not os.path.exists(os.path.join(a.state_dir, "sandboxes", s1.id))
+
+    # Nowhere to go (B and C cordoned): paused on A, never lost; the CLI says it is left.
+    set_state(a, "uncordon", "node-a")
+    set_state(a, "cordon", "node-b")
+    set_state(a, "cordon", "node-c")
+    s2 = a.sandbox(key)
+    assert s2.commands.run(WRITE, user="root").exit_code == 0
+    before2 = s2.commands.run(DIGEST, user="root").stdout
+    p = a.cli("node", "drain", "node-a", "8", "--running", "pause-move-resume", timeout=60)
+    assert p.returncode != 0, p.stdout
+    assert "1 sandboxes are still on node node-a" in p.stderr, p.stdout + p.stderr
+    assert wait_until(lambda: s2.get_info()["state"] == "paused", 30, 0.5), s2.get_info()
+    assert s2.get_info()["node"] == "node-a"
+    assert wait_until(lambda: "no active node with room" in a.log_tail(200), 10, 0.5), a.log_tail(40)
+    # A node takes it again: the drain goes on without the CLI, and resumes it there.
+    set_state(a, "uncordon", "node-b")
+    assert wait_until(lambda: s2.get_info()["state"] == "running", 90, 0.5), (s2.get_info(), a.log_tail(40))
+    assert s2.get_info()["node"] == "node-b"
+    assert s2.commands.run(DIGEST, user="root").stdout == before2
+
+    # Bad input: said at once, nothing changed.
+    p = a.cli("node", "drain", "node-a", "--running", "move", timeout=30)
+    assert p.returncode != 0 and "pause-move-resume" in p.stderr, p.stderr
 
 
 def test_layer_route_needs_a_peer(postgres: Postgres) -> None:
