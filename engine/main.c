@@ -446,6 +446,8 @@ int main(int argc, char **argv) {
         enum log_level level = LOG_LVL_INFO;
         int argi = 1, r;
 
+        pthread_mutex_init(&eng.node_rows.lock, NULL);
+
         log_setup("ai2ind", LOG_LVL_INFO);
         /* Nothing the engine makes is for other host users (the template's tree sets its own
          * modes: template.c). */

@@ -29,8 +29,12 @@ void node_renew_lease(struct engine *eng);
  * owner's advertised URL otherwise (the relay then sends the request there). */
 int node_check_local(struct engine *eng, const struct sandbox_rec *rec, struct error *e);
 
+/* How long a row of another node read for relaying is used again (node_owner). */
+#define NODE_ROW_TTL_MS 1000
+
 /* node_check_local, with the owner's row in *ret_owner when it returns -EREMOTE (a live
- * node other than this one: the relay's destination). */
+ * node other than this one: the relay's destination). The owner's row may be up to
+ * NODE_ROW_TTL_MS old. */
 int node_owner(struct engine *eng, const struct sandbox_rec *rec, struct node_rec *ret_owner, struct error *e);
 
 /* 0 when this node takes new sandboxes: it is active (else ERR_NODE_CORDONED naming its
