@@ -299,3 +299,9 @@ def test_layer_route_needs_a_peer(postgres: Postgres) -> None:
         assert status == 400, raw
         assert not os.path.exists(os.path.join(b.state_dir, "disk", s.id))
         assert s.get_info()["node"] == "node-a"
+        # The resume after a move: refused without the secret, and for another node's sandbox.
+        status, doc, raw = b.raw("POST", path + "/resume")
+        assert status == 403, raw
+        status, doc, raw = b.raw("POST", path + "/resume", headers={**secret, "X-Ai2in-Forwarded-By": "node-a"})
+        assert status == 409 and "node-a's" in doc["error"]["message"], raw
+        assert s.get_info()["state"] == "paused"
