@@ -10,6 +10,8 @@
 #include <stddef.h>
 
 #define SANDBOX_ID_PREFIX "sbx_"
+/* The same id in a host name ("{port}-sbx-….{domain}"), where "_" is not allowed. */
+#define SANDBOX_ID_DNS_PREFIX "sbx-"
 #define SANDBOX_ID_RANDOM_LEN 20
 #define SANDBOX_ID_LEN (sizeof(SANDBOX_ID_PREFIX) - 1 + SANDBOX_ID_RANDOM_LEN)
 

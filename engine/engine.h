@@ -14,8 +14,17 @@ struct ssl_ctx_st; /* OpenSSL's SSL_CTX (net/tls.h) */
 
 struct lock_table;
 struct pool;
+struct conn_pool;
 
 #define ENGINE_RUNTIMES 2 /* runc, runsc */
+
+/* The rows of other nodes as last read to relay to them (cluster/node.c node_owner). */
+#define NODE_ROWS_CACHED 16
+struct node_rows {
+        pthread_mutex_t lock;
+        struct node_rec rows[NODE_ROWS_CACHED];
+        int64_t read_at[NODE_ROWS_CACHED]; /* mono ms; 0: an empty slot */
+};
 
 struct engine {
         struct config cfg;
@@ -40,4 +49,6 @@ struct engine {
          * the client context of requests to other nodes (https:// advertise URLs). */
         char *tls_cert_pem, *tls_key_pem;
         struct ssl_ctx_st *cluster_tls;
+        struct conn_pool *node_conns; /* idle kept-alive connections to other nodes (net/conn-pool.h) */
+        struct node_rows node_rows;
 };

@@ -19,6 +19,7 @@
 #include "fsutil.h"
 #include "id.h"
 #include "log.h"
+#include "net/conn-pool.h"
 #include "net/tls.h"
 #include "proxy/proxy.h"
 #include "sandbox/pool.h"
@@ -44,7 +45,8 @@ static void usage(FILE *f) {
                 "  node list                     the nodes (engines) sharing the store: state, lease, URL, sandboxes\n"
                 "  node cordon NAME              NAME takes no new sandboxes (its own keep running)\n"
                 "  node uncordon NAME            NAME takes new sandboxes again (and stops draining)\n"
-                "  node drain NAME [SECONDS]     NAME takes no new sandboxes and moves its paused ones to other nodes\n\n"
+                "  node drain NAME [SECONDS]     NAME takes no new sandboxes and moves its paused ones to other nodes\n"
+                "    [--running pause-move-resume]  and its running ones too: paused, moved, resumed there\n\n"
                 "options (also AI2IN_<NAME> environment variables and lines of the config file):\n");
         config_help(f);
 }
@@ -160,15 +162,29 @@ static int print_node(void *data, const struct node_rec *n) {
         return 0;
 }
 
-/* `node list | cordon NAME | uncordon NAME | drain NAME [SECONDS]`: the rows of the nodes sharing the store. */
+#define NODE_USAGE \
+        "usage: ai2ind node list | node cordon NAME | node uncordon NAME | node drain NAME [SECONDS] [--running " \
+        "pause-move-resume]"
+
+/* `node list | cordon NAME | uncordon NAME | drain NAME [SECONDS] [--running pause-move-resume]`:
+ * the rows of the nodes sharing the store. */
 static int cmd_node(struct engine *eng, int argc, char **argv, struct error *e) {
+        bool running = argc >= 4 && streq(argv[argc - 2], "--running");
         bool list = argc == 1 && streq(argv[0], "list");
         bool cordon = argc == 2 && streq(argv[0], "cordon"), uncordon = argc == 2 && streq(argv[0], "uncordon");
-        bool drain = (argc == 2 || argc == 3) && streq(argv[0], "drain");
+        bool drain = argc >= 2 && argc - (running ? 2 : 0) <= 3 && streq(argv[0], "drain");
         int64_t now = now_ms(), seconds = 600;
         char *end = NULL;
         int r;
 
+        if (running) {
+                if (!streq(argv[argc - 1], "pause-move-resume"))
+                        return error_set(e, EINVAL, ERR_BAD_REQUEST,
+                                         "drain: --running takes 'pause-move-resume' (the only way to move a running sandbox), "
+                                         "not '%.32s'",
+                                         argv[argc - 1]);
+                argc -= 2;
+        }
         if (drain && argc == 3) {
                 errno = 0;
                 seconds = strtoll(argv[2], &end, 10);
@@ -176,8 +192,7 @@ static int cmd_node(struct engine *eng, int argc, char **argv, struct error *e) 
                         return error_set(e, EINVAL, ERR_BAD_REQUEST, "drain: SECONDS must be 1 to 604800, not '%.32s'", argv[2]);
         }
         if (!list && !cordon && !uncordon && !drain)
-                return error_set(e, EINVAL, ERR_BAD_REQUEST,
-                                 "usage: ai2ind node list | node cordon NAME | node uncordon NAME | node drain NAME [SECONDS]");
+                return error_set(e, EINVAL, ERR_BAD_REQUEST, NODE_USAGE);
         if ((r = open_store(eng, e)) < 0)
                 return r;
         if (list) {
@@ -186,7 +201,7 @@ static int cmd_node(struct engine *eng, int argc, char **argv, struct error *e) 
                 return store_node_foreach(eng->store, print_node, &now, e);
         }
         if (drain)
-                return drain_watch(eng->store, argv[1], seconds, e);
+                return drain_watch(eng->store, argv[1], seconds, running, e);
         r = store_node_set_state(eng->store, argv[1], cordon ? NODE_CORDONED : NODE_ACTIVE, e);
         if (r == -ENOENT)
                 return error_set(e, ENOENT, ERR_NOT_FOUND, "no node %s in the store (see `ai2ind node list`)", argv[1]);
@@ -366,6 +381,8 @@ static int cmd_serve(struct engine *eng, struct error *e) {
         r = api_tls_load(eng, e);
         if (r >= 0)
                 r = tls_client_new(eng->cfg.cluster_ca, &eng->cluster_tls, e);
+        if (r >= 0 && conn_pool_new(NODE_CONN_IDLE_MS, &eng->node_conns) < 0)
+                r = error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
         if (r >= 0)
                 r = raise_open_files(eng, e);
         if (r >= 0)
@@ -383,7 +400,7 @@ static int cmd_serve(struct engine *eng, struct error *e) {
         }
         printf("ai2ind listening on %s://%s\n", eng->tls_cert_pem ? "https" : "http", eng->cfg.listen);
         if (preview)
-                printf("preview URLs: %s://{port}-{sandbox id}.%s/ (proxy on %s)\n", eng->cfg.preview_scheme,
+                printf("preview URLs: %s://{port}-{sandbox id, \"_\" as \"-\"}.%s/ (proxy on %s)\n", eng->cfg.preview_scheme,
                        eng->cfg.preview_domain, eng->cfg.preview_listen);
         printf("make an API key, in another shell: %s --state-dir %s%s keys create --team default\n", self_path(),
                eng->cfg.state_dir, *eng->cfg.database ? " --database URL" : "");
@@ -432,6 +449,8 @@ int main(int argc, char **argv) {
         enum log_level level = LOG_LVL_INFO;
         int argi = 1, r;
 
+        pthread_mutex_init(&eng.node_rows.lock, NULL);
+
         log_setup("ai2ind", LOG_LVL_INFO);
         /* Nothing the engine makes is for other host users (the template's tree sets its own
          * modes: template.c). */
@@ -478,6 +497,7 @@ int main(int argc, char **argv) {
         store_close(eng.store);
         locks_free(eng.locks);
         api_tls_free(&eng);
+        conn_pool_free(eng.node_conns); /* before the context its connections were made with */
         SSL_CTX_free(eng.cluster_tls);
         config_free(&eng.cfg);
         return r < 0 ? 1 : 0;

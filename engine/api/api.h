@@ -127,6 +127,10 @@ void api_layer_free(struct api_layer *l);
 /* DELETE /v1/internal/layers/{id}: the sandbox's owner asks this node to drop the copy it
  * took (its move could not be recorded). */
 int api_layer_remove(struct api_request *req, struct api_response *resp, struct error *e);
+/* POST /v1/internal/layers/{id}/resume: a draining node that paused a running sandbox and
+ * moved it here (`node drain --running pause-move-resume`) asks this node, now its owner, to
+ * resume it. Cluster secret and hop marker required; the sandbox must be this node's. */
+int api_layer_resume(struct api_request *req, struct api_response *resp, struct error *e);
 /* The handler of the streamed route in the route table: never called (answers 500). */
 int api_layer_streamed(struct api_request *req, struct api_response *resp, struct error *e);
 

@@ -258,6 +258,39 @@ int api_layer_remove(struct api_request *req, struct api_response *resp, struct 
         return resp->body ? 0 : error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
 }
 
+int api_layer_resume(struct api_request *req, struct api_response *resp, struct error *e) {
+        const char *hop = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, RELAY_HOP_HEADER);
+        struct sandbox_rec rec;
+        int r;
+
+        if (!req->eng->cfg.cluster_secret || !MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, RELAY_SECRET_HEADER) ||
+            !hop)
+                return error_set(e, EACCES, ERR_FORBIDDEN,
+                                 "moving a sandbox between nodes needs the cluster secret on every node (cluster-secret-file)");
+        api_guard_authenticated(req->conn);
+        r = store_sandbox_get(req->eng->store, req->id, &rec, e);
+        if (r == -ENOENT)
+                return error_set(e, ENOENT, ERR_NOT_FOUND, "sandbox %s not found", req->id);
+        if (r < 0)
+                return r;
+        if (!streq(rec.node, req->eng->cfg.node_name)) {
+                r = error_set(e, EPERM, ERR_CONFLICT, "sandbox %s is node %s's, not this node's (%s)", req->id, rec.node,
+                              req->eng->cfg.node_name);
+                sandbox_rec_done(&rec);
+                return r;
+        }
+        int64_t team = rec.team_id;
+        sandbox_rec_done(&rec);
+        r = sandbox_resume(req->eng, team, req->id, 0, &rec, e);
+        if (r < 0)
+                return r;
+        log_info("drain: resumed %s, moved here running by node %.63s", req->id, hop);
+        resp->status = 200;
+        resp->body = json_pack("{s:s}", "status", sandbox_state_to_string(rec.state));
+        sandbox_rec_done(&rec);
+        return resp->body ? 0 : error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+}
+
 int api_layer_streamed(struct api_request *req, struct api_response *resp, struct error *e) {
         return error_set(e, EINVAL, ERR_INTERNAL, "%s %s streams its body (server.c): not a buffered route", req->method, req->url);
 }

@@ -80,6 +80,7 @@ static const struct route routes[] = {
         /* Between nodes only: layer.c checks the cluster secret itself. */
         {"PUT", "/v1/internal/layers/{id}", api_layer_streamed, false, false},
         {"DELETE", "/v1/internal/layers/{id}", api_layer_remove, false, false},
+        {"POST", "/v1/internal/layers/{id}/resume", api_layer_resume, false, false},
 };
 
 static int hex_value(char c) {

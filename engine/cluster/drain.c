@@ -1,6 +1,9 @@
 /* drain.c — see drain.h. One sandbox at a time, under its lock (a resume or kill that comes
  * meanwhile waits for the move, then finds the sandbox another node's and is answered so):
  *
+ *   0. (evacuating only) a running sandbox is paused first, its filesystem only, and noted
+ *      as this node's doing;
+ *
  *   1. the target: placement's best node (cluster/placement.h), never this one;
  *   2. tar archives the upper dir (cluster/layer-tar.h) and the archive streams, framed and
  *      followed by its SHA-256 (cluster/layer-stream.h), in PUT /v1/internal/layers/{id} to
@@ -10,9 +13,15 @@
  *      this node's);
  *   4. and this node removes its copy.
  *
+ *   5. (a sandbox noted at 0) the target, now its owner, is asked to resume it (POST
+ *      /v1/internal/layers/{id}/resume).
+ *
  * A failure at 2 leaves the row and this node's copy as they were (the target removes what it
  * took); at 3, this node asks the target to drop its copy (DELETE on the same path), and
- * keeps its own. The sandbox is tried again at the next pass.
+ * keeps its own. The sandbox is tried again at the next pass; one paused at 0 stays paused
+ * here meanwhile, never lost. A failure at 5 leaves it paused on the target (logged; any
+ * resume through the API starts it there). The notes of 0 are in memory: after a restart of
+ * this node, a sandbox it paused is still moved, and stays paused.
  */
 #include "cluster/drain.h"
 
@@ -33,6 +42,7 @@
 #include "log.h"
 #include "sandbox/agent_stream.h"
 #include "sandbox/sandbox.h"
+#include "strv.h"
 #include "timeutil.h"
 
 #define CONNECT_TIMEOUT_MS 3000
@@ -195,8 +205,23 @@ static int pick_target(struct engine *eng, struct node_rec *ret, struct error *e
         return error_set(e, EAGAIN, ERR_UNAVAILABLE, "no active node with room to move to");
 }
 
-/* Moves one sandbox, under its lock. */
-static int move_locked(struct engine *eng, struct sandbox_rec *rec, struct error *e) {
+/* Step 5: asks node to, which now owns id, to resume it. */
+static void resume_remote(struct engine *eng, const struct node_rec *to, const char *id) {
+        _cleanup_(agent_stream_freep) struct agent_stream *s = NULL;
+        struct error e = {0};
+        char target[128];
+
+        snprintf(target, sizeof(target), "%s/resume", id);
+        if (open_to(eng, to, "POST", target, 0, &s, &e) < 0 || answer_ok(s, to->name, &e) < 0) {
+                log_warn("drain: moved %s to node %s, which did not resume it: %s; it stays paused there", id, to->name,
+                         e.message);
+                return;
+        }
+        log_info("drain: %s runs again, on node %s", id, to->name);
+}
+
+/* Moves one sandbox, under its lock; *ret_to gets where. */
+static int move_locked(struct engine *eng, struct sandbox_rec *rec, struct node_rec *ret_to, struct error *e) {
         struct node_rec to;
         uint64_t bytes = 0;
         int64_t t0 = mono_ms();
@@ -217,13 +242,77 @@ static int move_locked(struct engine *eng, struct sandbox_rec *rec, struct error
         sandbox_teardown(eng, rec->id, NULL);
         log_info("drain: moved %s to node %s (%llu bytes of archive, SHA-256 checked there) in %lld ms", rec->id, to.name,
                  (unsigned long long) bytes, (long long) (mono_ms() - t0));
+        *ret_to = to;
         return 1;
 }
 
 struct next {
         char id[SANDBOX_ID_LEN + 1];
+        int64_t team_id;
         int64_t after; /* seq: those before were tried in this pass */
 };
+
+/* Index of id in v, or -1. */
+static ssize_t find(const struct strv *v, const char *id) {
+        for (size_t i = 0; i < v->n; i++)
+                if (streq(v->v[i], id))
+                        return (ssize_t) i;
+        return -1;
+}
+
+/* Takes id out of v (if there): whether it was. */
+static bool take(struct strv *v, const char *id) {
+        ssize_t i = find(v, id);
+
+        if (i < 0)
+                return false;
+        free(v->v[i]);
+        v->v[i] = v->v[--v->n];
+        v->v[v->n] = NULL;
+        return true;
+}
+
+static int first_any(void *data, const struct sandbox_rec *r) {
+        struct next *n = data;
+
+        snprintf(n->id, sizeof(n->id), "%s", r->id);
+        n->team_id = r->team_id;
+        n->after = r->seq;
+        return 1;
+}
+
+/* Step 0: pauses this node's running sandboxes (filesystem only), noting each in paused. */
+static void pause_running(struct engine *eng, struct strv *paused) {
+        struct next n = {.after = 0};
+        struct error e = {0};
+
+        while (!eng->stopping) {
+                struct sandbox_filter f = {.team_id = -1, .state_mask = 1u << SANDBOX_RUNNING, .node = eng->cfg.node_name,
+                                           .after_seq = n.after};
+                struct sandbox_rec rec;
+
+                n.id[0] = 0;
+                if (store_sandbox_foreach(eng->store, &f, first_any, &n, &e) < 0) {
+                        log_warn("drain: %s", e.message);
+                        return;
+                }
+                if (!n.id[0])
+                        return;
+                if (find(paused, n.id) < 0 && strv_push(paused, strdup(n.id)) < 0) {
+                        log_warn("drain: out of memory: %s keeps running here, tried again at the next pass", n.id);
+                        return;
+                }
+                if (sandbox_pause(eng, n.team_id, n.id, false, &rec, &e) < 0) {
+                        log_warn("drain: cannot pause %s to move it: %s; it keeps running here, tried again at the next pass",
+                                 n.id, e.message);
+                        take(paused, n.id);
+                } else {
+                        log_info("drain: paused %s (running) to move it", n.id);
+                        sandbox_rec_done(&rec);
+                }
+                error_clear(&e);
+        }
+}
 
 static int first_movable(void *data, const struct sandbox_rec *r) {
         struct next *n = data;
@@ -235,8 +324,9 @@ static int first_movable(void *data, const struct sandbox_rec *r) {
         return 1;
 }
 
-/* One pass over this node's paused sandboxes; a failure is logged and the next one tried. */
-static void drain_pass(struct engine *eng) {
+/* One pass over this node's paused sandboxes; a failure is logged and the next one tried.
+ * Those in paused (step 0) are resumed on their target once moved. */
+static void drain_pass(struct engine *eng, struct strv *paused) {
         struct next n = {.after = 0};
         struct error e = {0};
 
@@ -252,33 +342,45 @@ static void drain_pass(struct engine *eng) {
                 }
                 if (!n.id[0])
                         return;
+                struct node_rec to;
+                int moved = 0;
                 sandbox_lock(eng, n.id);
                 if (store_sandbox_get(eng->store, n.id, &rec, &e) >= 0) {
-                        if (move_locked(eng, &rec, &e) < 0)
+                        moved = move_locked(eng, &rec, &to, &e);
+                        if (moved < 0)
                                 log_warn("drain: %s; tried again at the next pass", e.message);
                         sandbox_rec_done(&rec);
                 }
                 sandbox_unlock(eng, n.id);
+                /* Outside its lock: the target resumes it under its own. */
+                if (moved > 0 && take(paused, n.id))
+                        resume_remote(eng, &to, n.id);
                 error_clear(&e);
         }
 }
 
-static bool draining(struct engine *eng) {
+/* This node's state (NODE_ACTIVE when it cannot be read: nothing moves then). */
+static enum node_state own_state(struct engine *eng) {
         struct node_rec self;
         struct error e = {0};
 
-        return store_node_get(eng->store, eng->cfg.node_name, &self, &e) >= 0 && self.state == NODE_DRAINING;
+        return store_node_get(eng->store, eng->cfg.node_name, &self, &e) >= 0 ? self.state : NODE_ACTIVE;
 }
 
 static void *drain_main(void *arg) {
         struct engine *eng = arg;
+        struct strv paused = {0}; /* running sandboxes this node paused to move (step 0) */
 
         while (!eng->stopping) {
                 struct timespec ts = {.tv_sec = PASS_EVERY_MS / 1000, .tv_nsec = PASS_EVERY_MS % 1000 * 1000000L};
-                if (draining(eng))
-                        drain_pass(eng);
+                enum node_state st = own_state(eng);
+                if (st == NODE_EVACUATING)
+                        pause_running(eng, &paused);
+                if (st == NODE_DRAINING || st == NODE_EVACUATING)
+                        drain_pass(eng, &paused);
                 nanosleep(&ts, NULL);
         }
+        strv_done(&paused);
         return NULL;
 }
 

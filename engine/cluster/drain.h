@@ -6,6 +6,12 @@
  * node to node over the API with the cluster secret (drain.c says how, api/layer.c is the
  * receiving end). A sandbox paused with its memory cannot move (its processes are frozen in
  * this host's kernel): it stays, and the CLI names it. Uncordon stops the moves.
+ *
+ * `--running pause-move-resume` sets NAME evacuating instead: the same, and first each running
+ * sandbox is paused (filesystem only: its processes end, its files stay), moved the same way,
+ * and resumed on its target by that node (api/layer.c api_layer_resume). A sandbox whose move
+ * fails stays paused on NAME (tried again at the next pass); one whose resume fails stays
+ * paused on its target. Never lost either way.
  */
 #pragma once
 
@@ -20,7 +26,8 @@ int drain_start(struct engine *eng, struct error *e);
  * Accepts an engine whose thread never started. */
 void drain_stop(struct engine *eng);
 
-/* `ai2ind node drain NAME [SECONDS]` (drain-watch.c): sets node draining, then prints each of
- * its paused sandboxes as it moves, until none is left (0) or seconds pass, the node goes
- * down or is uncordoned (an error saying how many are left). */
-int drain_watch(struct store *st, const char *node, int64_t seconds, struct error *e);
+/* `ai2ind node drain NAME [SECONDS] [--running pause-move-resume]` (drain-watch.c): sets node
+ * draining (evacuating with running), then prints each of its paused (and running) sandboxes
+ * as it moves (and runs again on its target), until none is left (0) or seconds pass, the
+ * node goes down or is uncordoned (an error saying how many are left). */
+int drain_watch(struct store *st, const char *node, int64_t seconds, bool running, struct error *e);

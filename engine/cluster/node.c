@@ -81,6 +81,37 @@ int node_check_local(struct engine *eng, const struct sandbox_rec *rec, struct e
         return node_owner(eng, rec, &owner, e);
 }
 
+/* Node name's row, as read at most NODE_ROW_TTL_MS ago: a relayed request then costs one
+ * store lookup fewer. A row that old is good enough to relay by: a node that died since is
+ * not reached (503 node_down all the same), and one that came back is seen down for at most
+ * that long. Only rows that were found are kept. */
+static int node_row(struct engine *eng, const char *name, struct node_rec *ret, struct error *e) {
+        struct node_rows *c = &eng->node_rows;
+        int64_t now = mono_ms();
+        size_t oldest = 0;
+        int r;
+
+        pthread_mutex_lock(&c->lock);
+        for (size_t i = 0; i < NODE_ROWS_CACHED; i++) {
+                if (c->read_at[i] && now - c->read_at[i] <= NODE_ROW_TTL_MS && streq(c->rows[i].name, name)) {
+                        *ret = c->rows[i];
+                        pthread_mutex_unlock(&c->lock);
+                        return 0;
+                }
+                if (c->read_at[i] < c->read_at[oldest])
+                        oldest = i;
+        }
+        pthread_mutex_unlock(&c->lock);
+        r = store_node_get(eng->store, name, ret, e);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&c->lock);
+        c->rows[oldest] = *ret;
+        c->read_at[oldest] = now;
+        pthread_mutex_unlock(&c->lock);
+        return 0;
+}
+
 int node_owner(struct engine *eng, const struct sandbox_rec *rec, struct node_rec *ret_owner, struct error *e) {
         struct node_rec owner;
         int64_t now = now_ms();
@@ -88,7 +119,7 @@ int node_owner(struct engine *eng, const struct sandbox_rec *rec, struct node_re
 
         if (streq(rec->node, eng->cfg.node_name))
                 return 0;
-        r = store_node_get(eng->store, rec->node, &owner, e); /* sets e on a failure, not for -ENOENT */
+        r = node_row(eng, rec->node, &owner, e); /* sets e on a failure, not for -ENOENT */
         if (r == -ENOENT)
                 return error_set(e, EHOSTDOWN, ERR_NODE_DOWN,
                                  "the sandbox's node %s is down (it is not registered): sandbox %s is unavailable until that node returns",
@@ -192,6 +223,7 @@ int node_stream_open(const struct engine *eng, const struct node_rec *to, const 
                                  peer);
         }
         tq.tls = tls ? eng->cluster_tls : NULL;
+        tq.pool = eng->node_conns;
         r = agent_stream_open_tcp(host, port, peer, connect_ms, &tq, watch_fd, ret, e);
         /* A peer that fails verification is an operator's problem (a wrong certificate, or
          * not the node it claims): said in the engine's log too, not only to the caller. */

@@ -29,8 +29,12 @@ void node_renew_lease(struct engine *eng);
  * owner's advertised URL otherwise (the relay then sends the request there). */
 int node_check_local(struct engine *eng, const struct sandbox_rec *rec, struct error *e);
 
+/* How long a row of another node read for relaying is used again (node_owner). */
+#define NODE_ROW_TTL_MS 1000
+
 /* node_check_local, with the owner's row in *ret_owner when it returns -EREMOTE (a live
- * node other than this one: the relay's destination). */
+ * node other than this one: the relay's destination). The owner's row may be up to
+ * NODE_ROW_TTL_MS old. */
 int node_owner(struct engine *eng, const struct sandbox_rec *rec, struct node_rec *ret_owner, struct error *e);
 
 /* 0 when this node takes new sandboxes: it is active (else ERR_NODE_CORDONED naming its
@@ -46,9 +50,15 @@ void node_refresh(struct engine *eng);
  * (its error is NODE_LOST_FMT with this node's name). */
 bool node_lost_mark(struct engine *eng, const struct sandbox_rec *rec);
 
+/* How long a connection to another node stays kept for reuse once idle (eng->node_conns):
+ * well below the API's idle timeout (120 s), after which the peer would close it itself. */
+#define NODE_CONN_IDLE_MS 20000
+
 /* Opens request q to node to (agent_stream_open_tcp; peer names it in messages) at its
  * advertised URL: over TLS for https:// (the node's certificate verified against cluster-ca,
  * or the system's CAs, and its advertised host), plain for http:// — which, when cluster-ca
- * is set, is refused (502 node_error) rather than sent in plaintext. */
+ * is set, is refused (502 node_error) rather than sent in plaintext. The connection is an
+ * idle kept one to that node when there is one (eng->node_conns), and goes back there when
+ * the exchange ends cleanly (agent_stream_free). */
 int node_stream_open(const struct engine *eng, const struct node_rec *to, const char *peer, long connect_ms,
                      const struct agent_stream_request *q, int watch_fd, struct agent_stream **ret, struct error *e);

@@ -33,5 +33,7 @@ int proxy_start(struct engine *eng, struct proxy **ret, struct error *e);
 void proxy_stop(struct proxy *p);
 
 /* Parses a Host header value "{port}-{sandbox id}.{anything}" (an optional ":port" after
- * it; case-insensitive). Returns 0, or -EINVAL when host does not have that shape. */
+ * it; case-insensitive), the id either as the API gives it ("sbx_…") or DNS-safe ("sbx-…",
+ * the form the SDKs make). Returns 0 with the id in its API form, or -EINVAL when host does
+ * not have that shape. */
 int preview_host_parse(const char *host, uint16_t *ret_port, char ret_id[SANDBOX_ID_LEN + 1]);

@@ -70,6 +70,10 @@ int preview_host_parse(const char *host, uint16_t *ret_port, char ret_id[SANDBOX
                 port = port * 10 + (unsigned long) (label[i] - '0');
         if (i == 0 || i > 5 || label[i] != '-' || label[0] == '0' || port > 65535)
                 return -EINVAL;
+        /* The id as the API gives it ("sbx_…"), or in the DNS-safe form the SDKs make
+         * ("sbx-…": "_" is no host name character, and no wildcard certificate matches it). */
+        if (strncmp(label + i + 1, SANDBOX_ID_DNS_PREFIX, strlen(SANDBOX_ID_DNS_PREFIX)) == 0)
+                label[i + strlen(SANDBOX_ID_PREFIX)] = '_';
         if (!sandbox_id_valid(label + i + 1))
                 return -EINVAL;
         *ret_port = (uint16_t) port;
@@ -154,7 +158,8 @@ int route_check(struct pconn *c, const struct http_request *req, bool first, str
 
         if (!host || preview_host_parse(host, &port, id) < 0)
                 return perr_set(pe, 400, "bad_host",
-                                "'%.200s' is not a preview host: preview URLs look like http://{port}-{sandbox id}.{domain}/",
+                                "'%.200s' is not a preview host: preview URLs look like http://{port}-{sandbox id, \"_\" as "
+                                "\"-\"}.{domain}/",
                                 host ? host : "(no Host header)");
         if (first) {
                 memcpy(c->id, id, sizeof(c->id));

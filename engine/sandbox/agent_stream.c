@@ -27,6 +27,7 @@
 #include "http-parse.h"
 #include "log.h"
 #include "macro.h"
+#include "net/conn-pool.h"
 #include "net/tls.h"
 #include "timeutil.h"
 
@@ -59,6 +60,19 @@ struct agent_stream {
         uint64_t consumed;  /* bytes of the body taken out of in[] so far, framing included */
         char *in;           /* bytes read from the socket, in[pos..len) unconsumed */
         size_t pos, len;
+        /* A connection of a pool (TCP to another node): where it goes back, and whether it
+         * may (the request went out whole, the peer did not ask to close). */
+        struct conn_pool *pool;
+        char pool_key[CONN_POOL_KEY_MAX];
+        bool reused;        /* it came from the pool */
+        bool keep;          /* the answer did not say "Connection: close" */
+        bool body_whole;    /* the request's body went out whole (its last chunk, for chunked) */
+        int64_t body_left;  /* bytes of a Content-Length request body not sent yet */
+        /* To open a new connection in place of a kept one the peer closed under a GET. */
+        struct buf retry_head; /* the head sent; empty when the request is not retried */
+        char host[256], port[8];
+        long connect_ms;
+        SSL_CTX *tls;
 };
 
 /* Waits until fd is ready for events, or watch_fd (if >= 0) hangs up (-ECONNRESET), or
@@ -195,34 +209,50 @@ static int stream_new(const char *peer, int err_status, const char *err_code, in
         return 0;
 }
 
-/* Sends the request head: the fixed lines, extra (complete header lines, may be NULL), the
- * Content-Type and the body's framing. */
-static int send_head(struct agent_stream *s, const char *host, const struct agent_stream_request *q, struct error *e) {
-        _cleanup_buf_ struct buf head = {0};
+/* The request head: the fixed lines ("Connection: close" unless the connection may be
+ * kept), extra (complete header lines, may be NULL), the Content-Type and the body's framing. */
+static int build_head(const char *host, const struct agent_stream_request *q, bool keep, struct buf *head) {
         int r;
 
-        buf_init(&head, HEAD_MAX);
-        r = buf_printf(&head, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", q->method, q->target, host);
+        buf_init(head, HEAD_MAX);
+        r = buf_printf(head, "%s %s HTTP/1.1\r\nHost: %s\r\n%s", q->method, q->target, host,
+                       keep ? "" : "Connection: close\r\n");
         if (r >= 0 && q->extra_headers)
-                r = buf_append_str(&head, q->extra_headers);
+                r = buf_append_str(head, q->extra_headers);
         if (r >= 0 && q->content_type)
-                r = buf_printf(&head, "Content-Type: %s\r\n", q->content_type);
+                r = buf_printf(head, "Content-Type: %s\r\n", q->content_type);
         if (r >= 0 && q->body_len >= 0)
-                r = buf_printf(&head, "Content-Length: %lld\r\n\r\n", (long long) q->body_len);
+                r = buf_printf(head, "Content-Length: %lld\r\n\r\n", (long long) q->body_len);
         else if (r >= 0)
-                r = buf_append_str(&head, "Transfer-Encoding: chunked\r\n\r\n");
-        if (r >= 0)
-                r = send_all(s, head.data, head.len);
+                r = buf_append_str(head, "Transfer-Encoding: chunked\r\n\r\n");
+        return r;
+}
+
+static int send_head_buf(struct agent_stream *s, const struct buf *head, const struct agent_stream_request *q,
+                         struct error *e) {
+        int r = send_all(s, head->data, head->len);
+
         if (r < 0)
                 return error_set(e, r, s->err_status, s->err_code, "cannot send a request to %s: %s", s->peer, strerror(-r));
         s->chunked_upload = q->body_len < 0;
+        s->body_left = q->body_len;
+        s->body_whole = q->body_len == 0;
         return 0;
+}
+
+/* Sends the request head (build_head). */
+static int send_head(struct agent_stream *s, const char *host, const struct agent_stream_request *q, struct error *e) {
+        _cleanup_buf_ struct buf head = {0};
+
+        if (build_head(host, q, s->pool, &head) < 0)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory (a request head over %d bytes)", HEAD_MAX);
+        return send_head_buf(s, &head, q, e);
 }
 
 int agent_stream_open(const char *socket_path, const char *method, const char *target, const char *content_type,
                       int64_t body_len, int watch_fd, long total_ms, struct agent_stream **ret, struct error *e) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        const struct agent_stream_request q = {method, target, NULL, content_type, body_len, NULL};
+        const struct agent_stream_request q = {method, target, NULL, content_type, body_len, NULL, NULL};
         _cleanup_agent_stream_ struct agent_stream *s = NULL;
         int r;
 
@@ -297,39 +327,80 @@ static int handshake(struct agent_stream *s, SSL_CTX *ctx, const char *host, lon
         return 0;
 }
 
-int agent_stream_open_tcp(const char *host, const char *port, const char *peer, long connect_ms,
-                          const struct agent_stream_request *q, int watch_fd, struct agent_stream **ret, struct error *e) {
+/* Connects s to s->host:s->port (over TLS with s->tls), on a new connection. */
+static int dial(struct agent_stream *s, struct error *e) {
         const struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-        _cleanup_agent_stream_ struct agent_stream *s = NULL;
         struct addrinfo *res = NULL;
-        char host_header[300];
         int r;
 
-        if (stream_new(peer, ERR_NODE, watch_fd, -1, &s) < 0)
-                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
-        r = getaddrinfo(host, port, &hints, &res);
+        r = getaddrinfo(s->host, s->port, &hints, &res);
         if (r != 0)
-                return error_set(e, EHOSTUNREACH, ERR_NODE_DOWN, "%s is not reachable: cannot resolve %s: %s", peer, host,
+                return error_set(e, EHOSTUNREACH, ERR_NODE_DOWN, "%s is not reachable: cannot resolve %s: %s", s->peer, s->host,
                                  gai_strerror(r));
         r = -EHOSTUNREACH;
         for (const struct addrinfo *ai = res; ai && r < 0 && r != -ECONNRESET; ai = ai->ai_next) {
                 if (s->fd >= 0)
                         close(s->fd);
                 s->fd = -1;
-                r = connect_tcp(s, ai, connect_ms);
+                r = connect_tcp(s, ai, s->connect_ms);
         }
         freeaddrinfo(res);
         if (r == -ECONNRESET)
                 return error_set(e, ECONNRESET, ERR_BAD_REQUEST, "the client went away before the answer");
         if (r < 0)
-                return error_set(e, -r, ERR_NODE_DOWN, "%s is not reachable: %s", peer,
+                return error_set(e, -r, ERR_NODE_DOWN, "%s is not reachable: %s", s->peer,
                                  r == -ETIMEDOUT ? "no connection within the connect timeout" : strerror(-r));
-        if (q->tls && (r = handshake(s, q->tls, host, connect_ms, e)) < 0)
+        if (s->tls)
+                return handshake(s, s->tls, s->host, s->connect_ms, e);
+        return 0;
+}
+
+/* Drops s's kept connection, which the peer closed, and opens a new one in its place. */
+static int redial(struct agent_stream *s, struct error *e) {
+        SSL_free(s->ssl);
+        s->ssl = NULL;
+        close(s->fd);
+        s->fd = -1;
+        s->reused = false;
+        s->pos = s->len = 0;
+        error_clear(e);
+        return dial(s, e);
+}
+
+int agent_stream_open_tcp(const char *host, const char *port, const char *peer, long connect_ms,
+                          const struct agent_stream_request *q, int watch_fd, struct agent_stream **ret, struct error *e) {
+        _cleanup_agent_stream_ struct agent_stream *s = NULL;
+        _cleanup_buf_ struct buf head = {0};
+        char host_header[300];
+        int r;
+
+        if (stream_new(peer, ERR_NODE, watch_fd, -1, &s) < 0)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+        if ((size_t) snprintf(s->host, sizeof(s->host), "%s", host) >= sizeof(s->host) ||
+            (size_t) snprintf(s->port, sizeof(s->port), "%s", port) >= sizeof(s->port))
+                return error_set(e, EINVAL, ERR_NODE, "%s: its address is too long", peer);
+        s->connect_ms = connect_ms;
+        s->tls = q->tls;
+        /* HEAD's answer has a Content-Length and no body: not worth telling apart, not kept. */
+        if (q->pool && !streq(q->method, "HEAD")) {
+                s->pool = q->pool;
+                snprintf(s->pool_key, sizeof(s->pool_key), "%s:%s%s", host, port, q->tls ? "+tls" : "");
+                s->fd = conn_pool_take(s->pool, s->pool_key, &s->ssl);
+                s->reused = s->fd >= 0;
+        }
+        if (!s->reused && (r = dial(s, e)) < 0)
                 return r;
         snprintf(host_header, sizeof(host_header), strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
-        r = send_head(s, host_header, q, e);
+        if (build_head(host_header, q, s->pool, &head) < 0)
+                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory (a request head over %d bytes)", HEAD_MAX);
+        r = send_head_buf(s, &head, q, e);
+        /* A head that did not go out whole was not taken: sent again on a new connection. */
+        if (r < 0 && s->reused && e->err != ECONNRESET && (r = redial(s, e)) >= 0)
+                r = send_head_buf(s, &head, q, e);
         if (r < 0)
                 return r;
+        if (s->reused && streq(q->method, "GET") && q->body_len == 0)
+                s->retry_head = head, head = (struct buf) {0};
         *ret = TAKE_PTR(s);
         return 0;
 }
@@ -354,6 +425,10 @@ int agent_stream_send(struct agent_stream *s, const void *data, size_t len, stru
         if (r < 0) {
                 s->send_error = -r;
                 return error_set(e, r, s->err_status, s->err_code, "%s stopped reading the request: %s", s->peer, strerror(-r));
+        }
+        if (!s->chunked_upload) {
+                s->body_left -= (int64_t) len;
+                s->body_whole = s->body_left == 0;
         }
         return 0;
 }
@@ -407,7 +482,10 @@ static void take_head(struct agent_stream *s, const struct http_response *resp) 
 
         const char *retry = http_response_header(resp, "Retry-After");
 
+        const char *conn = http_response_header(resp, "Connection");
+
         s->status = resp->status;
+        s->keep = resp->minor_version >= 1 && !(conn && strcasestr(conn, "close"));
         snprintf(s->content_type, sizeof(s->content_type), "%s", type ? type : "");
         /* Only delay-seconds of a sane size: the value is passed on to the client. */
         if (retry && strlen(retry) <= 5 && strspn(retry, "0123456789") == strlen(retry) && *retry)
@@ -437,6 +515,7 @@ int agent_stream_finish(struct agent_stream *s, long timeout_ms, struct error *e
                 r = send_all(s, "0\r\n\r\n", 5);
                 if (r < 0)
                         s->send_error = -r;
+                s->body_whole = r >= 0;
         }
         for (;;) {
                 r = http_response_parse_head(&resp, s->in + s->pos, s->len - s->pos, &head_len);
@@ -450,6 +529,19 @@ int agent_stream_finish(struct agent_stream *s, long timeout_ms, struct error *e
                         return error_set(e, ECONNRESET, ERR_BAD_REQUEST, "the client went away before the answer");
                 if (k == -ETIMEDOUT)
                         return error_set(e, ETIMEDOUT, 504, "timeout", "%s did not answer within %ld ms", s->peer, timeout_ms);
+                /* A kept connection the peer closed as the GET went out: once on a new one. */
+                if ((k == 0 || k == -ECONNABORTED || k == -EPIPE) && s->retry_head.len && s->len == 0) {
+                        struct buf head = s->retry_head;
+                        s->retry_head = (struct buf) {0};
+                        r = redial(s, e);
+                        r = r < 0 ? r : send_all(s, head.data, head.len);
+                        buf_free(&head);
+                        if (r < 0)
+                                return e->err ? r
+                                              : error_set(e, r, s->err_status, s->err_code, "cannot send a request to %s: %s",
+                                                          s->peer, strerror(-r));
+                        continue;
+                }
                 if (k <= 0 && s->send_error)
                         return error_set(e, s->send_error, s->err_status, s->err_code, "%s stopped reading the request: %s", s->peer,
                                          strerror(s->send_error));
@@ -580,9 +672,21 @@ int agent_stream_detach(struct agent_stream *s, struct buf *ret_pending) {
         return fd;
 }
 
+/* Whether s's connection can carry another request: see agent_stream_free. */
+static bool reusable(const struct agent_stream *s) {
+        return s->pool && s->fd >= 0 && s->keep && s->done && s->framing != FRAMING_CLOSE && s->status >= 200 &&
+               !s->send_error && s->body_whole && s->pos == s->len;
+}
+
 void agent_stream_free(struct agent_stream *s) {
         if (!s)
                 return;
+        if (reusable(s)) {
+                conn_pool_put(s->pool, s->pool_key, s->fd, s->ssl);
+                s->fd = -1;
+                s->ssl = NULL;
+        }
+        buf_free(&s->retry_head);
         SSL_free(s->ssl);
         if (s->fd >= 0)
                 close(s->fd);

@@ -21,6 +21,7 @@
 #include "error.h"
 
 struct agent_stream;
+struct conn_pool;  /* net/conn-pool.h */
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 /* Connects to the agent at socket_path and sends the request head. body_len is the
@@ -41,6 +42,7 @@ struct agent_stream_request {
         const char *content_type;  /* or NULL */
         int64_t body_len;          /* -1: a chunked body of unknown length */
         struct ssl_ctx_st *tls;    /* TLS (net/tls.h: tls_client_new) with the host verified, or NULL */
+        struct conn_pool *pool;    /* kept-alive connections to take from and give back to, or NULL */
 };
 
 /* Like agent_stream_open, to another engine's API at host:port over TCP (a request forwarded
@@ -49,7 +51,14 @@ struct agent_stream_request {
  * takes at most connect_ms: a node that cannot be reached is 503 node_down in e; its other
  * failures are 502 node_error, a TLS handshake that fails (the peer's certificate not trusted,
  * not for host, or no TLS at all) among them. No deadline on the whole exchange (streams
- * last). */
+ * last).
+ *
+ * With q->pool, an idle connection to host:port is used when there is one, and the
+ * connection goes back to the pool when the stream is freed after a clean end (see
+ * agent_stream_free). A kept connection the peer closed under the request is replaced by a
+ * new one once: when sending the head fails (the peer cannot have taken the request), or,
+ * for a GET without a body only, when it closes without a byte of answer (for any other
+ * request that could run it twice: the error is returned). */
 int agent_stream_open_tcp(const char *host, const char *port, const char *peer, long connect_ms,
                           const struct agent_stream_request *q, int watch_fd, struct agent_stream **ret, struct error *e);
 
@@ -89,7 +98,9 @@ int agent_stream_read_all(struct agent_stream *s, size_t max, char **ret, size_t
  * connection (its bytes are not raw). */
 int agent_stream_detach(struct agent_stream *s, struct buf *ret_pending);
 
-/* Closes the connection. Accepts NULL. */
+/* Closes the connection, or, for a stream of a pool (agent_stream_request.pool) whose request
+ * went out whole and whose answer was read to its end with nothing after it, over a
+ * connection the peer did not ask to close, gives it back to the pool. Accepts NULL. */
 void agent_stream_free(struct agent_stream *s);
 
 static inline void agent_stream_freep(struct agent_stream **s) { agent_stream_free(*s); }

@@ -15,7 +15,8 @@ static const char *const state_names[_SANDBOX_STATE_MAX] = {
 };
 
 static const char *const node_state_names[_NODE_STATE_MAX] = {
-        [NODE_ACTIVE] = "active", [NODE_CORDONED] = "cordoned", [NODE_DRAINING] = "draining"};
+        [NODE_ACTIVE] = "active", [NODE_CORDONED] = "cordoned", [NODE_DRAINING] = "draining",
+        [NODE_EVACUATING] = "evacuating"};
 
 const char *node_state_to_string(enum node_state s) {
         return s < _NODE_STATE_MAX ? node_state_names[s] : "unknown";

@@ -180,7 +180,8 @@ int store_sandbox_purge(struct store *s, int64_t killed_before, struct error *e)
 enum node_state {
         NODE_ACTIVE,   /* takes new sandboxes */
         NODE_CORDONED, /* takes no new sandboxes; its own keep running (ai2ind node cordon) */
-        NODE_DRAINING, /* cordoned, and its paused sandboxes move away (a later slice) */
+        NODE_DRAINING, /* cordoned, and its paused sandboxes move away (cluster/drain.h) */
+        NODE_EVACUATING, /* draining, and its running sandboxes are paused, moved and resumed too */
         _NODE_STATE_MAX,
 };
 

@@ -51,6 +51,7 @@
 
 #define ID "sbx_aaaaaaaaaaaaaaaaaaaa"
 #define HOST_LABEL "8000-" ID /* the Host's first label for port 8000 of ID */
+#define HOST_LABEL_DNS "8000-sbx-aaaaaaaaaaaaaaaaaaaa" /* the same, the id's '_' as '-' */
 #define TOKEN "tok0123456789abcdefghijklmnopqrstuvwxyz0"
 #define TOKEN_HEADER "X-Ai2in-Traffic-Token"
 #define OUT_MAX (256 * 1024)
@@ -105,11 +106,13 @@ static size_t header_count(const struct http_request *req, const char *name) {
         return n;
 }
 
-/* Whether host names port 8000 of ID: its first label (up to '.' or ':') is HOST_LABEL. */
+/* Whether host names port 8000 of ID: its first label (up to '.' or ':') is HOST_LABEL or
+ * HOST_LABEL_DNS. */
 static bool host_ours(const char *host) {
         size_t n = strlen(HOST_LABEL);
 
-        return host && strncasecmp(host, HOST_LABEL, n) == 0 && (!host[n] || host[n] == '.' || host[n] == ':');
+        return host && (strncasecmp(host, HOST_LABEL, n) == 0 || strncasecmp(host, HOST_LABEL_DNS, n) == 0) &&
+               (!host[n] || host[n] == '.' || host[n] == ':');
 }
 
 /* Whether the relay lets req through; n_before: the requests accepted before it. */

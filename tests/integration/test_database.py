@@ -8,13 +8,17 @@ Skipped, saying why, only when the PostgreSQL server (initdb) is not installed.
 
 from __future__ import annotations
 
+import base64
+import collections
 import glob
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
-from typing import Iterator, List
+import threading
+import time
+from typing import Iterator, List, Tuple
 
 import pytest
 from conftest import Engine, wait_until
@@ -123,23 +127,106 @@ def test_lifecycle_on_postgres(pg_engine: PgEngine) -> None:
     assert PASSWORD not in open(e.log_path, encoding="utf-8", errors="replace").read()
 
 
+OUTPUT = base64.b64encode(b"under-load\n").decode()  # as the stream carries it
+
+
+class Load:
+    """Threads that keep issuing requests to e (list, get, a command in sbx) until stopped,
+    recording for each (phase, request, status, seconds, error message or output)."""
+
+    def __init__(self, e: PgEngine, key: str, sbx_id: str, threads: int = 3) -> None:
+        self.e, self.key, self.sbx_id = e, key, sbx_id
+        self.phase = "up"
+        self.done = threading.Event()
+        self.results: List[Tuple[str, str, int, float, str]] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True) for i in range(threads)]
+
+    def one(self, what: str) -> Tuple[int, str]:
+        if what == "list":
+            status, doc, raw = self.e.raw("GET", "/v1/sandboxes", key=self.key, timeout=60)
+        elif what == "get":
+            status, doc, raw = self.e.raw("GET", f"/v1/sandboxes/{self.sbx_id}", key=self.key, timeout=60)
+        else:
+            status, doc, raw = self.e.raw("POST", f"/v1/sandboxes/{self.sbx_id}/processes",
+                                          body={"cmd": "echo under-load"}, key=self.key, timeout=60)
+        if status == 200:
+            return status, raw.decode(errors="replace")
+        msg = doc["error"]["message"] if isinstance(doc, dict) and "error" in doc else raw.decode(errors="replace")
+        return status, msg
+
+    def run(self, i: int) -> None:
+        n = i
+        while not self.done.is_set():
+            what = ("list", "get", "command")[n % 3]
+            n += 1
+            phase, t0 = self.phase, time.monotonic()
+            try:
+                status, text = self.one(what)
+            except OSError as err:  # a hang past the timeout, a reset: recorded as such
+                status, text = -1, repr(err)
+            with self.lock:
+                self.results.append((phase, what, status, time.monotonic() - t0, text))
+            time.sleep(0.05)
+
+    def __enter__(self) -> "Load":
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        for t in self.threads:
+            t.join(timeout=90)
+
+
 def test_database_outage_gives_503(pg_engine: PgEngine, postgres: Postgres) -> None:
+    """PostgreSQL stops and starts again under load: every request meanwhile is answered 200
+    or a clear 503, none hangs, the engine stays up, and nothing is lost."""
     e = pg_engine
     k = e.make_key("pg-outage")
     sbx = e.sandbox(k)
-    postgres.stop()
-    try:
-        status, doc, raw = e.raw("GET", "/v1/sandboxes", key=k)
-        assert status == 503, raw
-        assert "the database is unreachable" in doc["error"]["message"], doc
-        assert PASSWORD not in raw.decode()
-        status, _, raw = e.raw("POST", "/v1/sandboxes", body={"template": "base"}, key=k)
-        assert status == 503, raw
-        assert e.running, f"ai2ind exited while the database was down:\n{e.log_tail()}"
-    finally:
-        postgres.start()
-    # Back: the same engine serves again, and nothing was lost.
-    assert wait_until(lambda: e.raw("GET", "/v1/sandboxes", key=k)[0] == 200, 10)
+    with Load(e, k, sbx.id) as load:
+        time.sleep(2)
+        load.phase = "down"
+        postgres.stop()
+        try:
+            time.sleep(4)
+            status, doc, raw = e.raw("GET", "/v1/sandboxes", key=k)
+            assert status == 503, raw
+            assert "the database is unreachable" in doc["error"]["message"], doc
+            assert PASSWORD not in raw.decode()
+            status, _, raw = e.raw("POST", "/v1/sandboxes", body={"template": "base"}, key=k)
+            assert status == 503, raw
+            assert e.running, f"ai2ind exited while the database was down:\n{e.log_tail()}"
+        finally:
+            load.phase = "back"
+            postgres.start()
+        # Back: the same engine serves again under the same load.
+        assert wait_until(lambda: e.raw("GET", "/v1/sandboxes", key=k)[0] == 200, 10)
+        load.phase = "after"
+        time.sleep(3)
+    results = load.results
+    by = collections.Counter((phase, what, status) for phase, what, status, _, _ in results)
+    slowest = max(t for _, _, _, t, _ in results)
+    print(f"\n{len(results)} requests under load, slowest {slowest:.2f} s: {dict(sorted(by.items()))}")
+    assert e.running, f"ai2ind exited:\n{e.log_tail()}"
+    # Only 200s and clear 503s; no 500, no reset, nothing near the clients' timeout.
+    odd = [r for r in results if r[2] not in (200, 503)]
+    assert not odd, odd[:5]
+    assert slowest < 20, [r for r in results if r[3] >= 20][:5]
+    unclear = [r for r in results if r[2] == 503 and "database" not in r[4]]
+    assert not unclear, unclear[:5]
+    for phase, what, status, _, text in results:
+        if status == 200 and what == "command":  # its whole stream: the output, the exit
+            assert OUTPUT in text and '"exit_code":0' in text, text[:300]
+        assert PASSWORD not in text
+    # Load on each side of the outage: 200s before and after, 503s during it.
+    assert by[("up", "command", 200)] and by[("up", "list", 200)], by
+    assert sum(n for (phase, _, status), n in by.items() if phase == "down" and status == 503) > 0, by
+    assert not [r for r in results if r[0] == "after" and r[2] != 200], by
+    assert by[("after", "command", 200)] and by[("after", "get", 200)], by
+    # Nothing was lost.
     assert [s["id"] for s in e.list(k)] == [sbx.id]
     assert sbx.commands.run("echo back").stdout == "back\n"
     assert sbx.kill() is True

@@ -86,7 +86,7 @@ def _get(url: str) -> str:
 def test_engine_advertises_its_preview_proxy(engine: Engine, page: Sandbox) -> None:
     info = page.get_info()
     assert info["preview"] == {"scheme": "http", "domain": f"localhost:{engine.preview_port}"}
-    assert page.get_host(8000) == f"8000-{page.id}.localhost:{engine.preview_port}"
+    assert page.get_host(8000) == f"8000-{page.id.replace('_', '-')}.localhost:{engine.preview_port}"
     assert page.get_url(8000) == f"http://{page.get_host(8000)}/"
 
 

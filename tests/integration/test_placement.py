@@ -22,7 +22,7 @@ import time
 from typing import Dict, Iterator, List, Sequence, Tuple
 
 import pytest
-from conftest import free_port
+from conftest import free_port, wait_until
 from test_database import PgEngine, Postgres, postgres  # noqa: F401 (postgres: the fixture, one server per module)
 from test_forwarding import SECRET, secret_file
 from test_nodes import node_engine
@@ -216,6 +216,66 @@ def test_drain_moves_paused_sandboxes(postgres: Postgres) -> None:
         set_state(a, "uncordon", "node-a")
 
 
+def test_drain_running_pause_move_resume(postgres: Postgres) -> None:
+    """`--running pause-move-resume`: a running sandbox is paused, moved and runs again on
+    another node with every file; with nowhere to go it stays paused on its node, and moves
+    and runs once a node takes it."""
+    with three_nodes(postgres.url) as (a, b, c):
+        key = share_key((a, b, c), "evacuated")
+        try:
+            evacuate(a, b, key)
+        finally:  # the node rows outlive the engines: the next test finds them active
+            for n in ("node-a", "node-b", "node-c"):
+                set_state(a, "uncordon", n)
+
+
+def evacuate(a: PgEngine, b: PgEngine, key: str) -> None:
+    set_state(a, "cordon", "node-b")
+    set_state(a, "cordon", "node-c")
+    s1 = a.sandbox(key)
+    set_state(a, "uncordon", "node-b")
+    set_state(a, "uncordon", "node-c")
+    assert s1.commands.run(WRITE, user="root").exit_code == 0
+    before = s1.commands.run(DIGEST, user="root").stdout
+
+    p = a.cli("node", "drain", "node-a", "180", "--running", "pause-move-resume", timeout=240)
+    out = p.stdout
+    print(f"\n`ai2ind node drain node-a --running pause-move-resume`:\n{out}{p.stderr}")
+    assert p.returncode == 0, out + p.stderr + a.log_tail(80)
+    assert "1 running to pause, move and resume" in out, out
+    assert f"paused {s1.id}, moved it to node node-" in out and "resumed it there" in out, out
+    assert "node node-a drained" in out, out
+    rows = {r.split()[0]: r.split()[1] for r in a.cli("node", "list").stdout.splitlines()[1:]}
+    assert rows["node-a"] == "evacuating", rows
+    info = s1.get_info()
+    assert info["node"] in ("node-b", "node-c") and info["state"] == "running", info
+    assert s1.commands.run(DIGEST, user="root").stdout == before
+    assert not os.path.exists(os.path.join(a.state_dir, "sandboxes", s1.id))
+
+    # Nowhere to go (B and C cordoned): paused on A, never lost; the CLI says it is left.
+    set_state(a, "uncordon", "node-a")
+    set_state(a, "cordon", "node-b")
+    set_state(a, "cordon", "node-c")
+    s2 = a.sandbox(key)
+    assert s2.commands.run(WRITE, user="root").exit_code == 0
+    before2 = s2.commands.run(DIGEST, user="root").stdout
+    p = a.cli("node", "drain", "node-a", "8", "--running", "pause-move-resume", timeout=60)
+    assert p.returncode != 0, p.stdout
+    assert "1 sandboxes are still on node node-a" in p.stderr, p.stdout + p.stderr
+    assert wait_until(lambda: s2.get_info()["state"] == "paused", 30, 0.5), s2.get_info()
+    assert s2.get_info()["node"] == "node-a"
+    assert wait_until(lambda: "no active node with room" in a.log_tail(200), 10, 0.5), a.log_tail(40)
+    # A node takes it again: the drain goes on without the CLI, and resumes it there.
+    set_state(a, "uncordon", "node-b")
+    assert wait_until(lambda: s2.get_info()["state"] == "running", 90, 0.5), (s2.get_info(), a.log_tail(40))
+    assert s2.get_info()["node"] == "node-b"
+    assert s2.commands.run(DIGEST, user="root").stdout == before2
+
+    # Bad input: said at once, nothing changed.
+    p = a.cli("node", "drain", "node-a", "--running", "move", timeout=30)
+    assert p.returncode != 0 and "pause-move-resume" in p.stderr, p.stderr
+
+
 def test_layer_route_needs_a_peer(postgres: Postgres) -> None:
     """The receiving end of drain answers only to a node with the secret that owns the sandbox."""
     with three_nodes(postgres.url) as (a, b, c):
@@ -239,3 +299,9 @@ def test_layer_route_needs_a_peer(postgres: Postgres) -> None:
         assert status == 400, raw
         assert not os.path.exists(os.path.join(b.state_dir, "disk", s.id))
         assert s.get_info()["node"] == "node-a"
+        # The resume after a move: refused without the secret, and for another node's sandbox.
+        status, doc, raw = b.raw("POST", path + "/resume")
+        assert status == 403, raw
+        status, doc, raw = b.raw("POST", path + "/resume", headers={**secret, "X-Ai2in-Forwarded-By": "node-a"})
+        assert status == 409 and "node-a's" in doc["error"]["message"], raw
+        assert s.get_info()["state"] == "paused"

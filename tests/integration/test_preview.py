@@ -79,9 +79,13 @@ def served(engine: Engine, module_key: str) -> Iterator[Sandbox]:
 
 
 def test_get_host_shape(engine: Engine, served: Sandbox) -> None:
-    assert served.get_host(8000) == f"8000-{served.id}.localhost:{engine.preview_port}"
+    # DNS-safe: the id's "_" as "-", so that the host is a valid name and a wildcard
+    # certificate *.{domain} matches it.
+    dns_id = served.id.replace("_", "-")
+    assert served.id.startswith("sbx_") and "_" not in dns_id
+    assert served.get_host(8000) == f"8000-{dns_id}.localhost:{engine.preview_port}"
     other = Sandbox.connect(served.id, api_key=served._transport.api_key, api_url=engine.url)
-    assert other.get_host(3000).startswith(f"3000-{served.id}.")
+    assert other.get_host(3000).startswith(f"3000-{dns_id}.")
     for bad in (0, 65536, -1, "80", True):
         with pytest.raises(InvalidArgumentError):
             served.get_host(bad)  # type: ignore[arg-type]
@@ -201,6 +205,29 @@ def test_websocket_echo(engine: Engine, served: Sandbox) -> None:
             assert echoed == msg
         s.sendall(ws_frame(b"", 8))
         assert ws_read(f)[0] == 8
+
+
+def test_both_forms_of_the_id_reach_the_sandbox(engine: Engine, served: Sandbox) -> None:
+    dns_host = f"{PORT}-{served.id.replace('_', '-')}.localhost:{engine.preview_port}"
+    api_host = f"{PORT}-{served.id}.localhost:{engine.preview_port}"
+    for host in (dns_host, api_host, dns_host.upper()):
+        status, _, body = request(engine, host)
+        assert (status, body) == (200, b"hello from the sandbox"), (host, status, body)
+    # One keep-alive connection may switch between the two spellings of the same sandbox.
+    conn = http.client.HTTPConnection("127.0.0.1", engine.preview_port, timeout=30)
+    try:
+        assert request(engine, dns_host, conn=conn)[0] == 200
+        assert request(engine, api_host, conn=conn)[0] == 200
+    finally:
+        conn.close()
+    rest = served.id[len("sbx_"):]
+    for host in (f"{PORT}-sbx--{rest[1:]}.localhost",     # the id one character short
+                 f"{PORT}-sbx-{rest}-.localhost",         # a character too many
+                 f"{PORT}-sbx-{rest[:-1]}_.localhost",    # "_" inside the random part
+                 f"{PORT}-sbx{rest}.localhost",           # no separator
+                 f"{PORT}-xbx-{rest}.localhost"):          # not a sandbox id
+        status, _, body = request(engine, host)
+        assert status == 400 and b"not a preview host" in body, (host, status, body)
 
 
 def test_server_bound_to_loopback_is_reachable(engine: Engine, served: Sandbox) -> None:

@@ -24,6 +24,13 @@ static void test_host_parse(void **state) {
         assert_string_equal(id, "sbx_abcdefghij0123456789");
         assert_int_equal(preview_host_parse("1-sbx_abcdefghij0123456789:80", &port, id), 0);
         assert_int_equal(port, 1);
+        /* The DNS-safe form the SDKs make ("_" as "-"): the same id, in its API form. */
+        assert_int_equal(preview_host_parse("8000-sbx-abcdefghij0123456789.localhost:7301", &port, id), 0);
+        assert_int_equal(port, 8000);
+        assert_string_equal(id, "sbx_abcdefghij0123456789");
+        assert_int_equal(preview_host_parse("443-SBX-ABCDEFGHIJ0123456789.sbx.example.com", &port, id), 0);
+        assert_int_equal(port, 443);
+        assert_string_equal(id, "sbx_abcdefghij0123456789");
 }
 
 static void test_host_parse_refuses(void **state) {
@@ -42,6 +49,13 @@ static void test_host_parse_refuses(void **state) {
                 "8000-abc_abcdefghij0123456789.localhost",
                 "-8000-sbx_abcdefghij0123456789.localhost",
                 "8000--sbx_abcdefghij0123456789.localhost",
+                "8000-sbx-abcdefghij012345678.localhost",    /* DNS-safe, too short */
+                "8000-sbx-abcdefghij01234567890.localhost",  /* too long */
+                "8000-sbx--abcdefghij012345678.localhost",   /* '-' in the random part */
+                "8000-sbx-abcdefghij012345678_.localhost",   /* '_' in it */
+                "8000-sbxabcdefghij0123456789.localhost",    /* no separator */
+                "8000-abc-abcdefghij0123456789.localhost",
+                "8000-sbx-.localhost",
         };
         char id[SANDBOX_ID_LEN + 1];
         uint16_t port;

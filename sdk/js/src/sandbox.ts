@@ -350,19 +350,22 @@ export class Sandbox {
 
   /**
    * The host at which `port` inside the sandbox is reachable through the engine's preview
-   * proxy: `${port}-${id}.${domain}`, with the domain from the `domain` option, else
-   * `AI2IN_DOMAIN`, else the engine's (`preview-domain`, by default `localhost:7301`).
+   * proxy: `${port}-${id}.${domain}` with the id's `_` as `-` (a host name has no `_`, and
+   * a wildcard certificate `*.${domain}` matches only a valid one), e.g.
+   * `8000-sbx-….localhost:7301`; the domain from the `domain` option, else `AI2IN_DOMAIN`,
+   * else the engine's (`preview-domain`, by default `localhost:7301`). The proxy takes the
+   * id's own form (`8000-sbx_…`) too.
    */
   getHost(port: number): string {
     if (!Number.isInteger(port) || port < 1 || port > 65535) {
       throw new InvalidArgumentError(`port must be an integer in 1..65535, got ${String(port)}`);
     }
-    return `${port}-${this._id}.${this.domain}`;
+    return `${port}-${this._id.replace(/_/g, "-")}.${this.domain}`;
   }
 
   /**
    * The preview URL of `port`: `${scheme}://${getHost(port)}/`, e.g.
-   * `http://8000-sbx_….localhost:7301/`, with the scheme the engine serves preview URLs on
+   * `http://8000-sbx-….localhost:7301/`, with the scheme the engine serves preview URLs on
    * (`preview-scheme`). Opens with `fetch`, curl or a browser on the engine's machine.
    */
   getUrl(port: number): string {

@@ -225,16 +225,19 @@ test("getHost names the port and the sandbox under the preview domain", async ()
   delete process.env.AI2IN_DOMAIN;
   const sbx = await Sandbox.create(env.opts);
   try {
+    // The id's "_" as "-": a valid host name, which a wildcard certificate matches.
+    const dnsId = sbx.id.replace("_", "-");
+    assert.ok(sbx.id.startsWith("sbx_") && !dnsId.includes("_"));
     // Neither the option nor AI2IN_DOMAIN: the engine's own preview domain.
     assert.deepEqual((await sbx.getInfo()).preview, { scheme: "http", domain: `localhost:${env.engine.previewPort}` });
-    assert.equal(sbx.getHost(8000), `8000-${sbx.id}.localhost:${env.engine.previewPort}`);
-    assert.equal(sbx.getUrl(8000), `http://8000-${sbx.id}.localhost:${env.engine.previewPort}/`);
+    assert.equal(sbx.getHost(8000), `8000-${dnsId}.localhost:${env.engine.previewPort}`);
+    assert.equal(sbx.getUrl(8000), `http://8000-${dnsId}.localhost:${env.engine.previewPort}/`);
     const custom = await Sandbox.connect(sbx.id, { ...env.opts, domain: "preview.example.test" });
-    assert.equal(custom.getHost(3000), `3000-${sbx.id}.preview.example.test`);
+    assert.equal(custom.getHost(3000), `3000-${dnsId}.preview.example.test`);
     process.env.AI2IN_DOMAIN = "from-env.test:8443";
     const fromEnv = await Sandbox.connect(sbx.id, env.opts);
-    assert.equal(fromEnv.getHost(80), `80-${sbx.id}.from-env.test:8443`);
-    assert.equal(fromEnv.getUrl(80), `http://80-${sbx.id}.from-env.test:8443/`);
+    assert.equal(fromEnv.getHost(80), `80-${dnsId}.from-env.test:8443`);
+    assert.equal(fromEnv.getUrl(80), `http://80-${dnsId}.from-env.test:8443/`);
     for (const bad of [0, 65536, 80.5, "80", NaN]) {
       assert.throws(() => sbx.getHost(bad), InvalidArgumentError);
       assert.throws(() => sbx.getUrl(bad), InvalidArgumentError);
@@ -270,7 +273,7 @@ test("getHost(port) names a host the engine's preview proxy routes to that port"
   await sbx.files.write("/tmp/www/hello.txt", "hi via preview");
   const server = await sbx.commands.run("python3 -m http.server 8000", { background: true, cwd: "/tmp/www" });
   const host = sbx.getHost(8000);
-  assert.equal(host, `8000-${sbx.id}.localhost:${port}`);
+  assert.equal(host, `8000-${sbx.id.replace("_", "-")}.localhost:${port}`);
   await waitFor(async () => {
     const r = await getVia(port, host, "/hello.txt").catch(() => null);
     return r?.status === 200 && r.body === "hi via preview";

@@ -417,7 +417,8 @@ class AsyncSandbox:
         return self._sync.traffic_access_token
 
     def get_host(self, port: int) -> str:
-        """The preview host of ``port``: ``"{port}-{id}.{domain}"`` (see Sandbox.get_host)."""
+        """The preview host of ``port``: ``"{port}-{id}.{domain}"``, the id's ``_`` as ``-``
+        (see Sandbox.get_host)."""
         return self._sync.get_host(port)
 
     def get_url(self, port: int) -> str:

@@ -196,20 +196,22 @@ class Sandbox:
         return self._info.get("traffic_access_token")
 
     def get_host(self, port: int) -> str:
-        """The preview host of ``port``: ``"{port}-{id}.{domain}"``, e.g.
-        ``8000-sbx_….localhost:7301``. ``http://`` + it reaches whatever listens on that
-        port inside the sandbox (on 0.0.0.0 or 127.0.0.1), also after pause and resume.
+        """The preview host of ``port``: ``"{port}-{id}.{domain}"`` with the id's ``_`` as
+        ``-`` (a host name has no ``_``, and a wildcard certificate ``*.{domain}`` matches
+        only a valid one), e.g. ``8000-sbx-….localhost:7301``. ``http://`` + it reaches
+        whatever listens on that port inside the sandbox (on 0.0.0.0 or 127.0.0.1), also
+        after pause and resume. The proxy takes the id's own form (``8000-sbx_…``) too.
 
         Raises:
             InvalidArgumentError: port is not in 1..65535.
         """
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise InvalidArgumentError(f"port must be an integer in 1..65535, got {port!r}")
-        return f"{port}-{self._id}.{self._domain}"
+        return f"{port}-{self._id.replace('_', '-')}.{self._domain}"
 
     def get_url(self, port: int) -> str:
         """The preview URL of ``port``: ``"{scheme}://{get_host(port)}/"``, e.g.
-        ``http://8000-sbx_….localhost:7301/``, with the scheme the engine serves preview
+        ``http://8000-sbx-….localhost:7301/``, with the scheme the engine serves preview
         URLs on (its ``preview-scheme``). Opens from a browser, curl, ``urllib`` or
         ``fetch`` on the engine's machine (``*.localhost`` is loopback).
 

@@ -188,12 +188,14 @@ def test_get_host_and_secure(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("AI2IN_DOMAIN", raising=False)
     sbx = Sandbox(secure=True)
     assert fake.requests[-1][3] == {"secure": True}
-    assert sbx.get_host(8000) == f"8000-{sbx.id}.localhost:7301"
+    dns_id = sbx.id.replace("_", "-")  # a valid host name, which a wildcard certificate matches
+    assert sbx.id.startswith("sbx_") and "_" not in dns_id
+    assert sbx.get_host(8000) == f"8000-{dns_id}.localhost:7301"
     monkeypatch.setenv("AI2IN_DOMAIN", "preview.example.com")
     again = Sandbox.connect(sbx.id)
-    assert again.get_host(3000) == f"3000-{sbx.id}.preview.example.com"
-    assert Sandbox.connect(sbx.id, domain="x.test").get_host(1) == f"1-{sbx.id}.x.test"
-    assert sbx.get_url(8000) == f"http://8000-{sbx.id}.localhost:7301/"
+    assert again.get_host(3000) == f"3000-{dns_id}.preview.example.com"
+    assert Sandbox.connect(sbx.id, domain="x.test").get_host(1) == f"1-{dns_id}.x.test"
+    assert sbx.get_url(8000) == f"http://8000-{dns_id}.localhost:7301/"
     for bad in (0, 65536, "80", 80.0, True, None):
         with pytest.raises(InvalidArgumentError):
             sbx.get_host(bad)  # type: ignore[arg-type]
@@ -203,10 +205,10 @@ def test_get_host_and_secure(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> Non
     fake.sandboxes[sbx.id]["preview"] = {"scheme": "https", "domain": "p.example.org"}
     monkeypatch.delenv("AI2IN_DOMAIN")
     told = Sandbox.connect(sbx.id)
-    assert told.get_url(443) == f"https://443-{sbx.id}.p.example.org/"
-    assert Sandbox.connect(sbx.id, domain="x.test").get_url(1) == f"https://1-{sbx.id}.x.test/"
+    assert told.get_url(443) == f"https://443-{dns_id}.p.example.org/"
+    assert Sandbox.connect(sbx.id, domain="x.test").get_url(1) == f"https://1-{dns_id}.x.test/"
     monkeypatch.setenv("AI2IN_DOMAIN", "env.test")
-    assert Sandbox.connect(sbx.id).get_host(2) == f"2-{sbx.id}.env.test"
+    assert Sandbox.connect(sbx.id).get_host(2) == f"2-{dns_id}.env.test"
 
 
 def test_commands(fake: Fake) -> None:
