@@ -687,7 +687,7 @@ int kproc_execute(struct kproc *kp, uint64_t seq, const char *request, size_t le
                 struct snapshot s = snap(kp);
                 struct pollfd pfd[3] = {
                         {.fd = kp->state_fd, .events = POLLIN},
-                        {.fd = want_interrupt ? -1 : sink->watch_fd, .events = POLLRDHUP},
+                        {.fd = want_interrupt ? -1 : sink->watch_fd, .events = KERNEL_SINK_GONE},
                         {.fd = writable && !pending_empty(&p) ? kp->ctl_fd : -1, .events = POLLOUT},
                 };
                 int64_t now = mono_ms(), wake;
@@ -720,7 +720,7 @@ int kproc_execute(struct kproc *kp, uint64_t seq, const char *request, size_t le
                 if (pfd[0].revents)
                         while (read(kp->state_fd, &junk, sizeof(junk)) > 0)
                                 ;
-                if (!want_interrupt && (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+                if (!want_interrupt && (pfd[1].revents & KERNEL_SINK_GONE)) {
                         want_interrupt = true;
                         asked = mono_ms();
                 }

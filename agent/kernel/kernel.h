@@ -15,6 +15,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -37,9 +38,13 @@ struct kernel_config {
 struct kernel_sink {
         int (*event)(void *userdata, json_t *ev);
         void *userdata;
-        int watch_fd; /* the client's socket: poll it for POLLRDHUP next to the interpreter's fds
-                       * and treat a hang-up like a timeout; -1 if none */
+        int watch_fd; /* ends when the client went away: poll it for KERNEL_SINK_GONE next to the
+                       * interpreter's fds and treat a hang-up like a timeout; -1 if none */
 };
+
+/* The events of a kernel_sink's watch_fd that mean the client went away. Nothing is ever
+ * written to it, so it is readable only at its end; gVisor reports no POLLRDHUP there. */
+#define KERNEL_SINK_GONE (POLLIN | POLLRDHUP | POLLHUP | POLLERR)
 
 /* How an execution ended. */
 struct kernel_outcome {

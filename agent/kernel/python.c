@@ -331,7 +331,7 @@ static int step_run(struct run *run, struct step *st, const char *code, bool sil
                         {.fd = k->iopub_fd, .events = POLLIN},
                         {.fd = child_exit_fd(k->child), .events = POLLIN},
                         {.fd = k->stderr_fd, .events = POLLIN},
-                        {.fd = run->watching ? run->sink->watch_fd : -1, .events = POLLRDHUP},
+                        {.fd = run->watching ? run->sink->watch_fd : -1, .events = KERNEL_SINK_GONE},
                         {.fd = k->shell_monitor_fd, .events = POLLIN},
                 };
 
@@ -339,7 +339,7 @@ static int step_run(struct run *run, struct step *st, const char *code, bool sil
                         return -errno;
                 if (fds[3].revents)
                         python_stderr_drain(k);
-                if (fds[4].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+                if (fds[4].revents & KERNEL_SINK_GONE) {
                         run->watching = false; /* it stays readable: stop asking */
                         run->sink_gone = true;
                         interrupt(run, st, false);

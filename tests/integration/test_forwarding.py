@@ -107,8 +107,8 @@ def test_everything_through_another_node(nodes: Tuple[PgEngine, PgEngine, str]) 
     assert "printed 42" in "".join(ex.logs.stdout), ex.logs
     assert ex.text == "42"
 
-    # 20 MB both ways, checksummed on each side.
-    data = os.urandom(20 * 1024 * 1024)
+    # 100 MB both ways (the size), checksummed on each side.
+    data = os.urandom(100 * 1024 * 1024)
     digest = hashlib.sha256(data).hexdigest()
     sbx.files.write(f"{HOME}/up.bin", data)
     assert sbx.commands.run(f"sha256sum {HOME}/up.bin").stdout.split()[0] == digest
