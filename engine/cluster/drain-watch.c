@@ -30,7 +30,7 @@ static bool has(const struct strv *v, const char *id) {
 
 static int collect(void *data, const struct sandbox_rec *r) {
         struct seen *s = data;
-        struct strv *v = r->pause_kind == PAUSE_MEMORY ? &s->memory : &s->files;
+        struct strv *v = r->pause_kind != PAUSE_FILESYSTEM ? &s->memory : &s->files;
 
         if (has(v, r->id))
                 return 0;

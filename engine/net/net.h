@@ -66,6 +66,11 @@ int net_slot_acquire(struct net *n, const char *id, bool internet, const struct 
  * comment saying there is none (then lookups fail at once rather than time out). */
 void net_resolv_conf(struct net *n, char *buf, size_t size);
 
+/* Gives the sandbox's interface in its namespace its address ip and default route again:
+ * runsc takes them for its own network stack and removes them from the interface, and its
+ * restore reads them there (runtime/runsc.c). */
+int net_slot_readdress(struct net *n, const char *id, const char *ip, struct error *e);
+
 /* Marks the slot of a sandbox found running at start-up as used. */
 void net_slot_adopt(struct net *n, const char *id, const char *ip, struct net_slot *ret);
 
