@@ -171,11 +171,39 @@ static int checkpoint_failed(struct engine *eng, struct sandbox_rec *rec, struct
                          rec->id, reason);
 }
 
+/* What the agent says a checkpoint cannot save (agent/checkpoint.h), joined with "; " into
+ * out (truncated to n); "" when nothing, or when it cannot say (the checkpoint then tells).
+ * The answer is the sandbox's: bounded by agent_call, only its strings are used. */
+static void checkpoint_blockers(struct engine *eng, const char *id, char *out, size_t n) {
+        char sock[4200];
+        json_t *answer = NULL, *v;
+        long status = 0;
+        size_t i, len = 0;
+
+        out[0] = 0;
+        sandbox_socket_path(eng, id, sock, sizeof(sock));
+        if (agent_call(sock, "GET", "/checkpoint/blockers", NULL, HEALTH_TIMEOUT_MS, &answer, &status, NULL) >= 0 && status == 200)
+                json_array_foreach(json_object_get(answer, "blockers"), i, v) {
+                        if (!json_is_string(v) || len >= n)
+                                continue;
+                        int k = snprintf(out + len, n - len, "%s%s", len ? "; " : "", json_string_value(v));
+                        len = k < 0 ? n : len + (size_t) k;
+                }
+        json_decref(answer);
+}
+
 static int pause_checkpoint(struct engine *eng, struct sandbox_rec *rec, struct runtime *rt, struct error *e) {
-        char dir[4200];
+        char dir[4200], blockers[512];
         int64_t t0 = mono_ms();
         int r;
 
+        /* Refused before anything changes: a failed checkpoint leaves runsc's container dead. */
+        checkpoint_blockers(eng, rec->id, blockers, sizeof(blockers));
+        if (*blockers)
+                return error_set(e, EBUSY, ERR_CONFLICT,
+                                 "sandbox %s cannot be paused with its memory, it keeps running: a checkpoint cannot save %s "
+                                 "(close them, or pause without keep_memory)",
+                                 rec->id, blockers);
         rec->state = SANDBOX_PAUSING;
         rec->pause_kind = PAUSE_CHECKPOINT;
         r = record(eng, rec, e);
