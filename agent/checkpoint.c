@@ -18,8 +18,8 @@
 #define AGENT_DIR "/.ai2in/"
 
 /* /proc/net/tcp's states (include/net/tcp_states.h): those that hold no connection. */
-#define TCP_CLOSE 0x07
-#define TCP_LISTEN 0x0A
+#define STATE_CLOSE 0x07
+#define STATE_LISTEN 0x0A
 
 static const char *tcp_state_name(unsigned st) {
         static const char *const names[] = {"?", "established", "syn-sent", "syn-received", "fin-wait-1", "fin-wait-2",
@@ -50,7 +50,7 @@ void checkpoint_tcp_blockers(const char *text, json_t *list) {
 
                 if (sscanf(line, " %*u: %8x:%4x %8x:%4x %2x", &local, &lport, &remote, &rport, &st) != 5)
                         continue;
-                if (st == TCP_LISTEN || st == TCP_CLOSE || (loopback(local) && loopback(remote)))
+                if (st == STATE_LISTEN || st == STATE_CLOSE || (loopback(local) && loopback(remote)))
                         continue;
                 ip_of(local, l);
                 ip_of(remote, r);
