@@ -481,6 +481,17 @@ static void reconcile_checkpoint(struct engine *eng, struct sandbox_rec *rec) {
                 log_warn("%s: %s; its container is stopped", rec->id, e.message);
                 e = (struct error){0};
         }
+        /* runsc checkpoint runs on when the engine dies (spawn.h: a group of its own): by now
+         * it may have finished, the container stopped, with no one left to mark the image.
+         * One that is bad after all fails its restore, which then starts the files. */
+        if (was == SANDBOX_PAUSING && !image_whole(eng, rec->id) && image_bytes(eng, rec->id) > 0 &&
+            container_status(eng, rec) != CONTAINER_RUNNING) {
+                char dir[4200];
+
+                image_dir(eng, rec->id, dir, sizeof(dir));
+                (void) image_mark_whole(dir, &e);
+                e = (struct error){0};
+        }
         if (rt)
                 rt->ops->destroy(rt, rec->id, &e);
         if (image_whole(eng, rec->id)) {
