@@ -16,7 +16,7 @@ import socket
 import subprocess
 import threading
 import time
-from typing import Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 from conftest import Engine, cgroup_dirs, mounts_under, start_engine, wait_until
@@ -332,7 +332,8 @@ def test_memory_paused_gvisor_sandbox_survives_engine_restart() -> None:
                 s.pause(keep_memory=True)
             elif op == "pause" and s.get_info()["state"] == "paused":
                 s.resume()
-            t = threading.Thread(target=lambda: _post(e, f"/v1/sandboxes/{s.id}/{op}", k), daemon=True)
+            body = {"keep_memory": True} if op == "pause" else {}
+            t = threading.Thread(target=lambda: _post(e, f"/v1/sandboxes/{s.id}/{op}", k, body), daemon=True)
             t.start()
             time.sleep(delay)
             e.stop(signal.SIGKILL)
@@ -344,15 +345,19 @@ def test_memory_paused_gvisor_sandbox_survives_engine_restart() -> None:
             if info["state"] == "paused":
                 s.resume()
             assert s.commands.run("echo ok").stdout == "ok\n"
+            if info["pause_kind"] != "filesystem":  # what says it kept the memory did
+                assert s.run_code("y").text == "'kept on disk'", seen[-1]
+            else:
+                assert s.run_code("y = 'kept on disk'").error is None
         print("kill -9 during checkpoint/restore ->", seen)
         s.kill()
     finally:
         e.teardown()
 
 
-def _post(e: Engine, path: str, key: str) -> None:
+def _post(e: Engine, path: str, key: str, body: Dict[str, Any]) -> None:
     try:
-        e.raw("POST", path, {}, key=key, timeout=60)
+        e.raw("POST", path, body, key=key, timeout=60)
     except OSError:
         pass  # the engine dies under it
 
