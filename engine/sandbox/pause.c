@@ -165,8 +165,6 @@ static int checkpoint_failed(struct engine *eng, struct sandbox_rec *rec, struct
         if (finish_files_pause(eng, rec, rec->ip, &again) < 0 || resume_files(eng, rec, 0, &again) < 0)
                 return error_set(e, EIO, ERR_INTERNAL, "sandbox %s could not be checkpointed (%s) and not started again: %s", rec->id,
                                  reason, again.message);
-        rec->started_at = now_ms();
-        finish_resume(eng, rec, &again);
         return error_set(e, EIO, ERR_INTERNAL, "sandbox %s could not be checkpointed (%s): it was started again on its files, its memory is lost",
                          rec->id, reason);
 }
