@@ -39,6 +39,7 @@
 #include "timeutil.h"
 
 #define HEALTH_TIMEOUT_MS 10000
+#define CHECKPOINT_FINISH_MS 120000 /* a checkpoint the engine left running, at a restart */
 
 /* Writes rec (already changed by the caller) to the store; on failure the caller's error
  * says what could not be recorded. */
@@ -105,8 +106,7 @@ static void image_remove(struct engine *eng, const char *id) {
                 log_warn_errno(-r, "cannot remove %s, ignoring", dir);
 }
 
-/* The image's size in bytes (its files'), 0 when there is none. */
-static long long image_bytes(struct engine *eng, const char *id) {
+long long sandbox_image_bytes(struct engine *eng, const char *id) {
         static const char *const files[] = {"checkpoint.img", "pages.img", "pages_meta.img"};
         char dir[4200], path[4300];
         long long total = 0;
@@ -218,7 +218,7 @@ static int pause_checkpoint(struct engine *eng, struct sandbox_rec *rec, struct 
         if (r < 0)
                 return r; /* stays pausing: a restart's reconcile sees no whole image, the files are kept */
         log_info("checkpointed %s in %lld ms: image of %lld MiB", rec->id, (long long) (mono_ms() - t0),
-                 image_bytes(eng, rec->id) / (1024 * 1024));
+                 sandbox_image_bytes(eng, rec->id) / (1024 * 1024));
         rec->state = SANDBOX_PAUSED;
         rec->deadline = 0;
         return record(eng, rec, e);
@@ -468,6 +468,14 @@ static void reconcile_checkpoint(struct engine *eng, struct sandbox_rec *rec) {
         struct error e = {0};
         int r;
 
+        /* runsc checkpoint runs on when the engine dies (spawn.h: a group of its own): once it
+         * has begun its image, let it finish (the container then stops) rather than tell the
+         * agent to listen again into a kernel that is being saved. */
+        for (int64_t deadline = mono_ms() + CHECKPOINT_FINISH_MS;
+             was == SANDBOX_PAUSING && st == CONTAINER_RUNNING && sandbox_image_bytes(eng, rec->id) > 0 && mono_ms() < deadline;
+             st = container_status(eng, rec))
+                usleep(100 * 1000);
+
         if (st == CONTAINER_RUNNING && (was == SANDBOX_RESUMING || !image_whole(eng, rec->id))) {
                 adopt_address(eng, rec);
                 if (sandbox_agent_wake(eng, rec, &e) >= 0) {
@@ -479,10 +487,9 @@ static void reconcile_checkpoint(struct engine *eng, struct sandbox_rec *rec) {
                 log_warn("%s: %s; its container is stopped", rec->id, e.message);
                 e = (struct error){0};
         }
-        /* runsc checkpoint runs on when the engine dies (spawn.h: a group of its own): by now
-         * it may have finished, the container stopped, with no one left to mark the image.
-         * One that is bad after all fails its restore, which then starts the files. */
-        if (was == SANDBOX_PAUSING && !image_whole(eng, rec->id) && image_bytes(eng, rec->id) > 0 &&
+        /* A checkpoint that finished after the engine died has no one to mark its image. One
+         * that is bad after all fails its restore, which then starts the files. */
+        if (was == SANDBOX_PAUSING && !image_whole(eng, rec->id) && sandbox_image_bytes(eng, rec->id) > 0 &&
             container_status(eng, rec) != CONTAINER_RUNNING) {
                 char dir[4200];
 

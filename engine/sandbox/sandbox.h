@@ -146,6 +146,10 @@ int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct erro
  * its agent listening again and healthy. On failure a container may be left: destroy it. */
 int sandbox_restore_container(struct engine *eng, const struct sandbox_rec *rec, const char *image_dir, struct error *e);
 
+/* The size in bytes of the checkpoint image of a sandbox paused with its memory on a runtime
+ * that checkpoints (pause.c), 0 when it has none on this host. */
+long long sandbox_image_bytes(struct engine *eng, const char *id);
+
 /* Before a checkpoint: tells the agent to close its socket and every connection on it
  * (SIGUSR1, agent/main.c) and waits until it has. sandbox_agent_wake (SIGUSR2) has it
  * listen again and waits for its health check: after a checkpoint that failed. */

@@ -84,6 +84,8 @@ export interface SandboxInfo {
   disk_mb: number | null;
   /** Only from `getInfo()`: MiB its files take now (null without a disk limit). */
   disk_used_mb?: number | null;
+  /** Only from `getInfo()`: MiB of its memory on disk while paused with `keepMemory` on gVisor, else null. */
+  memory_image_mb?: number | null;
   /** The reason, when `state` is `"error"`. */
   error: string | null;
   /** `"filesystem"` or `"memory"` while paused, else null. */
