@@ -47,7 +47,7 @@ FUZZ_CFLAGS := -std=gnu17 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $(filter-
 	-DJUPYTER_LAZY_STREAM_MIN=256 -DJUPYTER_STREAM_EVENT_MAX=64 $(FUZZ_SAN) -fsanitize=fuzzer-no-link
 FUZZ_COMMON := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(COMMON_SRC))
 FUZZ_ENGINE := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(filter-out engine/main.c,$(ENGINE_SRC)))
-FUZZ_TARGETS := http_head chunked relay agent_stream agent_http jupyter layer_frames dnsmsg
+FUZZ_TARGETS := http_head chunked relay agent_stream agent_http jupyter layer_frames dnsmsg checkpoint
 FUZZ_BIN := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
 
 .PHONY: all deps run test unit integration clean template format fuzz
@@ -106,6 +106,8 @@ $(FUZZ_DIR)/fuzz_layer_frames: $(FUZZ_DIR)/obj/engine/cluster/layer-stream.o
 $(FUZZ_DIR)/fuzz_dnsmsg: $(FUZZ_DIR)/obj/engine/net/dnsmsg.o
 $(FUZZ_DIR)/fuzz_agent_http: $(FUZZ_COMMON) $(FUZZ_DIR)/obj/agent/http.o $(FUZZ_DIR)/obj/agent/utf8.o
 $(FUZZ_DIR)/fuzz_agent_http: FUZZ_LIBS := -ljansson -lpthread
+$(FUZZ_DIR)/fuzz_checkpoint: $(FUZZ_COMMON) $(FUZZ_DIR)/obj/agent/checkpoint.o $(FUZZ_DIR)/obj/agent/http.o $(FUZZ_DIR)/obj/agent/utf8.o
+$(FUZZ_DIR)/fuzz_checkpoint: FUZZ_LIBS := -ljansson -lpthread
 $(FUZZ_DIR)/fuzz_jupyter: $(FUZZ_COMMON) $(FUZZ_DIR)/obj/agent/kernel/jupyter.o $(FUZZ_DIR)/obj/agent/utf8.o
 $(FUZZ_DIR)/fuzz_jupyter: FUZZ_LIBS := -ljansson -lsodium -lpthread
 

@@ -38,6 +38,7 @@
 
 #include "log.h"
 #include "thread.h"
+#include "timeutil.h"
 #include "utf8.h"
 
 #define CONN_IO_TIMEOUT_S 300
@@ -60,6 +61,13 @@ struct http_reserve {
         struct http_conn *queue[RESERVE_QUEUE];
         unsigned head, n;
         unsigned threads; /* started: with none, nothing may be queued */
+};
+
+/* Every connection being served, so that they can be closed from outside their threads
+ * (http_server_close_connections). */
+struct http_live {
+        pthread_mutex_t lock;
+        struct http_conn *head;
 };
 
 /* The request body being read, streamed or buffered. */
@@ -90,6 +98,8 @@ struct http_conn {
         bool sent_more;  /* the client sent bytes during a streamed response (http_conn_gone) */
         uint64_t out_left; /* body bytes the open fixed-length response still owes */
         struct body_reader body;
+        struct http_conn *prev, *next; /* in server->live, when there is one */
+        bool listed;
 };
 
 int http_conn_fd(const struct http_conn *c) {
@@ -689,6 +699,55 @@ static bool conn_serve_one(struct http_conn *c) {
         return !c->close && !c->broken;
 }
 
+static void live_add(struct http_conn *c) {
+        struct http_live *l = c->server->live;
+
+        if (!l)
+                return;
+        pthread_mutex_lock(&l->lock);
+        c->next = l->head;
+        if (l->head)
+                l->head->prev = c;
+        l->head = c;
+        c->listed = true;
+        pthread_mutex_unlock(&l->lock);
+}
+
+/* Before c's socket is closed: whoever shuts the listed ones down holds the lock, so it
+ * never touches a descriptor number already reused. */
+static void live_remove(struct http_conn *c) {
+        struct http_live *l = c->server->live;
+
+        if (!c->listed)
+                return;
+        pthread_mutex_lock(&l->lock);
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                l->head = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        c->listed = false;
+        pthread_mutex_unlock(&l->lock);
+}
+
+int http_server_close_connections(struct http_server *s, long timeout_ms) {
+        int64_t deadline = mono_ms() + timeout_ms;
+
+        if (s->live) {
+                pthread_mutex_lock(&s->live->lock);
+                for (struct http_conn *c = s->live->head; c; c = c->next)
+                        (void) shutdown(c->fd, SHUT_RDWR);
+                pthread_mutex_unlock(&s->live->lock);
+        }
+        while (atomic_load(&s->n_connections) > 0) {
+                if (mono_ms() >= deadline)
+                        return -ETIMEDOUT;
+                (void) poll(NULL, 0, 10);
+        }
+        return 0;
+}
+
 /* Serves c's requests until the connection ends, then closes it and frees c. */
 static void conn_serve(struct http_conn *c) {
         struct timeval tv = {.tv_sec = CONN_IO_TIMEOUT_S};
@@ -701,6 +760,7 @@ static void conn_serve(struct http_conn *c) {
         while (conn_serve_one(c))
                 ;
 
+        live_remove(c);
         close(c->fd);
         buf_free(&c->in);
         free(c);
@@ -821,6 +881,7 @@ static void conn_start(struct http_server *s, int fd) {
         c->server = s;
         c->fd = fd;
         buf_init(&c->in, CONN_IN_MAX);
+        live_add(c);
 
         r = thread_start_detached(conn_main, c, CONN_STACK_SIZE);
         if (r < 0 && reserve_push(s, c) == 0)
@@ -828,6 +889,7 @@ static void conn_start(struct http_server *s, int fd) {
         if (r < 0) {
                 log_warn_errno(-r, "no thread for a connection and the reserve is busy, refusing it");
                 atomic_fetch_sub(&s->n_connections, 1);
+                live_remove(c);
                 reject(fd, "the agent cannot start a thread for this request (the sandbox's pids limit is reached?) "
                            "and its reserve threads are busy; try again, or end processes first");
                 free(c);
@@ -841,7 +903,15 @@ int http_server_run(struct http_server *s, int stop_fd) {
         };
         int fd;
 
-        reserve_start(s);
+        if (!s->reserve)
+                reserve_start(s);
+        if (!s->live) {
+                s->live = calloc(1, sizeof(*s->live));
+                if (s->live)
+                        pthread_mutex_init(&s->live->lock, NULL);
+                else
+                        log_warn("cannot allocate the list of connections, going without");
+        }
         for (;;) {
                 if (poll(pfd, 2, -1) < 0) {
                         if (errno == EINTR)

@@ -111,6 +111,7 @@ struct http_server {
         unsigned max_connections;     /* beyond it new connections get 503 */
         atomic_uint n_connections;    /* internal */
         struct http_reserve *reserve; /* internal */
+        struct http_live *live;       /* internal: the connections' sockets */
 };
 
 /* Serves the connection fd (a connected stream socket, which it takes and closes) on the
@@ -124,3 +125,10 @@ int http_serve_connection(struct http_server *s, int fd);
  * good. Connections still being served keep running: s must stay alive until the
  * process exits. */
 int http_server_run(struct http_server *s, int stop_fd);
+
+/* Shuts down every connection s serves (their threads see the end and close them) and
+ * waits up to timeout_ms until all are closed. For a checkpoint of the sandbox, which
+ * cannot save a socket connected to the host (main.c). Returns 0, or -ETIMEDOUT with
+ * connections still open. Set s->listen_fd to -1 first (closing it): with no listener
+ * http_server_run() accepts nothing and only waits for its stop_fd. */
+int http_server_close_connections(struct http_server *s, long timeout_ms);

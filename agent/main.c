@@ -10,10 +10,18 @@
  * Changing a thread's filesystem ids (fsid.c) resets that to fs.suid_dumpable, so the
  * file handlers set it again.
  *
- * Signals: SIGCHLD, SIGTERM and SIGINT are blocked in every thread (the mask is set
- * before any thread starts); the reaper takes SIGCHLD with sigwaitinfo(), the main
- * thread SIGTERM/SIGINT through a signalfd. SIGPIPE is ignored. Children get a clean
+ * Signals: SIGCHLD, SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 are blocked in every thread (the
+ * mask is set before any thread starts); the reaper takes SIGCHLD with sigwaitinfo(), the
+ * main thread the others through a signalfd. SIGPIPE is ignored. Children get a clean
  * mask and default dispositions back before execve() (process.c).
+ *
+ * SIGUSR1 and SIGUSR2 are the engine's (`runsc kill`) around a checkpoint of a gVisor
+ * sandbox, which cannot save a socket bound or connected to the host (the agent's, with
+ * --listen unix: in a host directory): SIGUSR1 closes the listener and every connection,
+ * then removes the socket's file, which tells the engine the agent is ready; SIGUSR2 (after
+ * the restore, or when the checkpoint failed) listens again. Only with --listen unix:, whose
+ * socket the agent can make again; otherwise they are ignored. A process of the sandbox
+ * sending them only takes its own sandbox's channel away until the next SIGUSR2.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -41,6 +49,7 @@
 #include "supervise.h"
 
 #define MAX_CONNECTIONS 512
+#define QUIESCE_TIMEOUT_MS 5000
 
 struct options {
         int listen_fd;          /* -1 unless --listen-fd */
@@ -199,6 +208,8 @@ static int setup_signals(void) {
         sigaddset(&set, SIGCHLD);
         sigaddset(&set, SIGTERM);
         sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGUSR1);
+        sigaddset(&set, SIGUSR2);
         if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
                 return -errno;
         sigdelset(&set, SIGCHLD);
@@ -206,11 +217,41 @@ static int setup_signals(void) {
         return fd < 0 ? -errno : fd;
 }
 
+/* SIGUSR1: no listener, no connection, no socket file (see the top of the file). */
+static void stop_listening(struct http_server *server, const char *path) {
+        if (server->listen_fd < 0)
+                return;
+        close(server->listen_fd);
+        server->listen_fd = -1;
+        if (http_server_close_connections(server, QUIESCE_TIMEOUT_MS) < 0)
+                log_warn("connections still open %d ms after they were shut down, removing the socket anyway",
+                         QUIESCE_TIMEOUT_MS);
+        if (unlink(path) < 0)
+                log_warn_errno(errno, "cannot remove %s, ignoring", path);
+        log_info("stopped listening on %s (checkpoint)", path);
+}
+
+/* SIGUSR2: the socket made again. */
+static void listen_again(struct http_server *server, const char *path) {
+        int fd;
+
+        if (server->listen_fd >= 0)
+                return;
+        fd = listen_unix(path);
+        if (fd < 0) {
+                log_error_errno(fd, "cannot listen on %s again", path);
+                return;
+        }
+        server->listen_fd = fd;
+        log_info("listening on %s again", path);
+}
+
 int main(int argc, char **argv) {
         static struct agent agent;
         static struct http_server server;
         struct signalfd_siginfo si;
         _cleanup_close_ int signal_fd = -1;
+        const char *unix_path;
         int listen_fd, r;
         struct options o;
 
@@ -261,12 +302,21 @@ int main(int argc, char **argv) {
                 .streams_body = agent_route_streams_body,
         };
         log_info("serving as pid %d on %s", (int) getpid(), o.listen ? o.listen : "the inherited socket");
-        r = http_server_run(&server, signal_fd);
-        if (r < 0)
-                return log_error_errno(r, "accepting connections failed"), 1;
-
-        if (read(signal_fd, &si, sizeof(si)) == (ssize_t) sizeof(si))
-                log_info("received %s, exiting", strsignal((int) si.ssi_signo));
+        unix_path = o.listen && strncmp(o.listen, "unix:", 5) == 0 ? o.listen + 5 : NULL;
+        for (;;) {
+                r = http_server_run(&server, signal_fd);
+                if (r < 0)
+                        return log_error_errno(r, "accepting connections failed"), 1;
+                if (read(signal_fd, &si, sizeof(si)) != (ssize_t) sizeof(si))
+                        continue;
+                if (si.ssi_signo == SIGUSR1 && unix_path)
+                        stop_listening(&server, unix_path);
+                else if (si.ssi_signo == SIGUSR2 && unix_path)
+                        listen_again(&server, unix_path);
+                else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+                        break;
+        }
+        log_info("received %s, exiting", strsignal((int) si.ssi_signo));
         /* Connection threads may still be running: leave without running exit handlers. */
         _exit(0);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "files.h"
 #include "kernel/contexts.h"
 #include "log.h"
@@ -64,6 +65,7 @@ static const struct route routes[] = {
         {"POST", "/contexts/{id}/restart", contexts_handle_restart, false, false},
         {"DELETE", "/contexts/{id}", contexts_handle_remove, false, false},
         {"GET", "/tunnel", tunnel_handle, false, true},
+        {"GET", "/checkpoint/blockers", checkpoint_handle_blockers, false, false},
 };
 
 /* A stream asked for while the agent had no thread for it (http.h): it would hold one of the

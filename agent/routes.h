@@ -4,6 +4,7 @@
  *   /processes…                       → procs.h
  *   /files…                           → files.h
  *   /execute, /contexts…              → kernel/contexts.h
+ *   GET  /checkpoint/blockers         → checkpoint.h (the engine's, before a gVisor memory pause)
  * The wire contract of each route is in docs/api.md ("Inside a sandbox"): the engine
  * serves the same paths under /v1/sandboxes/{id}. Unknown paths answer 404, known paths
  * with another method 405, in the {"error":{"code","message"}} shape. A route whose answer

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(http_head chunked relay agent_stream agent_http jupyter layer_frames dnsmsg)
+all=(http_head chunked relay agent_stream agent_http jupyter layer_frames dnsmsg checkpoint)
 
 # Each target's longest input: long enough to reach the limits of what it drives.
 max_len() {

@@ -531,6 +531,11 @@ int api_sandbox_get(struct api_request *req, struct api_response *resp, struct e
                 json_object_set_new(resp->body, "disk_used_mb",
                                     here && sandbox_disk_used(req->eng, &rec, &used) >= 0 ? json_integer((used + (1 << 20) - 1) >> 20)
                                                                                   : json_null());
+                /* A gVisor memory pause's image on disk: a stat of its three files. */
+                json_object_set_new(resp->body, "memory_image_mb",
+                                    here && rec.pause_kind == PAUSE_CHECKPOINT && rec.state == SANDBOX_PAUSED
+                                            ? json_integer((sandbox_image_bytes(req->eng, rec.id) + (1 << 20) - 1) >> 20)
+                                            : json_null());
         }
         sandbox_rec_done(&rec);
         return 0;

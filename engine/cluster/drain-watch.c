@@ -38,7 +38,7 @@ static bool has(const struct strv *v, const char *id) {
 
 static int collect(void *data, const struct sandbox_rec *r) {
         struct seen *s = data;
-        struct strv *v = r->state == SANDBOX_RUNNING ? &s->running : r->pause_kind == PAUSE_MEMORY ? &s->memory : &s->files;
+        struct strv *v = r->state == SANDBOX_RUNNING ? &s->running : r->pause_kind != PAUSE_FILESYSTEM ? &s->memory : &s->files;
         int64_t *since;
 
         /* Once in a list, a sandbox stays there: a running one paused for its move is not

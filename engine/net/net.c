@@ -430,12 +430,14 @@ struct inside_failure {
  * the network devices of the namespace its mounter is in, and the sandbox gets this one as
  * its /sys. The namespace is owned by the host's user namespace, so root inside the
  * sandbox can change none of this (no CAP_NET_ADMIN over it). */
-static struct inside_failure configure_child(struct net *n, const struct net_slot *s, uint32_t ip, uint32_t mask) {
+static struct inside_failure configure_child(struct net *n, const struct net_slot *s, uint32_t ip, uint32_t mask, bool again) {
         static const char *const ifs[] = {"all", "default", "lo", "eth0"};
         int fd = open(s->netns_path, O_RDONLY | O_CLOEXEC), r;
 
         if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
                 return (struct inside_failure){STEP_ENTER, errno};
+        if (again) /* the address and route only: the rest is still there */
+                return (struct inside_failure){STEP_ADDRESS, (r = configure_inside(ip, mask, n->network + 1)) < 0 && r != -EEXIST ? -r : 0};
         for (size_t i = 0; n->ipv6 && i < ELEMENTSOF(ifs); i++)
                 if ((r = ipv6_off(ifs[i])) < 0)
                         return (struct inside_failure){STEP_IPV6, -r};
@@ -446,7 +448,7 @@ static struct inside_failure configure_child(struct net *n, const struct net_slo
         return (struct inside_failure){0, 0};
 }
 
-static int netns_configure(struct net *n, const struct net_slot *s, struct error *e) {
+static int netns_configure(struct net *n, const struct net_slot *s, bool again, struct error *e) {
         static const char *const what[] = {
                 [STEP_ENTER] = "cannot enter the sandbox's network namespace",
                 [STEP_IPV6] = "cannot turn IPv6 off in the sandbox's network namespace",
@@ -461,7 +463,7 @@ static int netns_configure(struct net *n, const struct net_slot *s, struct error
         pid_t pid;
 
         inet_pton(AF_INET, s->ip, &in);
-        if (mkdir(s->sysfs_path, 0700) < 0 && errno != EEXIST)
+        if (!again && mkdir(s->sysfs_path, 0700) < 0 && errno != EEXIST)
                 return error_set(e, errno, ERR_INTERNAL, "cannot create %s: %s", s->sysfs_path, strerror(errno));
         if (pipe2(pipefd, O_CLOEXEC) < 0)
                 return error_set(e, errno, ERR_INTERNAL, "pipe: %s", strerror(errno));
@@ -472,7 +474,7 @@ static int netns_configure(struct net *n, const struct net_slot *s, struct error
                 return error_set(e, errno, ERR_INTERNAL, "fork: %s", strerror(errno));
         }
         if (pid == 0) {
-                f = configure_child(n, s, ntohl(in.s_addr), mask);
+                f = configure_child(n, s, ntohl(in.s_addr), mask, again);
                 if (f.err)
                         (void) !write(pipefd[1], &f, sizeof(f));
                 _exit(f.err ? 1 : 0);
@@ -580,11 +582,19 @@ int net_slot_acquire(struct net *n, const char *id, bool internet, const struct 
         /* The host end's IPv6 off before it is up, as for the bridge. */
         if ((r = run(add, e, "cannot create veth")) < 0 || (r = host_ipv6_off(n, s->veth, e)) < 0 ||
             (r = run(attach, e, "cannot attach veth")) < 0 || (r = run(isolate, e, "cannot isolate bridge port")) < 0 ||
-            (r = netns_configure(n, s, e)) < 0 || (own && (r = add_rules(n, s, internet, rules, e)) < 0)) {
+            (r = netns_configure(n, s, false, e)) < 0 || (own && (r = add_rules(n, s, internet, rules, e)) < 0)) {
                 net_slot_release(n, s);
                 return r;
         }
         return 0;
+}
+
+int net_slot_readdress(struct net *n, const char *id, const char *ip, struct error *e) {
+        struct net_slot s;
+
+        net_slot_paths(n, id, &s);
+        snprintf(s.ip, sizeof(s.ip), "%s", ip);
+        return netns_configure(n, &s, true, e);
 }
 
 void net_slot_adopt(struct net *n, const char *id, const char *ip, bool internet, const struct net_rules *rules, struct net_slot *s) {

@@ -68,6 +68,11 @@ int net_slot_acquire(struct net *n, const char *id, bool internet, const struct 
  * rather than time out). */
 void net_resolv_conf(struct net *n, char *buf, size_t size);
 
+/* Gives the sandbox's interface in its namespace its address ip and default route again:
+ * runsc takes them for its own network stack and removes them from the interface, and its
+ * restore reads them there (runtime/runsc.c). */
+int net_slot_readdress(struct net *n, const char *id, const char *ip, struct error *e);
+
 /* Marks the slot of a sandbox found running at start-up (or paused with its memory) as
  * used, and notes its DNS and domain rules again (internet, rules: as for net_slot_acquire;
  * rules NULL for a slot about to be released). */

@@ -78,6 +78,19 @@ struct runtime_ops {
         int (*thaw)(struct runtime *rt, const char *id, struct error *e);
         /* Lists the ids of every container under this runtime's root. */
         int (*list)(struct runtime *rt, char ***ret_ids, unsigned *ret_n, struct error *e);
+        /* Sends sig to the container's init (the agent). Only where checkpoint is. */
+        int (*signal)(struct runtime *rt, const char *id, int sig, struct error *e);
+        /* NULL for a runtime that cannot (runc: its memory pause is freeze). Writes the
+         * container's whole state, memory included, into image_dir (which exists and is empty),
+         * and the container stops (what the runtime keeps of it goes at restore or destroy).
+         * On failure the error says why, in the runtime's words, and the container is either
+         * still running or dead (ask status). */
+        int (*checkpoint)(struct runtime *rt, const char *id, const char *image_dir, struct error *e);
+        /* Starts container id from image_dir, as start does from its bundle (the same s),
+         * removing what is left of the checkpointed one first: its
+         * processes continue where checkpoint stopped them. The files they held open must
+         * still exist, and the network namespace must have the address back. */
+        int (*restore)(struct runtime *rt, const char *id, const struct runtime_start *s, const char *image_dir, struct error *e);
 };
 
 struct runtime {

@@ -27,7 +27,10 @@ struct bundle_spec {
         /* NULL: the agent listens on fd 3, a socket the engine made. Otherwise this host
          * directory (the sandbox's own, RUN/sandboxes/<id>) is bound read-write at
          * AGENT_SOCKET_DIR_INSIDE and the agent makes its socket there (runtime.h:
-         * takes_listen_fd). */
+         * takes_listen_fd). Then the code kernels' directory, KERNEL_SOCKET_DIR_INSIDE, is
+         * a tmpfs of the sandbox's own kernel: with runsc --host-uds=create a unix socket
+         * bound on a host-backed directory is a host socket, which a checkpoint cannot save,
+         * and the kernels' ZeroMQ sockets are unix ones. */
         const char *socket_dir;
         const char *netns_path;   /* the sandbox's network namespace, named in the spec; NULL: not
                                    * named, the runtime's own is shared (runtime.h: netns_in_spec) */
@@ -43,5 +46,7 @@ struct bundle_spec {
 #define AGENT_PATH_INSIDE "/.ai2in/ai2in-agent"
 /* Where the agent makes its socket when it cannot be given one (bundle_spec.socket_dir). */
 #define AGENT_SOCKET_DIR_INSIDE "/.ai2in/run"
+/* Where the agent makes its code kernels' directories (agent/kernel/python-launch.c). */
+#define KERNEL_SOCKET_DIR_INSIDE "/run/ai2in-kernels"
 
 int bundle_write(const struct bundle_spec *spec, struct error *e);

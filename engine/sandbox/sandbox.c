@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -378,6 +379,27 @@ int sandbox_container_status(struct engine *eng, const struct sandbox_rec *rec, 
         return rt->ops->status(rt, rec->id, ret, ret_pid, e);
 }
 
+/* The agent answers its health check; wait: first until its socket accepts (the agent makes
+ * it, not the engine). logpath: its log, whose last line goes into the error. */
+static int agent_up(const char *sock, bool wait, const char *logpath, struct error *e) {
+        json_t *answer = NULL;
+        long status = 0;
+        char tail[400];
+        int r;
+
+        r = wait ? wait_socket(sock, e) : 0;
+        if (r >= 0)
+                r = agent_call(sock, "GET", "/health", NULL, 10000, &answer, &status, e);
+        json_decref(answer);
+        if (r < 0 || status != 200) {
+                log_tail(logpath, tail, sizeof(tail));
+                if (r >= 0)
+                        error_set(e, EIO, ERR_SANDBOX, "health check answered HTTP %ld", status);
+                return error_wrap(e, "the sandbox's agent did not come up%s%s", *tail ? " (" : "", *tail ? tail : "");
+        }
+        return 0;
+}
+
 static int start_container(struct engine *eng, const char *id, const struct sandbox_rec *rec, const struct net_slot *slot,
                            uint32_t range, struct error *e) {
         char dir[4096], bundle[4200], rootfs[4200], cgroup[256], sock[4200], logpath[4200], tail[400], resolv[4200];
@@ -385,8 +407,6 @@ static int start_container(struct engine *eng, const char *id, const struct sand
         _cleanup_close_ int lfd = -1, logfd = -1;
         _cleanup_(userns_release) struct userns ns = {.pid = 0, .hold_fd = -1};
         struct runtime *rt = sandbox_runtime(eng, rec->runtime, e);
-        json_t *answer = NULL;
-        long status = 0;
         int r;
 
         if (!rt)
@@ -433,17 +453,78 @@ static int start_container(struct engine *eng, const char *id, const struct sand
                 log_tail(logpath, tail, sizeof(tail));
                 return error_wrap(e, "%s%s%s", "cannot start the container", *tail ? ": " : "", tail);
         }
-        r = rt->ops->takes_listen_fd ? 0 : wait_socket(sock, e);
-        if (r >= 0)
-                r = agent_call(sock, "GET", "/health", NULL, 10000, &answer, &status, e);
-        json_decref(answer);
-        if (r < 0 || status != 200) {
+        return agent_up(sock, !rt->ops->takes_listen_fd, logpath, e);
+}
+
+int sandbox_restore_container(struct engine *eng, const struct sandbox_rec *rec, const char *image_dir, struct error *e) {
+        char dir[4096], bundle[4200], sock[4200], logpath[4200], tail[400];
+        _cleanup_close_ int logfd = -1;
+        struct runtime *rt = sandbox_runtime(eng, rec->runtime, e);
+        struct net_slot slot;
+        int r;
+
+        if (!rt)
+                return -ENOENT;
+        if (!rt->ops->restore)
+                return error_set(e, ENOTSUP, ERR_INTERNAL, "runtime %s cannot restore a checkpoint", rt->ops->name);
+        sandbox_dir(eng, rec->id, dir, sizeof(dir));
+        snprintf(bundle, sizeof(bundle), "%s/bundle", dir);
+        snprintf(logpath, sizeof(logpath), "%s/agent.log", dir);
+        sandbox_socket_path(eng, rec->id, sock, sizeof(sock));
+        net_slot_paths(eng->net, rec->id, &slot);
+        r = net_slot_readdress(eng->net, rec->id, rec->ip, e);
+        if (r < 0)
+                return r;
+        logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (logfd < 0)
+                return error_set(e, errno, ERR_INTERNAL, "cannot open %s: %s", logpath, strerror(errno));
+        struct runtime_start start = {.bundle = bundle, .listen_fd = -1, .log_fd = logfd, .netns_path = slot.netns_path,
+                                      .open_files = (unsigned long) eng->cfg.sandbox_open_files};
+        r = rt->ops->restore(rt, rec->id, &start, image_dir, e);
+        if (r < 0) {
                 log_tail(logpath, tail, sizeof(tail));
-                if (r >= 0)
-                        error_set(e, EIO, ERR_SANDBOX, "health check answered HTTP %ld", status);
-                return error_wrap(e, "the sandbox's agent did not come up%s%s", *tail ? " (" : "", *tail ? tail : "");
+                return error_wrap(e, "%s%s%s", "cannot restore the container", *tail ? ": " : "", tail);
+        }
+        /* The agent was told to close its socket before the checkpoint (sandbox_agent_quiet). */
+        r = rt->ops->signal(rt, rec->id, SIGUSR2, e);
+        return r < 0 ? r : agent_up(sock, true, logpath, e);
+}
+
+/* Until the agent's socket file is gone (agent/main.c: it removes it last, once its listener
+ * and connections are closed), AGENT_UP_MS at most. */
+int sandbox_agent_quiet(struct engine *eng, const struct sandbox_rec *rec, struct error *e) {
+        struct runtime *rt = sandbox_runtime(eng, rec->runtime, e);
+        int64_t deadline = mono_ms() + AGENT_UP_MS;
+        char sock[4200];
+        struct stat st;
+        int r;
+
+        if (!rt)
+                return -ENOENT;
+        sandbox_socket_path(eng, rec->id, sock, sizeof(sock));
+        r = rt->ops->signal(rt, rec->id, SIGUSR1, e);
+        if (r < 0)
+                return r;
+        while (lstat(sock, &st) == 0) {
+                if (mono_ms() >= deadline)
+                        return error_set(e, ETIMEDOUT, ERR_SANDBOX, "the agent did not close its socket within %d ms", AGENT_UP_MS);
+                usleep(5000);
         }
         return 0;
+}
+
+int sandbox_agent_wake(struct engine *eng, const struct sandbox_rec *rec, struct error *e) {
+        struct runtime *rt = sandbox_runtime(eng, rec->runtime, e);
+        char dir[4096], sock[4200], logpath[4200];
+        int r;
+
+        if (!rt)
+                return -ENOENT;
+        sandbox_dir(eng, rec->id, dir, sizeof(dir));
+        snprintf(logpath, sizeof(logpath), "%s/agent.log", dir);
+        sandbox_socket_path(eng, rec->id, sock, sizeof(sock));
+        r = rt->ops->signal(rt, rec->id, SIGUSR2, e);
+        return r < 0 ? r : agent_up(sock, true, logpath, e);
 }
 
 void sandbox_stop_parts(struct engine *eng, const char *id, const char *ip) {

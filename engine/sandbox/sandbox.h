@@ -160,6 +160,21 @@ int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct erro
  * rules again (its DNS, its domain rules): for a restarted engine. */
 void sandbox_net_adopt(struct engine *eng, const struct sandbox_rec *rec);
 
+/* The container of rec (a runtime with checkpoint) started again from image_dir, on the
+ * network slot and overlay it kept (its address given back to its interface first), and
+ * its agent listening again and healthy. On failure a container may be left: destroy it. */
+int sandbox_restore_container(struct engine *eng, const struct sandbox_rec *rec, const char *image_dir, struct error *e);
+
+/* The size in bytes of the checkpoint image of a sandbox paused with its memory on a runtime
+ * that checkpoints (pause.c), 0 when it has none on this host. */
+long long sandbox_image_bytes(struct engine *eng, const char *id);
+
+/* Before a checkpoint: tells the agent to close its socket and every connection on it
+ * (SIGUSR1, agent/main.c) and waits until it has. sandbox_agent_wake (SIGUSR2) has it
+ * listen again and waits for its health check: after a checkpoint that failed. */
+int sandbox_agent_quiet(struct engine *eng, const struct sandbox_rec *rec, struct error *e);
+int sandbox_agent_wake(struct engine *eng, const struct sandbox_rec *rec, struct error *e);
+
 /* Stops everything that runs or holds host resources (container, network slot, overlay
  * mount, cgroups) but keeps the sandbox's directories. ip: the address to give back to the
  * pool, or NULL (when it is not this engine's to give: at reconcile). Failures are logged

@@ -31,11 +31,14 @@ int node_state_from_string(const char *s, enum node_state *ret) {
         return -EINVAL;
 }
 
-/* As stored in the pause_kind column ('' for none). */
+/* As stored in the pause_kind column ('' for none). The running cap counts 'memory' only
+ * (backend.h). */
 static const char *const pause_kind_names[_PAUSE_KIND_MAX] = {
-        [PAUSE_NONE] = "", [PAUSE_FILESYSTEM] = "filesystem", [PAUSE_MEMORY] = "memory"};
+        [PAUSE_NONE] = "", [PAUSE_FILESYSTEM] = "filesystem", [PAUSE_MEMORY] = "memory", [PAUSE_CHECKPOINT] = "checkpoint"};
 
 const char *pause_kind_to_string(enum pause_kind k) {
+        if (k == PAUSE_CHECKPOINT)
+                return "memory";
         return k > PAUSE_NONE && k < _PAUSE_KIND_MAX ? pause_kind_names[k] : NULL;
 }
 

@@ -38,16 +38,19 @@ enum sandbox_state {
 };
 
 /* What a paused (or pausing, resuming) sandbox keeps: its files only (the container is
- * gone), or also its memory (the container is frozen; it still holds RAM and counts
- * against the running cap). PAUSE_NONE while running. */
+ * gone), or also its memory: the container frozen (it still holds RAM and counts against
+ * the running cap), or checkpointed to disk (gVisor: the container is gone, its image in
+ * the sandbox's directory; it holds no RAM and does not count). PAUSE_NONE while running. */
 enum pause_kind {
         PAUSE_NONE,
         PAUSE_FILESYSTEM,
         PAUSE_MEMORY,
+        PAUSE_CHECKPOINT,
         _PAUSE_KIND_MAX,
 };
 
-/* "filesystem", "memory", or NULL for PAUSE_NONE. */
+/* What users see: "filesystem", "memory" (PAUSE_CHECKPOINT too: how the memory is kept is
+ * the runtime's business), or NULL for PAUSE_NONE. */
 const char *pause_kind_to_string(enum pause_kind k);
 
 const char *sandbox_state_to_string(enum sandbox_state s);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "fsutil.h"
+#include "store/backend.h"
 #include "store/store.h"
 #include "store-backend.h"
 #include "timeutil.h"
@@ -147,6 +148,10 @@ static void test_states_round_trip(void **state) {
         assert_int_equal(parsed, SANDBOX_RESUMING);
         assert_null(pause_kind_to_string(PAUSE_NONE));
         assert_string_equal(pause_kind_to_string(PAUSE_FILESYSTEM), "filesystem");
+        /* A checkpoint (gVisor) is a memory pause to users, a kind of its own in the store. */
+        assert_string_equal(pause_kind_to_string(PAUSE_CHECKPOINT), "memory");
+        assert_string_equal(store_pause_kind_column(PAUSE_CHECKPOINT), "checkpoint");
+        assert_int_equal(store_pause_kind_from_column("checkpoint"), PAUSE_CHECKPOINT);
 
         assert_int_equal(open_store(&s), 0);
         for (size_t i = 0; i < ELEMENTSOF(states); i++) {
@@ -191,8 +196,17 @@ static void test_cap_counts_what_holds_a_container(void **state) {
         add(s, "sbx_c", 2, -EUSERS);
         set_state(s, "sbx_old", SANDBOX_PAUSING, PAUSE_FILESYSTEM);
         add(s, "sbx_c", 2, -EUSERS);
-        set_state(s, "sbx_old", SANDBOX_PAUSED, PAUSE_FILESYSTEM);
+        set_state(s, "sbx_old", SANDBOX_PAUSING, PAUSE_CHECKPOINT);
+        add(s, "sbx_c", 2, -EUSERS);
+        /* Checkpointed to disk: no container, so not counted; round-trips its kind. */
+        set_state(s, "sbx_old", SANDBOX_PAUSED, PAUSE_CHECKPOINT);
+        assert_int_equal(store_sandbox_get(s, "sbx_old", &r, &e), 0);
+        assert_int_equal(r.pause_kind, PAUSE_CHECKPOINT);
+        sandbox_rec_done(&r);
         add(s, "sbx_c", 2, 0);
+        set_state(s, "sbx_c", SANDBOX_PAUSED, PAUSE_FILESYSTEM);
+        set_state(s, "sbx_old", SANDBOX_PAUSED, PAUSE_FILESYSTEM);
+        add(s, "sbx_d", 2, 0);
 
         /* A sandbox is not counted against itself: an update of one already counted (a frozen
          * one thawing) passes at the cap. */

@@ -84,6 +84,8 @@ export interface SandboxInfo {
   disk_mb: number | null;
   /** Only from `getInfo()`: MiB its files take now (null without a disk limit). */
   disk_used_mb?: number | null;
+  /** Only from `getInfo()`: MiB of its memory on disk while paused with `keepMemory` on gVisor, else null. */
+  memory_image_mb?: number | null;
   /** The reason, when `state` is `"error"`. */
   error: string | null;
   /** `"filesystem"` or `"memory"` while paused, else null. */
@@ -182,9 +184,11 @@ export interface SandboxListOpts extends ConnectionOpts {
 /** Options of `pause`. */
 export interface PauseOpts extends CallOpts {
   /**
-   * Freeze every process instead (cgroup freezer): no CPU, but memory and address are kept,
-   * `resume()` continues them where they were in milliseconds, and the sandbox still counts
-   * against the running cap. `getInfo().pause_kind` says `"memory"` (else `"filesystem"`).
+   * Keep every process's memory too: `resume()` continues them where they were, at the same
+   * address. On runc they are frozen (cgroup freezer: no CPU, resumed in milliseconds, still
+   * counted against the running cap); on gVisor (`runtime: "gvisor"`) the memory is
+   * checkpointed to disk (no CPU, no RAM, not in the cap; resume takes about a second).
+   * `getInfo().pause_kind` says `"memory"` (else `"filesystem"`).
    */
   keepMemory?: boolean;
 }
@@ -416,7 +420,9 @@ export class Sandbox {
    * changes nothing. Resolves to the engine's answer, `{ status: "paused" }`.
    *
    * @throws NotFoundError the sandbox is gone.
-   * @throws ConflictError the sandbox is neither running nor paused (e.g. in error).
+   * @throws ConflictError the sandbox is neither running nor paused (e.g. in error); or, on
+   *   gVisor with `keepMemory`, it holds what a checkpoint cannot save (a TCP connection from
+   *   outside, a unix socket on its disk: the message lists them), and it keeps running.
    */
   async pause(opts: PauseOpts = {}): Promise<{ status: string }> {
     return expectStatus(await this.transport.request("POST", sandboxPath(this._id, "/pause"), {

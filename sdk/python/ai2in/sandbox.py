@@ -272,17 +272,22 @@ class Sandbox:
         nothing.
 
         Args:
-            keep_memory: freeze every process instead (cgroup freezer): no CPU, but memory
-                and address are kept, ``resume()`` continues them where they were in
-                milliseconds, and the sandbox still counts against the running cap.
-                ``get_info()["pause_kind"]`` says ``"memory"`` (else ``"filesystem"``).
+            keep_memory: keep every process's memory too: ``resume()`` continues them where
+                they were, at the same address. On runc they are frozen (cgroup freezer: no
+                CPU, resumed in milliseconds, still counted against the running cap); on
+                gVisor (``runtime="gvisor"``) the memory is checkpointed to disk (no CPU, no
+                RAM, not in the cap; resume takes about a second). ``get_info()["pause_kind"]``
+                says ``"memory"`` (else ``"filesystem"``).
 
         Returns:
             The engine's answer, ``{"status": "paused"}``.
 
         Raises:
             NotFoundError: the sandbox is gone.
-            ConflictError: the sandbox is neither running nor paused (e.g. in error).
+            ConflictError: the sandbox is neither running nor paused (e.g. in error); or, on
+                gVisor with ``keep_memory``, it holds what a checkpoint cannot save (a TCP
+                connection from outside, a unix socket on its disk: the message lists them),
+                and it keeps running, unchanged.
         """
         return _expect_status(self._transport.request(
             "POST", sandbox_path(self._id, "/pause"), body={"keep_memory": bool(keep_memory)}))
