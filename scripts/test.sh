@@ -14,7 +14,6 @@ ip_forward=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || true)
 restore_ip_forward() { [ -z "$ip_forward" ] || echo "$ip_forward" > /proc/sys/net/ipv4/ip_forward 2>/dev/null || true; }
 trap restore_ip_forward EXIT
 scripts/install-deps.sh --test --gvisor
-GVISOR_MATRIX="tests/integration/test_commands.py tests/integration/test_files.py"
 scripts/check-deps.py   # install-deps.sh lists every library linked and program run
 make -j"$(nproc)" all unit
 make -j"$(nproc)" SANITIZE=1 all unit
@@ -32,6 +31,7 @@ AI2IND=build-san/bin/ai2ind /usr/bin/python3 -m pytest -q -p no:cacheprovider te
 echo "== integration tests"
 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 echo "== integration tests on gVisor (every sandbox on runsc: the files whose behaviour must not depend on the runtime)"
-AI2IN_TEST_RUNTIME=runsc /usr/bin/python3 -m pytest -q -p no:cacheprovider $GVISOR_MATRIX
+AI2IN_TEST_RUNTIME=runsc /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration/test_commands.py \
+  tests/integration/test_files.py tests/integration/test_code.py tests/integration/test_pty.py
 echo "== isolation suite (probes from inside real sandboxes)"
 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/security
