@@ -268,6 +268,7 @@ const struct runtime_ops runsc_ops = {
         .kind = "gvisor",
         .rlimits_in_spec = true,
         .netns_in_spec = true,
+        .tmp_in_spec = true,
         .start = runsc_start,
         .status = runsc_status,
         .destroy = runsc_destroy,

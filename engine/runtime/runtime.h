@@ -63,6 +63,10 @@ struct runtime_ops {
          * after the engine's user namespace (it shares the one it is started in instead:
          * runtime_start.netns_path); runsc, left to itself, makes a new, empty one. */
         bool netns_in_spec;
+        /* Whether /tmp must be named in the spec to stay the sandbox's own disk: runsc mounts
+         * a tmpfs of its kernel over an empty /tmp that the spec does not name, whose files a
+         * filesystem pause would lose (runc keeps them in the overlay). */
+        bool tmp_in_spec;
         /* Creates and starts the container of s->bundle detached (see struct runtime_start). */
         int (*start)(struct runtime *rt, const char *id, const struct runtime_start *s, struct error *e);
         /* Reports the status and the init's host pid (0 when not running). */

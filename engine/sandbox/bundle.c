@@ -69,6 +69,7 @@ static json_t *mounts(const struct bundle_spec *s) {
         static const char *const resolv[] = {"bind", "nosuid", "nodev", "noexec"};
         static const char *const sockdir[] = {"bind", "nosuid", "nodev", "noexec"};
         static const char *const kernels[] = {"nosuid", "nodev", "noexec", "mode=711", "size=16m"};
+        static const char *const tmp[] = {"bind", "nosuid", "nodev"};
         json_t *m = json_array();
 
         snprintf(max, sizeof(max), "max=%lld", (long long) s->ptys);
@@ -83,6 +84,8 @@ static json_t *mounts(const struct bundle_spec *s) {
                 json_array_append_new(m, mount_entry(AGENT_SOCKET_DIR_INSIDE, "none", s->socket_dir, sockdir, ELEMENTSOF(sockdir)));
                 json_array_append_new(m, mount_entry(KERNEL_SOCKET_DIR_INSIDE, "tmpfs", "tmpfs", kernels, ELEMENTSOF(kernels)));
         }
+        if (s->tmp_dir)
+                json_array_append_new(m, mount_entry("/tmp", "none", s->tmp_dir, tmp, ELEMENTSOF(tmp)));
         json_array_append_new(m, mount_entry(AGENT_PATH_INSIDE, "none", s->agent, agent, ELEMENTSOF(agent)));
         json_array_append_new(m, mount_entry("/etc/resolv.conf", "none", s->resolv_conf, resolv, ELEMENTSOF(resolv)));
         return m;

@@ -32,6 +32,9 @@ struct bundle_spec {
          * bound on a host-backed directory is a host socket, which a checkpoint cannot save,
          * and the kernels' ZeroMQ sockets are unix ones. */
         const char *socket_dir;
+        /* NULL, or the rootfs's own /tmp (a directory, checked by the engine while nothing of
+         * the sandbox ran), bound at /tmp (runtime.h: tmp_in_spec). */
+        const char *tmp_dir;
         const char *netns_path;   /* the sandbox's network namespace, named in the spec; NULL: not
                                    * named, the runtime's own is shared (runtime.h: netns_in_spec) */
         int64_t uid_base, uid_count;

@@ -400,10 +400,27 @@ static int agent_up(const char *sock, bool wait, const char *logpath, struct err
         return 0;
 }
 
+/* Whether the rootfs's /tmp is a directory, not a symlink or anything else the sandbox may
+ * have put there: the runtime resolves a bind's source on the host, so it must not be led
+ * anywhere. Asked while no process of the sandbox runs (before its container starts), so
+ * nothing can change it between this look and the runtime's. A sandbox that replaced its /tmp
+ * gets no bind (the runtime's own /tmp, or none), never a host path. */
+static bool rootfs_tmp_is_dir(const char *rootfs) {
+        _cleanup_close_ int root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_close_ int fd = -1;
+
+        if (root < 0)
+                return false;
+        fd = openat(root, "tmp", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                log_warn("%s/tmp is not a directory (the sandbox replaced it?): no /tmp bound", rootfs);
+        return fd >= 0;
+}
+
 static int start_container(struct engine *eng, const char *id, const struct sandbox_rec *rec, const struct net_slot *slot,
                            uint32_t range, struct error *e) {
         char dir[4096], bundle[4200], rootfs[4200], cgroup[256], sock[4200], logpath[4200], tail[400], resolv[4200];
-        char socket_dir[4200];
+        char socket_dir[4200], tmp[4200];
         _cleanup_close_ int lfd = -1, logfd = -1;
         _cleanup_(userns_release) struct userns ns = {.pid = 0, .hold_fd = -1};
         struct runtime *rt = sandbox_runtime(eng, rec->runtime, e);
@@ -436,6 +453,10 @@ static int start_container(struct engine *eng, const char *id, const struct sand
                 spec.socket_dir = socket_dir;
         if (rt->ops->netns_in_spec)
                 spec.netns_path = slot->netns_path;
+        if (rt->ops->tmp_in_spec && rootfs_tmp_is_dir(rootfs)) {
+                snprintf(tmp, sizeof(tmp), "%s/tmp", rootfs);
+                spec.tmp_dir = tmp;
+        }
         r = bundle_write(&spec, e);
         if (r < 0)
                 return r;
