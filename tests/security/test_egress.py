@@ -432,17 +432,27 @@ def engine_rules(bridge: str) -> Tuple[List[str], List[str]]:
     return out[0], out[1]
 
 
+def address_sets() -> List[str]:
+    return sorted(n for n in run("ipset", "list", "-n").stdout.split() if n.startswith("AI2IN-"))
+
+
 def test_create_and_kill_leave_the_ruleset_as_it_was(eng: Engine, team: str) -> None:
-    before = engine_rules(eng.bridge)
+    before, sets_before = engine_rules(eng.bridge), address_sets()
     assert before[0] and before[1], before
-    for i in range(20):
-        rules = {"deny_out": ["203.0.113.7"]} if i % 3 == 0 else None
-        s = eng.sandbox(team, allow_internet_access=bool(i % 2), network=rules)
-        if i % 5 == 0:
+    # 100 cycles (the count) over every kind of policy: none, internet off, CIDR
+    # rules, domain rules (their address set), some paused and resumed on the way.
+    policies = [None, {"deny_out": ["203.0.113.7"]}, {"allow_out": ["198.51.100.0/24"]},
+                {"allow_out": ["allowed.test", "*.example.test"]}]
+    for i in range(100):
+        s = eng.sandbox(team, allow_internet_access=bool(i % 2), network=policies[i % 4])
+        if i % 10 == 0:
             s.pause()
             s.resume()
+        if i % 4 == 3:
+            assert len(address_sets()) == len(sets_before) + 1  # its own, while it lives
         s.kill()
     assert engine_rules(eng.bridge) == before
+    assert address_sets() == sets_before
     # And a restart puts back the same rules, once; a live sandbox's own chain stays while it
     # lives and goes when it is killed while the engine is down.
     live = eng.sandbox(team, network={"deny_out": ["203.0.113.7"]})
