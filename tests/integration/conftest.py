@@ -163,6 +163,8 @@ class Engine:
                         f"{tdir} template build base` (or set AI2IN_TEST_TEMPLATE_DIR)",
                         pytrace=False)
         assert self.proc is None or self.proc.poll() is not None, "engine already running"
+        if self.proc is None:
+            self.net_pool = free_net_pool(self.net_pool)
         self._log_file = open(self.log_path, "ab")
         self._log_file.write(f"\n==== start {time.strftime('%H:%M:%S')} ====\n".encode())
         self._log_file.flush()
@@ -419,6 +421,17 @@ def cgroup_dirs(parent: str) -> List[str]:
         for dirpath, _dirs, _files in os.walk(top):
             out.append(dirpath)
     return out
+
+
+def free_net_pool(pool: str) -> str:
+    """pool, or another 10.78.X.0/24 if an interface of the host (another engine's bridge)
+    has an address in it already: two engines on one pool would both want its gateway
+    address, where each one's DNS forwarder listens (the second could not start)."""
+    used = set(re.findall(r"inet 10\.78\.(\d+)\.", subprocess.run(
+        ["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout))
+    if pool.split(".")[2] not in used:
+        return pool
+    return f"10.78.{random.choice([x for x in range(1, 255) if str(x) not in used])}.0/24"
 
 
 def start_engine(extra_args: Sequence[str] = (), templates: Optional[str] = None) -> Engine:
