@@ -76,7 +76,7 @@ static void on_query(struct dnsfwd *f) {
 
         if (n <= 0 || n > MSG_MAX || fl != sizeof(from) || dnsmsg_question(f->buf, (size_t) n, true, &q) < 0)
                 return; /* not a query this forwarder reads: no answer, as for a lost datagram */
-        p = f->ops->may_ask(f->data, from.sin_addr.s_addr) ? slot_for(f, from.sin_addr.s_addr) : NULL;
+        p = f->ops->may_ask(f->data, from.sin_addr.s_addr, q.name) ? slot_for(f, from.sin_addr.s_addr) : NULL;
         if (!p) {
                 reply(f, &from, f->buf, dnsmsg_make_error(f->buf, &q, DNS_RCODE_REFUSED));
                 return;

@@ -25,8 +25,9 @@
 struct dnsfwd;
 
 struct dnsfwd_ops {
-        /* Whether a query from src (network order) is passed on (true) or refused. */
-        bool (*may_ask)(void *data, uint32_t src);
+        /* Whether a query from src (network order) about name is passed on (true) or refused;
+         * name NULL: whether src may ask anything at all (a TCP connection being accepted). */
+        bool (*may_ask)(void *data, uint32_t src, const char *name);
         /* The answer msg (len bytes) to q, about to go back to src; may lower TTLs in it in
          * place. < 0: the sandbox gets SERVFAIL instead. Runs on the forwarder's thread. */
         int (*answered)(void *data, uint32_t src, const struct dnsmsg_question *q, uint8_t *msg, size_t len);

@@ -94,7 +94,7 @@ static void on_accept(struct dnstcp *t) {
                         same += c->peer.sin_addr.s_addr == peer.sin_addr.s_addr;
         }
         /* Refused, or past a bound: closed at once (the resolver gives up without waiting). */
-        if (!free_slot || same >= DNSTCP_PER_SOURCE || pl != sizeof(peer) || !t->ops->may_ask(t->data, peer.sin_addr.s_addr)) {
+        if (!free_slot || same >= DNSTCP_PER_SOURCE || pl != sizeof(peer) || !t->ops->may_ask(t->data, peer.sin_addr.s_addr, NULL)) {
                 close(fd);
                 return;
         }
@@ -145,6 +145,14 @@ static int query_read(struct dnstcp *t, struct dnstcp_conn *c) {
         }
         if (dnsmsg_question(c->buf + 2, c->have - 2, true, &c->q) < 0)
                 return -EBADMSG;
+        if (!t->ops->may_ask(t->data, c->peer.sin_addr.s_addr, c->q.name)) {
+                size_t len = dnsmsg_make_error(c->buf + 2, &c->q, DNS_RCODE_REFUSED);
+                put_len(c->buf, len);
+                c->step = REPLY;
+                c->have = 0;
+                c->want = 2 + len;
+                return 0;
+        }
         c->up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (c->up < 0 || (connect(c->up, (struct sockaddr *) &t->upstream, sizeof(t->upstream)) < 0 && errno != EINPROGRESS))
                 return -errno;

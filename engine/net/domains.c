@@ -63,24 +63,30 @@ static uint32_t index_of_text(const struct domains *d, const char *ip) {
         return ip && inet_pton(AF_INET, ip, &in) == 1 ? index_of(d, in.s_addr) : d->size;
 }
 
-static bool may_ask(void *data, uint32_t src) {
-        struct domains *d = data;
-        uint32_t i = index_of(d, src);
-        bool r;
-
-        if (i >= 2 && i < d->size / 2)
-                return true;
-        pthread_mutex_lock(&d->lock);
-        r = i < d->size && d->by_index[i] && d->by_index[i]->dns;
-        pthread_mutex_unlock(&d->lock);
-        return r;
-}
-
 static bool matches(const struct entry *en, const char *name) {
         for (size_t i = 0; i < en->patterns.n; i++)
                 if (dnsmsg_pattern_match(en->patterns.v[i], name))
                         return true;
         return false;
+}
+
+/* A sandbox allowed out asks about anything. One that is not asks only about the names of
+ * its domain rules: a query about any other name would be a way out too (it carries data to
+ * whoever serves that name, and its answer brings data back: DNS tunnelling), so one
+ * without domain rules (only addresses in allow_out) asks nothing. */
+static bool may_ask(void *data, uint32_t src, const char *name) {
+        struct domains *d = data;
+        uint32_t i = index_of(d, src);
+        const struct entry *en;
+        bool r;
+
+        if (i >= 2 && i < d->size / 2)
+                return true;
+        pthread_mutex_lock(&d->lock);
+        en = i < d->size ? d->by_index[i] : NULL;
+        r = en && en->dns && en->patterns.n > 0 && (!name || matches(en, name));
+        pthread_mutex_unlock(&d->lock);
+        return r;
 }
 
 /* Whether addr was admitted to en with at least half of timeout left. */

@@ -44,14 +44,35 @@ def test_allow_out_by_domain(eng: Engine, team: str, inet: FakeInternet) -> None
     try:
         assert s.get_info()["network"] == {"allow_internet_access": False, "allow_out": ["allowed.test"], "deny_out": []}
         res = probe(s, "allowed.test:80", "unlisted.test:80", f"{inet.other_ip}:80", "denied.test:80", f"{inet.server_ip}:80")
-        # The name's address, by name and then by address; an unlisted name resolves (DNS is
-        # not the wall) but its address is refused at once, as is any other.
+        # The name's address, by name and then by address; an unlisted name is not even asked
+        # upstream (REFUSED at once: a query about any name carries data out and its answer
+        # data in, DNS tunnelling), and any other address is refused at once.
         assert set(reached(res)) == {"allowed.test:80", f"{inet.server_ip}:80"}, res
-        for t in ("unlisted.test:80", f"{inet.other_ip}:80"):
-            assert "No route to host" in res[t][0] and res[t][1] < 2.0, res
+        assert res["unlisted.test:80"][0].startswith("no address") and res["unlisted.test:80"][1] < 2.0, res
+        assert "No route to host" in res[f"{inet.other_ip}:80"][0] and res[f"{inet.other_ip}:80"][1] < 2.0, res
         assert set_members(address_set(s)) == [inet.server_ip]
     finally:
         s.kill()
+
+
+def test_no_internet_asks_only_about_its_names(eng: Engine, team: str, inet: FakeInternet) -> None:
+    """Without internet access DNS is no way out: a sandbox with domain rules may ask only
+    about their names (over UDP and TCP), one with addresses only about nothing."""
+    s = eng.sandbox(team, allow_internet_access=False, network={"allow_out": ["allowed.test"]})
+    cidr = eng.sandbox(team, allow_internet_access=False, network={"allow_out": [f"{inet.server_ip}/32"]})
+    try:
+        gateway = s.files.read("/etc/resolv.conf").split()[1]
+        s.files.write("/tmp/ask_tcp.py", ASK_TCP)
+        rc, out = sh(s, f"python3 /tmp/ask_tcp.py {gateway} data-out.tunnel.test")
+        assert out.startswith("ANSWER 5 0 "), out  # REFUSED (rcode 5), no answer: over TCP too
+        rc, out = sh(s, f"python3 /tmp/ask_tcp.py {gateway} allowed.test")
+        assert out.startswith("ANSWER 0 1 "), out
+        res = probe(cidr, "allowed.test:80", f"{inet.server_ip}:80")
+        assert res["allowed.test:80"][0].startswith("no address") and res["allowed.test:80"][1] < 2.0, res
+        assert set(reached(res)) == {f"{inet.server_ip}:80"}, res
+    finally:
+        s.kill()
+        cidr.kill()
 
 
 def test_wildcard_and_cname(eng: Engine, team: str, inet: FakeInternet) -> None:
@@ -98,7 +119,7 @@ u.settimeout(2)
 try:
     u.sendto(q, (server, 53))
     a = u.recv(512)
-    print("ANSWERED", socket.inet_ntoa(a[-4:]))
+    print("ANSWERED", socket.inet_ntoa(a[-4:]), "rcode", a[3] & 0x0f)
 except OSError as e:
     print("failed:", e)
 """
@@ -111,10 +132,10 @@ def test_other_resolvers_and_hosts_gain_nothing(eng: Engine, team: str, inet: Fa
         # The fake internet's resolver, asked directly: refused (not only unanswered).
         rc, out = sh(s, f"python3 /tmp/ask.py {inet.server_ip} unlisted.test")
         assert "failed" in out and "ANSWERED" not in out, out
-        # Through the engine's: answered, and the answer lets nothing new through.
+        # Through the engine's: refused, as the name is none of its rules' (DNS tunnelling).
         gateway = s.files.read("/etc/resolv.conf").split()[1]
         rc, out = sh(s, f"python3 /tmp/ask.py {gateway} unlisted.test")
-        assert f"ANSWERED {inet.other_ip}" in out, out
+        assert out.strip().endswith("rcode 5"), out
         # /etc/hosts naming an unlisted address, and /etc/resolv.conf naming another resolver.
         rc, out = sh(s, f"echo '{inet.other_ip} sneaky.test' >> /etc/hosts && "
                         f"echo 'nameserver {inet.server_ip}' > /etc/resolv.conf")
