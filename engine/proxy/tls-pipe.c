@@ -11,7 +11,10 @@
  * reading the other (back-pressure) without ever blocking it: it waits in poll() for what
  * either direction needs. It ends when the plain side has closed and what it sent went out
  * (close_notify after it), or on any error of either socket; the proxy's own timeouts and
- * its stop close the plain side, so a pipe never outlives its connection for long.
+ * its stop close the plain side. A side that hangs up while this thread waits only on the
+ * other (bytes it holds for a client that reads nothing) is no longer polled — its lasting
+ * POLLHUP would spin the loop — and from then on the pipe ends after FLUSH_MS without
+ * progress, so a pipe never outlives its connection for long, whatever the client does.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,9 +32,11 @@
 #include "net/tls.h"
 #include "proxy/proxy-internal.h"
 #include "thread.h"
+#include "timeutil.h"
 
 #define BUF 16384
 #define HANDSHAKE_MS 10000
+#define FLUSH_MS 10000 /* after a side hung up: the longest wait without progress */
 #define THREAD_STACK (128 * 1024)
 
 struct dir {
@@ -50,6 +55,8 @@ struct tls_pipe {
         struct dir up;   /* net → plain */
         struct dir down; /* plain → net */
         short want_net, want_plain;
+        bool net_gone, plain_gone; /* hung up while not waited on: polled no more */
+        int64_t gone_at;           /* when the first went */
 };
 
 /* One SSL_read or SSL_write: > 0 bytes, 0 at the peer's end of stream, -EAGAIN (with the
@@ -172,17 +179,34 @@ static void *pipe_main(void *arg) {
                 t->want_net = t->want_plain = 0;
                 if (!step_up(t, &progress) || !step_down(t, &progress))
                         break;
-                if (progress)
+                if (progress) {
+                        if (t->gone_at) /* FLUSH_MS is for a stall: a slow reader that reads goes on */
+                                t->gone_at = mono_ms();
                         continue;
-                /* A side that ended and is not waited on is left out: its lasting POLLHUP
-                 * would wake this loop for nothing until the other side ends too. */
-                struct pollfd p[2] = {{.fd = t->up.eof && !t->want_net ? -1 : t->net, .events = t->want_net},
-                                      {.fd = t->down.eof && !t->want_plain ? -1 : t->plain, .events = t->want_plain}};
-                if (poll(p, 2, -1) < 0 && errno != EINTR)
+                }
+                /* A side that ended or hung up and is not waited on is left out: its lasting
+                 * POLLHUP would wake this loop for nothing until the other side ends too. */
+                struct pollfd p[2] = {{.fd = (t->up.eof || t->net_gone) && !t->want_net ? -1 : t->net, .events = t->want_net},
+                                      {.fd = (t->down.eof || t->plain_gone) && !t->want_plain ? -1 : t->plain,
+                                       .events = t->want_plain}};
+                int64_t left = t->gone_at ? t->gone_at + FLUSH_MS - mono_ms() : -1;
+                int n = poll(p, 2, t->gone_at ? (int) (left > 0 ? left : 0) : -1);
+
+                if (n < 0 && errno != EINTR)
                         break;
-                /* A hang-up or error on either side ends the pipe once nothing can move. */
+                if (n == 0)
+                        break; /* a side hung up, and nothing moved for FLUSH_MS */
+                /* An error on either side ends the pipe. */
                 if (((p[0].revents | p[1].revents) & (POLLERR | POLLNVAL)))
                         break;
+                if ((p[0].revents & POLLHUP) && !t->want_net && !t->net_gone) {
+                        t->net_gone = true;
+                        t->gone_at = t->gone_at ? t->gone_at : mono_ms();
+                }
+                if ((p[1].revents & POLLHUP) && !t->want_plain && !t->plain_gone) {
+                        t->plain_gone = true;
+                        t->gone_at = t->gone_at ? t->gone_at : mono_ms();
+                }
         }
         pipe_free(t);
         return NULL;

@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import ssl
@@ -320,6 +321,45 @@ def test_sdk_over_https(tls_engine: TlsEngine, certs: Certs) -> None:
         with socket.create_connection(("127.0.0.1", e.port), timeout=10) as s:
             ctx.wrap_socket(s, server_hostname="localhost")
     assert sbx.kill() is True
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def threads(pid: int) -> int:
+    return int(re.search(r"^Threads:\s+(\d+)", open(f"/proc/{pid}/status").read(), re.M).group(1))
+
+
+def test_a_tls_preview_client_that_reads_nothing_costs_no_cpu(tls_engine: TlsEngine, certs: Certs) -> None:
+    """A response the sandbox finished sending (its side of the TLS pipe hung up) to a client
+    that reads none of it: the pipe's thread waits without spinning, and ends after a while."""
+    e = tls_engine
+    key = e.make_key("tls-stall")
+    sbx = e.sandbox(key)
+    sbx.commands.run("head -c 150000 /dev/zero > /tmp/blob && cd /tmp && "
+                     "python3 -m http.server 8009 >/dev/null 2>&1", background=True).disconnect()
+    assert wait_until(lambda: sbx.commands.run("curl -sf -o /dev/null localhost:8009/blob").exit_code == 0, 20)
+    before = threads(e.pid())
+    host = f"8009-{sbx.id.replace('_', '-')}.{DOMAIN}"
+    ctx = ssl.create_default_context(cafile=certs.ca)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a window that fills at once
+    raw.connect(("127.0.0.1", e.preview_port))
+    s = ctx.wrap_socket(raw, server_hostname=host)
+    try:
+        s.sendall(f"GET /blob HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        time.sleep(3)  # the sandbox sends it all and closes; nothing is read here
+        cpu = cpu_seconds(e.pid())
+        time.sleep(3)
+        spent = cpu_seconds(e.pid()) - cpu
+        assert spent < 0.5, f"the engine spent {spent:.2f} s of CPU in 3 s on a stalled TLS preview client"
+        # The pipe's thread does not outlive the connection for ever (FLUSH_MS without progress).
+        assert wait_until(lambda: threads(e.pid()) <= before, 30), (threads(e.pid()), before)
+    finally:
+        s.close()
+        sbx.kill()
 
 
 @pytest.fixture
