@@ -14,7 +14,7 @@ import time
 from typing import List, Tuple
 
 import pytest
-from conftest import TEST_RUNTIME, Engine, RssSampler, wait_for
+from conftest import Engine, RssSampler, wait_for
 
 from ai2in import (AsyncSandbox, CommandExitError, ConflictError, InvalidArgumentError,
                    NotFoundError, Sandbox)
@@ -287,11 +287,8 @@ def test_overwhelming_output_is_dropped_not_buffered(engine: Engine, module_key:
     h.disconnect()  # nobody reads it now
     time.sleep(0.5)
     with RssSampler(engine.pid()) as rss:
-        # Read slower than the command writes, so that the agent's buffer overflows: on gVisor
-        # (AI2IN_TEST_RUNTIME=runsc) output flows slower, so the reader is slower still.
-        slow = TEST_RUNTIME == "runsc"
         events = _raw_stream_events(engine, module_key, sbx.id, h.pid, seconds=10,
-                                    per_read=(2 if slow else 16) * 1024, pause=0.2 if slow else 0.05)
+                                    per_read=16 * 1024, pause=0.05)
         # The SDK reports what the engine dropped, as a counter and a marker line.
         markers: List[str] = []
         got_marker = threading.Event()
