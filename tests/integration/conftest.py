@@ -51,6 +51,9 @@ STOP_TIMEOUT = 20.0
 
 # Engines alive now, so that a failing test's report can show their logs.
 _LIVE: List["Engine"] = []
+# Every engine made, so that the directories of those never started (a test that only runs
+# `serve` to see it fail, or borrows an engine's arguments) go at the end of the session.
+_MADE: List["Engine"] = []
 
 
 def engine_binary() -> Path:
@@ -104,6 +107,7 @@ class Engine:
         # Not under pytest's 0700 tmp dirs: the sandboxes' shifted root must be able to
         # traverse the path to their root filesystem.
         self.root = tempfile.mkdtemp(prefix="ai2in-it-", dir="/var/tmp")
+        _MADE.append(self)
         os.chmod(self.root, 0o755)
         self.state_dir = os.path.join(self.root, "state")
         self.run_dir = os.path.join(self.root, "run")
@@ -461,6 +465,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    for e in _MADE:
+        if e.proc is None and os.path.isdir(e.root) and not glob.glob(os.path.join(e.root, "state", "*")):
+            shutil.rmtree(e.root, ignore_errors=True)
     value = config.stash.get(_ip_forward_key, None)
     if value is None or os.geteuid() != 0:
         return
