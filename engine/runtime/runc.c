@@ -37,35 +37,8 @@ static int runc_start(struct runtime *rt, const char *id, const struct runtime_s
 
 static int runc_status(struct runtime *rt, const char *id, enum container_status *ret, pid_t *ret_pid, struct error *e) {
         char *argv[] = {rt->binary, "--root", rt->root, "state", (char *) id, NULL};
-        struct spawn_opts o = {.extra_fd = -1, .stdio_fd = -1, .timeout_ms = 10000};
-        _cleanup_buf_ struct buf out;
-        json_t *j;
-        const char *st;
-        int status, r;
 
-        buf_init(&out, 1024 * 1024);
-        r = spawn_run(argv, &o, &status, &out);
-        if (r < 0)
-                return error_set(e, r, ERR_INTERNAL, "cannot run %s: %s", rt->binary, strerror(-r));
-        *ret_pid = 0;
-        if (status != 0) {
-                *ret = CONTAINER_MISSING;
-                return 0;
-        }
-        j = json_loadb(out.data, out.len, 0, NULL);
-        st = json_string_value(json_object_get(j, "status"));
-        if (!st) {
-                json_decref(j);
-                return error_set(e, EIO, ERR_INTERNAL, "%s state %s: unreadable answer", rt->binary, id);
-        }
-        *ret = streq(st, "running")  ? CONTAINER_RUNNING
-               : streq(st, "created") ? CONTAINER_CREATED
-               : streq(st, "paused")  ? CONTAINER_PAUSED
-                                      : CONTAINER_STOPPED;
-        if (*ret == CONTAINER_RUNNING || *ret == CONTAINER_PAUSED)
-                *ret_pid = (pid_t) json_integer_value(json_object_get(j, "pid"));
-        json_decref(j);
-        return 0;
+        return runtime_oci_state(rt, argv, id, ret, ret_pid, e);
 }
 
 /* The host pid of the container's init from runc's own state file, or 0. */

@@ -3,13 +3,17 @@
 #include "runtime/runtime.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "fsutil.h"
+#include "macro.h"
+#include "spawn.h"
 
 int runtime_new(const char *binary, const char *root, const char *cgroup_parent, struct runtime **ret, struct error *e) {
         _cleanup_free_ char *copy = strdup(binary);
@@ -80,4 +84,37 @@ bool runtime_installed(const char *binary) {
                 p += len + (p[len] == ':');
         }
         return false;
+}
+
+int runtime_oci_state(struct runtime *rt, char **argv, const char *id, enum container_status *ret, pid_t *ret_pid,
+                      struct error *e) {
+        struct spawn_opts o = {.extra_fd = -1, .stdio_fd = -1, .timeout_ms = 10000};
+        _cleanup_buf_ struct buf out;
+        json_t *j;
+        const char *st;
+        int status, r;
+
+        buf_init(&out, 1024 * 1024);
+        r = spawn_run(argv, &o, &status, &out);
+        if (r < 0)
+                return error_set(e, r, ERR_INTERNAL, "cannot run %s: %s", rt->binary, strerror(-r));
+        *ret_pid = 0;
+        if (status != 0) {
+                *ret = CONTAINER_MISSING;
+                return 0;
+        }
+        j = json_loadb(out.data, out.len, 0, NULL);
+        st = json_string_value(json_object_get(j, "status"));
+        if (!st) {
+                json_decref(j);
+                return error_set(e, EIO, ERR_INTERNAL, "%s state %s: unreadable answer", rt->binary, id);
+        }
+        *ret = streq(st, "running")  ? CONTAINER_RUNNING
+               : streq(st, "created") ? CONTAINER_CREATED
+               : streq(st, "paused")  ? CONTAINER_PAUSED
+                                      : CONTAINER_STOPPED;
+        if (*ret == CONTAINER_RUNNING || *ret == CONTAINER_PAUSED)
+                *ret_pid = (pid_t) json_integer_value(json_object_get(j, "pid"));
+        json_decref(j);
+        return 0;
 }

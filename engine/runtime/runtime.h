@@ -131,6 +131,11 @@ unsigned runtime_cgroups_remove_parent(const char *cgroup_parent);
 /* Whether binary (a name looked up on PATH, or a path) is an executable file. */
 bool runtime_installed(const char *binary);
 
+/* For a driver's status: runs argv (its `state <id>` command) and reads the OCI state it
+ * prints (runc and runsc print the same document). A non-zero exit: CONTAINER_MISSING. */
+int runtime_oci_state(struct runtime *rt, char **argv, const char *id, enum container_status *ret, pid_t *ret_pid,
+                      struct error *e);
+
 /* The kind ("runc", "gvisor") a user's name for a runtime means ("runsc" is "gvisor"), or
  * NULL when it names none. */
 const char *runtime_kind_of(const char *name);
