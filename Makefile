@@ -25,7 +25,7 @@ CFLAGS += $(CFLAGS_BASE)
 COMMON_SRC := $(wildcard common/*.c)
 ENGINE_SRC := $(wildcard engine/*.c engine/*/*.c)
 AGENT_SRC := $(wildcard agent/*.c agent/*/*.c)
-ENGINE_LIBS := -lmicrohttpd -ljansson -lsqlite3 -lpq -lssl -lcrypto -lpthread
+ENGINE_LIBS := -lmicrohttpd -ljansson -lsqlite3 -lpq -lssl -lcrypto -lipset -lpthread
 # libzmq (Jupyter kernels) linked statically with what Debian's libzmq.a needs, minus
 # GSSAPI (no static library in Debian; agent/kernel/gss-stub.c stands in for it).
 ZMQ_STATIC_LIBS := -lzmq -lsodium -lpgm -lnorm -lprotokit -lxml2 -licui18n -licuuc -licudata -lz -llzma -lbsd -lmd -lstdc++ -lm

@@ -9,12 +9,12 @@
 set -euo pipefail
 
 # Build and run: the compiler, the libraries the engine and the agent link (libpq: the
-# PostgreSQL store; the server is needed only by whoever runs the database), and the
-# programs the engine runs (runc, mmdebstrap with gpg for its keyrings, ip, iptables, ipset,
-# mkfs.btrfs for the sandboxes' disk volume).
+# PostgreSQL store, whose server is needed only by whoever runs the database; libipset: the
+# sandboxes' address sets), and the programs the engine runs (runc, mmdebstrap with gpg for
+# its keyrings, ip, iptables, ipset, mkfs.btrfs for the sandboxes' disk volume).
 packages=(
   gcc make pkg-config
-  libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev
+  libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev libipset-dev
   libzmq3-dev libsodium-dev libpgm-dev libnorm-dev libxml2-dev libicu-dev zlib1g-dev liblzma-dev
   libbsd-dev libmd-dev
   runc mmdebstrap gpg iproute2 iptables ipset util-linux btrfs-progs

@@ -1,8 +1,10 @@
 /* domains.c — see domains.h. The table is one pointer per pool address, under one mutex
  * that the forwarder's thread takes only to read an entry or note an admission; the
- * `ipset` run that admits addresses happens outside it. An entry remembers its last
- * RECENT admissions so that a name asked again and again (every HTTP request of a client
- * that does not cache) costs no program run while its address has most of its time left. */
+ * admission itself (firewall_set_admit) happens outside it. An entry remembers every
+ * address it admitted and until when (as many as its set holds), so that an address is
+ * admitted again only when the answer's TTL outlasts what its set entry has left: a name
+ * asked again and again (every HTTP request of a client that does not cache) costs nothing,
+ * and an entry is never shortened below what an earlier answer told the sandbox. */
 #include "net/domains.h"
 
 #include <arpa/inet.h>
@@ -20,10 +22,9 @@
 #include "strv.h"
 #include "timeutil.h"
 
-#define RECENT 32
 #define WARN_EVERY_MS 60000 /* a sandbox's failed admissions are logged once a minute at most */
 
-struct recent {
+struct admitted {
         uint32_t addr;
         int64_t until_ms;
 };
@@ -32,8 +33,8 @@ struct entry {
         char veth[16];
         bool dns;
         struct strv patterns;
-        struct recent recent[RECENT];
-        unsigned next_recent;
+        struct admitted *admitted; /* what its set holds, as far as this engine made it */
+        unsigned n_admitted, cap_admitted;
         int64_t warned_ms; /* when a failed admission was last logged (a full set fails every answer) */
 };
 
@@ -48,6 +49,7 @@ static void entry_free(struct entry *en) {
         if (!en)
                 return;
         strv_done(&en->patterns);
+        free(en->admitted);
         free(en);
 }
 
@@ -89,30 +91,38 @@ static bool may_ask(void *data, uint32_t src, const char *name) {
         return r;
 }
 
-/* Whether addr was admitted to en with at least half of timeout left. */
-static bool recently(const struct entry *en, uint32_t addr, unsigned timeout, int64_t now) {
-        for (unsigned i = 0; i < RECENT; i++)
-                if (en->recent[i].addr == addr && en->recent[i].until_ms - now >= (int64_t) timeout * 500)
-                        return true;
-        return false;
+static struct admitted *admitted_find(const struct entry *en, uint32_t addr) {
+        for (unsigned i = 0; i < en->n_admitted; i++)
+                if (en->admitted[i].addr == addr)
+                        return &en->admitted[i];
+        return NULL;
 }
 
-/* The addresses of a that src's entry (veth) does not have for long enough, into out;
- * the TTLs in msg lowered to what the set keeps. Under the lock. */
+/* The addresses of a that src's entry (veth) does not have for at least their (clamped)
+ * TTL, into out; the TTLs in msg lowered to what the set keeps. Under the lock. */
 static unsigned to_admit(struct domains *d, uint32_t i, const char *veth, const struct dnsmsg_addrs *a, uint8_t *msg,
-                         struct firewall_admit *out) {
+                         struct firewall_admit *out, unsigned *fresh) {
         struct entry *en = d->by_index[i];
         int64_t now = now_ms();
         unsigned n = 0;
 
+        *fresh = 0;
         for (unsigned k = 0; k < a->n; k++) {
                 unsigned ttl = a->a[k].ttl, timeout = ttl < DOMAINS_TTL_MIN ? DOMAINS_TTL_MIN : ttl;
+                const struct admitted *had;
+
                 if (timeout > FIREWALL_SET_TIMEOUT_MAX) {
                         timeout = FIREWALL_SET_TIMEOUT_MAX;
                         dnsmsg_set_ttl(msg, a->a[k].ttl_offset, timeout);
                 }
-                if (!en || !streq(en->veth, veth) || recently(en, a->a[k].addr, timeout, now))
+                if (!en || !streq(en->veth, veth))
                         continue;
+                /* Its entry outlasts this answer's TTL: nothing to do (and admitting it again
+                 * with a shorter timeout would cut short an earlier, longer answer). */
+                had = admitted_find(en, a->a[k].addr);
+                if (had && had->until_ms - now >= (int64_t) timeout * 1000)
+                        continue;
+                *fresh += !had;
                 struct in_addr in = {.s_addr = a->a[k].addr};
                 inet_ntop(AF_INET, &in, out[n].ip, sizeof(out[n].ip));
                 out[n++].timeout = timeout;
@@ -120,15 +130,59 @@ static unsigned to_admit(struct domains *d, uint32_t i, const char *veth, const 
         return n;
 }
 
+/* Whether en's set has room for k more addresses (expired ones dropped first): the set
+ * itself would refuse them, but not always at exactly its maxelem (a hash set with
+ * timeouts may take one more before its garbage collection). */
+static bool has_room(struct entry *en, unsigned k, int64_t now) {
+        unsigned kept = 0;
+
+        if (en->n_admitted + k <= FIREWALL_SET_MAX)
+                return true;
+        for (unsigned i = 0; i < en->n_admitted; i++)
+                if (en->admitted[i].until_ms > now)
+                        en->admitted[kept++] = en->admitted[i];
+        en->n_admitted = kept;
+        return kept + k <= FIREWALL_SET_MAX;
+}
+
+/* Room for one more admitted address: expired ones dropped first. */
+static int admitted_room(struct entry *en, int64_t now) {
+        unsigned kept = 0;
+
+        if (en->n_admitted < en->cap_admitted)
+                return 0;
+        for (unsigned i = 0; i < en->n_admitted; i++)
+                if (en->admitted[i].until_ms > now)
+                        en->admitted[kept++] = en->admitted[i];
+        en->n_admitted = kept;
+        if (kept < en->cap_admitted)
+                return 0;
+        if (en->cap_admitted >= FIREWALL_SET_MAX)
+                return -ENOSPC;
+        unsigned cap = en->cap_admitted ? en->cap_admitted * 2 : 16;
+        struct admitted *bigger = realloc(en->admitted, MIN(cap, FIREWALL_SET_MAX) * sizeof(*bigger));
+        if (!bigger)
+                return -ENOMEM;
+        en->admitted = bigger;
+        en->cap_admitted = MIN(cap, FIREWALL_SET_MAX);
+        return 0;
+}
+
 static void remember(struct domains *d, uint32_t i, const char *veth, const struct firewall_admit *a, unsigned n) {
         struct entry *en = d->by_index[i];
         int64_t now = now_ms();
 
         for (unsigned k = 0; en && streq(en->veth, veth) && k < n; k++) {
+                struct admitted *had;
                 struct in_addr in;
+                int64_t until = now + (int64_t) a[k].timeout * 1000;
+
                 inet_pton(AF_INET, a[k].ip, &in);
-                en->recent[en->next_recent] = (struct recent){in.s_addr, now + (int64_t) a[k].timeout * 1000};
-                en->next_recent = (en->next_recent + 1) % RECENT;
+                had = admitted_find(en, in.s_addr);
+                if (had)
+                        had->until_ms = until;
+                else if (admitted_room(en, now) == 0)
+                        en->admitted[en->n_admitted++] = (struct admitted){in.s_addr, until};
         }
 }
 
@@ -137,8 +191,9 @@ static int answered(void *data, uint32_t src, const struct dnsmsg_question *q, u
         struct firewall_admit admit[DNSMSG_ADDRS_MAX];
         struct dnsmsg_addrs a;
         uint32_t i = index_of(d, src);
-        char veth[16] = "", err[256];
-        unsigned n;
+        char veth[16] = "", err[256] = "";
+        unsigned n, fresh;
+        bool full;
 
         if (i >= d->size)
                 return 0;
@@ -150,11 +205,14 @@ static int answered(void *data, uint32_t src, const struct dnsmsg_question *q, u
         if (!*veth || dnsmsg_answer_addrs(msg, len, q, &a) < 0 || a.n == 0)
                 return 0;
         pthread_mutex_lock(&d->lock);
-        n = to_admit(d, i, veth, &a, msg, admit);
+        n = to_admit(d, i, veth, &a, msg, admit, &fresh);
+        full = fresh > 0 && d->by_index[i] && !has_room(d->by_index[i], fresh, now_ms());
         pthread_mutex_unlock(&d->lock);
         if (n == 0)
                 return 0;
-        if (firewall_set_admit(veth, admit, n, err, sizeof(err)) < 0) {
+        if (full)
+                snprintf(err, sizeof(err), "its address set is full (%d addresses)", FIREWALL_SET_MAX);
+        if (full || firewall_set_admit(veth, admit, n, err, sizeof(err)) < 0) {
                 struct entry *en;
                 bool warn;
 

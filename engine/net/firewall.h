@@ -23,9 +23,11 @@
  * sandbox. Only a sandbox with rules of its own (network.allow_out / deny_out) gets a chain,
  * AI2IN-<veth>, and with domain rules an ipset of the same name (hash:ip, an entry per
  * admitted address with its own timeout), jumped to from AI2IN-SBX-<bridge> (right after the replies in
- * AI2IN-FWD-<bridge>) by its source address: one iptables-restore when its slot is made,
- * one listing and one restore when it is released, a sweep at start for sandboxes no longer
- * live. The engine's chains are (re)loaded whole at start in one transaction
+ * AI2IN-FWD-<bridge>) by its source address: one iptables-restore when its slot is made
+ * (on a thread of its own while the container starts: net.h), one when it is released, a
+ * sweep at start for sandboxes no longer live. Address sets are made, filled and destroyed
+ * through libipset in the engine's process (tens of microseconds; a run of the `ipset`
+ * program costs 2-3 ms). The engine's chains are (re)loaded whole at start in one transaction
  * (AI2IN-SBX-<bridge> excepted: it holds live sandboxes' jumps); the jumps to them in the
  * built-in chains are kept above every rule that is not the engine's (Docker, Podman, ufw
  * and firewalld insert rules of their own), whatever the host's policies and
@@ -81,8 +83,8 @@ struct firewall_admit {
         unsigned timeout; /* seconds, 1..FIREWALL_SET_TIMEOUT_MAX */
 };
 
-/* Adds (or renews) the n addresses of a in the set of the sandbox with that veth, in one
- * `ipset restore`. < 0 with the reason in err when it cannot (the set is full, or gone). */
+/* Adds (or renews) the n addresses of a in the set of the sandbox with that veth (libipset,
+ * in this process). < 0 with the reason in err when it cannot (the set is full, or gone). */
 int firewall_set_admit(const char *veth, const struct firewall_admit *a, unsigned n, char *err, size_t errlen);
 
 /* Makes s's address set if it has domain rules, then s's chain and the jump to it from

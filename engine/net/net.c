@@ -542,22 +542,82 @@ static int set_domains(struct net *n, const struct net_slot *s, bool internet, c
         return domains_set(n->domains, s->ip, s->veth, internet || rules->n_allow_out > 0, domains.v, (unsigned) domains.n);
 }
 
-static int add_rules(struct net *n, const struct net_slot *s, bool internet, const struct net_rules *rules, struct error *e) {
-        _cleanup_(strv_done) struct strv cidrs = {0}, domains = {0};
-        char gw[16];
+/* A sandbox's chain, made on a thread while its container starts (net.h). */
+struct net_rules_job {
+        pthread_t thread;
+        const char *bridge;
+        char veth[16], ip[16], gateway[16];
+        bool internet;
+        struct strv cidrs, deny;
+        bool domains;
+        struct error e;
+        int r;
+};
+
+static void *rules_job_run(void *data) {
+        struct net_rules_job *j = data;
+        struct firewall_sandbox fs = {.veth = j->veth, .ip = j->ip, .gateway = j->gateway, .internet = j->internet,
+                                      .allow_out = j->cidrs.v, .n_allow_out = (unsigned) j->cidrs.n,
+                                      .deny_out = j->deny.v, .n_deny_out = (unsigned) j->deny.n, .domains = j->domains};
+
+        j->r = firewall_sandbox_add(j->bridge, &fs, &j->e);
+        return NULL;
+}
+
+static void rules_job_free(struct net_rules_job *j) {
+        strv_done(&j->cidrs);
+        strv_done(&j->deny);
+        free(j);
+}
+
+static int add_rules(struct net *n, struct net_slot *s, bool internet, const struct net_rules *rules, struct error *e) {
+        _cleanup_(strv_done) struct strv domains = {0};
+        struct net_rules_job *j = calloc(1, sizeof(*j));
         int r;
 
-        if (split_allow(rules, &cidrs, &domains) < 0 || set_domains(n, s, internet, rules) < 0)
-                return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
-        ip_string(n->network + 1, gw);
-        struct firewall_sandbox fs = {.veth = s->veth, .ip = s->ip, .gateway = gw, .internet = internet,
-                                      .allow_out = cidrs.v, .n_allow_out = (unsigned) cidrs.n,
-                                      .deny_out = rules->deny_out, .n_deny_out = rules->n_deny_out, .domains = domains.n > 0};
-        r = firewall_sandbox_add(n->bridge, &fs, e);
+        if (!j || split_allow(rules, &j->cidrs, &domains) < 0 || set_domains(n, s, internet, rules) < 0)
+                goto oom;
+        for (unsigned i = 0; i < rules->n_deny_out; i++)
+                if (strv_push(&j->deny, strdup(rules->deny_out[i])) < 0)
+                        goto oom;
+        j->bridge = n->bridge;
+        snprintf(j->veth, sizeof(j->veth), "%s", s->veth);
+        snprintf(j->ip, sizeof(j->ip), "%s", s->ip);
+        ip_string(n->network + 1, j->gateway);
+        j->internet = internet;
+        j->domains = domains.n > 0;
+        r = pthread_create(&j->thread, NULL, rules_job_run, j);
+        if (r != 0) {
+                (void) domains_clear(n->domains, s->ip);
+                rules_job_free(j);
+                return error_set(e, r, ERR_INTERNAL, "cannot start the firewall work of %s: %s", s->veth, strerror(r));
+        }
+        s->job = j;
+        return 0;
+oom:
+        (void) domains_clear(n->domains, s->ip);
+        if (j)
+                rules_job_free(j);
+        return error_set(e, ENOMEM, ERR_INTERNAL, "out of memory");
+}
+
+int net_slot_rules_wait(struct net *n, struct net_slot *s, struct error *e) {
+        struct net_rules_job *j = s->job;
+        int r;
+
+        if (!j)
+                return 0;
+        s->job = NULL;
+        pthread_join(j->thread, NULL);
+        r = j->r;
         if (r >= 0)
                 mark_rules(n, s->ip);
-        else
+        else {
                 (void) domains_clear(n->domains, s->ip);
+                if (e)
+                        *e = j->e;
+        }
+        rules_job_free(j);
         return r;
 }
 
@@ -567,6 +627,7 @@ int net_slot_acquire(struct net *n, const char *id, bool internet, const struct 
         int r;
 
         net_slot_paths(n, id, s);
+        s->job = NULL;
         /* With rules of its own, the other half: its chain says what it reaches. */
         if (ip_take(n, internet && !own, s->ip) < 0)
                 return error_set(e, EADDRNOTAVAIL, ERR_UNAVAILABLE, "the address pool's half for sandboxes %s the internet is exhausted",
@@ -579,10 +640,12 @@ int net_slot_acquire(struct net *n, const char *id, bool internet, const struct 
         char *add[] = {"ip", "link", "add", s->veth, "type", "veth", "peer", "name", "eth0", "netns", s->netns_path, NULL};
         char *attach[] = {"ip", "link", "set", s->veth, "master", n->bridge, "up", NULL};
         char *isolate[] = {"ip", "link", "set", s->veth, "type", "bridge_slave", "isolated", "on", NULL};
-        /* The host end's IPv6 off before it is up, as for the bridge. */
-        if ((r = run(add, e, "cannot create veth")) < 0 || (r = host_ipv6_off(n, s->veth, e)) < 0 ||
-            (r = run(attach, e, "cannot attach veth")) < 0 || (r = run(isolate, e, "cannot isolate bridge port")) < 0 ||
-            (r = netns_configure(n, s, false, e)) < 0 || (own && (r = add_rules(n, s, internet, rules, e)) < 0)) {
+        /* The host end's IPv6 off before it is up, as for the bridge. The chain's work starts
+         * first: it runs while the rest is made (net_slot_rules_wait). */
+        if ((own && (r = add_rules(n, s, internet, rules, e)) < 0) || (r = run(add, e, "cannot create veth")) < 0 ||
+            (r = host_ipv6_off(n, s->veth, e)) < 0 || (r = run(attach, e, "cannot attach veth")) < 0 ||
+            (r = run(isolate, e, "cannot isolate bridge port")) < 0 || (r = netns_configure(n, s, false, e)) < 0) {
+                (void) net_slot_rules_wait(n, s, NULL);
                 net_slot_release(n, s);
                 return r;
         }

@@ -25,11 +25,14 @@
 
 struct net;
 
+struct net_rules_job;
+
 struct net_slot {
         char netns_path[256];
         char sysfs_path[256]; /* the sysfs of the namespace, for the sandbox's /sys */
         char veth[16];
         char ip[16];
+        struct net_rules_job *job; /* net_slot_acquire's firewall work under way, or NULL */
 };
 
 struct net_config {
@@ -59,9 +62,17 @@ struct net_rules {
  * half of the pool that may go out (internet) or the other. A sandbox with rules of its own
  * (rules not NULL and not empty) takes its address from the other half whatever internet
  * says, and gets a chain of its own (firewall_sandbox_add), which net_slot_release removes.
- * On failure nothing is left. */
+ * That chain is made on a thread of its own while the caller starts the container (one
+ * iptables-restore costs more than a create may add): the caller must call
+ * net_slot_rules_wait before the sandbox is anybody's, and before releasing the slot. Until
+ * then the sandbox reaches nothing beyond its gateway's DNS (its address is in the half
+ * that is not let out): the wait costs time, never safety. On failure nothing is left. */
 int net_slot_acquire(struct net *n, const char *id, bool internet, const struct net_rules *rules, struct net_slot *ret,
                      struct error *e);
+
+/* Waits for slot's firewall work (net_slot_acquire), if any; its error if it failed (the slot
+ * is then to be released as usual). e may be NULL. */
+int net_slot_rules_wait(struct net *n, struct net_slot *slot, struct error *e);
 
 /* The /etc/resolv.conf of every sandbox, into buf: the gateway (the engine's forwarder,
  * domains.h) as its nameserver, or a comment saying there is none (then lookups fail at once

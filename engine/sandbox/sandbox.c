@@ -654,11 +654,14 @@ int sandbox_start_parts(struct engine *eng, struct sandbox_rec *rec, struct erro
                 goto fail;
         }
         /* (A pooled sandbox has no row to record it in: reconcile removes it whole.) */
+        /* Its firewall chain, if it has rules of its own, is being made meanwhile: waited
+         * for before anyone gets the sandbox (net.h). */
         if ((!sandbox_is_pooled(rec) && (r = store_sandbox_update(eng->store, rec, e)) < 0) || (r = mount_rootfs(eng, rec, range, e)) < 0 ||
-            (r = start_container(eng, rec->id, rec, &slot, range, e)) < 0)
+            (r = start_container(eng, rec->id, rec, &slot, range, e)) < 0 || (r = net_slot_rules_wait(eng->net, &slot, e)) < 0)
                 goto fail;
         return 0;
 fail:
+        (void) net_slot_rules_wait(eng->net, &slot, NULL);
         sandbox_stop_parts(eng, rec->id, *rec->ip ? rec->ip : NULL);
         rec->ip[0] = 0;
         return r;

@@ -109,6 +109,31 @@ def test_a_new_address_is_let_through_and_the_old_one_expires(eng: Engine, team:
         inet.set_answer("moving.test", old)
 
 
+def entry_timeout(name: str, ip: str) -> int:
+    """Seconds the set's entry for ip has left (`ipset list`: "IP timeout N")."""
+    for line in run("ipset", "list", name).stdout.split("Members:")[1].splitlines():
+        if line.split()[:1] == [ip]:
+            return int(line.split()[2])
+    raise AssertionError(f"{ip} is not in {name}")
+
+
+def test_an_address_asked_again_is_kept_as_long_as_its_newest_answer(eng: Engine, team: str, inet: FakeInternet) -> None:
+    """A new answer for an address already admitted renews its entry when its TTL (at least
+    TTL_MIN) outlasts what the entry has left, so a sandbox is never told to keep an address
+    longer than it may reach it; one that would not outlast it changes nothing."""
+    s = eng.sandbox(team, allow_internet_access=False, network={"allow_out": ["allowed.test"]})
+    try:
+        assert reached(probe(s, "allowed.test:80"))
+        time.sleep(4)  # past the answer's own TTL (2 s): the next connect asks again
+        before = entry_timeout(address_set(s), inet.server_ip)
+        assert before <= TTL_MIN - 3, before
+        assert reached(probe(s, "allowed.test:80"))
+        renewed = entry_timeout(address_set(s), inet.server_ip)
+        assert renewed >= TTL_MIN - 1, (before, renewed)
+    finally:
+        s.kill()
+
+
 # From inside: a DNS query for NAME straight to SERVER:53, 2 s to answer.
 ASK = r"""
 import socket, struct, sys
