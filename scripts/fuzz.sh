@@ -21,7 +21,7 @@ max_len() {
     chunked) echo 40000 ;;               # trailers over HTTP_MAX_TRAILERS (16 KiB), in pieces
     relay | agent_http) echo 100000 ;;   # past a 16 KiB head + 64 KiB buffer (PROXY_IN_MAX, CONN_IN_MAX)
     agent_stream) echo 100000 ;;         # past the 16 KiB head and read_all's 64 KiB
-    dnsmsg) echo 4096 ;;                # an EDNS answer the forwarder reads whole
+    dnsmsg) echo 65535 ;;               # a TCP answer, which the forwarder reads whole (UDP: 4096)
     *) echo 16384 ;;
   esac
 }

@@ -19,7 +19,7 @@
 #include "net/dnstcp.h"
 #include "timeutil.h"
 
-#define MSG_MAX 4096 /* queries and answers longer than this are dropped (EDNS' usual size) */
+#define MSG_MAX 4096 /* queries longer than this are dropped, answers answered truncated (EDNS' usual size) */
 
 struct pending {
         int fd;                    /* -1: a free slot */
@@ -106,18 +106,24 @@ static void on_answer(struct dnsfwd *f, struct pending *p) {
 
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return;
-        if (n < 12 || n > MSG_MAX) {
+        if (n < 12) {
                 if (n < 0) /* ICMP unreachable from the upstream: nothing will come */
                         pending_drop(p);
                 return;
         }
-        /* Another query's answer, or not one to ours: still waiting for ours. */
-        if (dnsmsg_id(f->buf) != p->id || dnsmsg_question(f->buf, (size_t) n, false, &got) < 0 || strcmp(got.name, p->q.name) != 0 ||
-            got.type != p->q.type || got.klass != p->q.klass)
+        /* Another query's answer, or not one to ours: still waiting for ours. (Of a longer
+         * one, only the first MSG_MAX bytes are read: its question is there.) */
+        if (dnsmsg_id(f->buf) != p->id || dnsmsg_question(f->buf, MIN((size_t) n, MSG_MAX), false, &got) < 0 ||
+            strcmp(got.name, p->q.name) != 0 || got.type != p->q.type || got.klass != p->q.klass)
                 return;
         len = (size_t) n;
         dnsmsg_set_id(f->buf, p->client_id);
-        if (f->ops->answered(f->data, p->client.sin_addr.s_addr, &p->q, f->buf, len) < 0)
+        if (n > MSG_MAX) {
+                /* Too long to read whole: no records, TC set, so that the client asks again over
+                 * TCP (dnstcp.c), where it is read whole and admitted like any answer. */
+                len = dnsmsg_make_error(f->buf, &got, 0);
+                f->buf[2] |= 0x02;
+        } else if (f->ops->answered(f->data, p->client.sin_addr.s_addr, &p->q, f->buf, len) < 0)
                 len = dnsmsg_make_error(f->buf, &got, DNS_RCODE_SERVFAIL);
         reply(f, &p->client, f->buf, len);
         pending_drop(p);

@@ -159,7 +159,9 @@ static int scan(const uint8_t *msg, size_t len, size_t start, struct chain *c, b
                                 c->n++;
                                 *grew = true;
                         }
-                } else if (r.type == DNS_TYPE_A && ret && r.data_len == 4 && ret->n < DNSMSG_ADDRS_MAX) {
+                } else if (r.type == DNS_TYPE_A && ret && r.data_len == 4 && ret->n == DNSMSG_ADDRS_MAX) {
+                        ret->more = true;
+                } else if (r.type == DNS_TYPE_A && ret && r.data_len == 4) {
                         struct dnsmsg_addr *a = &ret->a[ret->n++];
                         memcpy(&a->addr, msg + r.data, 4);
                         a->ttl = get32(msg + r.ttl_at);
@@ -175,6 +177,7 @@ int dnsmsg_answer_addrs(const uint8_t *msg, size_t len, const struct dnsmsg_ques
         bool grew = true;
 
         ret->n = 0;
+        ret->more = false;
         if (dnsmsg_question(msg, len, false, &got) < 0 || strcmp(got.name, q->name) != 0 || got.type != q->type ||
             got.klass != q->klass)
                 return -EBADMSG;

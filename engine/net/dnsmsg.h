@@ -12,7 +12,7 @@
 
 #define DNSMSG_NAME_MAX 255  /* a name in dotted text, without the final dot, plus its NUL */
 #define DNSMSG_JUMPS 32      /* compression pointers followed per name, at most */
-#define DNSMSG_ADDRS_MAX 32  /* A records taken from one answer, at most (the rest ignored) */
+#define DNSMSG_ADDRS_MAX 256 /* A records taken from one answer, at most (as many as 4 KiB holds; more: `more`) */
 #define DNSMSG_CHAIN_MAX 8   /* CNAMEs followed from the name asked, at most */
 
 #define DNS_TYPE_A 1
@@ -40,6 +40,7 @@ struct dnsmsg_addr {
 struct dnsmsg_addrs {
         struct dnsmsg_addr a[DNSMSG_ADDRS_MAX];
         unsigned n;
+        bool more; /* the answer had more A records of the chain than a holds */
 };
 
 /* Reads the header and the only question of msg (len bytes) into ret. query: it must be a

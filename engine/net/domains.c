@@ -204,14 +204,21 @@ static int answered(void *data, uint32_t src, const struct dnsmsg_question *q, u
         /* Not a name of its rules, or no addresses: nothing to let through. */
         if (!*veth || dnsmsg_answer_addrs(msg, len, q, &a) < 0 || a.n == 0)
                 return 0;
-        pthread_mutex_lock(&d->lock);
-        n = to_admit(d, i, veth, &a, msg, admit, &fresh);
-        full = fresh > 0 && d->by_index[i] && !has_room(d->by_index[i], fresh, now_ms());
-        pthread_mutex_unlock(&d->lock);
-        if (n == 0)
-                return 0;
-        if (full)
-                snprintf(err, sizeof(err), "its address set is full (%d addresses)", FIREWALL_SET_MAX);
+        /* What it could not let through would be connected to and refused: refused whole. */
+        if (a.more) {
+                n = 0;
+                full = true;
+                snprintf(err, sizeof(err), "the answer has more than %d addresses", DNSMSG_ADDRS_MAX);
+        } else {
+                pthread_mutex_lock(&d->lock);
+                n = to_admit(d, i, veth, &a, msg, admit, &fresh);
+                full = fresh > 0 && d->by_index[i] && !has_room(d->by_index[i], fresh, now_ms());
+                pthread_mutex_unlock(&d->lock);
+                if (n == 0)
+                        return 0;
+                if (full)
+                        snprintf(err, sizeof(err), "its address set is full (%d addresses)", FIREWALL_SET_MAX);
+        }
         if (full || firewall_set_admit(veth, admit, n, err, sizeof(err)) < 0) {
                 struct entry *en;
                 bool warn;

@@ -38,7 +38,9 @@ OFF = {"allow_internet_access": False, "allow_out": [], "deny_out": []}
 # Runs in the namespace: an HTTP server on every address of it, port 80, that answers with
 # who connected; a DNS server on port 53 that answers A queries for the names given as
 # NAME=ADDR arguments (TTL 2 s) and NAME=>TARGET ones (a CNAME, the target's A record
-# following when it has one), 32 addresses 100.64.N.1-32 for bulkN.cdn.test, and NXDOMAIN
+# following when it has one), 32 addresses 100.64.N.1-32 for bulkN.cdn.test, 256 for
+# huge.cdn.test and 300 for huger.cdn.test (answers longer than the forwarder reads over UDP),
+# and NXDOMAIN
 # otherwise, over UDP and TCP. Prints "ready", then reads lines: "?" prints the peers the
 # HTTP server has seen as JSON, "set NAME ADDR" changes an answer and prints "ok", "tcp"
 # prints how many queries came over TCP.
@@ -88,6 +90,9 @@ def respond(q):  # the answer to query q, or None to ignore it
         n = int(name[4:-9])
         for k in range(1, 33):
             answers.append(owner + struct.pack(">HHIH", 1, 1, 2, 4) + bytes([100, 64, n, k]))
+    elif name in (b"huge.cdn.test", b"huger.cdn.test") and qtype == 1:  # 256 or 300 addresses 100.65.K.1-250: over 4096 bytes
+        for k in range(256 if name == b"huge.cdn.test" else 300):
+            answers.append(owner + struct.pack(">HHIH", 1, 1, 2, 4) + bytes([100, 65, k // 250, k % 250 + 1]))
     known = name in names or name in cnames or bool(answers)
     rcode = 0 if answers or known else 3  # no AAAA record; NXDOMAIN for other names
     return tid + struct.pack(">HHHHH", 0x8180 | rd | rcode, 1, len(answers), 0, 0) + question + b"".join(answers)

@@ -212,6 +212,48 @@ def test_a_full_address_set_answers_servfail(eng: Engine, team: str, inet: FakeI
         s.kill()
 
 
+# From inside: NAME asked over UDP (flags and answer count of what comes back, and how long
+# it took), then resolved by glibc (which asks again over TCP when the answer is truncated).
+ASK_HUGE = r"""
+import socket, struct, sys, time
+server, name = sys.argv[1], sys.argv[2]
+q = struct.pack(">HHHHHH", 11, 0x0100, 1, 0, 0, 0) + b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0\0\1\0\1"
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(4)
+t = time.monotonic()
+u.sendto(q, (server, 53))
+a = u.recv(65535)
+print("UDP tc", (a[2] >> 1) & 1, "rcode", a[3] & 0x0f, "answers", struct.unpack(">H", a[6:8])[0], "in", round(time.monotonic() - t, 2))
+print("GLIBC", len({ai[4][0] for ai in socket.getaddrinfo(name, 80, socket.AF_INET, socket.SOCK_STREAM)}))
+"""
+
+
+def test_an_answer_too_long_for_udp_comes_truncated_then_whole_over_tcp(eng: Engine, team: str, inet: FakeInternet) -> None:
+    """An upstream answer longer than the forwarder reads over UDP (4096 bytes) is answered at
+    once with TC set and no records, not dropped (which left the client waiting out its
+    timeout); the client's retry over TCP gets it whole, and its 256 addresses are admitted.
+    One with more addresses than the forwarder admits from one answer (256) is SERVFAIL, not
+    passed on with addresses the sandbox would be refused."""
+    s = eng.sandbox(team, allow_internet_access=False, network={"allow_out": ["*.cdn.test"]})
+    try:
+        s.files.write("/tmp/ask_huge.py", ASK_HUGE)
+        gateway = s.files.read("/etc/resolv.conf").split()[1]
+        tcp_before = inet.tcp_queries()
+        rc, out = sh(s, f"python3 /tmp/ask_huge.py {gateway} huge.cdn.test")
+        assert rc == 0, out
+        udp = out.split("UDP ")[1].split()
+        assert udp[:6] == ["tc", "1", "rcode", "0", "answers", "0"] and float(udp[7]) < 1.0, out
+        assert out.split("GLIBC ")[1].split()[0] == "256", out
+        assert inet.tcp_queries() > tcp_before
+        assert len(set_members(address_set(s))) == 256
+        s.files.write("/tmp/ask_tcp.py", ASK_TCP)
+        rc, out = sh(s, f"python3 /tmp/ask_tcp.py {gateway} huger.cdn.test")
+        assert out.startswith("ANSWER 2 0 "), out  # SERVFAIL, no records
+        assert len(set_members(address_set(s))) == 256
+    finally:
+        s.kill()
+
+
 # From inside: a DNS query for NAME to SERVER:53 over TCP; prints rcode and answer count.
 ASK_TCP = r"""
 import socket, struct, sys

@@ -13,7 +13,7 @@
 #include "net/dnsmsg.h"
 
 struct msg {
-        uint8_t b[1024];
+        uint8_t b[8192];
         size_t n;
 };
 
@@ -119,6 +119,26 @@ static void test_answer_follows_cnames_from_the_name_asked(void **state) {
         assert_int_equal(a.n, 0);
 }
 
+/* At most DNSMSG_ADDRS_MAX addresses from one answer; one with more says so (the forwarder
+ * refuses it whole rather than pass on addresses it could not let through). */
+static void test_an_answer_with_too_many_addresses_says_so(void **state) {
+        struct dnsmsg_question q;
+        struct dnsmsg_addrs a;
+        struct msg m;
+
+        for (unsigned count = DNSMSG_ADDRS_MAX; count <= DNSMSG_ADDRS_MAX + 1; count++) {
+                header(&m, 0x8180, 1, count, "huge.test");
+                assert_int_equal(dnsmsg_question(m.b, m.n, false, &q), 0);
+                for (unsigned i = 0; i < count; i++) {
+                        uint8_t addr[4] = {100, 65, (uint8_t) (i / 250), (uint8_t) (i % 250 + 1)};
+                        put_rr(&m, NULL, 12, DNS_TYPE_A, 60, addr, 4);
+                }
+                assert_int_equal(dnsmsg_answer_addrs(m.b, m.n, &q, &a), 0);
+                assert_int_equal(a.n, DNSMSG_ADDRS_MAX);
+                assert_int_equal(a.more, count > DNSMSG_ADDRS_MAX);
+        }
+}
+
 static void test_bad_pointers_are_refused(void **state) {
         struct dnsmsg_question q;
         struct dnsmsg_addrs a;
@@ -188,6 +208,7 @@ static void test_patterns(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_query_question), cmocka_unit_test(test_answer_follows_cnames_from_the_name_asked),
+                cmocka_unit_test(test_an_answer_with_too_many_addresses_says_so),
                 cmocka_unit_test(test_bad_pointers_are_refused), cmocka_unit_test(test_error_answer_keeps_the_question),
                 cmocka_unit_test(test_patterns)};
         return cmocka_run_group_tests(tests, NULL, NULL);
