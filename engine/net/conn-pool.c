@@ -123,6 +123,7 @@ int conn_pool_take(struct conn_pool *p, const char *key, SSL **ret_ssl) {
 }
 
 void conn_pool_put(struct conn_pool *p, const char *key, int fd, SSL *ssl) {
+        int64_t now = mono_ms();
         struct slot *free_slot = NULL;
         unsigned same = 0, peers = 0;
         bool peer_known = false;
@@ -134,6 +135,13 @@ void conn_pool_put(struct conn_pool *p, const char *key, int fd, SSL *ssl) {
         pthread_mutex_lock(&p->lock);
         for (size_t i = 0; i < SLOTS; i++) {
                 struct slot *s = &p->slots[i];
+                /* Past its idle time: closed here too, or it would hold its place (and count
+                 * against its peer's bound) until the next take. */
+                if (s->fd >= 0 && now - s->since > p->idle_ms) {
+                        conn_close(s->fd, s->ssl);
+                        s->fd = -1;
+                        s->ssl = NULL;
+                }
                 if (s->fd < 0) {
                         free_slot = free_slot ? free_slot : s;
                         continue;
@@ -156,7 +164,7 @@ void conn_pool_put(struct conn_pool *p, const char *key, int fd, SSL *ssl) {
         }
         free_slot->fd = fd;
         free_slot->ssl = ssl;
-        free_slot->since = mono_ms();
+        free_slot->since = now;
         snprintf(free_slot->key, sizeof(free_slot->key), "%s", key);
         pthread_mutex_unlock(&p->lock);
 }

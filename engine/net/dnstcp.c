@@ -156,6 +156,8 @@ static int query_read(struct dnstcp *t, struct dnstcp_conn *c) {
         c->up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (c->up < 0 || (connect(c->up, (struct sockaddr *) &t->upstream, sizeof(t->upstream)) < 0 && errno != EINPROGRESS))
                 return -errno;
+        /* The upstream's time starts now: a client slow to send its query does not take it. */
+        c->deadline = now_ms() + DNSFWD_TIMEOUT_MS;
         c->step = CONNECT;
         return 0;
 }

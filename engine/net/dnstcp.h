@@ -4,7 +4,9 @@
  * kernel until that query is answered), passed on to the upstream over a TCP connection of
  * its own, and the answer (at most 65535 bytes, as the length allows) goes back after the
  * forwarder's owner has seen it, as for UDP. Bounded: DNSTCP_CONNS connections, DNSTCP_PER_SOURCE
- * from one address, each query answered within DNSFWD_TIMEOUT_MS or its connection closed.
+ * from one address; a query must come whole within DNSFWD_TIMEOUT_MS of the connection (or
+ * of the previous answer), and its answer within DNSFWD_TIMEOUT_MS more, or the connection
+ * is closed.
  * Driven by the forwarder's poll loop: no thread of its own.
  */
 #pragma once

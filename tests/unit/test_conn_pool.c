@@ -210,7 +210,22 @@ static void test_bounds(void **state) {
         usleep(10000);
         assert_int_equal(conn_pool_take(pool, "a:1", &ssl), -ENOENT);
         close(sp[1]);
+        /* Expired ones make room for new ones of their peer, and are closed then. */
+        int old[2 * CONN_POOL_PER_PEER];
+        for (int i = 0; i < CONN_POOL_PER_PEER; i++) {
+                assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, old + 2 * i), 0);
+                conn_pool_put(pool, "a:1", old[2 * i], NULL);
+        }
+        usleep(10000);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp), 0);
+        conn_pool_put(pool, "a:1", sp[0], NULL);
+        for (int i = 0; i < CONN_POOL_PER_PEER; i++) {
+                assert_int_equal(read(old[2 * i + 1], &c, 1), 0);
+                close(old[2 * i + 1]);
+        }
         conn_pool_free(pool);
+        assert_int_equal(read(sp[1], &c, 1), 0); /* it was kept (and closed by conn_pool_free) */
+        close(sp[1]);
         for (int i = 0; i < CONN_POOL_PER_PEER + 1; i++)
                 close(fds[2 * i + 1]);
 }
