@@ -160,7 +160,10 @@ static int send_all(struct agent_stream *s, const void *data, size_t len) {
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
-                        return -errno;
+                        /* The peer's reset, not to be taken for the client's hang-up (which
+                         * wait_fd() says with -ECONNRESET): a kept connection's head is then
+                         * sent again on a new one. */
+                        return errno == ECONNRESET ? -ECONNABORTED : -errno;
                 }
                 p += k;
                 len -= (size_t) k;
@@ -233,7 +236,8 @@ static int send_head_buf(struct agent_stream *s, const struct buf *head, const s
         int r = send_all(s, head->data, head->len);
 
         if (r < 0)
-                return error_set(e, r, s->err_status, s->err_code, "cannot send a request to %s: %s", s->peer, strerror(-r));
+                return error_set(e, r, s->err_status, s->err_code, "cannot send a request to %s: %s", s->peer,
+                                 strerror(r == -ECONNABORTED ? ECONNRESET : -r));
         s->chunked_upload = q->body_len < 0;
         s->body_left = q->body_len;
         s->body_whole = q->body_len == 0;
@@ -411,7 +415,7 @@ int agent_stream_send(struct agent_stream *s, const void *data, size_t len, stru
 
         if (s->send_error)
                 return error_set(e, s->send_error, s->err_status, s->err_code, "%s stopped reading the request: %s", s->peer,
-                                 strerror(s->send_error));
+                                 strerror(s->send_error == ECONNABORTED ? ECONNRESET : s->send_error));
         if (len == 0)
                 return 0;
         if (s->chunked_upload) {
@@ -424,7 +428,8 @@ int agent_stream_send(struct agent_stream *s, const void *data, size_t len, stru
                 r = send_all(s, "\r\n", 2);
         if (r < 0) {
                 s->send_error = -r;
-                return error_set(e, r, s->err_status, s->err_code, "%s stopped reading the request: %s", s->peer, strerror(-r));
+                return error_set(e, r, s->err_status, s->err_code, "%s stopped reading the request: %s", s->peer,
+                                 strerror(r == -ECONNABORTED ? ECONNRESET : -r));
         }
         if (!s->chunked_upload) {
                 s->body_left -= (int64_t) len;
@@ -544,7 +549,7 @@ int agent_stream_finish(struct agent_stream *s, long timeout_ms, struct error *e
                 }
                 if (k <= 0 && s->send_error)
                         return error_set(e, s->send_error, s->err_status, s->err_code, "%s stopped reading the request: %s", s->peer,
-                                         strerror(s->send_error));
+                                         strerror(s->send_error == ECONNABORTED ? ECONNRESET : s->send_error));
                 if (k <= 0)
                         return error_set(e, k < 0 ? (int) -k : EPIPE, s->err_status, s->err_code,
                                          "%s closed the connection without an answer", s->peer);
