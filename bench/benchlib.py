@@ -39,6 +39,7 @@ UID_COUNT = 65536
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 RUNC = shutil.which("runc") or "runc"
+IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,10 @@ class Engine:
                 "--max-running", str(cfg.max_running), *self.extra_args, *args]
 
     def start(self) -> None:
+        # The engine turns IPv4 forwarding on (its sandboxes' egress): cleanup() gives the
+        # host back its own setting.
+        with open(IP_FORWARD) as f:
+            self.ip_forward = f.read().strip()
         os.makedirs(self.state_dir)
         os.makedirs(self.run_dir)
         Path(self.conf).touch()
@@ -449,6 +454,12 @@ def cleanup(tmp: str, cfg: BenchConfig, eng: Optional[Engine], rc: Optional[Runc
     if eng is not None:
         problems += eng.kill_all()
         eng.stop()
+        if getattr(eng, "ip_forward", None):
+            try:
+                with open(IP_FORWARD, "w") as f:
+                    f.write(eng.ip_forward + "\n")
+            except OSError as e:
+                problems.append(f"net.ipv4.ip_forward not restored: {e.strerror}")
         # Containers the engine left behind (its runc root lives in our run dir).
         for state in glob.glob(os.path.join(eng.run_dir, "**", "state.json"), recursive=True):
             cdir = os.path.dirname(state)
