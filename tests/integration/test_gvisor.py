@@ -19,7 +19,7 @@ import time
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
-from conftest import Engine, cgroup_dirs, mounts_under, start_engine, wait_until
+from conftest import TEST_RUNTIME, Engine, cgroup_dirs, mounts_under, start_engine, wait_until
 
 from ai2in import ConflictError, InvalidArgumentError, NotFoundError, RateLimitError, Sandbox
 
@@ -72,7 +72,7 @@ def test_runtime_is_recorded_and_shown(eng: Engine, gkey: str, gsbx: Sandbox) ->
     assert gsbx.get_info()["runtime"] == "gvisor"
     runc = eng.sandbox(gkey)
     try:
-        assert runc.get_info()["runtime"] == "runc"  # the engine's default
+        assert runc.get_info()["runtime"] == ("gvisor" if TEST_RUNTIME == "runsc" else "runc")  # the engine's default
     finally:
         runc.kill()
     with pytest.raises(InvalidArgumentError, match="runtime"):
