@@ -130,32 +130,31 @@ static unsigned to_admit(struct domains *d, uint32_t i, const char *veth, const 
         return n;
 }
 
+/* Forgets the addresses whose set entries have expired. */
+static void admitted_expire(struct entry *en, int64_t now) {
+        unsigned kept = 0;
+
+        for (unsigned i = 0; i < en->n_admitted; i++)
+                if (en->admitted[i].until_ms > now)
+                        en->admitted[kept++] = en->admitted[i];
+        en->n_admitted = kept;
+}
+
 /* Whether en's set has room for k more addresses (expired ones dropped first): the set
  * itself would refuse them, but not always at exactly its maxelem (a hash set with
  * timeouts may take one more before its garbage collection). */
 static bool has_room(struct entry *en, unsigned k, int64_t now) {
-        unsigned kept = 0;
-
-        if (en->n_admitted + k <= FIREWALL_SET_MAX)
-                return true;
-        for (unsigned i = 0; i < en->n_admitted; i++)
-                if (en->admitted[i].until_ms > now)
-                        en->admitted[kept++] = en->admitted[i];
-        en->n_admitted = kept;
-        return kept + k <= FIREWALL_SET_MAX;
+        if (en->n_admitted + k > FIREWALL_SET_MAX)
+                admitted_expire(en, now);
+        return en->n_admitted + k <= FIREWALL_SET_MAX;
 }
 
 /* Room for one more admitted address: expired ones dropped first. */
 static int admitted_room(struct entry *en, int64_t now) {
-        unsigned kept = 0;
-
         if (en->n_admitted < en->cap_admitted)
                 return 0;
-        for (unsigned i = 0; i < en->n_admitted; i++)
-                if (en->admitted[i].until_ms > now)
-                        en->admitted[kept++] = en->admitted[i];
-        en->n_admitted = kept;
-        if (kept < en->cap_admitted)
+        admitted_expire(en, now);
+        if (en->n_admitted < en->cap_admitted)
                 return 0;
         if (en->cap_admitted >= FIREWALL_SET_MAX)
                 return -ENOSPC;
@@ -193,7 +192,7 @@ static int answered(void *data, uint32_t src, const struct dnsmsg_question *q, u
         uint32_t i = index_of(d, src);
         char veth[16] = "", err[256] = "";
         unsigned n, fresh;
-        bool full;
+        bool refused; /* before any admission: too many addresses, or no room for them */
 
         if (i >= d->size)
                 return 0;
@@ -207,19 +206,19 @@ static int answered(void *data, uint32_t src, const struct dnsmsg_question *q, u
         /* What it could not let through would be connected to and refused: refused whole. */
         if (a.more) {
                 n = 0;
-                full = true;
+                refused = true;
                 snprintf(err, sizeof(err), "the answer has more than %d addresses", DNSMSG_ADDRS_MAX);
         } else {
                 pthread_mutex_lock(&d->lock);
                 n = to_admit(d, i, veth, &a, msg, admit, &fresh);
-                full = fresh > 0 && d->by_index[i] && !has_room(d->by_index[i], fresh, now_ms());
+                refused = fresh > 0 && d->by_index[i] && !has_room(d->by_index[i], fresh, now_ms());
                 pthread_mutex_unlock(&d->lock);
                 if (n == 0)
                         return 0;
-                if (full)
+                if (refused)
                         snprintf(err, sizeof(err), "its address set is full (%d addresses)", FIREWALL_SET_MAX);
         }
-        if (full || firewall_set_admit(veth, admit, n, err, sizeof(err)) < 0) {
+        if (refused || firewall_set_admit(veth, admit, n, err, sizeof(err)) < 0) {
                 struct entry *en;
                 bool warn;
 
