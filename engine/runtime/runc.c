@@ -27,9 +27,9 @@ static int runc_start(struct runtime *rt, const char *id, const struct runtime_s
                                .open_files = s->open_files};
         int status, r;
 
-        r = spawn_run(argv, &o, &status, NULL);
+        r = runtime_run(rt, argv, &o, &status, NULL, e);
         if (r < 0)
-                return error_set(e, r, ERR_INTERNAL, "cannot run %s: %s", rt->binary, strerror(-r));
+                return r;
         if (status != 0)
                 return error_set(e, EIO, ERR_INTERNAL, "%s run exited with status %d", rt->binary, status);
         return 0;

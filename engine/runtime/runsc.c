@@ -72,9 +72,9 @@ static int run_in_netns(struct runtime *rt, char *const argv[], const char *verb
                                .open_files = runsc_open_files(), .hide_dir = RUNSC_HIDE_DIR};
         int status, r;
 
-        r = spawn_run(argv, &o, &status, NULL);
+        r = runtime_run(rt, argv, &o, &status, NULL, e);
         if (r < 0)
-                return error_set(e, r, ERR_INTERNAL, "cannot run %s: %s", rt->binary, strerror(-r));
+                return r;
         if (status != 0)
                 return error_set(e, EIO, ERR_INTERNAL, "%s %s exited with status %d", rt->binary, verb, status);
         return 0;
@@ -181,9 +181,9 @@ static int runsc_checkpoint(struct runtime *rt, const char *id, const char *imag
         int status, r;
 
         buf_init(&out, 1024 * 1024);
-        r = spawn_run(argv, &o, &status, &out);
+        r = runtime_run(rt, argv, &o, &status, &out, e);
         if (r < 0)
-                return error_set(e, r, ERR_INTERNAL, "cannot run %s: %s", rt->binary, strerror(-r));
+                return r;
         if (status != 0) {
                 checkpoint_reason(&out, msg, sizeof(msg));
                 return error_set(e, EIO, ERR_INTERNAL, "%s", *msg ? msg : "runsc checkpoint failed without a message");

@@ -86,6 +86,13 @@ bool runtime_installed(const char *binary) {
         return false;
 }
 
+int runtime_run(struct runtime *rt, char *const argv[], const struct spawn_opts *o, int *status, struct buf *out,
+                struct error *e) {
+        int r = spawn_run(argv, o, status, out);
+
+        return r < 0 ? error_set(e, r, ERR_INTERNAL, "cannot run %s: %s", rt->binary, strerror(-r)) : 0;
+}
+
 int runtime_oci_state(struct runtime *rt, char **argv, const char *id, enum container_status *ret, pid_t *ret_pid,
                       struct error *e) {
         struct spawn_opts o = {.extra_fd = -1, .stdio_fd = -1, .timeout_ms = 10000};
@@ -95,9 +102,9 @@ int runtime_oci_state(struct runtime *rt, char **argv, const char *id, enum cont
         int status, r;
 
         buf_init(&out, 1024 * 1024);
-        r = spawn_run(argv, &o, &status, &out);
+        r = runtime_run(rt, argv, &o, &status, &out, e);
         if (r < 0)
-                return error_set(e, r, ERR_INTERNAL, "cannot run %s: %s", rt->binary, strerror(-r));
+                return r;
         *ret_pid = 0;
         if (status != 0) {
                 *ret = CONTAINER_MISSING;

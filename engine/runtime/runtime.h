@@ -131,6 +131,15 @@ unsigned runtime_cgroups_remove_parent(const char *cgroup_parent);
 /* Whether binary (a name looked up on PATH, or a path) is an executable file. */
 bool runtime_installed(const char *binary);
 
+struct buf;
+struct spawn_opts;
+
+/* For the drivers: runs argv (a command of rt's program) as spawn_run does, its output into
+ * out (NULL: none); not being able to run it at all is an error in e, its exit status is
+ * *status's to judge. */
+int runtime_run(struct runtime *rt, char *const argv[], const struct spawn_opts *o, int *status, struct buf *out,
+                struct error *e);
+
 /* For a driver's status: runs argv (its `state <id>` command) and reads the OCI state it
  * prints (runc and runsc print the same document). A non-zero exit: CONTAINER_MISSING. */
 int runtime_oci_state(struct runtime *rt, char **argv, const char *id, enum container_status *ret, pid_t *ret_pid,
